@@ -1,0 +1,494 @@
+//! Strict JSON for JOSE headers and JWT payloads, on top of serde_json.
+//!
+//! serde_json already enforces RFC 8259 syntax and UTF-8 (including lone
+//! surrogate escapes) and rejects trailing data. What it does not do, and this
+//! module adds, is: refuse duplicate member names at any depth (RFC 7515 4 and
+//! RFC 7519 4 allow either rejecting or last-wins; last-wins lets a token say
+//! two things to two parsers, so jwtd rejects), bound nesting depth (a tighter,
+//! configurable bound than serde_json's fixed 128), and record *type* problems
+//! of registered members as data rather than as parse errors, so a claim of the
+//! wrong type gets its own reject reason after the signature is checked.
+//!
+//! It does not build a value tree. The header and payload visitors keep
+//! borrowed slices of the members jwtd reads; everything else is walked once
+//! and dropped. Member names without escapes are compared as borrowed slices;
+//! names with escapes are unescaped first, so `"a"` and `"\u0061"` collide.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::outcome::Anomalies;
+
+/// What the core needs to know about one JSON value: strings and numbers are
+/// kept, containers are only validated (string arrays are kept on request,
+/// for `aud` and `crit`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Shallow<'de> {
+    Str(Cow<'de, str>),
+    /// An integer, saturated into `i64` (NumericDates beyond it are absurd
+    /// but valid: `nbf: 2^63-1` must read as "far future", not fail).
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+    /// An array whose elements are all strings, when collection was asked for.
+    StrArray(Vec<Cow<'de, str>>),
+    /// Any other array.
+    Array,
+    Object,
+}
+
+/// Walks one value, enforcing depth and duplicate names below it.
+#[derive(Clone, Copy)]
+pub(crate) struct ValueSeed {
+    /// Containers still allowed below this point.
+    depth: u32,
+    /// Collect an all-string array into [`Shallow::StrArray`].
+    collect: bool,
+}
+
+impl ValueSeed {
+    fn child(self) -> ValueSeed {
+        ValueSeed {
+            depth: self.depth - 1,
+            collect: false,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Shallow<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Shallow<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Shallow::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Shallow::Int(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Shallow::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Shallow::Float(v))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Shallow::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Shallow::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Shallow::Str(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Shallow::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        if self.depth == 0 {
+            return Err(de::Error::custom("JSON nested too deeply"));
+        }
+        let mut strings = self.collect.then(Vec::new);
+        while let Some(v) = seq.next_element_seed(self.child())? {
+            match (v, &mut strings) {
+                (Shallow::Str(s), Some(list)) => list.push(s),
+                _ => strings = None,
+            }
+        }
+        Ok(strings.map_or(Shallow::Array, Shallow::StrArray))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if self.depth == 0 {
+            return Err(de::Error::custom("JSON nested too deeply"));
+        }
+        let mut names = Names::default();
+        while let Some(Name(name)) = map.next_key()? {
+            names.insert(name)?;
+            map.next_value_seed(self.child())?;
+        }
+        Ok(Shallow::Object)
+    }
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The member names of one object seen so far. Linear scan while small (the
+/// common case: a handful of members), a hash set beyond that so an object
+/// with thousands of members cannot make duplicate detection quadratic.
+#[derive(Default)]
+struct Names<'de> {
+    small: Vec<Cow<'de, str>>,
+    large: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl<'de> Names<'de> {
+    const SMALL: usize = 16;
+
+    fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
+        let fresh = match &mut self.large {
+            Some(set) => set.insert(name),
+            None if self.small.contains(&name) => false,
+            None => {
+                self.small.push(name);
+                if self.small.len() > Self::SMALL {
+                    self.large = Some(self.small.drain(..).collect());
+                }
+                true
+            }
+        };
+        if fresh {
+            Ok(())
+        } else {
+            Err(E::custom("duplicate member name"))
+        }
+    }
+}
+
+/// The JOSE header members jwtd acts on.
+#[derive(Debug, Default)]
+pub(crate) struct Header<'de> {
+    pub alg: Option<Cow<'de, str>>,
+    pub kid: Option<Cow<'de, str>>,
+    pub typ: Option<Cow<'de, str>>,
+    /// `crit` was present (any value: jwtd understands no extension).
+    pub crit: bool,
+    /// `b64` (RFC 7797), if present.
+    pub b64: Option<bool>,
+    pub anomalies: Anomalies,
+}
+
+/// Parses a header. Errors are opaque: every failure is [`Reject::Header`].
+///
+/// [`Reject::Header`]: super::Reject::Header
+pub(crate) fn parse_header(bytes: &[u8], max_depth: u32) -> Result<Header<'_>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let header = de.deserialize_map(HeaderVisitor { max_depth })?;
+    de.end()?;
+    Ok(header)
+}
+
+struct HeaderVisitor {
+    max_depth: u32,
+}
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = Header<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let seed = ValueSeed {
+            depth: self.max_depth.saturating_sub(1),
+            collect: false,
+        };
+        let mut names = Names::default();
+        let mut h = Header::default();
+        while let Some(Name(name)) = map.next_key()? {
+            let v = map.next_value_seed(seed)?;
+            match (&*name, v) {
+                ("alg", Shallow::Str(s)) => h.alg = Some(s),
+                ("kid", Shallow::Str(s)) => h.kid = Some(s),
+                ("typ", Shallow::Str(s)) => h.typ = Some(s),
+                ("b64", Shallow::Bool(b)) => h.b64 = Some(b),
+                ("alg" | "kid" | "typ" | "b64", _) => {
+                    return Err(de::Error::custom("header parameter has the wrong type"));
+                }
+                ("crit", _) => h.crit = true,
+                ("jwk", _) => h.anomalies.insert(Anomalies::EMBEDDED_JWK),
+                ("jku", _) => h.anomalies.insert(Anomalies::JKU),
+                ("x5u", _) => h.anomalies.insert(Anomalies::X5U),
+                ("x5c", _) => h.anomalies.insert(Anomalies::X5C),
+                _ => {}
+            }
+            names.insert(name)?;
+        }
+        Ok(h)
+    }
+}
+
+/// A registered claim as found: absent, well-typed, or of the wrong type.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) enum Field<T> {
+    #[default]
+    Absent,
+    Present(T),
+    WrongType,
+}
+
+impl<T> Field<T> {
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Field::Absent)
+    }
+}
+
+/// A NumericDate as a JSON number (RFC 7519 2: may be non-integer).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    /// Whole seconds, rounding down (for `exp`: never extends validity).
+    pub fn floor(self) -> i64 {
+        match self {
+            Number::Int(i) => i,
+            // `as` saturates, which is the right answer for absurd values.
+            Number::Float(f) => f.floor() as i64,
+        }
+    }
+
+    /// Whole seconds, rounding up (for `nbf`/`iat`: never advances validity).
+    pub fn ceil(self) -> i64 {
+        match self {
+            Number::Int(i) => i,
+            Number::Float(f) => f.ceil() as i64,
+        }
+    }
+}
+
+/// The payload members jwtd checks, as found.
+#[derive(Debug, Default)]
+pub(crate) struct Payload<'de> {
+    pub iss: Field<Cow<'de, str>>,
+    pub sub: Field<Cow<'de, str>>,
+    pub jti: Field<Cow<'de, str>>,
+    pub aud: Field<Vec<Cow<'de, str>>>,
+    pub exp: Field<Number>,
+    pub nbf: Field<Number>,
+    pub iat: Field<Number>,
+    /// Bit i is set when `required[i]` is present.
+    pub required_seen: u64,
+}
+
+/// At most this many required claims can be configured (one bit each).
+pub const MAX_REQUIRED_CLAIMS: usize = 64;
+
+/// Parses a payload, noting which of `required` are present.
+pub(crate) fn parse_payload<'de>(
+    bytes: &'de [u8],
+    max_depth: u32,
+    required: &[Box<str>],
+) -> Result<Payload<'de>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let payload = de.deserialize_map(PayloadVisitor {
+        max_depth,
+        required,
+    })?;
+    de.end()?;
+    Ok(payload)
+}
+
+struct PayloadVisitor<'r> {
+    max_depth: u32,
+    required: &'r [Box<str>],
+}
+
+fn string(v: Shallow<'_>) -> Field<Cow<'_, str>> {
+    match v {
+        Shallow::Str(s) => Field::Present(s),
+        _ => Field::WrongType,
+    }
+}
+
+fn number(v: Shallow<'_>) -> Field<Number> {
+    match v {
+        Shallow::Int(i) => Field::Present(Number::Int(i)),
+        Shallow::Float(f) => Field::Present(Number::Float(f)),
+        _ => Field::WrongType,
+    }
+}
+
+impl<'de> Visitor<'de> for PayloadVisitor<'_> {
+    type Value = Payload<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let depth = self.max_depth.saturating_sub(1);
+        let mut names = Names::default();
+        let mut p = Payload::default();
+        while let Some(Name(name)) = map.next_key()? {
+            let collect = &*name == "aud";
+            let v = map.next_value_seed(ValueSeed { depth, collect })?;
+            match &*name {
+                "iss" => p.iss = string(v),
+                "sub" => p.sub = string(v),
+                "jti" => p.jti = string(v),
+                "exp" => p.exp = number(v),
+                "nbf" => p.nbf = number(v),
+                "iat" => p.iat = number(v),
+                "aud" => {
+                    p.aud = match v {
+                        Shallow::Str(s) => Field::Present(vec![s]),
+                        Shallow::StrArray(list) => Field::Present(list),
+                        _ => Field::WrongType,
+                    }
+                }
+                _ => {}
+            }
+            if let Some(i) = self.required.iter().take(MAX_REQUIRED_CLAIMS).position(|r| **r == *name) {
+                p.required_seen |= 1 << i;
+            }
+            names.insert(name)?;
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(s: &str) -> Result<Header<'_>, serde_json::Error> {
+        parse_header(s.as_bytes(), 4)
+    }
+
+    fn payload(s: &str) -> Result<Payload<'_>, serde_json::Error> {
+        parse_payload(s.as_bytes(), 4, &[])
+    }
+
+    #[test]
+    fn header_reads_registered_members() {
+        let h = header(r#"{"alg":"ES256","kid":"k\u0031","typ":"JWT","jku":"x","x5c":[]}"#).unwrap();
+        assert_eq!(h.alg.as_deref(), Some("ES256"));
+        assert_eq!(h.kid.as_deref(), Some("k1"));
+        assert_eq!(h.typ.as_deref(), Some("JWT"));
+        assert!(h.anomalies.contains(Anomalies::JKU));
+        assert!(h.anomalies.contains(Anomalies::X5C));
+        assert!(!h.crit);
+    }
+
+    #[test]
+    fn header_members_of_wrong_type_are_errors() {
+        assert!(header(r#"{"alg":256}"#).is_err());
+        assert!(header(r#"{"alg":"RS256","kid":1}"#).is_err());
+        assert!(header(r#"{"alg":"RS256","typ":null}"#).is_err());
+        assert!(header(r#"{"alg":"RS256","b64":"false"}"#).is_err());
+    }
+
+    #[test]
+    fn duplicates_are_rejected_at_every_depth_and_through_escapes() {
+        assert!(header(r#"{"alg":"HS256","alg":"none"}"#).is_err());
+        assert!(header(r#"{"alg":"HS256","\u0061lg":"none"}"#).is_err());
+        assert!(payload(r#"{"a":{"b":1,"b":2}}"#).is_err());
+        assert!(payload(r#"{"a":[{"b":1,"b":2}]}"#).is_err());
+        assert!(payload(r#"{"a":{"b":1},"c":{"b":2}}"#).is_ok());
+    }
+
+    #[test]
+    fn duplicates_are_found_in_large_objects() {
+        let mut s = String::from("{");
+        for i in 0..100 {
+            s.push_str(&format!("\"m{i}\":0,"));
+        }
+        s.push_str("\"m7\":1}");
+        assert!(payload(&s).is_err());
+        assert!(payload(&s.replace("\"m7\":1", "\"m100\":1")).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        // Depth 4 allows the top object plus three nested containers.
+        assert!(payload(r#"{"a":[[{}]]}"#).is_ok());
+        assert!(payload(r#"{"a":[[[{}]]]}"#).is_err());
+        assert!(header(r#"{"alg":"RS256","x":[[[[]]]]}"#).is_err());
+    }
+
+    #[test]
+    fn top_level_must_be_an_object() {
+        for s in ["[]", "\"x\"", "1", "null", "", "{} {}", "{\"a\":1,}", "{'a':1}"] {
+            assert!(payload(s).is_err(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn claim_types_are_recorded_not_fatal() {
+        let p = payload(r#"{"iss":true,"exp":"1","nbf":null,"aud":["a",1],"sub":"s"}"#).unwrap();
+        assert_eq!(p.iss, Field::WrongType);
+        assert_eq!(p.exp, Field::WrongType);
+        assert_eq!(p.nbf, Field::WrongType);
+        assert_eq!(p.aud, Field::WrongType);
+        assert_eq!(p.sub, Field::Present(Cow::Borrowed("s")));
+    }
+
+    #[test]
+    fn numeric_dates_round_conservatively() {
+        let p = payload(r#"{"exp":10.5,"nbf":9.5,"iat":18446744073709551615}"#).unwrap();
+        let Field::Present(exp) = p.exp else { panic!() };
+        let Field::Present(nbf) = p.nbf else { panic!() };
+        assert_eq!(exp.floor(), 10);
+        assert_eq!(nbf.ceil(), 10);
+        assert_eq!(p.iat, Field::Present(Number::Int(i64::MAX)));
+    }
+
+    #[test]
+    fn aud_string_or_array() {
+        assert_eq!(payload(r#"{"aud":"a"}"#).unwrap().aud, Field::Present(vec![Cow::Borrowed("a")]));
+        assert_eq!(
+            payload(r#"{"aud":["a","b"]}"#).unwrap().aud,
+            Field::Present(vec![Cow::Borrowed("a"), Cow::Borrowed("b")])
+        );
+        assert_eq!(payload(r#"{"aud":[]}"#).unwrap().aud, Field::Present(vec![]));
+    }
+
+    #[test]
+    fn required_claims_are_tracked() {
+        let req: Vec<Box<str>> = vec!["exp".into(), "scope".into(), "tenant".into()];
+        let p = parse_payload(br#"{"exp":1,"tenant":"t"}"#, 4, &req).unwrap();
+        assert_eq!(p.required_seen, 0b101);
+    }
+
+    #[test]
+    fn invalid_utf8_and_lone_surrogates_are_rejected() {
+        assert!(parse_payload(b"{\"a\":\"\xff\"}", 4, &[]).is_err());
+        assert!(payload(r#"{"a":"\ud800"}"#).is_err());
+    }
+}

@@ -1,0 +1,394 @@
+//! The verification core: token bytes + trusted keys + policy -> [`Verdict`].
+//!
+//! # The life of one token
+//!
+//! [`verify`] runs these steps in this order; each failure returns at once
+//! with a [`Reject`] naming the first defect found:
+//!
+//! 1. **Size and shape.** At most [`Policy::max_token_bytes`]; exactly three
+//!    dot-separated segments (five is a JWE: refused); header and payload
+//!    non-empty.
+//! 2. **Header.** Strict base64url, then a UTF-8 JSON object with no duplicate
+//!    members and bounded depth (see `json`). `alg: none` in any spelling is
+//!    refused here, before anything else looks at the token; then unknown or
+//!    disallowed `alg`, `crit` (jwtd implements no extension), `b64: false`.
+//!    `jwk`/`jku`/`x5u`/`x5c` are noted as [`Anomalies`] and never used.
+//! 3. **Keys.** A token with `kid` is checked only against keys with that kid;
+//!    if none of them serves `alg` the reject is
+//!    [`Reject::KeyAlgorithmMismatch`] (algorithm confusion). Without `kid`,
+//!    every key that serves `alg` is tried. A key serves an algorithm only if
+//!    its type, curve, size and own JWK `alg` allow it (see [`crate::jwks`]),
+//!    so an RSA public key can never be used as an HMAC secret.
+//! 4. **Signature**, with keys parsed at load time. Payload and signature are
+//!    base64url-decoded before any crypto, so garbage costs no cryptography.
+//! 5. **Claims**, only after the signature holds, so operators never see
+//!    reasons drawn from forged content: registered claim types, required
+//!    claims, `exp`/`nbf`/`iat` with leeway, maximum lifetime, `iss`, `aud`,
+//!    header `typ`.
+//!
+//! # What this module does not do
+//!
+//! No I/O, no clock (the caller passes `now`), no caching, no logging, no
+//! metrics: it is a pure function, which is what makes it testable against
+//! the conformance vectors and cheap to call from any front.
+
+mod alg;
+mod json;
+mod outcome;
+
+use std::borrow::Cow;
+
+use base64::Engine;
+
+pub use alg::{AlgSet, Algorithm, AlgorithmNameError, Curve, Family, is_none_spelling};
+pub use json::MAX_REQUIRED_CLAIMS;
+pub use outcome::{Anomalies, Claims, Reject, Rejection, Verdict, Verified};
+
+use crate::jwks::{B64URL, KeySet};
+use json::{Field, Number};
+
+/// Default maximum token size: 16 KiB.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Default leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// Largest leeway a policy may configure: clock skew is bounded.
+pub const MAX_LEEWAY_SECS: u64 = 300;
+/// Default maximum JSON nesting depth (the top-level object counts as 1).
+pub const DEFAULT_MAX_JSON_DEPTH: u32 = 16;
+/// Largest signature any supported key produces (RSA-8192).
+const MAX_SIGNATURE_BYTES: usize = 1024;
+
+/// What a valid token must satisfy. Built once from configuration, then
+/// shared read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Algorithms accepted at all. Keys narrow this further per key.
+    pub algorithms: AlgSet,
+    /// Required `iss`, exact match; `None` skips the check.
+    pub issuer: Option<Box<str>>,
+    /// Accepted audiences: the token's `aud` (string or array) must contain
+    /// one of them. Empty skips the check.
+    pub audiences: Vec<Box<str>>,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`, in seconds.
+    pub leeway: u64,
+    /// Claims that must be present (default: `exp`).
+    pub required: Vec<Box<str>>,
+    /// Maximum `exp - iat` in seconds; `None` skips the check.
+    pub max_lifetime: Option<u64>,
+    /// Required header `typ` (e.g. `at+jwt` for RFC 9068 access tokens),
+    /// compared case-insensitively with an optional `application/` prefix
+    /// (RFC 7515 4.1.9).
+    pub typ: Option<Box<str>>,
+    /// Longest token accepted, in bytes.
+    pub max_token_bytes: usize,
+    /// Deepest JSON nesting accepted in header and payload.
+    pub max_json_depth: u32,
+}
+
+impl Default for Policy {
+    /// Every algorithm (keys bind each to its own), no issuer or audience
+    /// check, `exp` required, 30 s leeway, 16 KiB tokens, depth 16.
+    fn default() -> Self {
+        Policy {
+            algorithms: AlgSet::all(),
+            issuer: None,
+            audiences: Vec::new(),
+            leeway: DEFAULT_LEEWAY_SECS,
+            required: vec!["exp".into()],
+            max_lifetime: None,
+            typ: None,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+        }
+    }
+}
+
+impl Policy {
+    /// Every problem with this policy, one message each (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.algorithms.is_empty() {
+            out.push("algorithms: the allow-list is empty".to_owned());
+        }
+        if self.leeway > MAX_LEEWAY_SECS {
+            out.push(format!(
+                "leeway: {} s exceeds the maximum of {MAX_LEEWAY_SECS} s",
+                self.leeway
+            ));
+        }
+        if self.required.len() > MAX_REQUIRED_CLAIMS {
+            out.push(format!(
+                "required claims: {} listed, at most {MAX_REQUIRED_CLAIMS}",
+                self.required.len()
+            ));
+        }
+        if self.required.iter().any(|c| c.is_empty()) {
+            out.push("required claims: empty claim name".to_owned());
+        }
+        if self.issuer.as_deref() == Some("") {
+            out.push("issuer: empty string".to_owned());
+        }
+        if self.audiences.iter().any(|a| a.is_empty()) {
+            out.push("audience: empty string".to_owned());
+        }
+        if self.typ.as_deref() == Some("") {
+            out.push("typ: empty string".to_owned());
+        }
+        if !(64..=1024 * 1024).contains(&self.max_token_bytes) {
+            out.push(format!(
+                "max token size: {} bytes is outside 64 B ..= 1 MiB",
+                self.max_token_bytes
+            ));
+        }
+        if !(2..=64).contains(&self.max_json_depth) {
+            out.push(format!(
+                "max JSON depth: {} is outside 2 ..= 64",
+                self.max_json_depth
+            ));
+        }
+        out
+    }
+}
+
+/// Verifies `token` against `keys` under `policy`, at Unix time `now`.
+///
+/// Never panics, whatever the bytes (property-tested).
+///
+/// # Example
+///
+/// ```
+/// use jwtd::jwks::KeySet;
+/// use jwtd::verify::{verify, Policy, Reject};
+///
+/// let keys = KeySet::from_jwks(br#"{"keys":[{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}"#)?;
+/// let verdict = verify(b"not.a.token", &keys, &Policy::default(), 1_700_000_000);
+/// assert_eq!(verdict.unwrap_err().reason, Reject::Base64);
+/// # Ok::<(), jwtd::jwks::KeySetError>(())
+/// ```
+pub fn verify(token: &[u8], keys: &KeySet, policy: &Policy, now: i64) -> Verdict {
+    let mut anomalies = Anomalies::NONE;
+    verify_inner(token, keys, policy, now, &mut anomalies).map_err(|reason| Rejection {
+        reason,
+        anomalies,
+    })
+}
+
+fn verify_inner(
+    token: &[u8],
+    keys: &KeySet,
+    policy: &Policy,
+    now: i64,
+    anomalies: &mut Anomalies,
+) -> Result<Verified, Reject> {
+    // 1. Size and shape.
+    if token.len() > policy.max_token_bytes {
+        return Err(Reject::TooLarge);
+    }
+    let mut dots = token.iter().enumerate().filter(|(_, b)| **b == b'.').map(|(i, _)| i);
+    let (Some(d1), Some(d2)) = (dots.next(), dots.next()) else {
+        return Err(Reject::Malformed);
+    };
+    match dots.count() {
+        0 => {}
+        2 => return Err(Reject::Jwe),
+        _ => return Err(Reject::Malformed),
+    }
+    let (header_b64, payload_b64, sig_b64) =
+        (&token[..d1], &token[d1 + 1..d2], &token[d2 + 1..]);
+    if header_b64.is_empty() {
+        return Err(Reject::Malformed);
+    }
+
+    // 2. Header.
+    let header_bytes = B64URL.decode(header_b64).map_err(|_| Reject::Base64)?;
+    let header =
+        json::parse_header(&header_bytes, policy.max_json_depth).map_err(|_| Reject::Header)?;
+    *anomalies = header.anomalies;
+    let alg_name = header.alg.as_deref().ok_or(Reject::Header)?;
+    if is_none_spelling(alg_name) {
+        return Err(Reject::AlgNone);
+    }
+    let alg = Algorithm::from_name(alg_name).ok_or(Reject::AlgorithmNotAllowed)?;
+    if !policy.algorithms.contains(alg) {
+        return Err(Reject::AlgorithmNotAllowed);
+    }
+    if header.crit {
+        return Err(Reject::Crit);
+    }
+    if header.b64 == Some(false) {
+        return Err(Reject::Unencoded);
+    }
+
+    // Decode the rest before any crypto: malformed tokens cost no signature.
+    if payload_b64.is_empty() {
+        // Detached content (RFC 7515 F): a JWT always carries its claims.
+        return Err(Reject::Payload);
+    }
+    let payload = B64URL.decode(payload_b64).map_err(|_| Reject::Base64)?;
+    let mut sig_buf = [0u8; MAX_SIGNATURE_BYTES];
+    if sig_b64.len() > MAX_SIGNATURE_BYTES * 4 / 3 + 1 {
+        return Err(Reject::BadSignature);
+    }
+    let sig_len = B64URL
+        .decode_slice(sig_b64, &mut sig_buf)
+        .map_err(|_| Reject::Base64)?;
+    let signature = &sig_buf[..sig_len];
+    if signature.is_empty() {
+        return Err(Reject::BadSignature);
+    }
+
+    // 3 and 4. Key selection and signature.
+    let signing_input = &token[..d2];
+    let kid = header.kid.as_deref();
+    let (mut named, mut fits) = (false, false);
+    let mut verified_by = None;
+    for key in keys.candidates(kid) {
+        named = true;
+        if !key.serves(alg) {
+            continue;
+        }
+        fits = true;
+        if key.verify(alg, signing_input, signature) {
+            verified_by = Some(key);
+            break;
+        }
+    }
+    let key = match verified_by {
+        Some(key) => key,
+        None if !named => return Err(Reject::UnknownKey),
+        None if !fits && kid.is_some() => return Err(Reject::KeyAlgorithmMismatch),
+        None if !fits => return Err(Reject::UnknownKey),
+        None => return Err(Reject::BadSignature),
+    };
+
+    // 5. Claims.
+    let p = json::parse_payload(&payload, policy.max_json_depth, &policy.required)
+        .map_err(|_| Reject::Payload)?;
+    let claims = check_claims(&p, policy, now)?;
+    if let Some(want) = &policy.typ
+        && !header.typ.as_deref().is_some_and(|t| typ_matches(t, want))
+    {
+        return Err(Reject::Type);
+    }
+    let claims = Claims {
+        iss: owned(&p.iss),
+        sub: owned(&p.sub),
+        jti: owned(&p.jti),
+        exp: claims.exp,
+        nbf: claims.nbf,
+        iat: claims.iat,
+        raw: payload.into_boxed_slice(),
+    };
+    Ok(Verified {
+        claims,
+        alg,
+        kid: key.kid().cloned(),
+        anomalies: *anomalies,
+    })
+}
+
+fn owned(f: &Field<Cow<'_, str>>) -> Option<Box<str>> {
+    match f {
+        Field::Present(s) => Some(Box::from(&**s)),
+        _ => None,
+    }
+}
+
+struct Times {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+fn date(f: &Field<Number>, round: fn(Number) -> i64) -> Option<i64> {
+    match f {
+        Field::Present(n) => Some(round(*n)),
+        _ => None,
+    }
+}
+
+fn check_claims(p: &json::Payload<'_>, policy: &Policy, now: i64) -> Result<Times, Reject> {
+    let wrong = [
+        p.iss == Field::WrongType,
+        p.sub == Field::WrongType,
+        p.jti == Field::WrongType,
+        p.aud == Field::WrongType,
+        p.exp == Field::WrongType,
+        p.nbf == Field::WrongType,
+        p.iat == Field::WrongType,
+    ];
+    if wrong.into_iter().any(|w| w) {
+        return Err(Reject::ClaimType);
+    }
+    let tracked = policy.required.len().min(MAX_REQUIRED_CLAIMS);
+    let all_required = if tracked == 64 { u64::MAX } else { (1u64 << tracked) - 1 };
+    if p.required_seen != all_required
+        || (policy.issuer.is_some() && !p.iss.is_present())
+        || (!policy.audiences.is_empty() && !p.aud.is_present())
+    {
+        return Err(Reject::MissingClaim);
+    }
+
+    let t = Times {
+        exp: date(&p.exp, Number::floor),
+        nbf: date(&p.nbf, Number::ceil),
+        iat: date(&p.iat, Number::ceil),
+    };
+    let leeway = i64::try_from(policy.leeway).unwrap_or(i64::MAX);
+    if let Some(exp) = t.exp
+        && now >= exp.saturating_add(leeway)
+    {
+        return Err(Reject::Expired);
+    }
+    if let Some(nbf) = t.nbf
+        && now.saturating_add(leeway) < nbf
+    {
+        return Err(Reject::NotYetValid);
+    }
+    if let Some(iat) = t.iat
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(Reject::IssuedInFuture);
+    }
+    if let Some(max) = policy.max_lifetime {
+        // Without iat, judge the remaining lifetime; without exp, the token
+        // never expires, which is longer than any maximum.
+        let start = t.iat.unwrap_or(now);
+        let too_long = t
+            .exp
+            .is_none_or(|exp| exp.saturating_sub(start) > i64::try_from(max).unwrap_or(i64::MAX));
+        if too_long {
+            return Err(Reject::LifetimeTooLong);
+        }
+    }
+
+    if let Some(want) = &policy.issuer
+        && !matches!(&p.iss, Field::Present(iss) if **iss == **want)
+    {
+        return Err(Reject::Issuer);
+    }
+    if !policy.audiences.is_empty() {
+        let Field::Present(aud) = &p.aud else {
+            return Err(Reject::MissingClaim);
+        };
+        if !aud.iter().any(|a| policy.audiences.iter().any(|w| **w == **a)) {
+            return Err(Reject::Audience);
+        }
+    }
+    Ok(t)
+}
+
+/// RFC 7515 4.1.9: media types compare case-insensitively, and
+/// `application/` may be omitted.
+fn typ_matches(got: &str, want: &str) -> bool {
+    fn bare(s: &str) -> &str {
+        match s.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &s[12..],
+            _ => s,
+        }
+    }
+    bare(got).eq_ignore_ascii_case(bare(want))
+}
+
+#[cfg(test)]
+mod tests;
