@@ -104,7 +104,13 @@ mod tests {
         let der: Vec<u8> = (0..=255).collect();
         let text = format!("comment\n{}trailer\n", encode("PUBLIC KEY", &der));
         let blocks = parse(&text).unwrap();
-        assert_eq!(blocks, vec![Block { label: "PUBLIC KEY".into(), der }]);
+        assert_eq!(
+            blocks,
+            vec![Block {
+                label: "PUBLIC KEY".into(),
+                der
+            }]
+        );
     }
 
     #[test]
@@ -119,7 +125,9 @@ mod tests {
             Err(PemError::Base64("PUBLIC KEY".into()))
         );
         assert_eq!(
-            parse("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"),
+            parse(
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+            ),
             Err(PemError::Encrypted("ENCRYPTED PRIVATE KEY".into()))
         );
     }

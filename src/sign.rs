@@ -138,7 +138,11 @@ impl SigningKey {
             serde_json::from_slice(json).map_err(|e| SignKeyError::Json(e.to_string()))?;
         let jwk = match value.get("keys").and_then(Value::as_array) {
             Some(keys) if keys.len() == 1 => &keys[0],
-            Some(_) => return Err(SignKeyError::Json("a key set must hold exactly one key".into())),
+            Some(_) => {
+                return Err(SignKeyError::Json(
+                    "a key set must hold exactly one key".into(),
+                ));
+            }
             None => &value,
         };
         let jwk = jwk
@@ -210,7 +214,9 @@ impl SigningKey {
         for block in pem::parse(text)? {
             let der = &block.der;
             let secret = match block.label.as_str() {
-                "RSA PRIVATE KEY" => rsa::KeyPair::from_der(der).map(Secret::Rsa).map_err(rejected),
+                "RSA PRIVATE KEY" => rsa::KeyPair::from_der(der)
+                    .map(Secret::Rsa)
+                    .map_err(rejected),
                 "EC PRIVATE KEY" => ec_from(der, EcdsaKeyPair::from_private_key_der),
                 "PRIVATE KEY" => rsa::KeyPair::from_pkcs8(der)
                     .map(Secret::Rsa)
@@ -224,11 +230,16 @@ impl SigningKey {
             };
             match secret {
                 Ok(secret) => {
-                    return Ok(SigningKey {
+                    let (kid, alg) = explanatory(text);
+                    let key = SigningKey {
                         alg: secret.default_alg(),
                         secret,
-                        kid: None,
-                    });
+                        kid,
+                    };
+                    return match alg {
+                        Some(alg) => key.with_alg(alg),
+                        None => Ok(key),
+                    };
                 }
                 Err(e) => last = e,
             }
@@ -338,7 +349,11 @@ impl SigningKey {
                     .map_err(|_| SignKeyError::Sign)?;
                 sig
             }
-            Secret::Ec(_, k) => k.sign(&rng, input).map_err(|_| SignKeyError::Sign)?.as_ref().to_vec(),
+            Secret::Ec(_, k) => k
+                .sign(&rng, input)
+                .map_err(|_| SignKeyError::Sign)?
+                .as_ref()
+                .to_vec(),
             Secret::Ed25519(k) => k.sign(input).as_ref().to_vec(),
         })
     }
@@ -365,7 +380,11 @@ impl SigningKey {
     /// # Errors
     ///
     /// Only on an internal crypto failure.
-    pub fn mint(&self, claims: &Value, extra_header: &Map<String, Value>) -> Result<String, SignKeyError> {
+    pub fn mint(
+        &self,
+        claims: &Value,
+        extra_header: &Map<String, Value>,
+    ) -> Result<String, SignKeyError> {
         let mut header = Map::new();
         header.insert("alg".into(), self.alg.as_str().into());
         header.insert("typ".into(), "JWT".into());
@@ -411,6 +430,29 @@ impl SigningKey {
         jwk
     }
 
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url) of the public key:
+    /// a stable, collision-resistant default kid.
+    pub fn thumbprint(&self) -> String {
+        let jwk = self.public_jwk();
+        let members: &[&str] = match jwk["kty"].as_str() {
+            Some("RSA") => &["e", "kty", "n"],
+            Some("EC") => &["crv", "kty", "x", "y"],
+            Some("OKP") => &["crv", "kty", "x"],
+            _ => &["k", "kty"],
+        };
+        // serde_json's Map is ordered by key (no preserve_order feature), which
+        // is the lexicographic order RFC 7638 requires.
+        let canonical: Map<String, Value> = members
+            .iter()
+            .map(|m| ((*m).to_owned(), jwk[*m].clone()))
+            .collect();
+        let text = Value::Object(canonical).to_string();
+        B64URL.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            text.as_bytes(),
+        ))
+    }
+
     /// The private key as a file `jwtd mint --key` reads back: PKCS#8 PEM for
     /// asymmetric keys, a private JWK for HMAC secrets.
     ///
@@ -425,12 +467,47 @@ impl SigningKey {
                     .map(|s| s + "\n")
                     .map_err(|_| SignKeyError::Sign);
             }
-            Secret::Rsa(k) => k.as_der().map_err(|_| SignKeyError::Sign)?.as_ref().to_vec(),
-            Secret::Ec(_, k) => k.to_pkcs8v1().map_err(|_| SignKeyError::Sign)?.as_ref().to_vec(),
-            Secret::Ed25519(k) => k.to_pkcs8v1().map_err(|_| SignKeyError::Sign)?.as_ref().to_vec(),
+            Secret::Rsa(k) => k
+                .as_der()
+                .map_err(|_| SignKeyError::Sign)?
+                .as_ref()
+                .to_vec(),
+            Secret::Ec(_, k) => k
+                .to_pkcs8v1()
+                .map_err(|_| SignKeyError::Sign)?
+                .as_ref()
+                .to_vec(),
+            Secret::Ed25519(k) => k
+                .to_pkcs8v1()
+                .map_err(|_| SignKeyError::Sign)?
+                .as_ref()
+                .to_vec(),
         };
-        Ok(pem::encode("PRIVATE KEY", &der))
+        // RFC 7468 5.2 lets explanatory text precede a block, and PEM readers
+        // ignore it; jwtd keeps the kid and alg there so `mint` can read
+        // them back (PKCS#8 has no place for either).
+        let mut out = String::new();
+        if let Some(kid) = &self.kid {
+            out.push_str(&format!("kid: {kid}\n"));
+        }
+        out.push_str(&format!("alg: {}\n", self.alg));
+        out.push_str(&pem::encode("PRIVATE KEY", &der));
+        Ok(out)
     }
+}
+
+/// `kid:` and `alg:` lines before the first PEM block (written by
+/// [`SigningKey::private_file`]).
+fn explanatory(text: &str) -> (Option<String>, Option<Algorithm>) {
+    let (mut kid, mut alg) = (None, None);
+    for line in text.lines().take_while(|l| !l.starts_with("-----BEGIN")) {
+        if let Some(k) = line.strip_prefix("kid:") {
+            kid = Some(k.trim().to_owned());
+        } else if let Some(a) = line.strip_prefix("alg:") {
+            alg = a.trim().parse().ok();
+        }
+    }
+    (kid, alg)
 }
 
 fn strip(b: &[u8]) -> &[u8] {
@@ -440,7 +517,10 @@ fn strip(b: &[u8]) -> &[u8] {
 
 fn ec_from(
     der: &[u8],
-    parse: fn(&'static EcdsaSigningAlgorithm, &[u8]) -> Result<EcdsaKeyPair, aws_lc_rs::error::KeyRejected>,
+    parse: fn(
+        &'static EcdsaSigningAlgorithm,
+        &[u8],
+    ) -> Result<EcdsaKeyPair, aws_lc_rs::error::KeyRejected>,
 ) -> Result<Secret, SignKeyError> {
     let mut last = SignKeyError::Unsupported("not an EC key".into());
     for curve in [Curve::P256, Curve::P384, Curve::P521] {

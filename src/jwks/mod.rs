@@ -152,7 +152,11 @@ pub struct SkippedKey {
 impl fmt::Display for SkippedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kid {
-            Some(kid) => write!(f, "key {} (kid {:?}) skipped: {}", self.index, kid, self.problem),
+            Some(kid) => write!(
+                f,
+                "key {} (kid {:?}) skipped: {}",
+                self.index, kid, self.problem
+            ),
             None => write!(f, "key {} (no kid) skipped: {}", self.index, self.problem),
         }
     }
@@ -297,7 +301,11 @@ impl KeySet {
         let mut set = KeySet::default();
         for (index, jwk) in keys.iter().enumerate() {
             let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
-            match jwk.as_object().ok_or(KeyProblem::NotAnObject).and_then(parse_jwk) {
+            match jwk
+                .as_object()
+                .ok_or(KeyProblem::NotAnObject)
+                .and_then(parse_jwk)
+            {
                 Ok(key) => set.push(key),
                 Err(problem) => set.skipped.push(SkippedKey {
                     index,
@@ -387,16 +395,19 @@ impl KeySet {
             ),
             None => (&[], &[]),
         };
-        let all = kid.is_none().then_some(self.keys.iter()).into_iter().flatten();
-        named
-            .iter()
-            .chain(any)
-            .map(|&i| &self.keys[i])
-            .chain(all)
+        let all = kid
+            .is_none()
+            .then_some(self.keys.iter())
+            .into_iter()
+            .flatten();
+        named.iter().chain(any).map(|&i| &self.keys[i]).chain(all)
     }
 }
 
-fn member<'a>(jwk: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, KeyProblem> {
+fn member<'a>(
+    jwk: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, KeyProblem> {
     match jwk.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -432,7 +443,8 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<Key, KeyProblem> {
     let alg = match member(jwk, "alg")? {
         None => None,
         Some(name) => Some(
-            Algorithm::from_name(name).ok_or_else(|| KeyProblem::UnsupportedAlg(name.to_owned()))?,
+            Algorithm::from_name(name)
+                .ok_or_else(|| KeyProblem::UnsupportedAlg(name.to_owned()))?,
         ),
     };
     let (kind, handles) = match required(jwk, "kty")? {

@@ -173,7 +173,9 @@ pub enum AlgorithmNameError {
     #[error("algorithm 'none' is never allowed")]
     None,
     /// Not a JWS algorithm jwtd implements.
-    #[error("unknown algorithm '{0}' (expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)")]
+    #[error(
+        "unknown algorithm '{0}' (expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)"
+    )]
     Unknown(String),
 }
 
@@ -227,7 +229,9 @@ impl AlgSet {
 
     /// The members, in declaration order.
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
-        Algorithm::ALL.into_iter().filter(move |a| self.contains(*a))
+        Algorithm::ALL
+            .into_iter()
+            .filter(move |a| self.contains(*a))
     }
 }
 
@@ -260,14 +264,24 @@ mod tests {
 
     #[test]
     fn alg_names_are_case_sensitive() {
-        assert!(matches!("hs256".parse::<Algorithm>(), Err(AlgorithmNameError::Unknown(_))));
-        assert!(matches!("EDDSA".parse::<Algorithm>(), Err(AlgorithmNameError::Unknown(_))));
+        assert!(matches!(
+            "hs256".parse::<Algorithm>(),
+            Err(AlgorithmNameError::Unknown(_))
+        ));
+        assert!(matches!(
+            "EDDSA".parse::<Algorithm>(),
+            Err(AlgorithmNameError::Unknown(_))
+        ));
     }
 
     #[test]
     fn none_is_refused_in_every_spelling() {
         for s in ["none", "None", "NONE", "nOnE", " none", "none\t"] {
-            assert_eq!(s.parse::<Algorithm>(), Err(AlgorithmNameError::None), "{s:?}");
+            assert_eq!(
+                s.parse::<Algorithm>(),
+                Err(AlgorithmNameError::None),
+                "{s:?}"
+            );
         }
     }
 
@@ -277,7 +291,10 @@ mod tests {
         assert!(set.contains(Algorithm::ES256));
         assert!(set.contains(Algorithm::EdDSA));
         assert!(!set.contains(Algorithm::HS256));
-        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Algorithm::ES256, Algorithm::EdDSA]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![Algorithm::ES256, Algorithm::EdDSA]
+        );
         assert_eq!(AlgSet::all().iter().count(), 13);
     }
 }

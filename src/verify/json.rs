@@ -374,7 +374,12 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
                 }
                 _ => {}
             }
-            if let Some(i) = self.required.iter().take(MAX_REQUIRED_CLAIMS).position(|r| **r == *name) {
+            if let Some(i) = self
+                .required
+                .iter()
+                .take(MAX_REQUIRED_CLAIMS)
+                .position(|r| **r == *name)
+            {
                 p.required_seen |= 1 << i;
             }
             names.insert(name)?;
@@ -397,7 +402,8 @@ mod tests {
 
     #[test]
     fn header_reads_registered_members() {
-        let h = header(r#"{"alg":"ES256","kid":"k\u0031","typ":"JWT","jku":"x","x5c":[]}"#).unwrap();
+        let h =
+            header(r#"{"alg":"ES256","kid":"k\u0031","typ":"JWT","jku":"x","x5c":[]}"#).unwrap();
         assert_eq!(h.alg.as_deref(), Some("ES256"));
         assert_eq!(h.kid.as_deref(), Some("k1"));
         assert_eq!(h.typ.as_deref(), Some("JWT"));
@@ -444,7 +450,16 @@ mod tests {
 
     #[test]
     fn top_level_must_be_an_object() {
-        for s in ["[]", "\"x\"", "1", "null", "", "{} {}", "{\"a\":1,}", "{'a':1}"] {
+        for s in [
+            "[]",
+            "\"x\"",
+            "1",
+            "null",
+            "",
+            "{} {}",
+            "{\"a\":1,}",
+            "{'a':1}",
+        ] {
             assert!(payload(s).is_err(), "{s:?}");
         }
     }
@@ -471,12 +486,18 @@ mod tests {
 
     #[test]
     fn aud_string_or_array() {
-        assert_eq!(payload(r#"{"aud":"a"}"#).unwrap().aud, Field::Present(vec![Cow::Borrowed("a")]));
+        assert_eq!(
+            payload(r#"{"aud":"a"}"#).unwrap().aud,
+            Field::Present(vec![Cow::Borrowed("a")])
+        );
         assert_eq!(
             payload(r#"{"aud":["a","b"]}"#).unwrap().aud,
             Field::Present(vec![Cow::Borrowed("a"), Cow::Borrowed("b")])
         );
-        assert_eq!(payload(r#"{"aud":[]}"#).unwrap().aud, Field::Present(vec![]));
+        assert_eq!(
+            payload(r#"{"aud":[]}"#).unwrap().aud,
+            Field::Present(vec![])
+        );
     }
 
     #[test]

@@ -167,10 +167,8 @@ impl Policy {
 /// ```
 pub fn verify(token: &[u8], keys: &KeySet, policy: &Policy, now: i64) -> Verdict {
     let mut anomalies = Anomalies::NONE;
-    verify_inner(token, keys, policy, now, &mut anomalies).map_err(|reason| Rejection {
-        reason,
-        anomalies,
-    })
+    verify_inner(token, keys, policy, now, &mut anomalies)
+        .map_err(|reason| Rejection { reason, anomalies })
 }
 
 fn verify_inner(
@@ -184,7 +182,11 @@ fn verify_inner(
     if token.len() > policy.max_token_bytes {
         return Err(Reject::TooLarge);
     }
-    let mut dots = token.iter().enumerate().filter(|(_, b)| **b == b'.').map(|(i, _)| i);
+    let mut dots = token
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'.')
+        .map(|(i, _)| i);
     let (Some(d1), Some(d2)) = (dots.next(), dots.next()) else {
         return Err(Reject::Malformed);
     };
@@ -193,8 +195,7 @@ fn verify_inner(
         2 => return Err(Reject::Jwe),
         _ => return Err(Reject::Malformed),
     }
-    let (header_b64, payload_b64, sig_b64) =
-        (&token[..d1], &token[d1 + 1..d2], &token[d2 + 1..]);
+    let (header_b64, payload_b64, sig_b64) = (&token[..d1], &token[d1 + 1..d2], &token[d2 + 1..]);
     if header_b64.is_empty() {
         return Err(Reject::Malformed);
     }
@@ -212,11 +213,13 @@ fn verify_inner(
     if !policy.algorithms.contains(alg) {
         return Err(Reject::AlgorithmNotAllowed);
     }
-    if header.crit {
-        return Err(Reject::Crit);
-    }
+    // b64:false comes with crit:["b64"] (RFC 7797 6); name the specific
+    // defect rather than the generic one.
     if header.b64 == Some(false) {
         return Err(Reject::Unencoded);
+    }
+    if header.crit {
+        return Err(Reject::Crit);
     }
 
     // Decode the rest before any crypto: malformed tokens cost no signature.
@@ -321,7 +324,11 @@ fn check_claims(p: &json::Payload<'_>, policy: &Policy, now: i64) -> Result<Time
         return Err(Reject::ClaimType);
     }
     let tracked = policy.required.len().min(MAX_REQUIRED_CLAIMS);
-    let all_required = if tracked == 64 { u64::MAX } else { (1u64 << tracked) - 1 };
+    let all_required = if tracked == 64 {
+        u64::MAX
+    } else {
+        (1u64 << tracked) - 1
+    };
     if p.required_seen != all_required
         || (policy.issuer.is_some() && !p.iss.is_present())
         || (!policy.audiences.is_empty() && !p.aud.is_present())
@@ -371,7 +378,10 @@ fn check_claims(p: &json::Payload<'_>, policy: &Policy, now: i64) -> Result<Time
         let Field::Present(aud) = &p.aud else {
             return Err(Reject::MissingClaim);
         };
-        if !aud.iter().any(|a| policy.audiences.iter().any(|w| **w == **a)) {
+        if !aud
+            .iter()
+            .any(|a| policy.audiences.iter().any(|w| **w == **a))
+        {
             return Err(Reject::Audience);
         }
     }

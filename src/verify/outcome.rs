@@ -280,7 +280,10 @@ mod tests {
     #[test]
     fn reject_names_are_unique_snake_case() {
         let mut names: Vec<_> = Reject::ALL.iter().map(|r| r.as_str()).collect();
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+        assert!(names.iter().all(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        }));
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Reject::ALL.len());

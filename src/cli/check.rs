@@ -1,0 +1,168 @@
+//! `jwtd check`: verify one token offline and print the verdict as JSON.
+
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use serde_json::{Map, Value, json};
+
+use jwtd::jwks::KeySet;
+use jwtd::verify::{self, AlgSet, Algorithm, Policy};
+
+/// Flags of `jwtd check`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Trusted JWK set file (repeatable; sets are merged).
+    #[arg(long, value_name = "FILE")]
+    jwks: Vec<String>,
+    /// Trusted PEM public key file (repeatable): SPKI or PKCS#1 RSA.
+    #[arg(long, value_name = "FILE")]
+    key: Vec<String>,
+    /// Kid given to the --key PEM keys; without it they match any token kid.
+    #[arg(long, value_name = "KID")]
+    kid: Option<String>,
+    /// Required issuer (exact match).
+    #[arg(long, value_name = "S")]
+    issuer: Option<String>,
+    /// Accepted audience (repeatable; the token must name one of them).
+    #[arg(long, value_name = "S")]
+    audience: Vec<String>,
+    /// Allowed algorithms, comma-separated [default: all; `none` never].
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    algorithms: Vec<String>,
+    /// Clock skew allowed on exp/nbf/iat (e.g. 30, 30s, 2m; at most 5m).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = super::duration_secs)]
+    leeway: u64,
+    /// Claims that must be present, comma-separated [default: exp]; pass an
+    /// empty value to require none.
+    #[arg(long, value_name = "CLAIM,...", value_delimiter = ',')]
+    require: Option<Vec<String>>,
+    /// Required header typ (e.g. at+jwt).
+    #[arg(long, value_name = "T")]
+    typ: Option<String>,
+    /// Maximum token lifetime, exp - iat (e.g. 1h).
+    #[arg(long, value_name = "DURATION", value_parser = super::duration_secs)]
+    max_lifetime: Option<u64>,
+    /// Maximum token size in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = verify::DEFAULT_MAX_TOKEN_BYTES)]
+    max_token_bytes: usize,
+    /// Evaluate time at this Unix second instead of now.
+    #[arg(long, value_name = "UNIX", allow_negative_numbers = true)]
+    now: Option<i64>,
+    /// The token, or - to read it from standard input.
+    #[arg(value_name = "TOKEN|-")]
+    token: String,
+}
+
+/// Builds the policy and key set, collecting every problem before failing.
+fn configure(args: &Args) -> Result<(Policy, KeySet), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut algorithms = AlgSet::EMPTY;
+    for name in &args.algorithms {
+        match name.trim().parse::<Algorithm>() {
+            Ok(a) => algorithms.insert(a),
+            Err(e) => problems.push(format!("--algorithms: {e}")),
+        }
+    }
+    let required = match &args.require {
+        None => vec!["exp".into()],
+        Some(list) => list
+            .iter()
+            .map(|c| c.trim())
+            .filter(|c| !c.is_empty())
+            .map(Box::from)
+            .collect(),
+    };
+    let policy = Policy {
+        algorithms: if args.algorithms.is_empty() {
+            AlgSet::all()
+        } else {
+            algorithms
+        },
+        issuer: args.issuer.as_deref().map(Box::from),
+        audiences: args
+            .audience
+            .iter()
+            .map(|a| Box::from(a.as_str()))
+            .collect(),
+        leeway: args.leeway,
+        required,
+        max_lifetime: args.max_lifetime,
+        typ: args.typ.as_deref().map(Box::from),
+        max_token_bytes: args.max_token_bytes,
+        ..Policy::default()
+    };
+    problems.extend(policy.problems());
+
+    let mut keys: Option<KeySet> = None;
+    let mut add = |set: KeySet| match &mut keys {
+        Some(all) => all.extend(set),
+        None => keys = Some(set),
+    };
+    if args.jwks.is_empty() && args.key.is_empty() {
+        problems.push("no trusted keys: pass --jwks FILE or --key FILE".to_owned());
+    }
+    for path in &args.jwks {
+        match std::fs::read(path) {
+            Ok(bytes) => match KeySet::from_jwks(&bytes) {
+                Ok(set) => add(set),
+                Err(e) => problems.push(format!("--jwks {path}: {e}")),
+            },
+            Err(e) => problems.push(format!("--jwks {path}: {e}")),
+        }
+    }
+    for path in &args.key {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match KeySet::from_pem(&text, args.kid.as_deref()) {
+                Ok(set) => add(set),
+                Err(e) => problems.push(format!("--key {path}: {e}")),
+            },
+            Err(e) => problems.push(format!("--key {path}: {e}")),
+        }
+    }
+    match keys {
+        Some(keys) if problems.is_empty() => Ok((policy, keys)),
+        _ => Err(problems),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (policy, keys) = configure(&args).map_err(|problems| {
+        for p in &problems {
+            eprintln!("jwtd check: {p}");
+        }
+        anyhow!("{} configuration problem(s)", problems.len())
+    })?;
+    for skipped in keys.skipped() {
+        eprintln!("warning: {skipped}");
+    }
+    let token = super::read_token(&args.token)?;
+    let now = super::unix_now(args.now);
+    let (out, code) = match verify::verify(&token, &keys, &policy, now) {
+        Ok(v) => {
+            // The payload is a validated JSON object; re-serialize it so the
+            // output is one compact line whatever whitespace the token had.
+            let claims: Value = serde_json::from_slice(&v.claims.raw).unwrap_or_default();
+            let mut out = Map::new();
+            out.insert("valid".into(), true.into());
+            out.insert("alg".into(), v.alg.as_str().into());
+            out.insert(
+                "kid".into(),
+                v.kid.as_deref().map_or(Value::Null, Value::from),
+            );
+            if !v.anomalies.is_empty() {
+                out.insert("anomalies".into(), v.anomalies.names().collect());
+            }
+            out.insert("claims".into(), claims);
+            (Value::Object(out), 0)
+        }
+        Err(r) => {
+            let mut out = json!({"valid": false, "reason": r.reason.as_str()});
+            if !r.anomalies.is_empty() {
+                out["anomalies"] = r.anomalies.names().collect();
+            }
+            (out, 1)
+        }
+    };
+    println!("{out}");
+    Ok(ExitCode::from(code))
+}

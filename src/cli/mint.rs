@@ -1,0 +1,108 @@
+//! `jwtd mint`: sign a token from a private key, for development and tests.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value};
+
+use jwtd::sign::SigningKey;
+use jwtd::verify::Algorithm;
+
+/// Flags of `jwtd mint`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Private key: a private JWK (or a set of one) or PEM (PKCS#8, SEC1,
+    /// PKCS#1).
+    #[arg(long, value_name = "FILE")]
+    key: String,
+    /// Algorithm [default: the JWK's alg, else RS256 / ES* by curve / EdDSA /
+    /// HS256].
+    #[arg(long)]
+    alg: Option<Algorithm>,
+    /// Header kid [default: the JWK's kid].
+    #[arg(long)]
+    kid: Option<String>,
+    /// Issuer claim.
+    #[arg(long, value_name = "S")]
+    iss: Option<String>,
+    /// Subject claim.
+    #[arg(long, value_name = "S")]
+    sub: Option<String>,
+    /// Audience claim (repeat for an array).
+    #[arg(long, value_name = "S")]
+    aud: Vec<String>,
+    /// Lifetime: exp = now + TTL (e.g. 3600, 15m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = super::duration_secs)]
+    ttl: u64,
+    /// Leave out exp.
+    #[arg(long)]
+    no_exp: bool,
+    /// Header typ.
+    #[arg(long, value_name = "T", default_value = "JWT")]
+    typ: String,
+    /// Extra claims as a JSON object, merged last (overrides the flags).
+    #[arg(long, value_name = "JSON")]
+    claims: Option<String>,
+    /// Extra header members as a JSON object, merged last.
+    #[arg(long, value_name = "JSON")]
+    header: Option<String>,
+    /// Issue at this Unix second instead of now.
+    #[arg(long, value_name = "UNIX", allow_negative_numbers = true)]
+    now: Option<i64>,
+}
+
+fn object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
+    match text {
+        None => Ok(Map::new()),
+        Some(t) => match serde_json::from_str(t).with_context(|| format!("{flag}: not JSON"))? {
+            Value::Object(m) => Ok(m),
+            _ => bail!("{flag}: expected a JSON object"),
+        },
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.key).with_context(|| format!("--key {}", args.key))?;
+    let mut key =
+        SigningKey::from_file_contents(&text).with_context(|| format!("--key {}", args.key))?;
+    if let Some(alg) = args.alg {
+        key = key.with_alg(alg)?;
+    }
+    if args.kid.is_some() {
+        key = key.with_kid(args.kid.clone());
+    }
+    let now = super::unix_now(args.now);
+    let mut claims = Map::new();
+    if let Some(iss) = &args.iss {
+        claims.insert("iss".into(), iss.as_str().into());
+    }
+    if let Some(sub) = &args.sub {
+        claims.insert("sub".into(), sub.as_str().into());
+    }
+    match args.aud.as_slice() {
+        [] => {}
+        [one] => drop(claims.insert("aud".into(), one.as_str().into())),
+        many => drop(claims.insert("aud".into(), many.iter().map(String::as_str).collect())),
+    }
+    claims.insert("iat".into(), now.into());
+    if !args.no_exp {
+        let ttl = i64::try_from(args.ttl).context("--ttl is too large")?;
+        claims.insert("exp".into(), now.saturating_add(ttl).into());
+    }
+    let mut jti = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut jti).context("random jti")?;
+    claims.insert(
+        "jti".into(),
+        jti.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into(),
+    );
+    claims.extend(object("--claims", args.claims.as_deref())?);
+
+    let mut header = Map::new();
+    header.insert("typ".into(), args.typ.into());
+    header.extend(object("--header", args.header.as_deref())?);
+    println!("{}", key.mint(&Value::Object(claims), &header)?);
+    Ok(ExitCode::SUCCESS)
+}

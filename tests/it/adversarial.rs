@@ -1,0 +1,1 @@
+//! Hostile tokens beyond the conformance vectors.

@@ -1,0 +1,1 @@
+//! Command-line behaviour of jwtd check / mint / keygen.

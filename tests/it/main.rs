@@ -1,0 +1,10 @@
+//! jwtd's integration tests: one binary, one module per area.
+//!
+//! Tests that exercise the command line run the real `jwtd` binary built by
+//! cargo (`CARGO_BIN_EXE_jwtd`) with files in a fresh temporary directory.
+
+mod adversarial;
+mod cli;
+mod conformance;
+mod props;
+mod support;

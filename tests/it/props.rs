@@ -1,0 +1,1 @@
+//! Property tests: no input makes the core panic.

@@ -1,0 +1,55 @@
+//! Shared helpers: running the binary, temp files, key and token factories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use jwtd::jwks::KeySet;
+use jwtd::sign::SigningKey;
+use jwtd::verify::Algorithm;
+use serde_json::{Value, json};
+
+/// Path of the `jwtd` binary under test.
+pub fn jwtd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_jwtd")
+}
+
+/// Runs `jwtd` with `args`, optionally feeding `stdin`.
+pub fn run_jwtd(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(jwtd_bin());
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn jwtd");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).expect("write stdin");
+        }
+    }
+    child.wait_with_output().expect("wait for jwtd")
+}
+
+/// The single JSON line `jwtd check` printed.
+pub fn stdout_json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "expected one line, got {text:?}");
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+/// Path of a file under the repository root.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A signing key with kid, and a key set holding its public half.
+#[allow(dead_code)] // Used by the adversarial and CLI modules.
+pub fn keypair(alg: Algorithm, kid: &str) -> (SigningKey, KeySet) {
+    let key = SigningKey::generate(alg)
+        .expect("generate key")
+        .with_kid(Some(kid.to_owned()));
+    let jwks = json!({"keys": [key.public_jwk()]}).to_string();
+    let set = KeySet::from_jwks(jwks.as_bytes()).expect("own key set loads");
+    (key, set)
+}
