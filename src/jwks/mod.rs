@@ -50,7 +50,9 @@ pub const MIN_HMAC_BYTES: usize = 32;
 /// A pre-parsed verification handle for one algorithm.
 enum Handle {
     Signature(ParsedPublicKey),
-    Mac(hmac::Key),
+    /// Boxed: an `hmac::Key` holds both precomputed pad states (about 1.2 KB),
+    /// which would make every handle of every key that large.
+    Mac(Box<hmac::Key>),
 }
 
 /// A trusted key, ready to verify. Cheap to share: held in an `Arc`ed set.
@@ -605,7 +607,7 @@ fn hmac_key(secret: &[u8], alg: Option<Algorithm>) -> Result<Parsed, KeyProblem>
             continue;
         }
         if secret.len() >= needed {
-            handles.push((a, Handle::Mac(hmac::Key::new(h, secret))));
+            handles.push((a, Handle::Mac(Box::new(hmac::Key::new(h, secret)))));
         } else if alg.is_some() || a == Algorithm::HS256 {
             // Too short for its own alg, or too short for any alg.
             return Err(KeyProblem::WeakSecret {
