@@ -14,6 +14,7 @@
 //! jwks/     trusted keys: JWKS and PEM parsed once into aws-lc-rs keys
 //! sign      the signing side (mint, keygen, tests); never on a request path
 //! pem       minimal PEM block reader/writer
+//! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
 //! ```
 //!
 //! The binary adds `src/cli/` (one module per subcommand) and `src/main.rs`.
@@ -44,5 +45,6 @@
 
 pub mod jwks;
 pub mod pem;
+pub mod protocol;
 pub mod sign;
 pub mod verify;

@@ -99,6 +99,39 @@ impl Reject {
         Reject::Type,
     ];
 
+    /// Stable numeric code for the native protocol (`docs/protocol.md`).
+    pub fn code(self) -> u16 {
+        match self {
+            Reject::TooLarge => 1,
+            Reject::Malformed => 2,
+            Reject::Base64 => 3,
+            Reject::Header => 4,
+            Reject::Payload => 5,
+            Reject::Jwe => 6,
+            Reject::Unencoded => 7,
+            Reject::Crit => 8,
+            Reject::AlgNone => 9,
+            Reject::AlgorithmNotAllowed => 10,
+            Reject::KeyAlgorithmMismatch => 11,
+            Reject::UnknownKey => 12,
+            Reject::BadSignature => 13,
+            Reject::Expired => 14,
+            Reject::NotYetValid => 15,
+            Reject::IssuedInFuture => 16,
+            Reject::LifetimeTooLong => 17,
+            Reject::Issuer => 18,
+            Reject::Audience => 19,
+            Reject::MissingClaim => 20,
+            Reject::ClaimType => 21,
+            Reject::Type => 22,
+        }
+    }
+
+    /// The reason with this protocol code.
+    pub fn from_code(code: u16) -> Option<Reject> {
+        Reject::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// Stable snake_case name for metric labels, logs and CLI output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -172,6 +205,16 @@ impl Anomalies {
         (Anomalies::X5U, "x5u"),
         (Anomalies::X5C, "x5c"),
     ];
+
+    /// The raw bits, as sent in the native protocol's reply code.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Anomalies from raw bits (unknown bits dropped).
+    pub fn from_bits(bits: u8) -> Anomalies {
+        Anomalies(bits & 0x0f)
+    }
 
     /// Whether any anomaly is set.
     pub fn is_empty(self) -> bool {
@@ -287,6 +330,15 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Reject::ALL.len());
+    }
+
+    #[test]
+    fn reject_codes_are_unique_and_round_trip() {
+        for r in Reject::ALL {
+            assert_eq!(Reject::from_code(r.code()), Some(r));
+        }
+        assert_eq!(Reject::from_code(0), None);
+        assert_eq!(Reject::Expired.code(), 14, "codes are part of the protocol");
     }
 
     #[test]

@@ -1,0 +1,399 @@
+//! The native protocol: bytes <-> [`Request`] / [`Reply`] (see
+//! `docs/protocol.md` for the byte layouts).
+//!
+//! This module is the codec layer only, in mini-redis's check-then-parse
+//! style: [`decode_request`] looks at the 4-byte length first, returns
+//! `Ok(None)` ("read more") until the whole frame is buffered, then splits the
+//! frame off the buffer as one `Bytes` so the token is a zero-copy slice of
+//! it. It knows nothing of sockets, verification or caching.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::verify::{Anomalies, Reject};
+
+/// Protocol version spoken by this build.
+pub const VERSION: u8 = 1;
+/// Bytes after the length field that every frame has (version, op/status,
+/// flags/code, id).
+pub const HEADER_LEN: usize = 8;
+/// Default (and suggested client) maximum frame size.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+const OP_VERIFY: u8 = 1;
+const OP_PING: u8 = 2;
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Client-chosen id, echoed in the reply.
+    pub id: u32,
+    /// What is asked.
+    pub op: Op,
+}
+
+/// Request operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Verify `token`, under the policy of `selector` (empty: the default).
+    Verify {
+        /// Audience selector; empty for the default policy.
+        selector: Bytes,
+        /// The token bytes.
+        token: Bytes,
+    },
+    /// Liveness check.
+    Ping,
+}
+
+/// Why jwtd could not decide (status UNDECIDED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// No key set loaded yet.
+    NoKeys,
+    /// Shedding load.
+    Overloaded,
+}
+
+impl Cause {
+    /// Protocol code.
+    pub fn code(self) -> u16 {
+        match self {
+            Cause::NoKeys => 1,
+            Cause::Overloaded => 2,
+        }
+    }
+
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::NoKeys => "no_keys",
+            Cause::Overloaded => "overloaded",
+        }
+    }
+
+    fn from_code(code: u16) -> Option<Cause> {
+        [Cause::NoKeys, Cause::Overloaded]
+            .into_iter()
+            .find(|c| c.code() == code)
+    }
+}
+
+/// Request-level errors (status ERROR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// Unsupported version byte.
+    #[error("unsupported protocol version")]
+    BadVersion,
+    /// Unknown op byte.
+    #[error("unknown op")]
+    BadOp,
+    /// Reserved flags set.
+    #[error("reserved flags must be zero")]
+    BadFlags,
+    /// Length above the maximum frame size.
+    #[error("frame too large")]
+    FrameTooLarge,
+    /// Length below the fixed header, or a body too short for its op.
+    #[error("frame too short")]
+    FrameTooShort,
+    /// The selector names no configured audience.
+    #[error("unknown selector")]
+    UnknownSelector,
+    /// The daemon is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl ProtocolError {
+    /// Protocol code.
+    pub fn code(self) -> u16 {
+        match self {
+            ProtocolError::BadVersion => 1,
+            ProtocolError::BadOp => 2,
+            ProtocolError::BadFlags => 3,
+            ProtocolError::FrameTooLarge => 4,
+            ProtocolError::FrameTooShort => 5,
+            ProtocolError::UnknownSelector => 6,
+            ProtocolError::ShuttingDown => 7,
+        }
+    }
+
+    /// Whether the connection must close after this error: framing errors
+    /// leave the byte stream untrustworthy.
+    pub fn is_fatal(self) -> bool {
+        !matches!(self, ProtocolError::UnknownSelector)
+    }
+
+    fn from_code(code: u16) -> Option<ProtocolError> {
+        use ProtocolError::*;
+        [
+            BadVersion,
+            BadOp,
+            BadFlags,
+            FrameTooLarge,
+            FrameTooShort,
+            UnknownSelector,
+            ShuttingDown,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
+    }
+}
+
+/// A reply, as the server builds it and the client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Valid; the claims JSON and the header anomalies.
+    Valid {
+        /// Request id.
+        id: u32,
+        /// Key-carrying headers that were present (and ignored).
+        anomalies: Anomalies,
+        /// The payload JSON.
+        claims: Bytes,
+    },
+    /// Invalid, with the reason.
+    Invalid {
+        /// Request id.
+        id: u32,
+        /// Why.
+        reason: Reject,
+    },
+    /// Could not decide.
+    Undecided {
+        /// Request id.
+        id: u32,
+        /// Why not.
+        cause: Cause,
+    },
+    /// Answer to PING.
+    Pong {
+        /// Request id.
+        id: u32,
+    },
+    /// The request was not understood.
+    Error {
+        /// Request id (0 if unreadable).
+        id: u32,
+        /// What went wrong.
+        error: ProtocolError,
+    },
+}
+
+const ST_VALID: u8 = 0;
+const ST_INVALID: u8 = 1;
+const ST_UNDECIDED: u8 = 2;
+const ST_PONG: u8 = 3;
+const ST_ERROR: u8 = 4;
+
+impl Reply {
+    /// The request id this reply answers.
+    pub fn id(&self) -> u32 {
+        match self {
+            Reply::Valid { id, .. }
+            | Reply::Invalid { id, .. }
+            | Reply::Undecided { id, .. }
+            | Reply::Pong { id }
+            | Reply::Error { id, .. } => *id,
+        }
+    }
+
+    /// Appends the encoded reply to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let (status, code, body): (u8, u16, &[u8]) = match self {
+            Reply::Valid {
+                anomalies, claims, ..
+            } => (ST_VALID, u16::from(anomalies.bits()), claims),
+            Reply::Invalid { reason, .. } => {
+                (ST_INVALID, reason.code(), reason.as_str().as_bytes())
+            }
+            Reply::Undecided { cause, .. } => {
+                (ST_UNDECIDED, cause.code(), cause.as_str().as_bytes())
+            }
+            Reply::Pong { .. } => (ST_PONG, 0, &[]),
+            Reply::Error { error, .. } => (ST_ERROR, error.code(), error_text(*error).as_bytes()),
+        };
+        put_header(out, body.len(), status, code, self.id());
+        out.put_slice(body);
+    }
+}
+
+fn error_text(e: ProtocolError) -> &'static str {
+    match e {
+        ProtocolError::BadVersion => "unsupported protocol version",
+        ProtocolError::BadOp => "unknown op",
+        ProtocolError::BadFlags => "reserved flags must be zero",
+        ProtocolError::FrameTooLarge => "frame too large",
+        ProtocolError::FrameTooShort => "frame too short",
+        ProtocolError::UnknownSelector => "unknown selector",
+        ProtocolError::ShuttingDown => "shutting down",
+    }
+}
+
+fn put_header(out: &mut BytesMut, body_len: usize, kind: u8, code: u16, id: u32) {
+    out.reserve(4 + HEADER_LEN + body_len);
+    // Callers bound bodies by the maximum frame size, far below 4 GiB.
+    out.put_u32(u32::try_from(HEADER_LEN + body_len).unwrap_or(u32::MAX));
+    out.put_u8(VERSION);
+    out.put_u8(kind);
+    out.put_u16(code);
+    out.put_u32(id);
+}
+
+/// A request that could not be decoded: the error and the id to answer
+/// (0 when the header itself was unreadable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Request id, when it could be read.
+    pub id: u32,
+    /// What is wrong.
+    pub error: ProtocolError,
+}
+
+/// Decodes one request from the front of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed, `Ok(Some(request))` after
+/// removing its frame from `buf`. On an error nothing can be trusted after
+/// this point: the caller answers the error and, when
+/// [`ProtocolError::is_fatal`], closes the connection.
+///
+/// # Errors
+///
+/// Any framing or header problem, see [`ProtocolError`].
+pub fn decode_request(
+    buf: &mut BytesMut,
+    max_frame: usize,
+) -> Result<Option<Request>, DecodeError> {
+    let Some(len) = frame_len(buf, max_frame)? else {
+        return Ok(None);
+    };
+    let mut frame = buf.split_to(4 + len).freeze();
+    frame.advance(4);
+    let (version, op, flags, id) = (
+        frame[0],
+        frame[1],
+        u16::from_be_bytes([frame[2], frame[3]]),
+        u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+    );
+    let fail = |error| Err(DecodeError { id, error });
+    if version != VERSION {
+        return fail(ProtocolError::BadVersion);
+    }
+    if flags != 0 {
+        return fail(ProtocolError::BadFlags);
+    }
+    frame.advance(HEADER_LEN);
+    let op = match op {
+        OP_PING => Op::Ping,
+        OP_VERIFY => {
+            let Some((&sel_len, rest)) = frame.split_first() else {
+                return fail(ProtocolError::FrameTooShort);
+            };
+            let sel_len = usize::from(sel_len);
+            if rest.len() < sel_len {
+                return fail(ProtocolError::FrameTooShort);
+            }
+            let selector = frame.slice(1..1 + sel_len);
+            let token = frame.slice(1 + sel_len..);
+            Op::Verify { selector, token }
+        }
+        _ => return fail(ProtocolError::BadOp),
+    };
+    Ok(Some(Request { id, op }))
+}
+
+/// Checks the length prefix: `Ok(None)` until the whole frame is buffered.
+fn frame_len(buf: &BytesMut, max_frame: usize) -> Result<Option<usize>, DecodeError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let error = if len > max_frame {
+        ProtocolError::FrameTooLarge
+    } else if len < HEADER_LEN {
+        ProtocolError::FrameTooShort
+    } else if buf.len() < 4 + len {
+        return Ok(None);
+    } else {
+        return Ok(Some(len));
+    };
+    // The id sits at bytes 8..12 when they have arrived; answer it if so.
+    let id = if buf.len() >= 12 {
+        u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]])
+    } else {
+        0
+    };
+    Err(DecodeError { id, error })
+}
+
+/// Appends a VERIFY request to `out`.
+///
+/// # Panics
+///
+/// If `selector` is longer than 255 bytes.
+pub fn encode_verify(out: &mut BytesMut, id: u32, selector: &[u8], token: &[u8]) {
+    let sel_len = u8::try_from(selector.len()).expect("selector is at most 255 bytes");
+    put_header(out, 1 + selector.len() + token.len(), OP_VERIFY, 0, id);
+    out.put_u8(sel_len);
+    out.put_slice(selector);
+    out.put_slice(token);
+}
+
+/// Appends a PING request to `out`.
+pub fn encode_ping(out: &mut BytesMut, id: u32) {
+    put_header(out, 0, OP_PING, 0, id);
+}
+
+/// Decodes one reply from the front of `buf` (client side).
+///
+/// # Errors
+///
+/// A malformed reply: the connection is unusable.
+pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply>, DecodeError> {
+    let Some(len) = frame_len(buf, max_frame)? else {
+        return Ok(None);
+    };
+    let mut frame = buf.split_to(4 + len).freeze();
+    frame.advance(4);
+    let (version, status, code, id) = (
+        frame[0],
+        frame[1],
+        u16::from_be_bytes([frame[2], frame[3]]),
+        u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
+    );
+    let bad = DecodeError {
+        id,
+        error: ProtocolError::BadOp,
+    };
+    if version != VERSION {
+        return Err(DecodeError {
+            id,
+            error: ProtocolError::BadVersion,
+        });
+    }
+    frame.advance(HEADER_LEN);
+    Ok(Some(match status {
+        ST_VALID => Reply::Valid {
+            id,
+            anomalies: Anomalies::from_bits(u8::try_from(code).map_err(|_| bad)?),
+            claims: frame,
+        },
+        ST_INVALID => Reply::Invalid {
+            id,
+            reason: Reject::from_code(code).ok_or(bad)?,
+        },
+        ST_UNDECIDED => Reply::Undecided {
+            id,
+            cause: Cause::from_code(code).ok_or(bad)?,
+        },
+        ST_PONG => Reply::Pong { id },
+        ST_ERROR => Reply::Error {
+            id,
+            error: ProtocolError::from_code(code).ok_or(bad)?,
+        },
+        _ => return Err(bad),
+    }))
+}
+
+#[cfg(test)]
+mod tests;
