@@ -11,9 +11,11 @@
 //!   alg       Algorithm, AlgSet: the closed set of JWS algorithms (no `none`)
 //!   json      strict JSON: duplicates, depth, typed registered members
 //!   outcome   Reject reasons, Anomalies, Claims, Verified, Verdict
+//! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
 //! jwks/     trusted keys: JWKS and PEM parsed once into aws-lc-rs keys
 //! sign      the signing side (mint, keygen, tests); never on a request path
 //! pem       minimal PEM block reader/writer
+//! verifier  Verifier: the shared handle (keys via ArcSwap, policies, cache)
 //! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
 //! ```
 //!
@@ -43,8 +45,10 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod jwks;
 pub mod pem;
 pub mod protocol;
 pub mod sign;
+pub mod verifier;
 pub mod verify;

@@ -48,6 +48,7 @@ pub const MAX_RSA_BITS: usize = 8192;
 pub const MIN_HMAC_BYTES: usize = 32;
 
 /// A pre-parsed verification handle for one algorithm.
+#[derive(Clone)]
 enum Handle {
     Signature(ParsedPublicKey),
     /// Boxed: an `hmac::Key` holds both precomputed pad states (about 1.2 KB),
@@ -56,6 +57,7 @@ enum Handle {
 }
 
 /// A trusted key, ready to verify. Cheap to share: held in an `Arc`ed set.
+#[derive(Clone)]
 pub struct Key {
     /// The JWK `kid`, if any. A token naming a kid is verified only with keys
     /// of that kid.
@@ -263,7 +265,7 @@ fn list_skipped(skipped: &[SkippedKey]) -> String {
 }
 
 /// A validated set of trusted keys. Immutable once built.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct KeySet {
     keys: Vec<Key>,
     /// Index of `keys` by kid. A kid may name several keys (RFC 7517 4.5 only

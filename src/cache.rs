@@ -1,0 +1,207 @@
+//! The verified-result cache: a token verified once is answered from memory
+//! until it expires.
+//!
+//! **Key.** SHA-256 over the policy selector and the token bytes (with the
+//! selector length first, so no two (selector, token) pairs share an input).
+//! A collision-resistant digest means no attacker-chosen token can be made to
+//! answer for another; a 64-bit hash could be (research: B.4).
+//!
+//! **Lifetime.** An entry carries the instant the core itself would start
+//! rejecting the token (`exp + leeway`), capped by a maximum TTL for tokens
+//! without `exp`; it is never served at or after that instant and is dropped
+//! when found expired.
+//!
+//! **Contention.** The cache is split into [`SHARDS`] independent
+//! `Mutex<LruCache>`s chosen by the digest's first byte, so two cores rarely
+//! meet on one lock; each critical section is a hash lookup and a list
+//! relink (tens of nanoseconds).
+//!
+//! Only valid results are cached: caching rejects would let garbage evict
+//! real entries, and rejects of well-formed garbage are cheap anyway except
+//! for bad signatures, which a later issue may cache separately.
+//!
+//! Entries remember the kid that verified them ([`Verified::kid`]) so a key
+//! set change can drop what a removed key vouched for.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aws_lc_rs::digest;
+use lru::LruCache;
+
+use crate::verify::Verified;
+
+/// Number of shards (a power of two).
+pub const SHARDS: usize = 16;
+
+/// A cache key: SHA-256 of (selector, token).
+pub type Key = [u8; 32];
+
+/// A cached verification.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Unix second from which this entry must not be served.
+    expires_at: i64,
+    /// The verified result, shared with in-flight replies.
+    result: Arc<Verified>,
+}
+
+/// The verified-result cache. Share it behind an `Arc`.
+pub struct Cache {
+    /// `None` when caching is disabled (capacity 0).
+    shards: Option<Box<[Mutex<LruCache<Key, Entry>>]>>,
+}
+
+impl Cache {
+    /// A cache of about `capacity` entries in total (0 disables caching).
+    pub fn new(capacity: usize) -> Cache {
+        let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS));
+        Cache {
+            shards: per_shard.map(|n| (0..SHARDS).map(|_| Mutex::new(LruCache::new(n))).collect()),
+        }
+    }
+
+    /// The key for `token` under `selector`.
+    pub fn key(selector: &[u8], token: &[u8]) -> Key {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        // Selectors are at most 255 bytes (one length byte in the protocol).
+        ctx.update(&[u8::try_from(selector.len()).unwrap_or(u8::MAX)]);
+        ctx.update(selector);
+        ctx.update(token);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
+    }
+
+    fn shard(&self, key: &Key) -> Option<MutexGuard<'_, LruCache<Key, Entry>>> {
+        let shards = self.shards.as_ref()?;
+        let shard = &shards[usize::from(key[0]) & (SHARDS - 1)];
+        // A panic while holding the lock cannot leave an LruCache half
+        // updated in a way that matters here; keep serving.
+        Some(
+            shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// The cached result for `key`, if present and not expired at `now`.
+    pub fn get(&self, key: &Key, now: i64) -> Option<Arc<Verified>> {
+        let mut shard = self.shard(key)?;
+        let entry = shard.get(key)?;
+        if now < entry.expires_at {
+            return Some(entry.result.clone());
+        }
+        shard.pop(key);
+        None
+    }
+
+    /// Caches `result` until `expires_at` (Unix seconds, exclusive).
+    pub fn insert(&self, key: Key, result: Arc<Verified>, expires_at: i64) {
+        if let Some(mut shard) = self.shard(&key) {
+            shard.put(key, Entry { expires_at, result });
+        }
+    }
+
+    /// Entries currently held (including expired ones not yet dropped).
+    pub fn len(&self) -> usize {
+        self.shards.as_ref().map_or(0, |shards| {
+            shards
+                .iter()
+                .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+                .sum()
+        })
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every entry verified by the key `kid` (for key set changes).
+    pub fn remove_kid(&self, kid: &str) {
+        for shard in self.shards.iter().flat_map(|s| s.iter()) {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let doomed: Vec<Key> = shard
+                .iter()
+                .filter(|(_, e)| e.result.kid.as_deref() == Some(kid))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in doomed {
+                shard.pop(&k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::{Algorithm, Anomalies, Claims};
+
+    fn verified(kid: &str) -> Arc<Verified> {
+        Arc::new(Verified {
+            claims: Claims {
+                iss: None,
+                sub: Some("s".into()),
+                jti: None,
+                exp: Some(100),
+                nbf: None,
+                iat: None,
+                raw: b"{}".to_vec().into_boxed_slice(),
+            },
+            alg: Algorithm::ES256,
+            kid: Some(kid.into()),
+            anomalies: Anomalies::NONE,
+        })
+    }
+
+    #[test]
+    fn entry_is_served_until_expiry_and_never_after() {
+        let cache = Cache::new(100);
+        let k = Cache::key(b"", b"tok");
+        cache.insert(k, verified("a"), 130);
+        assert!(cache.get(&k, 129).is_some());
+        assert!(cache.get(&k, 130).is_none(), "served at expires_at");
+        assert!(
+            cache.get(&k, 129).is_none(),
+            "expired entry was not dropped"
+        );
+    }
+
+    #[test]
+    fn selector_is_part_of_the_key() {
+        assert_ne!(Cache::key(b"", b"tok"), Cache::key(b"api", b"tok"));
+        // Length prefix: ("a", "bc") and ("ab", "c") differ.
+        assert_ne!(Cache::key(b"a", b"bc"), Cache::key(b"ab", b"c"));
+    }
+
+    #[test]
+    fn capacity_bounds_entries() {
+        let cache = Cache::new(SHARDS * 2);
+        for i in 0..1000u32 {
+            cache.insert(Cache::key(b"", &i.to_be_bytes()), verified("a"), i64::MAX);
+        }
+        assert!(cache.len() <= SHARDS * 2, "{} entries", cache.len());
+    }
+
+    #[test]
+    fn zero_capacity_disables_caching() {
+        let cache = Cache::new(0);
+        let k = Cache::key(b"", b"tok");
+        cache.insert(k, verified("a"), i64::MAX);
+        assert!(cache.get(&k, 0).is_none());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn removing_a_kid_drops_only_its_entries() {
+        let cache = Cache::new(100);
+        let (ka, kb) = (Cache::key(b"", b"a"), Cache::key(b"", b"b"));
+        cache.insert(ka, verified("a"), i64::MAX);
+        cache.insert(kb, verified("b"), i64::MAX);
+        cache.remove_kid("a");
+        assert!(cache.get(&ka, 0).is_none());
+        assert!(cache.get(&kb, 0).is_some());
+    }
+}
