@@ -11,6 +11,7 @@
 //!   alg       Algorithm, AlgSet: the closed set of JWS algorithms (no `none`)
 //!   json      strict JSON: duplicates, depth, typed registered members
 //!   outcome   Reject reasons, Anomalies, Claims, Verified, Verdict
+//! config    serve settings: flags > JWTD_* env > TOML > defaults, all errors at once
 //! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
 //! jwks/     trusted keys: JWKS and PEM parsed once into aws-lc-rs keys
 //! sign      the signing side (mint, keygen, tests); never on a request path
@@ -46,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod config;
 pub mod jwks;
 pub mod pem;
 pub mod protocol;

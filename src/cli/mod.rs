@@ -8,9 +8,9 @@ mod mint;
 
 use std::io::Read;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Exit code for usage and configuration errors of the offline commands.
@@ -70,54 +70,7 @@ fn unix_now(now: Option<i64>) -> i64 {
     })
 }
 
-/// Parses a duration: `90`, `90s`, `500ms`, `15m`, `1h`, `7d`. A bare number
-/// is seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    if digits.is_empty() {
-        bail!("invalid duration {s:?}: expected a number with an optional unit (ms, s, m, h, d)");
-    }
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("invalid duration {s:?}"))?;
-    let secs = |mult: u64| {
-        n.checked_mul(mult)
-            .map(Duration::from_secs)
-            .with_context(|| format!("duration {s:?} is too large"))
-    };
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86400),
-        _ => bail!("invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"),
-    }
-}
-
 /// Clap value parser for durations in whole seconds.
 fn duration_secs(s: &str) -> Result<u64, String> {
-    parse_duration(s)
-        .map(|d| d.as_secs())
-        .map_err(|e| e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        for bad in ["", "s", "-1s", "1.5s", "10x", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
+    jwtd::config::parse_duration(s).map(|d| d.as_secs())
 }

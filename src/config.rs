@@ -1,0 +1,509 @@
+//! `jwtd serve` configuration: every setting, its default, its sources, and
+//! validation that reports every problem at once.
+//!
+//! Two stages, as in ripgrep: [`RawConfig`] holds each setting as text, as
+//! close to its source as possible; [`Config::from_raw`] types and checks all
+//! of them and returns either a [`Config`] or the full list of problems (the
+//! binary prints one per line and exits 64).
+//!
+//! Sources, highest precedence first: command-line flags, `JWTD_*`
+//! environment variables, the TOML file given by `--config`, defaults.
+//!
+//! # Settings
+//!
+//! | TOML key | flag | environment | default |
+//! |---|---|---|---|
+//! | `socket` | `--socket` | `JWTD_SOCKET` | `$XDG_RUNTIME_DIR/jwtd.sock`, else `/tmp/jwtd.sock` |
+//! | `socket_mode` | `--socket-mode` | `JWTD_SOCKET_MODE` | `0660` |
+//! | `jwks_file` | `--jwks-file` | `JWTD_JWKS_FILE` | the embedded development key set (`deploy/dev/jwks.json`), with a warning |
+//! | `issuer` | `--issuer` | `JWTD_ISSUER` | none (not checked) |
+//! | `audiences` | `--audience` (repeat) | `JWTD_AUDIENCES` (comma-separated) | none (not checked) |
+//! | `algorithms` | `--algorithms` | `JWTD_ALGORITHMS` | all 13; `none` never |
+//! | `leeway` | `--leeway` | `JWTD_LEEWAY` | `30s` (at most `5m`) |
+//! | `required_claims` | `--require` | `JWTD_REQUIRE` | `exp` |
+//! | `typ` | `--typ` | `JWTD_TYP` | none |
+//! | `max_lifetime` | `--max-lifetime` | `JWTD_MAX_LIFETIME` | none |
+//! | `max_token_bytes` | `--max-token-bytes` | `JWTD_MAX_TOKEN_BYTES` | `16384` |
+//! | `cache_entries` | `--cache-entries` | `JWTD_CACHE_ENTRIES` | `100000` (0 disables) |
+//! | `cache_max_ttl` | `--cache-max-ttl` | `JWTD_CACHE_MAX_TTL` | `10m` |
+//! | `max_connections` | `--max-connections` | `JWTD_MAX_CONNECTIONS` | `1024` |
+//! | `max_in_flight` | `--max-in-flight` | `JWTD_MAX_IN_FLIGHT` | `1024` per connection |
+//! | `max_frame_bytes` | `--max-frame-bytes` | `JWTD_MAX_FRAME_BYTES` | `65536` |
+//! | `idle_timeout` | `--idle-timeout` | `JWTD_IDLE_TIMEOUT` | `5m` |
+//! | `shutdown_grace` | `--shutdown-grace` | `JWTD_SHUTDOWN_GRACE` | `10s` (SIGINT: 1 s) |
+//! | `threads` | `--threads` | `JWTD_THREADS` | one per core |
+//! | `log` | `--log` | `JWTD_LOG` | `info` (a tracing filter) |
+//!
+//! Durations read as `30`, `30s`, `500ms`, `5m`, `1h`, `1d`. Lists in TOML are
+//! arrays; on the command line and in the environment, comma-separated.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::jwks::KeySet;
+use crate::verifier::VerifierConfig;
+use crate::verify::{self, AlgSet, Algorithm, Policy};
+
+/// The development key set compiled into the binary, used when no key
+/// source is configured so that `jwtd serve` runs out of the box.
+pub const DEV_JWKS: &str = include_str!("../deploy/dev/jwks.json");
+
+/// Exit status for a bad configuration (EX_CONFIG would be 78; jwtd follows
+/// linkerd and sysexits' EX_USAGE, 64, as the brief asks).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Every setting as text, `None` when not given. Lists are already split.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawConfig {
+    /// See the settings table.
+    pub socket: Option<String>,
+    /// Octal, e.g. `0660`.
+    pub socket_mode: Option<String>,
+    /// Path of a JWK set file.
+    pub jwks_file: Option<String>,
+    /// Required issuer.
+    pub issuer: Option<String>,
+    /// Accepted audiences.
+    pub audiences: Option<Vec<String>>,
+    /// Allowed algorithms.
+    pub algorithms: Option<Vec<String>>,
+    /// Duration.
+    pub leeway: Option<String>,
+    /// Claim names.
+    pub required_claims: Option<Vec<String>>,
+    /// Required header typ.
+    pub typ: Option<String>,
+    /// Duration.
+    pub max_lifetime: Option<String>,
+    /// Integer.
+    pub max_token_bytes: Option<String>,
+    /// Integer.
+    pub cache_entries: Option<String>,
+    /// Duration.
+    pub cache_max_ttl: Option<String>,
+    /// Integer.
+    pub max_connections: Option<String>,
+    /// Integer.
+    pub max_in_flight: Option<String>,
+    /// Integer.
+    pub max_frame_bytes: Option<String>,
+    /// Duration.
+    pub idle_timeout: Option<String>,
+    /// Duration.
+    pub shutdown_grace: Option<String>,
+    /// Integer.
+    pub threads: Option<String>,
+    /// Tracing filter.
+    pub log: Option<String>,
+}
+
+macro_rules! fields {
+    ($m:ident) => {
+        $m!(
+            socket, socket_mode, jwks_file, issuer, leeway, typ, max_lifetime, max_token_bytes,
+            cache_entries, cache_max_ttl, max_connections, max_in_flight, max_frame_bytes,
+            idle_timeout, shutdown_grace, threads, log;
+            audiences, algorithms, required_claims
+        )
+    };
+}
+
+impl RawConfig {
+    /// Fills every unset setting from `lower` (a lower-precedence source).
+    pub fn or(self, lower: RawConfig) -> RawConfig {
+        macro_rules! merge {
+            ($($s:ident),*; $($l:ident),*) => {
+                RawConfig { $($s: self.$s.or(lower.$s),)* $($l: self.$l.or(lower.$l),)* }
+            };
+        }
+        fields!(merge)
+    }
+
+    /// Reads `JWTD_<SETTING>` variables through `get` (the process
+    /// environment in production, a map in tests).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> RawConfig {
+        let split = |v: String| -> Vec<String> {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        macro_rules! env {
+            ($($s:ident),*; $($l:ident),*) => {
+                RawConfig {
+                    $($s: get(&format!("JWTD_{}", stringify!($s).to_uppercase())),)*
+                    $($l: get(&format!("JWTD_{}", env_list_name(stringify!($l)))).map(split),)*
+                }
+            };
+        }
+        fields!(env)
+    }
+
+    /// Parses a TOML file's text. Every problem (syntax, unknown keys, wrong
+    /// types) is appended to `problems`; what could be read is returned.
+    pub fn from_toml(text: &str, problems: &mut Vec<String>) -> RawConfig {
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("config file: {}", e.to_string().trim_end()));
+                return RawConfig::default();
+            }
+        };
+        let mut scalar = |key: &str, problems: &mut Vec<String>| -> Option<String> {
+            match table.remove(key)? {
+                toml::Value::String(s) => Some(s),
+                toml::Value::Integer(i) => Some(i.to_string()),
+                other => {
+                    problems.push(format!(
+                        "config file: {key}: expected a string or integer, found {}",
+                        other.type_str()
+                    ));
+                    None
+                }
+            }
+        };
+        macro_rules! scalars {
+            ($($s:ident),*; $($l:ident),*) => {{
+                let mut raw = RawConfig::default();
+                $(raw.$s = scalar(stringify!($s), problems);)*
+                raw
+            }};
+        }
+        let mut raw = fields!(scalars);
+        let mut list = |key: &str, problems: &mut Vec<String>| -> Option<Vec<String>> {
+            match table.remove(key)? {
+                toml::Value::Array(items) => {
+                    let strings: Option<Vec<String>> = items
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned))
+                        .collect();
+                    if strings.is_none() {
+                        problems.push(format!("config file: {key}: expected an array of strings"));
+                    }
+                    strings
+                }
+                toml::Value::String(s) => Some(vec![s]),
+                other => {
+                    problems.push(format!(
+                        "config file: {key}: expected an array of strings, found {}",
+                        other.type_str()
+                    ));
+                    None
+                }
+            }
+        };
+        raw.audiences = list("audiences", problems);
+        raw.algorithms = list("algorithms", problems);
+        raw.required_claims = list("required_claims", problems);
+        for key in table.keys() {
+            problems.push(format!("config file: unknown setting {key:?}"));
+        }
+        raw
+    }
+}
+
+/// Environment variable names of list settings.
+fn env_list_name(field: &str) -> &'static str {
+    match field {
+        "audiences" => "AUDIENCES",
+        "algorithms" => "ALGORITHMS",
+        _ => "REQUIRE",
+    }
+}
+
+/// Where the keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWK set file.
+    File(PathBuf),
+    /// The embedded development set ([`DEV_JWKS`]).
+    EmbeddedDev,
+}
+
+/// A validated `jwtd serve` configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Socket path.
+    pub socket: PathBuf,
+    /// Socket file permissions.
+    pub socket_mode: u32,
+    /// Key source.
+    pub key_source: KeySource,
+    /// The loaded key set (loaded during validation so a bad set is reported
+    /// with every other problem).
+    pub keys: KeySet,
+    /// Verification, policy and cache settings.
+    pub verifier: VerifierConfig,
+    /// Maximum concurrent connections.
+    pub max_connections: usize,
+    /// Maximum unanswered requests per connection.
+    pub max_in_flight: usize,
+    /// Maximum frame size in bytes.
+    pub max_frame_bytes: usize,
+    /// Idle connection timeout.
+    pub idle_timeout: Duration,
+    /// How long SIGTERM waits for in-flight work.
+    pub shutdown_grace: Duration,
+    /// Tokio worker threads (0 = one per core).
+    pub threads: usize,
+    /// Tracing filter.
+    pub log: String,
+}
+
+fn default_socket() -> String {
+    match std::env::var("XDG_RUNTIME_DIR") {
+        Ok(dir) if !dir.is_empty() => format!("{dir}/jwtd.sock"),
+        _ => "/tmp/jwtd.sock".to_owned(),
+    }
+}
+
+/// Parses a duration: `90`, `90s`, `500ms`, `15m`, `1h`, `7d`; a bare number
+/// is seconds.
+///
+/// # Errors
+///
+/// A message saying what is wrong.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("invalid duration {s:?}: expected a number with an optional unit (ms, s, m, h, d)")
+    })?;
+    let secs = |mult: u64| {
+        n.checked_mul(mult)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("duration {s:?} is too large"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86400),
+        _ => Err(format!(
+            "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+        )),
+    }
+}
+
+/// Collects problems while typing settings.
+struct Check {
+    problems: Vec<String>,
+}
+
+impl Check {
+    fn duration(&mut self, name: &str, v: Option<&str>, default: &str) -> Duration {
+        parse_duration(v.unwrap_or(default)).unwrap_or_else(|e| {
+            self.problems.push(format!("{name}: {e}"));
+            Duration::ZERO
+        })
+    }
+
+    fn number(
+        &mut self,
+        name: &str,
+        v: Option<&str>,
+        default: usize,
+        range: (usize, usize),
+    ) -> usize {
+        let Some(text) = v else { return default };
+        match text.trim().parse::<usize>() {
+            Ok(n) if (range.0..=range.1).contains(&n) => n,
+            Ok(n) => {
+                self.problems.push(format!(
+                    "{name}: {n} is outside {} ..= {}",
+                    range.0, range.1
+                ));
+                default
+            }
+            Err(_) => {
+                self.problems
+                    .push(format!("{name}: {text:?} is not a whole number"));
+                default
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Types and validates every setting, loading the key set.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, one message each.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, Vec<String>> {
+        let mut c = Check {
+            problems: Vec::new(),
+        };
+
+        let socket = PathBuf::from(raw.socket.clone().unwrap_or_else(default_socket));
+        if socket.as_os_str().is_empty() {
+            c.problems.push("socket: empty path".to_owned());
+        }
+        let socket_mode =
+            match u32::from_str_radix(raw.socket_mode.as_deref().unwrap_or("0660").trim(), 8) {
+                Ok(m) if m <= 0o777 => m,
+                _ => {
+                    c.problems.push(format!(
+                        "socket_mode: {:?} is not an octal permission such as 0660",
+                        raw.socket_mode.unwrap_or_default()
+                    ));
+                    0o660
+                }
+            };
+
+        let mut algorithms = AlgSet::EMPTY;
+        for name in raw.algorithms.iter().flatten() {
+            match name.trim().parse::<Algorithm>() {
+                Ok(a) => algorithms.insert(a),
+                Err(e) => c.problems.push(format!("algorithms: {e}")),
+            }
+        }
+        let leeway = c.duration("leeway", raw.leeway.as_deref(), "30s");
+        let max_lifetime = raw
+            .max_lifetime
+            .as_deref()
+            .map(|v| c.duration("max_lifetime", Some(v), "0").as_secs());
+        let policy = Policy {
+            algorithms: if raw.algorithms.is_none() {
+                AlgSet::all()
+            } else {
+                algorithms
+            },
+            issuer: raw.issuer.as_deref().map(Box::from),
+            audiences: raw
+                .audiences
+                .iter()
+                .flatten()
+                .map(|a| Box::from(a.as_str()))
+                .collect(),
+            leeway: leeway.as_secs(),
+            required: match &raw.required_claims {
+                None => vec!["exp".into()],
+                Some(list) => list.iter().map(|s| Box::from(s.trim())).collect(),
+            },
+            max_lifetime,
+            typ: raw.typ.as_deref().map(Box::from),
+            max_token_bytes: c.number(
+                "max_token_bytes",
+                raw.max_token_bytes.as_deref(),
+                verify::DEFAULT_MAX_TOKEN_BYTES,
+                (64, 1024 * 1024),
+            ),
+            ..Policy::default()
+        };
+        let policy_problems = policy.problems();
+        // Range problems of max_token_bytes were reported above already.
+        c.problems.extend(
+            policy_problems
+                .into_iter()
+                .filter(|p| !p.starts_with("max token size")),
+        );
+        if policy.audiences.iter().any(|a| a.len() > 255) {
+            c.problems.push(
+                "audiences: an audience longer than 255 bytes cannot be a selector".to_owned(),
+            );
+        }
+
+        let cache_entries = c.number(
+            "cache_entries",
+            raw.cache_entries.as_deref(),
+            100_000,
+            (0, 100_000_000),
+        );
+        let cache_max_ttl = c.duration("cache_max_ttl", raw.cache_max_ttl.as_deref(), "10m");
+        let max_connections = c.number(
+            "max_connections",
+            raw.max_connections.as_deref(),
+            1024,
+            (1, 1_000_000),
+        );
+        let max_in_flight = c.number(
+            "max_in_flight",
+            raw.max_in_flight.as_deref(),
+            1024,
+            (1, 1_000_000),
+        );
+        let max_frame_bytes = c.number(
+            "max_frame_bytes",
+            raw.max_frame_bytes.as_deref(),
+            crate::protocol::DEFAULT_MAX_FRAME,
+            (1024, 16 * 1024 * 1024),
+        );
+        if max_frame_bytes < policy.max_token_bytes + 256 + crate::protocol::HEADER_LEN {
+            c.problems.push(format!(
+                "max_frame_bytes: {max_frame_bytes} cannot carry a token of max_token_bytes ({}) with a selector",
+                policy.max_token_bytes
+            ));
+        }
+        let idle_timeout = c.duration("idle_timeout", raw.idle_timeout.as_deref(), "5m");
+        let shutdown_grace = c.duration("shutdown_grace", raw.shutdown_grace.as_deref(), "10s");
+        let threads = c.number("threads", raw.threads.as_deref(), 0, (0, 1024));
+        let log = raw.log.clone().unwrap_or_else(|| "info".to_owned());
+        if let Err(e) = tracing_filter_check(&log) {
+            c.problems.push(format!("log: {e}"));
+        }
+
+        let (key_source, jwks) = match &raw.jwks_file {
+            Some(path) => (
+                KeySource::File(PathBuf::from(path)),
+                std::fs::read(path).map_err(|e| format!("jwks_file: {path}: {e}")),
+            ),
+            None => (KeySource::EmbeddedDev, Ok(DEV_JWKS.as_bytes().to_vec())),
+        };
+        let keys = match jwks {
+            Ok(bytes) => KeySet::from_jwks(&bytes).map_err(|e| {
+                format!(
+                    "jwks_file: {}: {e}",
+                    raw.jwks_file.as_deref().unwrap_or("(embedded)")
+                )
+            }),
+            Err(e) => Err(e),
+        };
+        let keys = keys.unwrap_or_else(|e| {
+            c.problems.push(e);
+            KeySet::default()
+        });
+
+        if !c.problems.is_empty() {
+            return Err(c.problems);
+        }
+        Ok(Config {
+            socket,
+            socket_mode,
+            key_source,
+            keys,
+            verifier: VerifierConfig {
+                policy,
+                cache_entries,
+                cache_max_ttl: cache_max_ttl.as_secs(),
+            },
+            max_connections,
+            max_in_flight,
+            max_frame_bytes,
+            idle_timeout,
+            shutdown_grace,
+            threads,
+            log,
+        })
+    }
+}
+
+/// Validates a tracing filter without the subscriber crate (the library
+/// does not depend on it): directives are `target=level` or `level`.
+fn tracing_filter_check(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit('=').next().unwrap_or(directive);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} is not a log filter (e.g. info, or jwtd=debug)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

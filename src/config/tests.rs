@@ -1,0 +1,173 @@
+use super::*;
+
+fn raw(pairs: &[(&str, &str)]) -> RawConfig {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    RawConfig::from_env(|k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults_run_on_the_embedded_dev_key_set() {
+    let c = Config::from_raw(RawConfig::default()).expect("defaults are valid");
+    assert_eq!(c.key_source, KeySource::EmbeddedDev);
+    assert_eq!(c.keys.keys().len(), 1);
+    assert_eq!(c.socket_mode, 0o660);
+    assert_eq!(c.verifier.policy, Policy::default());
+    assert_eq!(c.verifier.cache_entries, 100_000);
+    assert_eq!(c.verifier.cache_max_ttl, 600);
+    assert_eq!(c.max_frame_bytes, 65_536);
+    assert_eq!(c.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+}
+
+#[test]
+fn environment_variables_are_read_with_lists_split() {
+    let r = raw(&[
+        ("JWTD_SOCKET", "/run/x.sock"),
+        ("JWTD_AUDIENCES", "a, b,,c"),
+        ("JWTD_ALGORITHMS", "ES256,RS256"),
+        ("JWTD_REQUIRE", "exp,sub"),
+        ("JWTD_LEEWAY", "10s"),
+    ]);
+    assert_eq!(r.socket.as_deref(), Some("/run/x.sock"));
+    assert_eq!(r.audiences, Some(vec!["a".into(), "b".into(), "c".into()]));
+    let c = Config::from_raw(r).unwrap();
+    assert_eq!(c.verifier.policy.audiences.len(), 3);
+    assert_eq!(
+        c.verifier.policy.algorithms.iter().collect::<Vec<_>>(),
+        vec![Algorithm::RS256, Algorithm::ES256]
+    );
+    assert_eq!(
+        c.verifier.policy.required,
+        vec![Box::from("exp"), Box::from("sub")]
+    );
+    assert_eq!(c.verifier.policy.leeway, 10);
+}
+
+#[test]
+fn flags_beat_environment_beat_file() {
+    let mut problems = Vec::new();
+    let file = RawConfig::from_toml(
+        "issuer = \"file\"\nleeway = \"1s\"\ncache_entries = 5\n",
+        &mut problems,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let env = raw(&[("JWTD_ISSUER", "env"), ("JWTD_LEEWAY", "2s")]);
+    let flags = RawConfig {
+        issuer: Some("flag".into()),
+        ..RawConfig::default()
+    };
+    let merged = flags.or(env).or(file);
+    assert_eq!(merged.issuer.as_deref(), Some("flag"));
+    assert_eq!(merged.leeway.as_deref(), Some("2s"));
+    assert_eq!(merged.cache_entries.as_deref(), Some("5"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let r = raw(&[
+        ("JWTD_SOCKET_MODE", "999"),
+        ("JWTD_ALGORITHMS", "none,HS1"),
+        ("JWTD_LEEWAY", "10m"),
+        ("JWTD_CACHE_ENTRIES", "many"),
+        ("JWTD_IDLE_TIMEOUT", "5 parsecs"),
+        ("JWTD_MAX_IN_FLIGHT", "0"),
+        ("JWTD_JWKS_FILE", "/nonexistent/jwks.json"),
+        ("JWTD_LOG", "loud"),
+    ]);
+    let problems = Config::from_raw(r).unwrap_err();
+    let expect = [
+        "socket_mode",
+        "algorithms: algorithm 'none'",
+        "algorithms: unknown algorithm 'HS1'",
+        "leeway",
+        "cache_entries",
+        "idle_timeout",
+        "max_in_flight",
+        "jwks_file: /nonexistent/jwks.json",
+        "log",
+    ];
+    for e in expect {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "missing {e:?} in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn toml_problems_are_all_reported() {
+    let mut problems = Vec::new();
+    let r = RawConfig::from_toml(
+        "socket = 5\nfrobnicate = true\nalgorithms = [\"ES256\", 3]\nleeway = [1]\ncolour = 1\n",
+        &mut problems,
+    );
+    // An integer is accepted where a string is expected ("5").
+    assert_eq!(r.socket.as_deref(), Some("5"));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("unknown setting \"frobnicate\"")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("unknown setting \"colour\"")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("algorithms: expected an array of strings"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("leeway: expected a string or integer"))
+    );
+}
+
+#[test]
+fn toml_syntax_errors_name_the_line() {
+    let mut problems = Vec::new();
+    RawConfig::from_toml("socket = \"a\"\nleeway = \n", &mut problems);
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains("line 2"), "{problems:?}");
+}
+
+#[test]
+fn a_bad_key_set_is_a_config_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(
+        &path,
+        r#"{"keys":[{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}]}"#,
+    )
+    .unwrap();
+    let problems = Config::from_raw(RawConfig {
+        jwks_file: Some(path.to_string_lossy().into_owned()),
+        ..RawConfig::default()
+    })
+    .unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].contains("no usable signing key"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn durations_parse_with_units() {
+    assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+    assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+    for bad in ["", "s", "-1s", "1.5s", "10x", "99999999999999999999d"] {
+        assert!(parse_duration(bad).is_err(), "{bad:?}");
+    }
+}
