@@ -148,7 +148,7 @@ mod tests {
                 exp: Some(100),
                 nbf: None,
                 iat: None,
-                raw: b"{}".to_vec().into_boxed_slice(),
+                raw: bytes::Bytes::from_static(b"{}"),
             },
             alg: Algorithm::ES256,
             kid: Some(kid.into()),

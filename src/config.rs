@@ -250,7 +250,9 @@ pub struct Config {
     pub log: String,
 }
 
-fn default_socket() -> String {
+/// The default socket path: `$XDG_RUNTIME_DIR/jwtd.sock`, else
+/// `/tmp/jwtd.sock`.
+pub fn default_socket() -> String {
     match std::env::var("XDG_RUNTIME_DIR") {
         Ok(dir) if !dir.is_empty() => format!("{dir}/jwtd.sock"),
         _ => "/tmp/jwtd.sock".to_owned(),

@@ -11,6 +11,7 @@
 //!   alg       Algorithm, AlgSet: the closed set of JWS algorithms (no `none`)
 //!   json      strict JSON: duplicates, depth, typed registered members
 //!   outcome   Reject reasons, Anomalies, Claims, Verified, Verdict
+//! client    Rust client for the native protocol (pipelined, replies by id)
 //! config    serve settings: flags > JWTD_* env > TOML > defaults, all errors at once
 //! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
 //! jwks/     trusted keys: JWKS and PEM parsed once into aws-lc-rs keys
@@ -18,6 +19,7 @@
 //! pem       minimal PEM block reader/writer
 //! verifier  Verifier: the shared handle (keys via ArcSwap, policies, cache)
 //! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
+//! server/   listeners: socket hygiene, accept loop, drain; native connections
 //! ```
 //!
 //! The binary adds `src/cli/` (one module per subcommand) and `src/main.rs`.
@@ -47,10 +49,12 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod jwks;
 pub mod pem;
 pub mod protocol;
+pub mod server;
 pub mod sign;
 pub mod verifier;
 pub mod verify;

@@ -5,6 +5,8 @@
 mod check;
 mod keygen;
 mod mint;
+mod serve;
+mod verify;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -21,11 +23,19 @@ pub const EXIT_USAGE: u8 = 2;
 #[command(name = "jwtd", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon on a Unix socket (see `jwtd serve --help`; with no
+    /// arguments it serves the embedded development key set).
+    Serve(serve::Args),
+    /// Ask a running daemon about one token.
+    ///
+    /// Prints one JSON object; exit status 0 valid, 1 invalid, 3 could not
+    /// decide (daemon unreachable or without keys), 2 usage error.
+    Verify(verify::Args),
     /// Verify one token offline, with the same core as the daemon.
     ///
     /// Prints one JSON object: {"valid":true,"alg":..,"kid":..,"claims":{..}}
@@ -40,7 +50,14 @@ enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    // With no subcommand, jwtd serves with its defaults: README's first
+    // command is just `cargo run`.
+    let command = cli
+        .command
+        .unwrap_or(Command::Serve(serve::Args::default()));
+    match command {
+        Command::Serve(args) => serve::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Check(args) => check::run(args),
         Command::Mint(args) => mint::run(args),
         Command::Keygen(args) => keygen::run(args),

@@ -280,7 +280,7 @@ fn verify_inner(
         exp: claims.exp,
         nbf: claims.nbf,
         iat: claims.iat,
-        raw: payload.into_boxed_slice(),
+        raw: payload.into(),
     };
     Ok(Verified {
         claims,

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::alg::Algorithm;
 
 /// Why a token was refused. Each reason says what is wrong with the *token*;
@@ -286,8 +288,9 @@ pub struct Claims {
     pub nbf: Option<i64>,
     /// `iat` in Unix seconds (fractions rounded up), if present.
     pub iat: Option<i64>,
-    /// The decoded payload: UTF-8 JSON text of an object.
-    pub raw: Box<[u8]>,
+    /// The decoded payload: UTF-8 JSON text of an object. `Bytes` so that
+    /// every reply served from the cache shares it instead of copying it.
+    pub raw: Bytes,
 }
 
 impl Claims {

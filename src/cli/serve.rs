@@ -1,0 +1,239 @@
+//! `jwtd serve`: the daemon. Reads like a script: configuration (exit 64 on
+//! any problem, all listed), tracing, runtime, bind, serve until a signal,
+//! drain, remove the socket.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use jwtd::config::{Config, EXIT_CONFIG, KeySource, RawConfig};
+use jwtd::server::{self, ServerConfig};
+use jwtd::verifier::Verifier;
+
+/// Flags of `jwtd serve`. Every flag also has a `JWTD_*` variable and a TOML
+/// key; `src/config.rs` lists them all with defaults.
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// TOML configuration file (flags and JWTD_* variables override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// Unix socket path [default: $XDG_RUNTIME_DIR/jwtd.sock or /tmp/jwtd.sock].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<String>,
+    /// Socket file permissions, octal [default: 0660].
+    #[arg(long, value_name = "MODE")]
+    socket_mode: Option<String>,
+    /// Trusted JWK set file [default: the embedded development set].
+    #[arg(long, value_name = "FILE")]
+    jwks_file: Option<String>,
+    /// Required issuer.
+    #[arg(long, value_name = "S")]
+    issuer: Option<String>,
+    /// Accepted audience (repeatable); each is also a request selector.
+    #[arg(long, value_name = "S")]
+    audience: Vec<String>,
+    /// Allowed algorithms, comma-separated [default: all].
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on exp/nbf/iat [default: 30s; at most 5m].
+    #[arg(long, value_name = "DURATION")]
+    leeway: Option<String>,
+    /// Required claims, comma-separated [default: exp].
+    #[arg(long, value_name = "CLAIM,...", value_delimiter = ',')]
+    require: Option<Vec<String>>,
+    /// Required header typ (e.g. at+jwt).
+    #[arg(long, value_name = "T")]
+    typ: Option<String>,
+    /// Maximum token lifetime (exp - iat).
+    #[arg(long, value_name = "DURATION")]
+    max_lifetime: Option<String>,
+    /// Maximum token size in bytes [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    max_token_bytes: Option<String>,
+    /// Verified-result cache capacity in entries, 0 disables [default: 100000].
+    #[arg(long, value_name = "N")]
+    cache_entries: Option<String>,
+    /// Longest a result stays cached [default: 10m].
+    #[arg(long, value_name = "DURATION")]
+    cache_max_ttl: Option<String>,
+    /// Maximum concurrent connections [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<String>,
+    /// Maximum unanswered requests per connection [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<String>,
+    /// Maximum frame size in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    max_frame_bytes: Option<String>,
+    /// Close connections idle this long [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    idle_timeout: Option<String>,
+    /// Time SIGTERM gives in-flight work [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    shutdown_grace: Option<String>,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<String>,
+    /// Log filter, e.g. info or jwtd=debug [default: info].
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+impl Args {
+    fn raw(&self) -> RawConfig {
+        RawConfig {
+            socket: self.socket.clone(),
+            socket_mode: self.socket_mode.clone(),
+            jwks_file: self.jwks_file.clone(),
+            issuer: self.issuer.clone(),
+            audiences: (!self.audience.is_empty()).then(|| self.audience.clone()),
+            algorithms: self.algorithms.clone(),
+            leeway: self.leeway.clone(),
+            required_claims: self.require.clone(),
+            typ: self.typ.clone(),
+            max_lifetime: self.max_lifetime.clone(),
+            max_token_bytes: self.max_token_bytes.clone(),
+            cache_entries: self.cache_entries.clone(),
+            cache_max_ttl: self.cache_max_ttl.clone(),
+            max_connections: self.max_connections.clone(),
+            max_in_flight: self.max_in_flight.clone(),
+            max_frame_bytes: self.max_frame_bytes.clone(),
+            idle_timeout: self.idle_timeout.clone(),
+            shutdown_grace: self.shutdown_grace.clone(),
+            threads: self.threads.clone(),
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// Gathers flags, environment and file, then validates; prints every problem.
+fn configure(args: &Args) -> Result<Config, ExitCode> {
+    let mut problems = Vec::new();
+    let file = match &args.config {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => RawConfig::from_toml(&text, &mut problems),
+            Err(e) => {
+                problems.push(format!("--config {path}: {e}"));
+                RawConfig::default()
+            }
+        },
+        None => RawConfig::default(),
+    };
+    let raw = args
+        .raw()
+        .or(RawConfig::from_env(|k| std::env::var(k).ok()))
+        .or(file);
+    match Config::from_raw(raw) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
+    .map_err(|problems| {
+        for p in &problems {
+            eprintln!("jwtd: config: {p}");
+        }
+        eprintln!(
+            "jwtd: {} configuration problem(s); not starting",
+            problems.len()
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = match configure(&args) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_tracing(&config.log);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        runtime.worker_threads(config.threads);
+    }
+    let runtime = runtime.enable_all().build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    match &config.key_source {
+        KeySource::EmbeddedDev => tracing::warn!(
+            "no --jwks-file: trusting the embedded DEVELOPMENT key set (deploy/dev/jwks.json); never use this in production"
+        ),
+        KeySource::File(path) => tracing::info!(path = %path.display(), "key set loaded"),
+    }
+    for skipped in config.keys.skipped() {
+        tracing::warn!(index = skipped.index, kid = ?skipped.kid, problem = %skipped.problem, "key skipped");
+    }
+    let listener = match server::bind(&config.socket, config.socket_mode) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot bind socket");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    tracing::info!(
+        socket = %config.socket.display(),
+        keys = config.keys.keys().len(),
+        cache_entries = config.verifier.cache_entries,
+        "jwtd serving"
+    );
+    let verifier = Verifier::new(config.verifier.clone(), Some(config.keys.clone()));
+    let server_config = ServerConfig {
+        max_connections: config.max_connections,
+        max_in_flight: config.max_in_flight,
+        max_frame_bytes: config.max_frame_bytes,
+        idle_timeout: config.idle_timeout,
+    };
+    let drained = server::run(
+        listener,
+        verifier,
+        server_config,
+        signal(config.shutdown_grace),
+    )
+    .await;
+    if let Err(e) = std::fs::remove_file(&config.socket) {
+        tracing::warn!(error = %e, "could not remove the socket file");
+    }
+    if drained.abandoned > 0 {
+        tracing::warn!(
+            connections = drained.abandoned,
+            "grace period over: closed busy connections"
+        );
+    }
+    tracing::info!("jwtd stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM (graceful: the configured grace) or SIGINT (fast: at
+/// most one second).
+async fn signal(grace: Duration) -> Duration {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: draining");
+            grace
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: draining fast");
+            grace.min(Duration::from_secs(1))
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

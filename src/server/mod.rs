@@ -1,0 +1,169 @@
+//! Listeners. For now the native-protocol Unix socket ([`native`]); the HTTP
+//! and gRPC fronts will sit beside it as thin adapters over the same
+//! [`Verifier`].
+//!
+//! This module owns socket hygiene (stale-socket replacement, permissions,
+//! removal on exit), the accept loop with its connection limit, and graceful
+//! shutdown. [`run`] takes its shutdown trigger as a future, as mini-redis
+//! does, so tests drive it without signals.
+//!
+//! # Shutdown
+//!
+//! When `shutdown` resolves (to the grace period): stop accepting, tell every
+//! connection to drain (answer everything already sent, close once the client
+//! has been quiet briefly with nothing in flight), wait for all of them up to
+//! the grace period, then drop what is left.
+
+pub mod native;
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::verifier::Verifier;
+
+/// Settings of the native listener.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Maximum concurrent connections; further clients wait in the backlog.
+    pub max_connections: usize,
+    /// Maximum unanswered requests per connection before reading pauses.
+    pub max_in_flight: usize,
+    /// Largest frame accepted.
+    pub max_frame_bytes: usize,
+    /// A connection with nothing in flight is closed after this long without
+    /// a request.
+    pub idle_timeout: Duration,
+}
+
+/// The current Unix time in seconds (the core takes time as an argument).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Why the socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Something is already listening there: never steal a live socket.
+    #[error("{0}: another process is listening on this socket")]
+    InUse(PathBuf),
+    /// The path exists and is not a socket: never delete a regular file.
+    #[error("{0}: exists and is not a socket")]
+    NotASocket(PathBuf),
+    /// Any other I/O problem.
+    #[error("{path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// Binds a Unix socket at `path` with permissions `mode`. A stale socket file
+/// (nothing accepts on it) is replaced; a live one is an error.
+///
+/// # Errors
+///
+/// See [`BindError`].
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, BindError> {
+    let io_err = |source| BindError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(BindError::NotASocket(path.to_owned()));
+        }
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(BindError::InUse(path.to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::info!(path = %path.display(), "replacing stale socket file");
+                std::fs::remove_file(path).map_err(io_err)?;
+            }
+            Err(e) => return Err(io_err(e)),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+    Ok(listener)
+}
+
+/// What [`run`] did when it returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections still open when the grace period ended (closed abruptly).
+    pub abandoned: usize,
+}
+
+/// Serves `listener` until `shutdown` resolves to a grace period, then
+/// drains. Does not remove the socket file (the caller bound it).
+pub async fn run(
+    listener: UnixListener,
+    verifier: Verifier,
+    config: ServerConfig,
+    shutdown: impl Future<Output = Duration>,
+) -> Drained {
+    let config = Arc::new(config);
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+
+    let grace = loop {
+        // Wait for a connection slot first, so a full server leaves new
+        // clients in the kernel backlog instead of accepting and dropping.
+        let permit = tokio::select! {
+            grace = &mut shutdown => break grace,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break Duration::ZERO, // Never closed; defensive.
+            },
+        };
+        let stream = tokio::select! {
+            grace = &mut shutdown => break grace,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (verifier, config, drain) = (verifier.clone(), config.clone(), drain_rx.clone());
+        connections.spawn(async move {
+            native::serve(stream, verifier, &config, drain).await;
+            drop(permit);
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    };
+
+    drop(listener);
+    tracing::info!(open = connections.len(), grace = ?grace, "shutting down: draining connections");
+    let _ = drain_tx.send(true);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    let abandoned = if drained.is_ok() {
+        0
+    } else {
+        connections.len()
+    };
+    connections.shutdown().await;
+    Drained { abandoned }
+}
