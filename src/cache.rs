@@ -46,10 +46,13 @@ struct Entry {
     result: Arc<Verified>,
 }
 
+/// One independently locked part of the cache.
+type Shard = Mutex<LruCache<Key, Entry>>;
+
 /// The verified-result cache. Share it behind an `Arc`.
 pub struct Cache {
     /// `None` when caching is disabled (capacity 0).
-    shards: Option<Box<[Mutex<LruCache<Key, Entry>>]>>,
+    shards: Option<Box<[Shard]>>,
 }
 
 impl Cache {

@@ -51,6 +51,11 @@ fn write_private(path: &str, contents: &str) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("--private {path}"))?;
+    // `mode` applies only when the file is created; an existing file keeps
+    // its permissions unless they are set explicitly.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("--private {path}"))?;
     file.write_all(contents.as_bytes())
         .with_context(|| format!("--private {path}"))
 }

@@ -2,6 +2,7 @@
 //! calls and prints results; none holds verification logic of its own, so
 //! `jwtd check` verifies exactly as the daemon will.
 
+mod bench;
 mod check;
 mod keygen;
 mod mint;
@@ -26,6 +27,8 @@ pub struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once at start-up: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon on a Unix socket (see `jwtd serve --help`; with no
@@ -36,6 +39,8 @@ enum Command {
     /// Prints one JSON object; exit status 0 valid, 1 invalid, 3 could not
     /// decide (daemon unreachable or without keys), 2 usage error.
     Verify(verify::Args),
+    /// Load generator and reference servers (echo, raw crypto).
+    Bench(bench::Args),
     /// Verify one token offline, with the same core as the daemon.
     ///
     /// Prints one JSON object: {"valid":true,"alg":..,"kid":..,"claims":{..}}
@@ -59,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Check(args) => check::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Mint(args) => mint::run(args),
         Command::Keygen(args) => keygen::run(args),
     }

@@ -31,7 +31,7 @@ use crate::verify::{Algorithm, Curve, Family};
 
 /// Strict base64url (no padding, canonical trailing bits), as RFC 7515 2 and
 /// RFC 7517 require for JWK members.
-pub(crate) const B64URL: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+pub const B64URL: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::URL_SAFE,
     base64::engine::GeneralPurposeConfig::new()
         .with_encode_padding(false)

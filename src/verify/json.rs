@@ -374,13 +374,12 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
                 }
                 _ => {}
             }
-            if let Some(i) = self
-                .required
-                .iter()
-                .take(MAX_REQUIRED_CLAIMS)
-                .position(|r| **r == *name)
-            {
-                p.required_seen |= 1 << i;
+            // Every matching position: a name listed twice must not leave
+            // one of its bits forever unset.
+            for (i, r) in self.required.iter().take(MAX_REQUIRED_CLAIMS).enumerate() {
+                if **r == *name {
+                    p.required_seen |= 1 << i;
+                }
             }
             names.insert(name)?;
         }
