@@ -557,6 +557,7 @@ async fn echo_connection(stream: UnixStream) {
             match protocol::decode_request(&mut buf, protocol::DEFAULT_MAX_FRAME) {
                 Ok(Some(req)) => Reply::Valid {
                     id: req.id,
+                    cached: true,
                     anomalies: Anomalies::NONE,
                     claims: claims.clone(),
                 }

@@ -147,6 +147,8 @@ pub enum Reply {
     Valid {
         /// Request id.
         id: u32,
+        /// Answered from the verified-result cache.
+        cached: bool,
         /// Key-carrying headers that were present (and ignored).
         anomalies: Anomalies,
         /// The payload JSON.
@@ -180,6 +182,9 @@ pub enum Reply {
     },
 }
 
+/// VALID reply code bit: answered from the cache.
+const CACHED_BIT: u16 = 0x8000;
+
 const ST_VALID: u8 = 0;
 const ST_INVALID: u8 = 1;
 const ST_UNDECIDED: u8 = 2;
@@ -202,8 +207,15 @@ impl Reply {
     pub fn encode(&self, out: &mut BytesMut) {
         let (status, code, body): (u8, u16, &[u8]) = match self {
             Reply::Valid {
-                anomalies, claims, ..
-            } => (ST_VALID, u16::from(anomalies.bits()), claims),
+                cached,
+                anomalies,
+                claims,
+                ..
+            } => (
+                ST_VALID,
+                u16::from(anomalies.bits()) | if *cached { CACHED_BIT } else { 0 },
+                claims,
+            ),
             Reply::Invalid { reason, .. } => {
                 (ST_INVALID, reason.code(), reason.as_str().as_bytes())
             }
@@ -317,8 +329,10 @@ fn frame_len(buf: &BytesMut, max_frame: usize) -> Result<Option<usize>, DecodeEr
     } else {
         return Ok(Some(len));
     };
-    // The id sits at bytes 8..12 when they have arrived; answer it if so.
-    let id = if buf.len() >= 12 {
+    // A frame long enough to hold an id names it at bytes 8..12; answer it
+    // when it has arrived. A too-short frame has no id: bytes past its end
+    // belong to whatever follows.
+    let id = if len >= HEADER_LEN && buf.len() >= 12 {
         u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]])
     } else {
         0
@@ -375,7 +389,8 @@ pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply
     Ok(Some(match status {
         ST_VALID => Reply::Valid {
             id,
-            anomalies: Anomalies::from_bits(u8::try_from(code).map_err(|_| bad)?),
+            cached: code & CACHED_BIT != 0,
+            anomalies: Anomalies::from_bits(u8::try_from(code & !CACHED_BIT).map_err(|_| bad)?),
             claims: frame,
         },
         ST_INVALID => Reply::Invalid {

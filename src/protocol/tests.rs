@@ -22,6 +22,7 @@ fn reply_has_the_documented_layout() {
     let mut b = BytesMut::new();
     Reply::Valid {
         id: 7,
+        cached: false,
         anomalies: Anomalies::NONE,
         claims: Bytes::from_static(br#"{"sub":"a"}"#),
     }
@@ -39,6 +40,19 @@ fn reply_has_the_documented_layout() {
     let mut want = vec![0, 0, 0, 15, 1, 1, 0, 14, 0, 0, 0, 9];
     want.extend_from_slice(b"expired");
     assert_eq!(&b[..], &want[..]);
+}
+
+#[test]
+fn cached_valid_reply_sets_the_high_code_bit() {
+    let mut b = BytesMut::new();
+    Reply::Valid {
+        id: 1,
+        cached: true,
+        anomalies: Anomalies::X5C,
+        claims: Bytes::new(),
+    }
+    .encode(&mut b);
+    assert_eq!(&b[6..8], &[0x80, 0x08]);
 }
 
 #[test]
@@ -116,7 +130,7 @@ fn malformed_frames_are_errors_with_the_id_when_readable() {
             9,
             ProtocolError::FrameTooShort,
         ),
-        (raw(4, 1, 1, 0, 10, b""), 10, ProtocolError::FrameTooShort),
+        (raw(4, 1, 1, 0, 10, b""), 0, ProtocolError::FrameTooShort),
         (
             raw(1 << 20, 1, 1, 0, 11, b""),
             11,
@@ -153,6 +167,7 @@ fn every_reply_round_trips() {
     let replies = [
         Reply::Valid {
             id: 1,
+            cached: true,
             anomalies: Anomalies::JKU,
             claims: Bytes::from_static(b"{}"),
         },

@@ -138,8 +138,9 @@ fn handle(
 
 fn reply(id: u32, outcome: Outcome) -> Reply {
     match outcome {
-        Outcome::Valid { result, .. } => Reply::Valid {
+        Outcome::Valid { result, cached } => Reply::Valid {
             id,
+            cached,
             anomalies: result.anomalies,
             claims: result.claims.raw.clone(),
         },

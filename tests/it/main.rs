@@ -6,5 +6,6 @@
 mod adversarial;
 mod cli;
 mod conformance;
+mod daemon;
 mod props;
 mod support;

@@ -1,0 +1,594 @@
+//! The real `jwtd serve` on a socket in a temp dir, driven like a client.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream as StdStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use jwtd::client::Client;
+use jwtd::protocol::{self, ProtocolError, Reply};
+use jwtd::sign::SigningKey;
+use jwtd::verify::{Algorithm, Reject};
+use serde_json::json;
+
+use crate::support::jwtd_bin;
+
+/// A running daemon; killed on drop if still alive.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    /// Signs tokens the daemon trusts (kid "k1").
+    key: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Daemon {
+        Daemon::start_with(SigningKey::generate(Algorithm::ES256).unwrap(), extra)
+    }
+
+    fn start_with(key: SigningKey, extra: &[&str]) -> Daemon {
+        let key = key.with_kid(Some("k1".into()));
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).unwrap();
+        let socket = dir.path().join("jwtd.sock");
+        let child = Command::new(jwtd_bin())
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--jwks-file")
+            .arg(&jwks)
+            .args(extra)
+            .env_remove("JWTD_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            socket,
+            key,
+            _dir: dir,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if StdStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("jwtd did not start listening on {}", self.socket.display());
+    }
+
+    fn token(&self, claims: serde_json::Value) -> String {
+        self.key.mint(&claims, &Default::default()).unwrap()
+    }
+
+    fn valid_token(&self) -> String {
+        self.token(json!({"sub": "alice", "exp": now() + 3600}))
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jwtd did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now() -> i64 {
+    jwtd::server::unix_now()
+}
+
+/// Reads replies from a blocking stream until `n` arrived or EOF.
+fn read_replies(stream: &mut StdStream, n: usize) -> (Vec<Reply>, bool) {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while out.len() < n {
+        while let Some(r) = protocol::decode_reply(&mut buf, usize::MAX >> 1).unwrap() {
+            out.push(r);
+        }
+        if out.len() >= n {
+            break;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return (out, true),
+            Ok(k) => buf.put_slice(&chunk[..k]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return (out, false);
+            }
+            Err(_) => return (out, true),
+        }
+    }
+    (out, false)
+}
+
+fn connect(path: &Path) -> StdStream {
+    let s = StdStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+fn is_eof(stream: &mut StdStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(stream.read(&mut b), Ok(0) | Err(_))
+}
+
+#[tokio::test]
+async fn valid_and_invalid_tokens_get_their_verdicts() {
+    let d = Daemon::start(&[]);
+    let client = Client::connect(&d.socket).await.unwrap();
+    match client.verify(d.valid_token().as_bytes()).await.unwrap() {
+        Reply::Valid { claims, .. } => {
+            let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+            assert_eq!(claims["sub"], "alice");
+        }
+        other => panic!("expected valid, got {other:?}"),
+    }
+    let expired = d.token(json!({"exp": now() - 3600}));
+    assert!(matches!(
+        client.verify(expired.as_bytes()).await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::Expired,
+            ..
+        }
+    ));
+    assert!(matches!(
+        client.verify(b"garbage").await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::Malformed,
+            ..
+        }
+    ));
+    assert!(matches!(client.ping().await.unwrap(), Reply::Pong { .. }));
+}
+
+#[test]
+fn ten_thousand_pipelined_requests_are_answered_by_id() {
+    let d = Daemon::start(&[]);
+    let good = d.valid_token();
+    let expired = d.token(json!({"exp": now() - 3600}));
+    let mut frames = BytesMut::new();
+    for id in 0..10_000u32 {
+        match id % 3 {
+            0 => protocol::encode_verify(&mut frames, id, b"", good.as_bytes()),
+            1 => protocol::encode_verify(&mut frames, id, b"", expired.as_bytes()),
+            _ => protocol::encode_ping(&mut frames, id),
+        }
+    }
+    let mut stream = connect(&d.socket);
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&frames).unwrap());
+    let (replies, _) = read_replies(&mut stream, 10_000);
+    sender.join().unwrap();
+    assert_eq!(replies.len(), 10_000);
+    let mut seen = vec![false; 10_000];
+    for r in replies {
+        let id = r.id();
+        assert!(
+            !std::mem::replace(&mut seen[id as usize], true),
+            "id {id} answered twice"
+        );
+        match id % 3 {
+            0 => assert!(matches!(r, Reply::Valid { .. }), "{id}: {r:?}"),
+            1 => assert!(
+                matches!(
+                    r,
+                    Reply::Invalid {
+                        reason: Reject::Expired,
+                        ..
+                    }
+                ),
+                "{id}: {r:?}"
+            ),
+            _ => assert!(matches!(r, Reply::Pong { .. }), "{id}: {r:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_connections_are_served() {
+    let d = Daemon::start(&[]);
+    let token = d.valid_token();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (socket, token) = (d.socket.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = Client::connect(&socket).await.unwrap();
+            for _ in 0..20 {
+                let r = client.verify(token.as_bytes()).await.unwrap();
+                assert!(matches!(r, Reply::Valid { .. }), "connection {i}: {r:?}");
+            }
+            // Keep every connection open until all have been served.
+            client
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    assert_eq!(clients.len(), 100);
+}
+
+#[tokio::test]
+async fn second_verify_is_a_cache_hit_and_no_hit_survives_exp() {
+    let d = Daemon::start(&["--leeway", "0"]);
+    let client = Client::connect(&d.socket).await.unwrap();
+    let long = d.valid_token();
+    assert!(matches!(
+        client.verify(long.as_bytes()).await.unwrap(),
+        Reply::Valid { cached: false, .. }
+    ));
+    assert!(matches!(
+        client.verify(long.as_bytes()).await.unwrap(),
+        Reply::Valid { cached: true, .. }
+    ));
+
+    let exp = now() + 2;
+    let short = d.token(json!({"exp": exp}));
+    assert!(matches!(
+        client.verify(short.as_bytes()).await.unwrap(),
+        Reply::Valid { .. }
+    ));
+    assert!(matches!(
+        client.verify(short.as_bytes()).await.unwrap(),
+        Reply::Valid { cached: true, .. }
+    ));
+    while now() < exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(matches!(
+        client.verify(short.as_bytes()).await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::Expired,
+            ..
+        }
+    ));
+}
+
+fn raw_frame(len: u32, version: u8, op: u8, flags: u16, id: u32, body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&len.to_be_bytes());
+    b.push(version);
+    b.push(op);
+    b.extend_from_slice(&flags.to_be_bytes());
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(body);
+    b
+}
+
+#[test]
+fn malformed_frames_get_an_error_reply_then_the_connection_closes() {
+    let d = Daemon::start(&["--max-frame-bytes", "20000", "--max-token-bytes", "16384"]);
+    let cases: [(Vec<u8>, u32, ProtocolError); 5] = [
+        (
+            raw_frame(9, 7, 1, 0, 1, b"\0"),
+            1,
+            ProtocolError::BadVersion,
+        ),
+        (raw_frame(9, 1, 42, 0, 2, b"\0"), 2, ProtocolError::BadOp),
+        (raw_frame(9, 1, 1, 4, 3, b"\0"), 3, ProtocolError::BadFlags),
+        (
+            raw_frame(3, 1, 1, 0, 4, b""),
+            0,
+            ProtocolError::FrameTooShort,
+        ),
+        (
+            raw_frame(1 << 30, 1, 1, 0, 5, b""),
+            5,
+            ProtocolError::FrameTooLarge,
+        ),
+    ];
+    for (bytes, id, error) in cases {
+        let mut s = connect(&d.socket);
+        // A good request first: it is still answered.
+        let mut good = BytesMut::new();
+        protocol::encode_ping(&mut good, 99);
+        s.write_all(&good).unwrap();
+        s.write_all(&bytes).unwrap();
+        let (replies, _) = read_replies(&mut s, 2);
+        assert_eq!(replies.len(), 2, "{error:?}");
+        assert_eq!(replies[0], Reply::Pong { id: 99 });
+        assert_eq!(replies[1], Reply::Error { id, error });
+        assert!(is_eof(&mut s), "{error:?}: connection stayed open");
+    }
+    // The daemon is unharmed.
+    let mut s = connect(&d.socket);
+    let mut ping = BytesMut::new();
+    protocol::encode_ping(&mut ping, 1);
+    s.write_all(&ping).unwrap();
+    assert_eq!(read_replies(&mut s, 1).0, vec![Reply::Pong { id: 1 }]);
+}
+
+#[test]
+fn truncated_frame_then_hangup_harms_nothing() {
+    let d = Daemon::start(&[]);
+    {
+        let mut s = connect(&d.socket);
+        let mut f = BytesMut::new();
+        protocol::encode_verify(&mut f, 1, b"", d.valid_token().as_bytes());
+        s.write_all(&f[..f.len() / 2]).unwrap();
+    }
+    let mut s = connect(&d.socket);
+    let mut f = BytesMut::new();
+    protocol::encode_verify(&mut f, 2, b"", d.valid_token().as_bytes());
+    s.write_all(&f).unwrap();
+    let (replies, _) = read_replies(&mut s, 1);
+    assert!(matches!(replies.as_slice(), [Reply::Valid { id: 2, .. }]));
+}
+
+#[test]
+fn oversized_token_in_a_legal_frame_is_an_invalid_verdict() {
+    let d = Daemon::start(&["--max-token-bytes", "1024"]);
+    let mut s = connect(&d.socket);
+    let mut f = BytesMut::new();
+    protocol::encode_verify(&mut f, 1, b"", &vec![b'a'; 5000]);
+    s.write_all(&f).unwrap();
+    let (replies, _) = read_replies(&mut s, 1);
+    assert_eq!(
+        replies,
+        vec![Reply::Invalid {
+            id: 1,
+            reason: Reject::TooLarge
+        }]
+    );
+}
+
+#[tokio::test]
+async fn unknown_selector_is_an_error_but_the_connection_stays() {
+    let d = Daemon::start(&["--audience", "api", "--audience", "admin"]);
+    let client = Client::connect(&d.socket).await.unwrap();
+    let token = d.token(json!({"exp": now() + 60, "aud": "admin"}));
+    assert!(matches!(
+        client.verify_for(b"nope", token.as_bytes()).await.unwrap(),
+        Reply::Error {
+            error: ProtocolError::UnknownSelector,
+            ..
+        }
+    ));
+    assert!(matches!(
+        client.verify_for(b"admin", token.as_bytes()).await.unwrap(),
+        Reply::Valid { .. }
+    ));
+    assert!(matches!(
+        client.verify_for(b"api", token.as_bytes()).await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::Audience,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn sigterm_answers_every_request_in_flight_then_exits_cleanly() {
+    // Cache off and RSA-2048 tokens, each distinct, so the requests are
+    // still being verified when the signal lands.
+    let mut d = Daemon::start_with(
+        SigningKey::generate(Algorithm::PS256).unwrap(),
+        &["--cache-entries", "0"],
+    );
+    let n = 3000u32;
+    let mut frames = BytesMut::new();
+    for id in 0..n {
+        let t = d.token(json!({"exp": now() + 60, "jti": id.to_string()}));
+        protocol::encode_verify(&mut frames, id, b"", t.as_bytes());
+    }
+    let mut s = connect(&d.socket);
+    // Write from another thread while this one reads, as a real pipelining
+    // client must: replies fill the socket buffer otherwise.
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&frames).unwrap());
+    // 3000 RSA verifications take far longer than this: the signal lands
+    // with requests unread, in flight, and not yet written back.
+    std::thread::sleep(Duration::from_millis(20));
+    d.signal("TERM");
+    let (replies, _) = read_replies(&mut s, n as usize);
+    sender.join().unwrap();
+    assert_eq!(replies.len(), n as usize, "replies lost on SIGTERM");
+    assert!(
+        replies.iter().all(|r| matches!(r, Reply::Valid { .. })),
+        "{:?}",
+        replies.iter().find(|r| !matches!(r, Reply::Valid { .. }))
+    );
+    assert!(is_eof(&mut s), "connection not closed after drain");
+    let status = d.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert!(!d.socket.exists(), "socket file left behind");
+}
+
+#[test]
+fn sigint_drains_fast_and_exits_cleanly() {
+    let mut d = Daemon::start(&[]);
+    d.signal("INT");
+    let status = d.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+    assert!(!d.socket.exists());
+}
+
+#[test]
+fn socket_is_created_with_mode_0660_by_default_and_as_configured() {
+    let d = Daemon::start(&[]);
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let d = Daemon::start(&["--socket-mode", "0600"]);
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_stale_socket_is_replaced_but_a_live_one_is_not_stolen() {
+    let d = Daemon::start(&[]);
+    // Live: a second daemon on the same path must refuse and leave it alone.
+    let out = Command::new(jwtd_bin())
+        .args(["serve", "--socket"])
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another process is listening"));
+    assert!(
+        StdStream::connect(&d.socket).is_ok(),
+        "the live socket was removed"
+    );
+
+    // Stale: a socket file nobody listens on is replaced.
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let mut child = Command::new(jwtd_bin())
+        .args(["serve", "--socket"])
+        .arg(&stale)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while StdStream::connect(&stale).is_err() {
+        assert!(Instant::now() < deadline, "stale socket not replaced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Not a socket: never deleted.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let out = Command::new(jwtd_bin())
+        .args(["serve", "--socket"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let d = Daemon::start(&["--idle-timeout", "300ms"]);
+    let mut s = connect(&d.socket);
+    let began = Instant::now();
+    assert!(is_eof(&mut s));
+    assert!(
+        began.elapsed() >= Duration::from_millis(250),
+        "closed too early"
+    );
+}
+
+#[test]
+fn in_flight_limit_pauses_reading_without_losing_requests() {
+    let d = Daemon::start(&["--max-in-flight", "1"]);
+    let token = d.valid_token();
+    let mut frames = BytesMut::new();
+    for id in 0..500 {
+        protocol::encode_verify(&mut frames, id, b"", token.as_bytes());
+    }
+    let mut s = connect(&d.socket);
+    s.write_all(&frames).unwrap();
+    let (replies, _) = read_replies(&mut s, 500);
+    assert_eq!(replies.len(), 500);
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_slot() {
+    let d = Daemon::start(&["--max-connections", "1"]);
+    let mut first = connect(&d.socket);
+    let mut ping = BytesMut::new();
+    protocol::encode_ping(&mut ping, 1);
+    first.write_all(&ping).unwrap();
+    assert_eq!(read_replies(&mut first, 1).0, vec![Reply::Pong { id: 1 }]);
+
+    let mut second = connect(&d.socket);
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    second.write_all(&ping).unwrap();
+    assert!(
+        read_replies(&mut second, 1).0.is_empty(),
+        "served beyond the limit"
+    );
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(read_replies(&mut second, 1).0, vec![Reply::Pong { id: 1 }]);
+}
+
+#[test]
+fn bad_config_lists_every_problem_and_exits_64() {
+    let out = Command::new(jwtd_bin())
+        .args([
+            "serve",
+            "--leeway",
+            "1h",
+            "--socket-mode",
+            "999",
+            "--jwks-file",
+            "/nonexistent",
+            "--algorithms",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in ["leeway", "socket_mode", "/nonexistent", "algorithm 'none'"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("jwtd: config:") && l.contains(needle)),
+            "{needle:?} missing from:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn jwtd_verify_prints_the_verdict_and_exits_by_it() {
+    let d = Daemon::start(&[]);
+    let sock = d.socket.to_string_lossy().into_owned();
+    let out = crate::support::run_jwtd(&["verify", "--socket", &sock, &d.valid_token()], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(crate::support::stdout_json(&out)["claims"]["sub"], "alice");
+    let expired = d.token(json!({"exp": 1}));
+    let out = crate::support::run_jwtd(
+        &["verify", "--socket", &sock, "-"],
+        Some(format!("{expired}\n").as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(crate::support::stdout_json(&out)["reason"], "expired");
+    let out = crate::support::run_jwtd(&["verify", "--socket", "/nonexistent.sock", "x"], None);
+    assert_eq!(out.status.code(), Some(3));
+}
