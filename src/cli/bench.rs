@@ -50,6 +50,27 @@ enum BenchCommand {
     Echo(EchoArgs),
     /// Measure raw single-thread signature verification.
     Crypto(CryptoArgs),
+    /// Mint distinct tokens, one per line, for `run --tokens`.
+    Tokens(TokensArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokensArgs {
+    /// Private key (as for `jwtd mint`).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// How many tokens.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Issuer claim.
+    #[arg(long, value_name = "S")]
+    iss: Option<String>,
+    /// Audience claim.
+    #[arg(long, value_name = "S")]
+    aud: Option<String>,
+    /// Lifetime of the tokens.
+    #[arg(long, default_value = "1h", value_parser = jwtd::config::parse_duration)]
+    ttl: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,21 +98,9 @@ struct RunArgs {
     #[arg(long)]
     rate: Option<u64>,
     /// Tokens, one per line, used round-robin (one line = every request a
-    /// cache hit after the first).
-    #[arg(long, value_name = "FILE", conflicts_with = "mint")]
-    tokens: Option<PathBuf>,
-    /// Mint this many distinct tokens with --key instead.
-    #[arg(long, value_name = "N", requires = "key")]
-    mint: Option<usize>,
-    /// Private key for --mint.
+    /// cache hit after the first); see `jwtd bench tokens`.
     #[arg(long, value_name = "FILE")]
-    key: Option<PathBuf>,
-    /// Issuer of minted tokens.
-    #[arg(long, value_name = "S")]
-    iss: Option<String>,
-    /// Audience of minted tokens.
-    #[arg(long, value_name = "S")]
-    aud: Option<String>,
+    tokens: PathBuf,
     /// Native selector sent with every request.
     #[arg(long, value_name = "S", default_value = "")]
     selector: String,
@@ -128,42 +137,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         BenchCommand::Run(a) => run_load(a),
         BenchCommand::Echo(a) => run_echo(a),
         BenchCommand::Crypto(a) => run_crypto(a),
+        BenchCommand::Tokens(a) => run_tokens(a),
     }
 }
 
-fn load_tokens(a: &RunArgs) -> anyhow::Result<Vec<Bytes>> {
-    if let Some(path) = &a.tokens {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--tokens {}", path.display()))?;
-        let tokens: Vec<Bytes> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| Bytes::copy_from_slice(l.as_bytes()))
-            .collect();
-        if tokens.is_empty() {
-            bail!("--tokens {}: no tokens", path.display());
-        }
-        return Ok(tokens);
+fn load_tokens(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("--tokens {}", path.display()))?;
+    let tokens: Vec<Bytes> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| Bytes::copy_from_slice(l.as_bytes()))
+        .collect();
+    if tokens.is_empty() {
+        bail!("--tokens {}: no tokens", path.display());
     }
-    let (Some(n), Some(key)) = (a.mint, &a.key) else {
-        bail!("give --tokens FILE or --mint N --key FILE");
-    };
-    let text = std::fs::read_to_string(key).with_context(|| format!("--key {}", key.display()))?;
+    Ok(tokens)
+}
+
+fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let text = std::fs::read_to_string(&a.key).with_context(|| format!("--key {}", a.key.display()))?;
     let key = SigningKey::from_file_contents(&text)?;
     let now = jwtd::server::unix_now();
-    (0..n.max(1))
-        .map(|i| {
-            let mut claims = json!({"sub": format!("user-{i}"), "iat": now, "exp": now + 3600, "jti": format!("bench-{i}")});
-            if let Some(iss) = &a.iss {
-                claims["iss"] = iss.as_str().into();
-            }
-            if let Some(aud) = &a.aud {
-                claims["aud"] = aud.as_str().into();
-            }
-            Ok(Bytes::from(key.mint(&claims, &Default::default())?))
-        })
-        .collect()
+    let exp = now.saturating_add(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX));
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in 0..a.count {
+        // A realistic access token: ~300 bytes of claims.
+        let mut claims = json!({
+            "sub": format!("user-{i:06}"), "iat": now, "nbf": now - 60, "exp": exp,
+            "jti": format!("bench-{i:08}-{now}"),
+            "scope": "openid profile email orders:read orders:write payments:read",
+        });
+        if let Some(iss) = &a.iss {
+            claims["iss"] = iss.as_str().into();
+        }
+        if let Some(aud) = &a.aud {
+            claims["aud"] = aud.as_str().into();
+        }
+        writeln!(out, "{}", key.mint(&claims, &Default::default())?)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Per-connection results.
@@ -224,7 +239,7 @@ fn process_cpu(pid: u32) -> anyhow::Result<f64> {
 }
 
 fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let tokens = Arc::new(load_tokens(&a)?);
+    let tokens = Arc::new(load_tokens(&a.tokens)?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -21,7 +21,9 @@ use super::alg::Algorithm;
 pub enum Reject {
     /// Longer than the configured maximum token size.
     TooLarge,
-    /// Not three dot-separated non-empty segments (a JWE has its own reason).
+    /// Not three dot-separated segments, or an empty header (a JWE has its
+    /// own reason; an empty payload is [`Reject::Payload`], an empty
+    /// signature [`Reject::BadSignature`]).
     Malformed,
     /// A segment is not strict base64url (padding, `+`/`/`, whitespace,
     /// non-canonical trailing bits, impossible length).
