@@ -12,11 +12,18 @@
 //!   aws-lc-rs backend) with equivalent validation and a `DecodingKey` built
 //!   once. jsonwebtoken has no ES512, so that case is absent.
 //!
-//! The figure of merit is the ratio raw/jwtd, not the absolute time: see
-//! BENCHMARKS.md. Run with `cargo bench --bench verify`.
+//! Criterion times each case on its own (groups `verify/<ALG>/<case>`). The
+//! figure of merit is the ratio raw/jwtd, not the absolute time, and on a
+//! shared VM the CPU speed drifts between criterion's cases by more than the
+//! few percent being measured. So after criterion, every selected algorithm
+//! is measured once more with the cases interleaved in short rounds, and a
+//! table of per-round ratios is printed (see [`paired`] and BENCHMARKS.md).
+//!
+//! Run with `cargo bench --bench verify`.
 
+use std::cell::Cell;
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rsa::PublicKeyComponents;
@@ -46,7 +53,8 @@ const ALGORITHMS: [Algorithm; 7] = [
 /// The crypto floor: the public key (or MAC key) parsed once.
 enum Raw {
     Signature(ParsedPublicKey),
-    Mac(hmac::Key),
+    /// Boxed as in jwtd's own key handles (an `hmac::Key` is about 1.2 KB).
+    Mac(Box<hmac::Key>),
 }
 
 impl Raw {
@@ -129,7 +137,7 @@ fn raw_verifier(alg: Algorithm, jwk: &Value) -> Raw {
         Algorithm::EdDSA => Raw::Signature(
             ParsedPublicKey::new(&signature::ED25519, b64(jwk, "x")).expect("Ed25519 key"),
         ),
-        Algorithm::HS256 => Raw::Mac(hmac::Key::new(hmac::HMAC_SHA256, &b64(jwk, "k"))),
+        Algorithm::HS256 => Raw::Mac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, &b64(jwk, "k")))),
         other => panic!("no raw verifier for {other}"),
     }
 }
@@ -201,54 +209,246 @@ fn case(alg: Algorithm, now: i64) -> Case {
     }
 }
 
+/// Target duration of one timed batch in the paired measurement.
+const BATCH: Duration = Duration::from_millis(3);
+/// Time spent on the paired measurement of one algorithm.
+const PAIRED_BUDGET: Duration = Duration::from_millis(2500);
+const PAIRED_MIN_ROUNDS: usize = 30;
+
+/// Calls `f` `n` times; wall-clock nanoseconds per call.
+fn ns_per_call<O>(n: u64, f: &impl Fn() -> O) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        black_box(f());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// How many calls of `f` take about [`BATCH`] (also warms it up).
+fn calls_per_batch<O>(f: &impl Fn() -> O) -> u64 {
+    let mut n = 1u64;
+    loop {
+        let start = Instant::now();
+        for _ in 0..n {
+            black_box(f());
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= BATCH / 4 {
+            let scaled = n as f64 * BATCH.as_secs_f64() / elapsed.as_secs_f64();
+            return (scaled.ceil() as u64).max(1);
+        }
+        n *= 2;
+    }
+}
+
+/// The median of a sample with its distribution-free 95% confidence interval
+/// (the order statistics n/2 -/+ 0.98 sqrt(n)).
+#[derive(Clone, Copy)]
+struct Spread {
+    lo: f64,
+    median: f64,
+    hi: f64,
+}
+
+impl Spread {
+    fn of(mut xs: Vec<f64>) -> Spread {
+        xs.sort_by(f64::total_cmp);
+        let last = (xs.len() - 1) as f64;
+        let (mid, half) = (last / 2.0, 0.98 * (xs.len() as f64).sqrt());
+        let at = |rank: f64| xs[rank.clamp(0.0, last) as usize];
+        Spread {
+            lo: at((mid - half).floor()),
+            median: (at(mid.floor()) + at(mid.ceil())) / 2.0,
+            hi: at((mid + half).ceil()),
+        }
+    }
+}
+
+/// One algorithm's paired result: per-call times and per-round ratios to raw.
+struct Paired {
+    alg: Algorithm,
+    rounds: usize,
+    raw: f64,
+    jwtd: f64,
+    jsonwebtoken: Option<f64>,
+    jwtd_ratio: Spread,
+    jsonwebtoken_ratio: Option<Spread>,
+}
+
+/// Times the cases in interleaved rounds (one batch of each per round, order
+/// rotating) and takes the ratio within each round.
+///
+/// Criterion measures the cases one after another, several seconds apart, and
+/// on a shared VM the speed of the CPU drifts by 10-20% over seconds (other
+/// tenants, frequency). That drift hits the cases unequally and swamps a
+/// difference of a few percent. Within one round of about 10 ms the cases see
+/// the same machine, so the per-round ratio cancels the drift.
+fn paired<A, B, C, OA, OB, OC>(alg: Algorithm, raw: &A, jwtd: &B, jwt: Option<&C>) -> Paired
+where
+    A: Fn() -> OA,
+    B: Fn() -> OB,
+    C: Fn() -> OC,
+{
+    let n_raw = calls_per_batch(raw);
+    let n_jwtd = calls_per_batch(jwtd);
+    let n_jwt = jwt.map(calls_per_batch);
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let start = Instant::now();
+    let mut rounds = 0;
+    while rounds < PAIRED_MIN_ROUNDS || start.elapsed() < PAIRED_BUDGET {
+        for k in 0..3 {
+            match (rounds + k) % 3 {
+                0 => times[0].push(ns_per_call(n_raw, raw)),
+                1 => times[1].push(ns_per_call(n_jwtd, jwtd)),
+                _ => {
+                    if let (Some(f), Some(n)) = (jwt, n_jwt) {
+                        times[2].push(ns_per_call(n, f));
+                    }
+                }
+            }
+        }
+        rounds += 1;
+    }
+    let ratios =
+        |case: &[f64]| -> Vec<f64> { case.iter().zip(&times[0]).map(|(t, raw)| t / raw).collect() };
+    let has_jwt = jwt.is_some();
+    Paired {
+        alg,
+        rounds,
+        raw: Spread::of(times[0].clone()).median,
+        jwtd: Spread::of(times[1].clone()).median,
+        jsonwebtoken: has_jwt.then(|| Spread::of(times[2].clone()).median),
+        jwtd_ratio: Spread::of(ratios(&times[1])),
+        jsonwebtoken_ratio: has_jwt.then(|| Spread::of(ratios(&times[2]))),
+    }
+}
+
+fn time(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{:.2} µs", ns / 1000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn ratio(s: Spread) -> String {
+    format!(
+        "{:.3} [{:.3}, {:.3}]  {:5.1}%",
+        s.median,
+        s.lo,
+        s.hi,
+        100.0 / s.median
+    )
+}
+
+fn print_paired(results: &[Paired]) {
+    if results.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "Paired ratios: the cases interleaved in rounds of ~{} ms per case, {:.1} s per algorithm.",
+        BATCH.as_millis(),
+        PAIRED_BUDGET.as_secs_f64()
+    );
+    println!(
+        "Time ratio to raw: median of the per-round ratios [95% CI of the median], then % of raw throughput (1 / median)."
+    );
+    println!(
+        "{:<6} {:>6} {:>10} {:>10} {:>12}   {:<31} {:<31}",
+        "alg", "rounds", "raw", "jwtd", "jsonwebtoken", "jwtd / raw", "jsonwebtoken / raw"
+    );
+    for p in results {
+        println!(
+            "{:<6} {:>6} {:>10} {:>10} {:>12}   {:<31} {:<31}",
+            p.alg.as_str(),
+            p.rounds,
+            time(p.raw),
+            time(p.jwtd),
+            p.jsonwebtoken.map_or_else(|| "n/a".to_owned(), time),
+            ratio(p.jwtd_ratio),
+            p.jsonwebtoken_ratio
+                .map_or_else(|| "n/a (no ES512 in jsonwebtoken)".to_owned(), ratio),
+        );
+    }
+}
+
+/// True when criterion measures: under `cargo bench`, but not with `--test`
+/// (also what `cargo test --benches` amounts to), `--list` or `--profile-time`.
+fn timing_run() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench")
+        && !args
+            .iter()
+            .any(|a| a == "--test" || a == "--list" || a.starts_with("--profile-time"))
+}
+
 fn bench_verify(c: &mut Criterion) {
     let now = unix_now();
     let policy = policy();
+    let timing = timing_run();
+    let mut results = Vec::new();
     for alg in ALGORITHMS {
         let case = case(alg, now);
-        let token = case.token.as_bytes();
+        let token_str = case.token.as_str();
+        let token = token_str.as_bytes();
         let signing_input = &token[..case.dot];
 
+        let raw = || {
+            case.raw
+                .verify(black_box(signing_input), black_box(&case.signature))
+        };
+        let jwtd = || {
+            verify(
+                black_box(token),
+                black_box(&case.keys),
+                black_box(&policy),
+                black_box(now),
+            )
+        };
+        let jwt = case.jsonwebtoken.as_ref().map(|(key, validation)| {
+            move || {
+                jsonwebtoken::decode::<Value>(
+                    black_box(token_str),
+                    black_box(key),
+                    black_box(validation),
+                )
+            }
+        });
+
         // Every case must succeed before it is timed.
-        let verified = verify(token, &case.keys, &policy, now).expect("jwtd accepts the token");
+        assert!(raw(), "raw aws-lc-rs rejects the {alg} token");
+        let verified = jwtd().expect("jwtd accepts the token");
         assert_eq!(verified.alg, case.alg);
-        assert!(case.raw.verify(signing_input, &case.signature));
-        if let Some((key, validation)) = &case.jsonwebtoken {
-            jsonwebtoken::decode::<Value>(&case.token, key, validation)
-                .expect("jsonwebtoken accepts the token");
+        if let Some(jwt) = &jwt {
+            jwt().expect("jsonwebtoken accepts the token");
         }
 
+        // Set when criterion's filter selects this algorithm.
+        let selected = Cell::new(false);
         let mut group = c.benchmark_group(format!("verify/{}", alg.as_str()));
         group.throughput(Throughput::Elements(1));
         group.bench_function("raw", |b| {
-            b.iter(|| {
-                case.raw
-                    .verify(black_box(signing_input), black_box(&case.signature))
-            })
+            selected.set(true);
+            b.iter(&raw)
         });
         group.bench_function("jwtd", |b| {
-            b.iter(|| {
-                verify(
-                    black_box(token),
-                    black_box(&case.keys),
-                    black_box(&policy),
-                    black_box(now),
-                )
-            })
+            selected.set(true);
+            b.iter(&jwtd)
         });
-        if let Some((key, validation)) = &case.jsonwebtoken {
+        if let Some(jwt) = &jwt {
             group.bench_function("jsonwebtoken", |b| {
-                b.iter(|| {
-                    jsonwebtoken::decode::<Value>(
-                        black_box(case.token.as_str()),
-                        black_box(key),
-                        black_box(validation),
-                    )
-                })
+                selected.set(true);
+                b.iter(jwt)
             });
         }
         group.finish();
+
+        if timing && selected.get() {
+            results.push(paired(alg, &raw, &jwtd, jwt.as_ref()));
+        }
     }
+    print_paired(&results);
 }
 
 fn config() -> Criterion {
