@@ -158,10 +158,20 @@ impl<'de> de::Deserialize<'de> for Name<'de> {
 /// The member names of one object seen so far. Linear scan while small (the
 /// common case: a handful of members), a hash set beyond that so an object
 /// with thousands of members cannot make duplicate detection quadratic.
-#[derive(Default)]
 struct Names<'de> {
     small: Vec<Cow<'de, str>>,
     large: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl Default for Names<'_> {
+    fn default() -> Self {
+        Names {
+            // One allocation up front instead of regrowing 4 -> 8 -> 16
+            // while a typical claims object is read.
+            small: Vec::with_capacity(Self::SMALL),
+            large: None,
+        }
+    }
 }
 
 impl<'de> Names<'de> {
@@ -187,6 +197,25 @@ impl<'de> Names<'de> {
     }
 }
 
+/// Why a header or payload is not acceptable JSON. Deliberately opaque: the
+/// core maps it to one reject reason and never formats it on the request
+/// path.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JsonError {
+    /// Not UTF-8 (RFC 8259 8.1).
+    #[error("not UTF-8")]
+    Utf8,
+    /// Syntax, duplicates, depth, or a header member of the wrong type.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Checks UTF-8 once for the whole text, so serde_json can parse from `&str`
+/// and skip its per-string validation (measurably cheaper on the hot path).
+fn utf8(bytes: &[u8]) -> Result<&str, JsonError> {
+    std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)
+}
+
 /// The JOSE header members jwtd acts on.
 #[derive(Debug, Default)]
 pub(crate) struct Header<'de> {
@@ -203,8 +232,8 @@ pub(crate) struct Header<'de> {
 /// Parses a header. Errors are opaque: every failure is [`Reject::Header`].
 ///
 /// [`Reject::Header`]: super::Reject::Header
-pub(crate) fn parse_header(bytes: &[u8], max_depth: u32) -> Result<Header<'_>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+pub(crate) fn parse_header(bytes: &[u8], max_depth: u32) -> Result<Header<'_>, JsonError> {
+    let mut de = serde_json::Deserializer::from_str(utf8(bytes)?);
     let header = de.deserialize_map(HeaderVisitor { max_depth })?;
     de.end()?;
     Ok(header)
@@ -314,8 +343,8 @@ pub(crate) fn parse_payload<'de>(
     bytes: &'de [u8],
     max_depth: u32,
     required: &[Box<str>],
-) -> Result<Payload<'de>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+) -> Result<Payload<'de>, JsonError> {
+    let mut de = serde_json::Deserializer::from_str(utf8(bytes)?);
     let payload = de.deserialize_map(PayloadVisitor {
         max_depth,
         required,
@@ -391,11 +420,11 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
 mod tests {
     use super::*;
 
-    fn header(s: &str) -> Result<Header<'_>, serde_json::Error> {
+    fn header(s: &str) -> Result<Header<'_>, JsonError> {
         parse_header(s.as_bytes(), 4)
     }
 
-    fn payload(s: &str) -> Result<Payload<'_>, serde_json::Error> {
+    fn payload(s: &str) -> Result<Payload<'_>, JsonError> {
         parse_payload(s.as_bytes(), 4, &[])
     }
 
