@@ -142,7 +142,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn load_tokens(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("--tokens {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--tokens {}", path.display()))?;
     let tokens: Vec<Bytes> = text
         .lines()
         .map(str::trim)
@@ -157,7 +158,8 @@ fn load_tokens(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
 
 fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    let text = std::fs::read_to_string(&a.key).with_context(|| format!("--key {}", a.key.display()))?;
+    let text =
+        std::fs::read_to_string(&a.key).with_context(|| format!("--key {}", a.key.display()))?;
     let key = SigningKey::from_file_contents(&text)?;
     let now = jwtd::server::unix_now();
     let exp = now.saturating_add(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX));

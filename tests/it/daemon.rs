@@ -77,12 +77,11 @@ impl Daemon {
         self.token(json!({"sub": "alice", "exp": now() + 3600}))
     }
 
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill failed");
     }
 
     fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
@@ -416,7 +415,7 @@ fn sigterm_answers_every_request_in_flight_then_exits_cleanly() {
     // 3000 RSA verifications take far longer than this: the signal lands
     // with requests unread, in flight, and not yet written back.
     std::thread::sleep(Duration::from_millis(20));
-    d.signal("TERM");
+    d.signal(libc::SIGTERM);
     let (replies, _) = read_replies(&mut s, n as usize);
     sender.join().unwrap();
     assert_eq!(replies.len(), n as usize, "replies lost on SIGTERM");
@@ -434,7 +433,7 @@ fn sigterm_answers_every_request_in_flight_then_exits_cleanly() {
 #[test]
 fn sigint_drains_fast_and_exits_cleanly() {
     let mut d = Daemon::start(&[]);
-    d.signal("INT");
+    d.signal(libc::SIGINT);
     let status = d.wait_exit(Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
     assert!(!d.socket.exists());
