@@ -10,6 +10,9 @@
 #   cached-half   jwtd, one token, open loop at half the cached throughput: latency
 #   es256 / rs256 jwtd with the cache off, 10,000 distinct tokens
 #   crypto        raw aws-lc-rs verification on one thread, x2 for the 2-core limit
+#   memory        RSS growth of jwtd after caching 100,000 distinct tokens
+#                 (HS256, so filling is quick; an entry stores the payload,
+#                 whatever signed it), divided by 100,000
 #   node-*        the Node jose peer (../shared/peers), same tokens, HTTP/1.1,
 #                 one request at a time per connection (it cannot pipeline)
 # Server CPU per request comes from /proc (utime+stime) over the measured
@@ -96,6 +99,25 @@ cell es256 --socket "$work/jwtd.sock" --depth "$depth" --tokens "$work/es256.txt
 cell rs256 --socket "$work/jwtd.sock" --depth "$depth" --tokens "$work/rs256.txt" --server-pid "$jwtd_pid"
 stop_jwtd
 
+# Memory per cached token: fill the cache with 100k distinct tokens.
+"$jwtd" keygen --alg HS256 --kid bench-hs256 --private "$work/hs256.json" --jwks "$work/hs.json"
+"$jwtd" bench tokens --key "$work/hs256.json" --count 100000 --iss "$iss" --aud "$aud" > "$work/hs256.txt"
+"$jwtd" serve --socket "$work/mem.sock" --jwks-file "$work/hs.json" --issuer "$iss" --audience "$aud" \
+    --log warn --cache-entries 200000 &
+mem_pid=$!
+pids+=("$mem_pid")
+wait_socket "$work/mem.sock"
+rss() { awk '/^VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
+rss_before=$(rss "$mem_pid")
+# Two passes over the tokens: the first fills the cache, the second must be
+# all hits (nothing evicted), which the cell's cached ratio shows.
+"$jwtd" bench run --json -d 4s --warmup 0s -c 4 --depth 64 --tokens "$work/hs256.txt" --socket "$work/mem.sock" > /dev/null
+rss_after=$(rss "$mem_pid")
+kill -TERM "$mem_pid"
+wait "$mem_pid" 2>/dev/null || true
+mem_per_entry=$(( (rss_after - rss_before) / 100000 ))
+echo "memory: $rss_before -> $rss_after bytes RSS, $mem_per_entry bytes per cached token" >&2
+
 crypto_es=$("$jwtd" bench crypto --jwks "$work/jwks.json" --token "$(head -1 "$work/es256.txt")" --duration 3s)
 crypto_rs=$("$jwtd" bench crypto --jwks "$work/jwks.json" --token "$(head -1 "$work/rs256.txt")" --duration 3s)
 echo "$crypto_es" >&2
@@ -124,7 +146,7 @@ else
     echo "node peer: npm or $peers missing; skipping its cells" >&2
 fi
 
-python3 - "$results" "$crypto_es" "$crypto_rs" "$node_ok" "$secs" <<'PY'
+python3 - "$results" "$crypto_es" "$crypto_rs" "$node_ok" "$secs" "$mem_per_entry" <<'PY'
 import json, re, sys
 rows = {json.loads(l)["cell"]: json.loads(l)["result"] for l in open(sys.argv[1])}
 rate = lambda s: float(re.search(r"([0-9.]+) verifications/s", s).group(1))
@@ -142,6 +164,7 @@ print("| ratio | value | target |")
 print("|---|---|---|")
 print(f"| cached / echo throughput | {c['rps']/rows['echo']['rps']:.2f} | >= 0.5 |")
 print(f"| cached CPU per request | {c['server_cpu_us_per_request']:.2f} us | < 5 us |")
+print(f"| memory per cached token (RSS growth / 100k entries) | {int(sys.argv[6])} bytes | < 1 KB |")
 print(f"| cached p99 at half load ({rows['cached-half']['rps']:.0f} req/s) | {rows['cached-half']['p99_us']:.1f} us | <= 100 us |")
 for alg, core in (("es256", es_core), ("rs256", rs_core)):
     r = rows[alg]

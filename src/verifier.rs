@@ -119,22 +119,25 @@ impl Verifier {
         }
     }
 
-    /// Answers from the cache when it can: `Some` for a hit or an unknown
-    /// selector, `None` when the token must be verified.
-    pub fn check_cached(&self, selector: &[u8], token: &[u8], now: i64) -> Option<Outcome> {
-        self.policy(selector)?;
+    /// Answers from the cache when it can: `Ok` for a hit or an unknown
+    /// selector, `Err(Miss)` when the token must be verified (pass the miss
+    /// to [`Verifier::check_uncached`], which reuses its cache key).
+    pub fn check_cached(&self, selector: &[u8], token: &[u8], now: i64) -> Result<Outcome, Miss> {
+        if self.policy(selector).is_none() {
+            return Ok(Outcome::UnknownSelector);
+        }
         let key = Cache::key(selector, token);
-        self.inner
-            .cache
-            .get(&key, now)
-            .map(|result| Outcome::Valid {
+        match self.inner.cache.get(&key, now) {
+            Some(result) => Ok(Outcome::Valid {
                 result,
                 cached: true,
-            })
+            }),
+            None => Err(Miss { key }),
+        }
     }
 
     /// Verifies `token` (no cache lookup) and caches a valid result.
-    pub fn check_uncached(&self, selector: &[u8], token: &[u8], now: i64) -> Outcome {
+    pub fn check_uncached(&self, miss: Miss, selector: &[u8], token: &[u8], now: i64) -> Outcome {
         let Some(policy) = self.policy(selector) else {
             return Outcome::UnknownSelector;
         };
@@ -153,7 +156,7 @@ impl Verifier {
                     .map_or(cap, |exp| exp.saturating_add(leeway).min(cap));
                 self.inner
                     .cache
-                    .insert(Cache::key(selector, token), result.clone(), expires_at);
+                    .insert(miss.key, result.clone(), expires_at);
                 Outcome::Valid {
                     result,
                     cached: false,
@@ -166,8 +169,15 @@ impl Verifier {
     /// Both steps: the cache, then verification.
     pub fn check(&self, selector: &[u8], token: &[u8], now: i64) -> Outcome {
         self.check_cached(selector, token, now)
-            .unwrap_or_else(|| self.check_uncached(selector, token, now))
+            .unwrap_or_else(|miss| self.check_uncached(miss, selector, token, now))
     }
+}
+
+/// A cache miss: the token must be verified. Carries the cache key so the
+/// token is hashed once per request.
+#[derive(Debug)]
+pub struct Miss {
+    key: crate::cache::Key,
 }
 
 #[cfg(test)]
@@ -216,7 +226,7 @@ mod tests {
             v.check(b"", &token, 1029),
             Outcome::Valid { cached: true, .. }
         ));
-        assert!(v.check_cached(b"", &token, 1030).is_none());
+        assert!(v.check_cached(b"", &token, 1030).is_err());
         assert!(matches!(
             v.check(b"", &token, 1030),
             Outcome::Invalid(Rejection {
@@ -245,8 +255,8 @@ mod tests {
             v.check(b"", &token, 0),
             Outcome::Valid { cached: false, .. }
         ));
-        assert!(v.check_cached(b"", &token, 599).is_some());
-        assert!(v.check_cached(b"", &token, 600).is_none());
+        assert!(v.check_cached(b"", &token, 599).is_ok());
+        assert!(v.check_cached(b"", &token, 600).is_err());
     }
 
     #[test]
@@ -254,7 +264,7 @@ mod tests {
         let (key, v) = setup(&[]);
         let token = mint(&key, json!({"exp": 10}));
         assert!(matches!(v.check(b"", &token, 100), Outcome::Invalid(_)));
-        assert!(v.check_cached(b"", &token, 0).is_none());
+        assert!(v.check_cached(b"", &token, 0).is_err());
         assert!(v.cache().is_empty());
     }
 

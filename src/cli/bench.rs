@@ -245,8 +245,9 @@ fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let summary = runtime.block_on(load(a.clone_settings(), tokens))?;
-    let RunSettings { json, .. } = a.clone_settings();
+    let settings = a.settings();
+    let json = settings.json;
+    let summary = runtime.block_on(load(settings, tokens))?;
     let secs = summary.elapsed.as_secs_f64();
     let total = summary.tally.ok + summary.tally.invalid + summary.tally.other;
     let rps = total as f64 / secs;
@@ -299,7 +300,7 @@ struct RunSettings {
 }
 
 impl RunArgs {
-    fn clone_settings(&self) -> RunSettings {
+    fn settings(&self) -> RunSettings {
         RunSettings {
             socket: self.socket.clone(),
             http: self.http,

@@ -125,13 +125,16 @@ fn handle(
         Op::Verify { selector, token } => (selector, token),
     };
     let now = unix_now();
-    if let Some(outcome) = verifier.check_cached(&selector, &token, now) {
-        let _ = tx.send((reply(id, outcome), permit));
-        return;
-    }
+    let miss = match verifier.check_cached(&selector, &token, now) {
+        Ok(outcome) => {
+            let _ = tx.send((reply(id, outcome), permit));
+            return;
+        }
+        Err(miss) => miss,
+    };
     let (verifier, tx) = (verifier.clone(), tx.clone());
     tokio::spawn(async move {
-        let outcome = verifier.check_uncached(&selector, &token, now);
+        let outcome = verifier.check_uncached(miss, &selector, &token, now);
         let _ = tx.send((reply(id, outcome), permit));
     });
 }
