@@ -29,7 +29,9 @@
 //! | `max_connections` | `--max-connections` | `JWTD_MAX_CONNECTIONS` | `1024` |
 //! | `max_in_flight` | `--max-in-flight` | `JWTD_MAX_IN_FLIGHT` | `1024` per connection |
 //! | `max_frame_bytes` | `--max-frame-bytes` | `JWTD_MAX_FRAME_BYTES` | `65536` |
-//! | `idle_timeout` | `--idle-timeout` | `JWTD_IDLE_TIMEOUT` | `5m` |
+//! | `max_verifying` | `--max-verifying` | `JWTD_MAX_VERIFYING` | `4096` (cache misses queued or in verification, all connections; beyond: `overloaded`) |
+//! | `idle_timeout` | `--idle-timeout` | `JWTD_IDLE_TIMEOUT` | `5m` (at least `1s`) |
+//! | `write_timeout` | `--write-timeout` | `JWTD_WRITE_TIMEOUT` | `30s` (a client that reads no reply for this long is disconnected) |
 //! | `shutdown_grace` | `--shutdown-grace` | `JWTD_SHUTDOWN_GRACE` | `10s` (SIGINT: 1 s) |
 //! | `threads` | `--threads` | `JWTD_THREADS` | one per core |
 //! | `log` | `--log` | `JWTD_LOG` | `info` (a tracing filter) |
@@ -87,8 +89,12 @@ pub struct RawConfig {
     pub max_in_flight: Option<String>,
     /// Integer.
     pub max_frame_bytes: Option<String>,
+    /// Integer.
+    pub max_verifying: Option<String>,
     /// Duration.
     pub idle_timeout: Option<String>,
+    /// Duration.
+    pub write_timeout: Option<String>,
     /// Duration.
     pub shutdown_grace: Option<String>,
     /// Integer.
@@ -101,8 +107,8 @@ macro_rules! fields {
     ($m:ident) => {
         $m!(
             socket, socket_mode, jwks_file, issuer, leeway, typ, max_lifetime, max_token_bytes,
-            cache_entries, cache_max_ttl, max_connections, max_in_flight, max_frame_bytes,
-            idle_timeout, shutdown_grace, threads, log;
+            cache_entries, cache_max_ttl, max_connections, max_in_flight, max_frame_bytes, max_verifying,
+            idle_timeout, write_timeout, shutdown_grace, threads, log;
             audiences, algorithms, required_claims
         )
     };
@@ -240,8 +246,12 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Maximum frame size in bytes.
     pub max_frame_bytes: usize,
+    /// Maximum cache misses queued or in verification.
+    pub max_verifying: usize,
     /// Idle connection timeout.
     pub idle_timeout: Duration,
+    /// Stalled reply writes close the connection after this long.
+    pub write_timeout: Duration,
     /// How long SIGTERM waits for in-flight work.
     pub shutdown_grace: Duration,
     /// Tokio worker threads (0 = one per core).
@@ -439,7 +449,24 @@ impl Config {
                 policy.max_token_bytes
             ));
         }
+        let max_verifying = c.number(
+            "max_verifying",
+            raw.max_verifying.as_deref(),
+            4096,
+            (1, 1_000_000),
+        );
         let idle_timeout = c.duration("idle_timeout", raw.idle_timeout.as_deref(), "5m");
+        if idle_timeout < Duration::from_secs(1) {
+            c.problems.push(format!(
+                "idle_timeout: {idle_timeout:?} is below the minimum of 1s"
+            ));
+        }
+        let write_timeout = c.duration("write_timeout", raw.write_timeout.as_deref(), "30s");
+        if write_timeout < Duration::from_secs(1) {
+            c.problems.push(format!(
+                "write_timeout: {write_timeout:?} is below the minimum of 1s"
+            ));
+        }
         let shutdown_grace = c.duration("shutdown_grace", raw.shutdown_grace.as_deref(), "10s");
         let threads = c.number("threads", raw.threads.as_deref(), 0, (0, 1024));
         let log = raw.log.clone().unwrap_or_else(|| "info".to_owned());
@@ -484,7 +511,9 @@ impl Config {
             max_connections,
             max_in_flight,
             max_frame_bytes,
+            max_verifying,
             idle_timeout,
+            write_timeout,
             shutdown_grace,
             threads,
             log,

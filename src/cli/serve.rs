@@ -64,9 +64,16 @@ pub struct Args {
     /// Maximum frame size in bytes [default: 65536].
     #[arg(long, value_name = "BYTES")]
     max_frame_bytes: Option<String>,
-    /// Close connections idle this long [default: 5m].
+    /// Cache misses queued or in verification, all connections; beyond it
+    /// requests are answered `overloaded` [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_verifying: Option<String>,
+    /// Close connections idle this long [default: 5m; at least 1s].
     #[arg(long, value_name = "DURATION")]
     idle_timeout: Option<String>,
+    /// Disconnect a client that reads no reply for this long [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    write_timeout: Option<String>,
     /// Time SIGTERM gives in-flight work [default: 10s].
     #[arg(long, value_name = "DURATION")]
     shutdown_grace: Option<String>,
@@ -97,7 +104,9 @@ impl Args {
             max_connections: self.max_connections.clone(),
             max_in_flight: self.max_in_flight.clone(),
             max_frame_bytes: self.max_frame_bytes.clone(),
+            max_verifying: self.max_verifying.clone(),
             idle_timeout: self.idle_timeout.clone(),
+            write_timeout: self.write_timeout.clone(),
             shutdown_grace: self.shutdown_grace.clone(),
             threads: self.threads.clone(),
             log: self.log.clone(),
@@ -185,6 +194,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         max_in_flight: config.max_in_flight,
         max_frame_bytes: config.max_frame_bytes,
         idle_timeout: config.idle_timeout,
+        max_verifying: config.max_verifying,
+        write_timeout: config.write_timeout,
     };
     let drained = server::run(
         listener,

@@ -41,6 +41,12 @@ pub struct ServerConfig {
     /// A connection with nothing in flight is closed after this long without
     /// a request.
     pub idle_timeout: Duration,
+    /// Cache misses queued or being verified, over all connections; beyond
+    /// it requests are answered UNDECIDED `overloaded`.
+    pub max_verifying: usize,
+    /// A reply write that makes no progress for this long (the client stopped
+    /// reading) closes the connection.
+    pub write_timeout: Duration,
 }
 
 /// The current Unix time in seconds (the core takes time as an argument).
@@ -117,6 +123,7 @@ pub async fn run(
 ) -> Drained {
     let config = Arc::new(config);
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let budget = native::Budget::new(config.max_verifying);
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -144,8 +151,9 @@ pub async fn run(
             },
         };
         let (verifier, config, drain) = (verifier.clone(), config.clone(), drain_rx.clone());
+        let budget = budget.clone();
         connections.spawn(async move {
-            native::serve(stream, verifier, &config, drain).await;
+            native::serve(stream, verifier, &config, budget, drain).await;
             drop(permit);
         });
         // Reap finished connections so the set does not grow without bound.

@@ -1,142 +1,299 @@
 //! One native-protocol connection: socket <-> frames <-> [`Verifier`].
 //!
-//! Two tasks per connection. The **reader** decodes requests from its buffer
-//! and answers each one as soon as it can: PINGs and cache hits at once
-//! (inline, a few hundred nanoseconds), misses on a spawned task so
-//! signature checks of one pipelining client spread over all cores and a
-//! slow request never holds up the ones behind it. Every reply goes through
-//! one channel to the **writer**, which batches whatever is ready into one
-//! write. Replies therefore leave in completion order, not request order;
-//! the id ties them together.
+//! Two tasks per connection. The **reader** decodes every complete frame in
+//! its buffer and answers what it can at once: PINGs and cache hits inline
+//! (a few hundred nanoseconds). Cache misses of one read are collected and
+//! verified as a batch, split into one group per runtime worker: one group
+//! on the reader itself, the others on spawned tasks, so one pipelining
+//! client uses every core while each group costs one task and one hand-off
+//! (a task per token cost more CPU than the transport, BENCHMARKS.md).
+//! Replies reach the **writer** through one channel, a batch at a time, and
+//! leave in completion order, not request order; the id ties them together.
 //!
-//! Flow control: each unanswered request holds a permit of a per-connection
-//! semaphore (`max_in_flight`); the permit travels with the reply and is
-//! released when the writer has encoded it. When permits run out the reader
-//! stops reading, so a client that never reads replies stalls only itself.
+//! Limits, and what a misbehaving client can and cannot do:
 //!
-//! A framing error is answered with an ERROR reply after everything before
-//! it, then the connection closes; a request-level error (unknown selector)
-//! is answered and the connection goes on.
+//! - **In flight per connection.** Each unanswered request holds a permit of
+//!   a per-connection semaphore (`max_in_flight`), released when its reply is
+//!   encoded. Without permits the reader stops reading.
+//! - **Verification in flight, all connections.** A miss takes a slot of the
+//!   server-wide [`Budget`]; when none is free the request is answered
+//!   UNDECIDED `overloaded` at once instead of queueing without bound.
+//! - **A client that stops reading** its replies stalls only its writer; a
+//!   write that makes no progress for `write_timeout` closes the
+//!   connection, which releases everything it held.
+//! - **Idle**: no complete request for `idle_timeout` with nothing in flight
+//!   closes the connection (trickling bytes does not count as activity).
+//! - **Framing errors** are answered with ERROR *after* every earlier request
+//!   has been answered, then the connection closes; a request-level error
+//!   (unknown selector) is answered and the connection goes on.
+//! - **Drain** (shutdown): keep answering for [`DRAIN_ANSWER`]; after that,
+//!   new requests get ERROR `shutting_down`; close once quiet with nothing in
+//!   flight. The server's grace period bounds all of it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::{ServerConfig, unix_now};
 use crate::protocol::{self, Cause, Op, ProtocolError, Reply, Request};
-use crate::verifier::{Outcome, Verifier};
+use crate::verifier::{Miss, Outcome, Verifier};
 
 /// How long a draining connection waits for more requests from a quiet
 /// client before closing.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
+/// How long a draining connection keeps answering new requests normally
+/// before refusing them with `shutting_down`.
+const DRAIN_ANSWER: Duration = Duration::from_secs(1);
+
 /// Largest batch of replies written at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Server-wide bound on verifications queued or running, shared by every
+/// connection. Cheap to clone.
+#[derive(Clone)]
+pub struct Budget(Arc<Semaphore>);
+
+impl Budget {
+    /// At most `slots` cache misses in verification at once.
+    pub fn new(slots: usize) -> Budget {
+        Budget(Arc::new(Semaphore::new(slots)))
+    }
+}
+
+/// A reply and the in-flight permit it releases once encoded.
 type Outgoing = (Reply, OwnedSemaphorePermit);
 
-/// Serves one connection until the client leaves, a framing error, idle
-/// timeout, or drain.
+/// What the writer receives: one reply (hits, PINGs) or a verified group.
+enum Batch {
+    One(Outgoing),
+    Many(Vec<Outgoing>),
+}
+
+/// A cache miss waiting for verification.
+struct Pending {
+    id: u32,
+    selector: Bytes,
+    token: Bytes,
+    miss: Miss,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Serves one connection until the client leaves, a framing error, a stalled
+/// writer, idle timeout, or drain.
 pub async fn serve(
     stream: UnixStream,
     verifier: Verifier,
     config: &ServerConfig,
+    budget: Budget,
     mut drain: watch::Receiver<bool>,
 ) {
     let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
-    let writer = tokio::spawn(write_replies(wr, rx));
-    let in_flight = std::sync::Arc::new(Semaphore::new(config.max_in_flight));
+    let (tx, rx) = mpsc::unbounded_channel::<Batch>();
+    let (last_tx, last_rx) = oneshot::channel::<Reply>();
+    let writer = tokio::spawn(write_replies(wr, rx, last_rx, config.write_timeout));
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
+    let groups = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .max(1);
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut draining = *drain.borrow();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut last_request = Instant::now();
+    let mut drain_started: Option<Instant> = drain.borrow().then(Instant::now);
+    let mut last_tx = Some(last_tx);
 
     'conn: loop {
         // Answer every complete frame already buffered.
         loop {
-            match protocol::decode_request(&mut buf, config.max_frame_bytes) {
-                Ok(Some(request)) => {
-                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                        break 'conn;
-                    };
-                    handle(request, permit, &verifier, &tx);
-                }
+            let request = match protocol::decode_request(&mut buf, config.max_frame_bytes) {
+                Ok(Some(request)) => request,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e.error, "protocol error from client");
-                    if let Ok(permit) = in_flight.clone().acquire_owned().await {
-                        let _ = tx.send((
-                            Reply::Error {
-                                id: e.id,
-                                error: e.error,
-                            },
-                            permit,
-                        ));
+                    // Sent by the writer after every other reply.
+                    if let Some(last) = last_tx.take() {
+                        let _ = last.send(Reply::Error {
+                            id: e.id,
+                            error: e.error,
+                        });
                     }
-                    if e.error.is_fatal() {
-                        break 'conn;
+                    break 'conn;
+                }
+            };
+            last_request = Instant::now();
+            let permit = match in_flight.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    // Out of permits: the misses collected so far hold some;
+                    // verify them before waiting, or nothing would free one.
+                    if !pending.is_empty() {
+                        dispatch(
+                            std::mem::take(&mut pending),
+                            &verifier,
+                            &budget,
+                            groups,
+                            &tx,
+                        );
+                    }
+                    tokio::select! {
+                        permit = in_flight.clone().acquire_owned() => match permit {
+                            Ok(p) => p,
+                            Err(_) => break 'conn,
+                        },
+                        () = tx.closed() => break 'conn,
                     }
                 }
+            };
+            let refusing = drain_started.is_some_and(|t| t.elapsed() >= DRAIN_ANSWER);
+            if let Some(p) = answer(request, permit, &verifier, refusing, &tx) {
+                pending.push(p);
             }
         }
-        let wait = if draining {
-            DRAIN_QUIET
-        } else {
-            config.idle_timeout
+        if !pending.is_empty() {
+            dispatch(
+                std::mem::take(&mut pending),
+                &verifier,
+                &budget,
+                groups,
+                &tx,
+            );
+        }
+
+        let wait = match drain_started {
+            Some(_) => DRAIN_QUIET,
+            None => config.idle_timeout.saturating_sub(last_request.elapsed()),
         };
         tokio::select! {
             read = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) => break,
                 Ok(Ok(_)) => {}
                 // Quiet for the whole wait with nothing in flight: close.
-                Err(_elapsed) if all_answered(&in_flight, config) => break,
+                Err(_elapsed) if in_flight.available_permits() == config.max_in_flight => {
+                    if drain_started.is_some() || last_request.elapsed() >= config.idle_timeout {
+                        break;
+                    }
+                }
                 Err(_elapsed) => {}
             },
-            changed = drain.changed(), if !draining => {
-                draining = changed.is_err() || *drain.borrow();
+            changed = drain.changed(), if drain_started.is_none() => {
+                if changed.is_err() || *drain.borrow() {
+                    drain_started = Some(Instant::now());
+                }
             }
+            () = tx.closed() => break,
         }
     }
-    // Closing our sender lets the writer finish once every spawned
-    // verification has sent its reply.
+    // Misses read before a framing error are still answered.
+    if !pending.is_empty() {
+        dispatch(pending, &verifier, &budget, groups, &tx);
+    }
+    // Closing our sender lets the writer finish once every spawned group has
+    // sent its replies; then it sends the final ERROR, if any.
     drop(tx);
+    drop(last_tx);
     let _ = writer.await;
 }
 
-fn all_answered(in_flight: &Semaphore, config: &ServerConfig) -> bool {
-    in_flight.available_permits() == config.max_in_flight
-}
-
-fn handle(
+/// Answers a request inline when it can; returns the cache misses.
+fn answer(
     request: Request,
     permit: OwnedSemaphorePermit,
     verifier: &Verifier,
-    tx: &mpsc::UnboundedSender<Outgoing>,
-) {
+    refusing: bool,
+    tx: &mpsc::UnboundedSender<Batch>,
+) -> Option<Pending> {
     let id = request.id;
-    let (selector, token) = match request.op {
-        Op::Ping => {
-            let _ = tx.send((Reply::Pong { id }, permit));
-            return;
+    let reply = match request.op {
+        _ if refusing => Reply::Error {
+            id,
+            error: ProtocolError::ShuttingDown,
+        },
+        Op::Ping => Reply::Pong { id },
+        Op::Verify { selector, token } => {
+            match verifier.check_cached(&selector, &token, unix_now()) {
+                Ok(outcome) => reply(id, outcome),
+                Err(miss) => {
+                    return Some(Pending {
+                        id,
+                        selector,
+                        token,
+                        miss,
+                        permit,
+                    });
+                }
+            }
         }
-        Op::Verify { selector, token } => (selector, token),
     };
+    let _ = tx.send(Batch::One((reply, permit)));
+    None
+}
+
+/// Verifies a read's misses: what the budget cannot take is answered
+/// `overloaded` at once; the rest is split into up to `groups` groups, the
+/// first verified on this task, the others on spawned tasks.
+fn dispatch(
+    mut misses: Vec<Pending>,
+    verifier: &Verifier,
+    budget: &Budget,
+    groups: usize,
+    tx: &mpsc::UnboundedSender<Batch>,
+) {
+    let fits = misses.len().min(budget.0.available_permits());
+    let mut slots = u32::try_from(fits)
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| budget.0.clone().try_acquire_many_owned(n).ok());
+    let granted = slots.as_ref().map_or(0, |s| s.num_permits());
+    if granted < misses.len() {
+        tracing::debug!(
+            shed = misses.len() - granted,
+            "verification budget exhausted"
+        );
+        let shed = misses
+            .drain(granted..)
+            .map(|p| {
+                let reply = Reply::Undecided {
+                    id: p.id,
+                    cause: Cause::Overloaded,
+                };
+                (reply, p.permit)
+            })
+            .collect();
+        let _ = tx.send(Batch::Many(shed));
+    }
+    let per_group = misses.len().div_ceil(groups).max(1);
+    while misses.len() > per_group {
+        let group = misses.split_off(misses.len() - per_group);
+        let group_slots = slots.as_mut().and_then(|s| s.split(group.len()));
+        let (verifier, tx) = (verifier.clone(), tx.clone());
+        tokio::spawn(async move {
+            verify_group(group, &verifier, &tx);
+            drop(group_slots);
+        });
+    }
+    verify_group(misses, verifier, tx);
+    drop(slots);
+}
+
+fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSender<Batch>) {
+    // Time is read when verification starts, not when the request arrived,
+    // so a queued token is never judged by a stale clock.
     let now = unix_now();
-    let miss = match verifier.check_cached(&selector, &token, now) {
-        Ok(outcome) => {
-            let _ = tx.send((reply(id, outcome), permit));
-            return;
-        }
-        Err(miss) => miss,
-    };
-    let (verifier, tx) = (verifier.clone(), tx.clone());
-    tokio::spawn(async move {
-        let outcome = verifier.check_uncached(miss, &selector, &token, now);
-        let _ = tx.send((reply(id, outcome), permit));
-    });
+    let replies = group
+        .into_iter()
+        .map(|p| {
+            let outcome = verifier.check_uncached(p.miss, &p.selector, &p.token, now);
+            (reply(p.id, outcome), p.permit)
+        })
+        .collect();
+    let _ = tx.send(Batch::Many(replies));
 }
 
 fn reply(id: u32, outcome: Outcome) -> Reply {
@@ -165,28 +322,61 @@ fn reply(id: u32, outcome: Outcome) -> Reply {
     }
 }
 
-async fn write_replies(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+fn encode(out: &mut BytesMut, batch: Batch) {
+    // Permits drop as each reply is encoded: the reader may read again.
+    match batch {
+        Batch::One((reply, _permit)) => reply.encode(out),
+        Batch::Many(replies) => {
+            for (reply, _permit) in replies {
+                reply.encode(out);
+            }
+        }
+    }
+}
+
+async fn write_replies(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    last: oneshot::Receiver<Reply>,
+    timeout: Duration,
+) {
     let mut out = BytesMut::with_capacity(16 * 1024);
-    while let Some((reply, permit)) = rx.recv().await {
-        reply.encode(&mut out);
-        drop(permit);
+    while let Some(batch) = rx.recv().await {
+        encode(&mut out, batch);
         while out.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok((reply, permit)) => {
-                    reply.encode(&mut out);
-                    drop(permit);
-                }
+                Ok(batch) => encode(&mut out, batch),
                 Err(_) => break,
             }
         }
-        if wr.write_all(&out).await.is_err() {
-            // The client is gone; keep draining the channel so permits are
-            // released and verification tasks finish quietly.
-            out.clear();
+        if !write_all(&mut wr, &out, timeout).await {
+            // Gone or stalled: stop accepting replies (the reader sees the
+            // channel close) and drain what is queued to release permits.
+            rx.close();
             while rx.recv().await.is_some() {}
             return;
         }
         out.clear();
     }
+    if let Ok(reply) = last.await {
+        reply.encode(&mut out);
+        let _ = write_all(&mut wr, &out, timeout).await;
+    }
     let _ = wr.shutdown().await;
+}
+
+/// Writes everything, or gives up when the client makes no room for
+/// `timeout`.
+async fn write_all(wr: &mut OwnedWriteHalf, mut bytes: &[u8], timeout: Duration) -> bool {
+    while !bytes.is_empty() {
+        match tokio::time::timeout(timeout, wr.write(bytes)).await {
+            Ok(Ok(n)) if n > 0 => bytes = &bytes[n..],
+            Ok(_) => return false,
+            Err(_) => {
+                tracing::debug!("client stopped reading replies; closing");
+                return false;
+            }
+        }
+    }
+    true
 }

@@ -498,12 +498,12 @@ fn a_stale_socket_is_replaced_but_a_live_one_is_not_stolen() {
 
 #[test]
 fn idle_connections_are_closed() {
-    let d = Daemon::start(&["--idle-timeout", "300ms"]);
+    let d = Daemon::start(&["--idle-timeout", "1s"]);
     let mut s = connect(&d.socket);
     let began = Instant::now();
     assert!(is_eof(&mut s));
     assert!(
-        began.elapsed() >= Duration::from_millis(250),
+        began.elapsed() >= Duration::from_millis(950),
         "closed too early"
     );
 }
@@ -590,4 +590,150 @@ fn jwtd_verify_prints_the_verdict_and_exits_by_it() {
     assert_eq!(crate::support::stdout_json(&out)["reason"], "expired");
     let out = crate::support::run_jwtd(&["verify", "--socket", "/nonexistent.sock", "x"], None);
     assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn a_framing_error_is_answered_after_every_earlier_request() {
+    // Cache misses verified on other tasks must still reach the client
+    // before the final ERROR.
+    let d = Daemon::start_with(
+        SigningKey::generate(Algorithm::ES384).unwrap(),
+        &["--cache-entries", "0"],
+    );
+    let mut frames = BytesMut::new();
+    for id in 0..20u32 {
+        let t = d.token(json!({"exp": now() + 60, "jti": id.to_string()}));
+        protocol::encode_verify(&mut frames, id, b"", t.as_bytes());
+    }
+    frames.extend_from_slice(&raw_frame(9, 7, 1, 0, 99, b"\0"));
+    let mut s = connect(&d.socket);
+    s.write_all(&frames).unwrap();
+    let (replies, _) = read_replies(&mut s, 21);
+    assert_eq!(replies.len(), 21);
+    assert!(
+        replies[..20]
+            .iter()
+            .all(|r| matches!(r, Reply::Valid { .. })),
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies[20],
+        Reply::Error {
+            id: 99,
+            error: ProtocolError::BadVersion
+        }
+    );
+    assert!(is_eof(&mut s));
+}
+
+#[test]
+fn verification_beyond_the_budget_is_answered_overloaded() {
+    let d = Daemon::start_with(
+        SigningKey::generate(Algorithm::ES512).unwrap(),
+        &["--cache-entries", "0", "--max-verifying", "1"],
+    );
+    let mut frames = BytesMut::new();
+    for id in 0..200u32 {
+        let t = d.token(json!({"exp": now() + 60, "jti": id.to_string()}));
+        protocol::encode_verify(&mut frames, id, b"", t.as_bytes());
+    }
+    let mut s = connect(&d.socket);
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&frames).unwrap());
+    let (replies, _) = read_replies(&mut s, 200);
+    sender.join().unwrap();
+    assert_eq!(replies.len(), 200, "every request is answered");
+    let overloaded = replies
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                Reply::Undecided {
+                    cause: protocol::Cause::Overloaded,
+                    ..
+                }
+            )
+        })
+        .count();
+    let valid = replies
+        .iter()
+        .filter(|r| matches!(r, Reply::Valid { .. }))
+        .count();
+    assert!(overloaded > 0, "nothing was shed with a budget of 1");
+    assert!(valid > 0, "nothing was verified");
+    assert_eq!(overloaded + valid, 200);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_and_harms_no_one() {
+    let d = Daemon::start(&["--write-timeout", "1s"]);
+    let mut pings = BytesMut::new();
+    for id in 0..200_000u32 {
+        protocol::encode_ping(&mut pings, id);
+    }
+    let mut stalled = connect(&d.socket);
+    let mut writer = stalled.try_clone().unwrap();
+    // The write blocks once jwtd stops reading; it ends when jwtd hangs up.
+    let sender = std::thread::spawn(move || writer.write_all(&pings).is_ok());
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Others are served meanwhile.
+    let mut other = connect(&d.socket);
+    let mut ping = BytesMut::new();
+    protocol::encode_ping(&mut ping, 7);
+    other.write_all(&ping).unwrap();
+    assert_eq!(read_replies(&mut other, 1).0, vec![Reply::Pong { id: 7 }]);
+
+    // The stalled connection was closed: what is buffered drains, then EOF.
+    let (replies, ended) = read_replies(&mut stalled, 200_000);
+    assert!(ended, "connection still open");
+    assert!(
+        replies.len() < 200_000,
+        "a stalled client was answered in full"
+    );
+    assert!(
+        !sender.join().unwrap(),
+        "the stalled client's writes kept succeeding"
+    );
+}
+
+#[test]
+fn a_long_drain_refuses_new_requests_with_shutting_down() {
+    let mut d = Daemon::start(&["--shutdown-grace", "10s"]);
+    let mut s = connect(&d.socket);
+    // Be accepted and served before the signal: a connection still in the
+    // listen backlog when the listener closes is dropped by the kernel.
+    let mut first = BytesMut::new();
+    protocol::encode_ping(&mut first, 1000);
+    s.write_all(&first).unwrap();
+    assert_eq!(read_replies(&mut s, 1).0, vec![Reply::Pong { id: 1000 }]);
+    d.signal(libc::SIGTERM);
+    let began = Instant::now();
+    let mut refused = None;
+    for id in 0..500u32 {
+        let mut ping = BytesMut::new();
+        protocol::encode_ping(&mut ping, id);
+        if s.write_all(&ping).is_err() {
+            break;
+        }
+        match read_replies(&mut s, 1).0.pop() {
+            Some(Reply::Pong { .. }) => {}
+            Some(Reply::Error {
+                error: ProtocolError::ShuttingDown,
+                ..
+            }) => {
+                refused = Some(began.elapsed());
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let refused = refused.expect("a busy connection was never told to stop");
+    assert!(
+        refused >= Duration::from_millis(900),
+        "refused after only {refused:?}"
+    );
+    let status = d.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
 }
