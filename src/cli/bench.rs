@@ -545,7 +545,7 @@ fn run_echo(a: EchoArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = jwtd::server::bind(&a.socket, 0o660)?;
+        let (listener, socket_file) = jwtd::server::bind(&a.socket, 0o660)?;
         eprintln!("echo server on {}", a.socket.display());
         loop {
             tokio::select! {
@@ -556,7 +556,7 @@ fn run_echo(a: EchoArgs) -> anyhow::Result<ExitCode> {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
-        let _ = std::fs::remove_file(&a.socket);
+        socket_file.remove();
         Ok(ExitCode::SUCCESS)
     })
 }

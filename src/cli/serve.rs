@@ -175,8 +175,8 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     for skipped in config.keys.skipped() {
         tracing::warn!(index = skipped.index, kid = ?skipped.kid, problem = %skipped.problem, "key skipped");
     }
-    let listener = match server::bind(&config.socket, config.socket_mode) {
-        Ok(l) => l,
+    let (listener, socket_file) = match server::bind(&config.socket, config.socket_mode) {
+        Ok(bound) => bound,
         Err(e) => {
             tracing::error!(error = %e, "cannot bind socket");
             return Ok(ExitCode::FAILURE);
@@ -197,16 +197,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         max_verifying: config.max_verifying,
         write_timeout: config.write_timeout,
     };
-    let drained = server::run(
-        listener,
-        verifier,
-        server_config,
-        signal(config.shutdown_grace),
-    )
-    .await;
-    if let Err(e) = std::fs::remove_file(&config.socket) {
-        tracing::warn!(error = %e, "could not remove the socket file");
-    }
+    // The socket file goes when draining starts (the listener is closed
+    // then), so a successor can bind the path while we finish.
+    let shutdown = async {
+        let grace = signal(config.shutdown_grace).await;
+        socket_file.remove();
+        grace
+    };
+    let drained = server::run(listener, verifier, server_config, shutdown).await;
     if drained.abandoned > 0 {
         tracing::warn!(
             connections = drained.abandoned,

@@ -75,13 +75,39 @@ pub enum BindError {
     },
 }
 
+/// The socket file a daemon created, identified by device and inode so it is
+/// removed only while it is still ours: a successor that replaced it during
+/// our drain keeps its own.
+#[derive(Debug, Clone)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// Removes the file if it is still the one we created.
+    pub fn remove(&self) {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(error = %e, "could not remove the socket file");
+                }
+            }
+            Ok(_) => tracing::info!("socket file was replaced by another process; leaving it"),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Binds a Unix socket at `path` with permissions `mode`. A stale socket file
 /// (nothing accepts on it) is replaced; a live one is an error.
 ///
 /// # Errors
 ///
 /// See [`BindError`].
-pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, BindError> {
+pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
     let io_err = |source| BindError::Io {
         path: path.to_owned(),
         source,
@@ -103,7 +129,13 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, BindError> {
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
-    Ok(listener)
+    let meta = std::fs::symlink_metadata(path).map_err(io_err)?;
+    let file = SocketFile {
+        path: path.to_owned(),
+        dev: std::os::unix::fs::MetadataExt::dev(&meta),
+        ino: std::os::unix::fs::MetadataExt::ino(&meta),
+    };
+    Ok((listener, file))
 }
 
 /// What [`run`] did when it returned.

@@ -737,3 +737,51 @@ fn a_long_drain_refuses_new_requests_with_shutting_down() {
     let status = d.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_draining_daemon_never_removes_its_successors_socket() {
+    // The old daemon drains a busy connection for a while; meanwhile a new
+    // daemon binds the same path. The old one must leave that socket alone.
+    let mut old = Daemon::start(&["--shutdown-grace", "3s"]);
+    let mut busy = connect(&old.socket);
+    let mut ping = BytesMut::new();
+    protocol::encode_ping(&mut ping, 1);
+    busy.write_all(&ping).unwrap();
+    assert_eq!(read_replies(&mut busy, 1).0.len(), 1);
+    old.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old.socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "socket file not removed at drain start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut successor = Command::new(jwtd_bin())
+        .args(["serve", "--socket"])
+        .arg(&old.socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while StdStream::connect(&old.socket).is_err() {
+        assert!(Instant::now() < deadline, "successor did not bind");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Keep the old daemon's connection busy, then let it finish.
+    for id in 2..20 {
+        let mut ping = BytesMut::new();
+        protocol::encode_ping(&mut ping, id);
+        if busy.write_all(&ping).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(busy);
+    assert!(old.wait_exit(Duration::from_secs(10)).success());
+    assert!(
+        StdStream::connect(&old.socket).is_ok(),
+        "the successor's socket was removed"
+    );
+    let _ = successor.kill();
+    let _ = successor.wait();
+}
