@@ -27,7 +27,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::protocol::{self, Reply};
 
@@ -40,9 +40,6 @@ pub enum ClientError {
     /// The connection closed before the reply arrived.
     #[error("connection closed by jwtd")]
     Closed,
-    /// The daemon sent bytes that are not a reply.
-    #[error("malformed reply from jwtd")]
-    Protocol,
     /// A selector longer than 255 bytes.
     #[error("selector longer than 255 bytes")]
     SelectorTooLong,
@@ -51,18 +48,42 @@ pub enum ClientError {
 type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
 
 /// A connection to a jwtd daemon. Cheap to share behind an `Arc`; all
-/// methods take `&self`.
+/// methods take `&self`, and any of them may be cancelled (dropped) at any
+/// point without harming the connection or other calls.
 pub struct Client {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Whole frames to the writer task: a frame is written completely or
+    /// not at all, whatever happens to the call that queued it.
+    frames: mpsc::UnboundedSender<BytesMut>,
     /// Waiting calls by request id; `None` once the connection is dead.
     pending: Pending,
     next_id: AtomicU32,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
         self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+/// Removes a call's pending entry when the call ends, however it ends.
+struct Registration<'a> {
+    pending: &'a Pending,
+    id: u32,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Some(map) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            map.remove(&self.id);
+        }
     }
 }
 
@@ -75,12 +96,15 @@ impl Client {
     pub async fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
         let (rd, wr) = UnixStream::connect(path).await?.into_split();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (frames, rx) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_replies(rd, pending.clone()));
+        let writer = tokio::spawn(write_frames(wr, rx, pending.clone()));
         Ok(Client {
-            writer: tokio::sync::Mutex::new(wr),
+            frames,
             pending,
             next_id: AtomicU32::new(1),
             reader,
+            writer,
         })
     }
 
@@ -116,17 +140,50 @@ impl Client {
     }
 
     async fn call(&self, encode: impl FnOnce(&mut BytesMut, u32)) -> Result<Reply, ClientError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.as_mut().ok_or(ClientError::Closed)?.insert(id, tx);
-        }
+        let id = {
+            let mut guard = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let map = guard.as_mut().ok_or(ClientError::Closed)?;
+            // Ids wrap after 2^32 calls: skip 0 (the daemon's "unreadable")
+            // and any id still waiting, so no reply reaches the wrong call.
+            let id = loop {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                if id != 0 && !map.contains_key(&id) {
+                    break id;
+                }
+            };
+            map.insert(id, tx);
+            id
+        };
+        let _registration = Registration {
+            pending: &self.pending,
+            id,
+        };
         let mut frame = BytesMut::new();
         encode(&mut frame, id);
-        self.writer.lock().await.write_all(&frame).await?;
+        self.frames.send(frame).map_err(|_| ClientError::Closed)?;
         rx.await.map_err(|_| ClientError::Closed)
     }
+}
+
+async fn write_frames(
+    mut wr: OwnedWriteHalf,
+    mut frames: mpsc::UnboundedReceiver<BytesMut>,
+    pending: Pending,
+) {
+    let mut out = BytesMut::new();
+    while let Some(frame) = frames.recv().await {
+        out.unsplit(frame);
+        while let Ok(frame) = frames.try_recv() {
+            out.unsplit(frame);
+        }
+        if wr.write_all(&out).await.is_err() {
+            break;
+        }
+        out.clear();
+    }
+    // The connection is unusable: wake every waiting call with `Closed`.
+    pending.lock().unwrap_or_else(|p| p.into_inner()).take();
 }
 
 async fn read_replies(mut rd: OwnedReadHalf, pending: Pending) {
@@ -144,10 +201,10 @@ async fn read_replies(mut rd: OwnedReadHalf, pending: Pending) {
                         Some(tx) => {
                             let _ = tx.send(reply);
                         }
-                        // A framing error names id 0 (or an id we never
-                        // sent): the daemon closes after it, so does the
-                        // loop below when the socket ends.
-                        None => tracing::debug!(?reply, "reply for no pending request"),
+                        // A cancelled call, or a framing error (id 0) after
+                        // which the daemon closes. Never log the reply
+                        // itself: it may hold claims.
+                        None => tracing::debug!(id = reply.id(), "reply for no waiting call"),
                     }
                 }
                 Ok(None) => break,

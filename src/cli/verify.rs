@@ -58,9 +58,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("jwtd verify: the daemon refused the request: {error}");
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
-        Ok(Reply::Pong { .. }) => {
-            eprintln!("jwtd verify: unexpected reply from the daemon");
+        Ok(Reply::Pong { .. } | Reply::Other { .. }) => {
+            eprintln!("jwtd verify: a reply this jwtd does not understand (is the daemon newer?)");
             return Ok(ExitCode::from(EXIT_UNDECIDED));
+        }
+        Err(jwtd::client::ClientError::SelectorTooLong) => {
+            eprintln!("jwtd verify: --audience is longer than 255 bytes");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
         }
         Err(e) => {
             eprintln!("jwtd verify: {socket}: {e}");

@@ -180,6 +180,18 @@ pub enum Reply {
         /// What went wrong.
         error: ProtocolError,
     },
+    /// A well-framed reply with a status or code this build does not know
+    /// (a newer daemon): kept, so one new reason never breaks a connection.
+    Other {
+        /// Request id.
+        id: u32,
+        /// Status byte.
+        status: u8,
+        /// Code field.
+        code: u16,
+        /// Body.
+        body: Bytes,
+    },
 }
 
 /// VALID reply code bit: answered from the cache.
@@ -199,7 +211,8 @@ impl Reply {
             | Reply::Invalid { id, .. }
             | Reply::Undecided { id, .. }
             | Reply::Pong { id }
-            | Reply::Error { id, .. } => *id,
+            | Reply::Error { id, .. }
+            | Reply::Other { id, .. } => *id,
         }
     }
 
@@ -224,6 +237,9 @@ impl Reply {
             }
             Reply::Pong { .. } => (ST_PONG, 0, &[]),
             Reply::Error { error, .. } => (ST_ERROR, error.code(), error_text(*error).as_bytes()),
+            Reply::Other {
+                status, code, body, ..
+            } => (*status, *code, body),
         };
         put_header(out, body.len(), status, code, self.id());
         out.put_slice(body);
@@ -375,10 +391,6 @@ pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply
         u16::from_be_bytes([frame[2], frame[3]]),
         u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
     );
-    let bad = DecodeError {
-        id,
-        error: ProtocolError::BadOp,
-    };
     if version != VERSION {
         return Err(DecodeError {
             id,
@@ -386,28 +398,28 @@ pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply
         });
     }
     frame.advance(HEADER_LEN);
-    Ok(Some(match status {
-        ST_VALID => Reply::Valid {
-            id,
-            cached: code & CACHED_BIT != 0,
-            anomalies: Anomalies::from_bits(u8::try_from(code & !CACHED_BIT).map_err(|_| bad)?),
-            claims: frame,
-        },
-        ST_INVALID => Reply::Invalid {
-            id,
-            reason: Reject::from_code(code).ok_or(bad)?,
-        },
-        ST_UNDECIDED => Reply::Undecided {
-            id,
-            cause: Cause::from_code(code).ok_or(bad)?,
-        },
-        ST_PONG => Reply::Pong { id },
-        ST_ERROR => Reply::Error {
-            id,
-            error: ProtocolError::from_code(code).ok_or(bad)?,
-        },
-        _ => return Err(bad),
-    }))
+    // Statuses and codes a newer daemon may add are kept as `Other`.
+    let known = match status {
+        ST_VALID => u8::try_from(code & !CACHED_BIT)
+            .ok()
+            .map(|bits| Reply::Valid {
+                id,
+                cached: code & CACHED_BIT != 0,
+                anomalies: Anomalies::from_bits(bits),
+                claims: frame.clone(),
+            }),
+        ST_INVALID => Reject::from_code(code).map(|reason| Reply::Invalid { id, reason }),
+        ST_UNDECIDED => Cause::from_code(code).map(|cause| Reply::Undecided { id, cause }),
+        ST_PONG => Some(Reply::Pong { id }),
+        ST_ERROR => ProtocolError::from_code(code).map(|error| Reply::Error { id, error }),
+        _ => None,
+    };
+    Ok(Some(known.unwrap_or(Reply::Other {
+        id,
+        status,
+        code,
+        body: frame,
+    })))
 }
 
 #[cfg(test)]

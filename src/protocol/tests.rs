@@ -194,3 +194,28 @@ fn every_reply_round_trips() {
     }
     assert!(buf.is_empty());
 }
+
+#[test]
+fn unknown_statuses_and_codes_are_kept_not_fatal() {
+    let mut buf = BytesMut::new();
+    // An INVALID with a reason code from the future, then a new status.
+    for (status, code) in [(1u8, 999u16), (9, 0)] {
+        buf.put_u32(8 + 3);
+        buf.put_u8(VERSION);
+        buf.put_u8(status);
+        buf.put_u16(code);
+        buf.put_u32(5);
+        buf.put_slice(b"new");
+    }
+    for (status, code) in [(1u8, 999u16), (9, 0)] {
+        assert_eq!(
+            decode_reply(&mut buf, DEFAULT_MAX_FRAME).unwrap(),
+            Some(Reply::Other {
+                id: 5,
+                status,
+                code,
+                body: Bytes::from_static(b"new"),
+            })
+        );
+    }
+}

@@ -785,3 +785,38 @@ fn a_draining_daemon_never_removes_its_successors_socket() {
     let _ = successor.kill();
     let _ = successor.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_client_calls_leave_the_connection_usable_and_replies_routed() {
+    let d = Daemon::start(&["--cache-entries", "0"]);
+    let client = std::sync::Arc::new(Client::connect(&d.socket).await.unwrap());
+    let tokens: Vec<String> = (0..200)
+        .map(|i| d.token(json!({"exp": now() + 60, "sub": format!("user-{i}")})))
+        .collect();
+    // Cancel calls at every stage: before, during and after their write.
+    for (i, t) in tokens.iter().enumerate() {
+        let wait = Duration::from_micros((i % 7) as u64 * 20);
+        let _ = tokio::time::timeout(wait, client.verify(t.as_bytes())).await;
+    }
+    // Every later call, concurrent, gets its own token's claims back.
+    let mut calls = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let (client, t) = (client.clone(), t.clone());
+        calls.push(tokio::spawn(async move {
+            match client.verify(t.as_bytes()).await.unwrap() {
+                Reply::Valid { claims, .. } => {
+                    let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+                    assert_eq!(
+                        claims["sub"],
+                        format!("user-{i}"),
+                        "reply routed to the wrong call"
+                    );
+                }
+                other => panic!("call {i}: {other:?}"),
+            }
+        }));
+    }
+    for c in calls {
+        c.await.unwrap();
+    }
+}
