@@ -312,6 +312,17 @@ impl Check {
         })
     }
 
+    /// A duration that must be whole seconds (NumericDates are seconds;
+    /// `500ms` would silently become 0).
+    fn whole_seconds(&mut self, name: &str, v: Option<&str>, default: &str) -> Duration {
+        let d = self.duration(name, v, default);
+        if d.subsec_nanos() != 0 {
+            self.problems
+                .push(format!("{name}: {d:?} is not a whole number of seconds"));
+        }
+        d
+    }
+
     fn number(
         &mut self,
         name: &str,
@@ -372,7 +383,7 @@ impl Config {
                 Err(e) => c.problems.push(format!("algorithms: {e}")),
             }
         }
-        let leeway = c.duration("leeway", raw.leeway.as_deref(), "30s");
+        let leeway = c.whole_seconds("leeway", raw.leeway.as_deref(), "30s");
         let max_lifetime = raw
             .max_lifetime
             .as_deref()
@@ -418,13 +429,20 @@ impl Config {
             );
         }
 
+        // The LRU preallocates its table: bound what one setting can reserve.
         let cache_entries = c.number(
             "cache_entries",
             raw.cache_entries.as_deref(),
             100_000,
-            (0, 100_000_000),
+            (0, 10_000_000),
         );
-        let cache_max_ttl = c.duration("cache_max_ttl", raw.cache_max_ttl.as_deref(), "10m");
+        let cache_max_ttl = c.whole_seconds("cache_max_ttl", raw.cache_max_ttl.as_deref(), "10m");
+        if cache_max_ttl.is_zero() {
+            c.problems.push(
+                "cache_max_ttl: must be at least 1s (use cache_entries = 0 to disable the cache)"
+                    .to_owned(),
+            );
+        }
         let max_connections = c.number(
             "max_connections",
             raw.max_connections.as_deref(),

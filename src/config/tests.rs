@@ -20,6 +20,8 @@ fn defaults_run_on_the_embedded_dev_key_set() {
     assert_eq!(c.max_frame_bytes, 65_536);
     assert_eq!(c.idle_timeout, Duration::from_secs(300));
     assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(c.write_timeout, Duration::from_secs(30));
+    assert_eq!(c.max_verifying, 4096);
 }
 
 #[test]
@@ -169,5 +171,29 @@ fn durations_parse_with_units() {
     assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
     for bad in ["", "s", "-1s", "1.5s", "10x", "99999999999999999999d"] {
         assert!(parse_duration(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn sub_second_settings_that_would_truncate_are_refused() {
+    let problems = Config::from_raw(raw(&[
+        ("JWTD_LEEWAY", "500ms"),
+        ("JWTD_CACHE_MAX_TTL", "0"),
+        ("JWTD_IDLE_TIMEOUT", "100ms"),
+        ("JWTD_WRITE_TIMEOUT", "0s"),
+        ("JWTD_CACHE_ENTRIES", "100000000"),
+    ]))
+    .unwrap_err();
+    for e in [
+        "leeway",
+        "cache_max_ttl",
+        "idle_timeout",
+        "write_timeout",
+        "cache_entries",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "missing {e:?} in {problems:#?}"
+        );
     }
 }
