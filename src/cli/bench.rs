@@ -5,7 +5,8 @@
 //!   (native protocol) or an HTTP verifier on a Unix socket (`--http`:
 //!   `GET /verify` with `Authorization: Bearer`, one request at a time per
 //!   connection, for peers such as the Node `jose` service). Closed loop by
-//!   default; `--rate` paces requests open loop (1 ms ticks) to measure
+//!   default; `--rate` paces requests open loop (a pacer thread ticks every
+//!   100 us; each connection sends what real elapsed time owes) to measure
 //!   latency below saturation. Reports requests/s and p50/p99/p99.9, and,
 //!   with `--server-pid`, the server's CPU time per request from `/proc`.
 //! * `jwtd bench echo`: a server speaking the native framing that answers
@@ -325,13 +326,32 @@ struct Summary {
 async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    // tokio's timers tick in milliseconds; a millisecond of requests sent as
+    // one burst would measure the burst, not the server. A plain thread
+    // sleeping 100 us wakes the connections instead.
+    let pacer = s.rate.map(|_| {
+        let (notify, stop) = (Arc::new(tokio::sync::Notify::new()), stop.clone());
+        let ticks = notify.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(100));
+                ticks.notify_waiters();
+            }
+        });
+        notify
+    });
     let mut tasks = Vec::new();
     for c in 0..s.connections {
         let stream = UnixStream::connect(&s.socket)
             .await
             .with_context(|| format!("connect {}", s.socket.display()))?;
-        let (s2, tokens, measuring, stop) =
-            (s.clone(), tokens.clone(), measuring.clone(), stop.clone());
+        let (s2, tokens, measuring, stop, pacer) = (
+            s.clone(),
+            tokens.clone(),
+            measuring.clone(),
+            stop.clone(),
+            pacer.clone(),
+        );
         // Each connection starts at a different token so N connections
         // over N tokens do not all ask about the same one.
         let start = c * tokens.len() / s.connections;
@@ -339,7 +359,7 @@ async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary
             if s2.http {
                 http_connection(stream, &tokens, start, measuring, stop).await
             } else {
-                native_connection(stream, &s2, &tokens, start, measuring, stop).await
+                native_connection(stream, &s2, &tokens, start, pacer, measuring, stop).await
             }
         }));
     }
@@ -371,7 +391,9 @@ struct InFlight {
 impl InFlight {
     fn new(depth: usize) -> InFlight {
         InFlight {
-            slots: vec![(0, None); (depth * 64).next_power_of_two().max(4096)],
+            // Large enough that an id is never overwritten while its request
+            // is still outstanding, even far past saturation in open loop.
+            slots: vec![(0, None); (depth * 64).next_power_of_two().max(1 << 18)],
         }
     }
     fn put(&mut self, id: u32, at: Instant) {
@@ -385,85 +407,105 @@ impl InFlight {
     }
 }
 
+/// The request stream of one connection: which token and id come next, and
+/// when each outstanding id was sent.
+struct Requests<'a> {
+    tokens: &'a [Bytes],
+    selector: &'a Bytes,
+    next_id: u32,
+    next_token: usize,
+    inflight: InFlight,
+}
+
+impl Requests<'_> {
+    /// Encodes `n` VERIFY requests into `out`; returns `n`.
+    fn queue(&mut self, out: &mut BytesMut, n: usize) -> usize {
+        let now = Instant::now();
+        for _ in 0..n {
+            let token = &self.tokens[self.next_token % self.tokens.len()];
+            self.next_token += 1;
+            protocol::encode_verify(out, self.next_id, self.selector, token);
+            self.inflight.put(self.next_id, now);
+            self.next_id = self.next_id.wrapping_add(1);
+        }
+        n
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
 async fn native_connection(
     stream: UnixStream,
     s: &RunSettings,
     tokens: &[Bytes],
     start: usize,
+    pacer: Option<Arc<tokio::sync::Notify>>,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Tally> {
     let (mut rd, mut wr) = stream.into_split();
     let mut tally = Tally::new();
-    let mut inflight = InFlight::new(s.depth);
-    let mut next_id: u32 = 1;
-    let mut next_token = start;
+    let mut requests = Requests {
+        tokens,
+        selector: &s.selector,
+        next_id: 1,
+        next_token: start,
+        inflight: InFlight::new(s.depth),
+    };
     let mut out = BytesMut::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut outstanding = 0usize;
-    // Open loop: requests due per 1 ms tick on this connection.
-    let per_tick = s.rate.map(|r| r as f64 / 1000.0 / s.connections as f64);
+    // Open loop: requests owed per second on this connection.
+    let per_second = s.rate.map(|r| r as f64 / s.connections as f64);
     let mut owed = 0.0f64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_pace = Instant::now();
 
     loop {
-        if stop.load(Ordering::Relaxed) && outstanding == 0 {
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping && outstanding == 0 {
             break;
         }
-        let to_send = match per_tick {
-            None if !stop.load(Ordering::Relaxed) => s.depth - outstanding,
-            None => 0,
-            Some(_) => 0,
-        };
-        if to_send > 0 {
-            let now = Instant::now();
-            for _ in 0..to_send {
-                let token = &tokens[next_token % tokens.len()];
-                next_token += 1;
-                protocol::encode_verify(&mut out, next_id, &s.selector, token);
-                inflight.put(next_id, now);
-                next_id = next_id.wrapping_add(1);
-                outstanding += 1;
-            }
+        if per_second.is_none() && !stopping && outstanding < s.depth {
+            outstanding += requests.queue(&mut out, s.depth - outstanding);
             wr.write_all(&out).await?;
             out.clear();
         }
+        let tick = async {
+            match &pacer {
+                Some(p) => p.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             read = rd.read_buf(&mut buf) => {
                 if read? == 0 {
                     bail!("server closed the connection");
                 }
                 let now = Instant::now();
-                while let Some(reply) = protocol::decode_reply(&mut buf, usize::MAX >> 1).map_err(|e| anyhow::anyhow!("bad reply: {:?}", e.error))? {
+                while let Some(reply) = protocol::decode_reply(&mut buf, usize::MAX >> 1)
+                    .map_err(|e| anyhow::anyhow!("bad reply: {:?}", e.error))?
+                {
                     outstanding = outstanding.saturating_sub(1);
                     let outcome = match reply {
                         Reply::Valid { .. } => Some(true),
                         Reply::Invalid { .. } => Some(false),
                         _ => None,
                     };
-                    if let Some(sent) = inflight.take(reply.id())
+                    let sent = requests.inflight.take(reply.id());
+                    if let Some(sent) = sent
                         && measuring.load(Ordering::Relaxed)
                     {
                         tally.record(now - sent, outcome);
                     }
                 }
             }
-            _ = tick.tick(), if per_tick.is_some() => {
-                if stop.load(Ordering::Relaxed) { continue; }
-                owed += per_tick.unwrap_or(0.0);
+            () = tick => {
+                let now = Instant::now();
+                owed += per_second.unwrap_or(0.0) * (now - last_pace).as_secs_f64();
+                last_pace = now;
                 let n = owed as usize;
                 owed -= n as f64;
-                if n > 0 {
-                    let now = Instant::now();
-                    for _ in 0..n {
-                        let token = &tokens[next_token % tokens.len()];
-                        next_token += 1;
-                        protocol::encode_verify(&mut out, next_id, &s.selector, token);
-                        inflight.put(next_id, now);
-                        next_id = next_id.wrapping_add(1);
-                        outstanding += 1;
-                    }
+                if n > 0 && !stop.load(Ordering::Relaxed) {
+                    outstanding += requests.queue(&mut out, n);
                     wr.write_all(&out).await?;
                     out.clear();
                 }
