@@ -11,7 +11,6 @@ mod verify;
 
 use std::io::Read;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -86,11 +85,7 @@ fn read_token(arg: &str) -> anyhow::Result<Vec<u8>> {
 
 /// The current Unix time, or `--now`.
 fn unix_now(now: Option<i64>) -> i64 {
-    now.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-    })
+    now.unwrap_or_else(jwtd::server::unix_now)
 }
 
 /// Clap value parser for durations in whole seconds.

@@ -79,32 +79,46 @@ impl Cause {
 }
 
 /// Request-level errors (status ERROR).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
     /// Unsupported version byte.
-    #[error("unsupported protocol version")]
     BadVersion,
     /// Unknown op byte.
-    #[error("unknown op")]
     BadOp,
     /// Reserved flags set.
-    #[error("reserved flags must be zero")]
     BadFlags,
     /// Length above the maximum frame size.
-    #[error("frame too large")]
     FrameTooLarge,
     /// Length below the fixed header, or a body too short for its op.
-    #[error("frame too short")]
     FrameTooShort,
     /// The selector names no configured audience.
-    #[error("unknown selector")]
     UnknownSelector,
     /// The daemon is shutting down.
-    #[error("shutting down")]
     ShuttingDown,
 }
 
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
 impl ProtocolError {
+    /// The message sent in the ERROR reply's body (and shown by `Display`).
+    pub fn message(self) -> &'static str {
+        match self {
+            ProtocolError::BadVersion => "unsupported protocol version",
+            ProtocolError::BadOp => "unknown op",
+            ProtocolError::BadFlags => "reserved flags must be zero",
+            ProtocolError::FrameTooLarge => "frame too large",
+            ProtocolError::FrameTooShort => "frame too short",
+            ProtocolError::UnknownSelector => "unknown selector",
+            ProtocolError::ShuttingDown => "shutting down",
+        }
+    }
+
     /// Protocol code.
     pub fn code(self) -> u16 {
         match self {
@@ -236,25 +250,13 @@ impl Reply {
                 (ST_UNDECIDED, cause.code(), cause.as_str().as_bytes())
             }
             Reply::Pong { .. } => (ST_PONG, 0, &[]),
-            Reply::Error { error, .. } => (ST_ERROR, error.code(), error_text(*error).as_bytes()),
+            Reply::Error { error, .. } => (ST_ERROR, error.code(), error.message().as_bytes()),
             Reply::Other {
                 status, code, body, ..
             } => (*status, *code, body),
         };
         put_header(out, body.len(), status, code, self.id());
         out.put_slice(body);
-    }
-}
-
-fn error_text(e: ProtocolError) -> &'static str {
-    match e {
-        ProtocolError::BadVersion => "unsupported protocol version",
-        ProtocolError::BadOp => "unknown op",
-        ProtocolError::BadFlags => "reserved flags must be zero",
-        ProtocolError::FrameTooLarge => "frame too large",
-        ProtocolError::FrameTooShort => "frame too short",
-        ProtocolError::UnknownSelector => "unknown selector",
-        ProtocolError::ShuttingDown => "shutting down",
     }
 }
 

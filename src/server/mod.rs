@@ -189,7 +189,13 @@ pub async fn run(
             drop(permit);
         });
         // Reap finished connections so the set does not grow without bound.
-        while connections.try_join_next().is_some() {}
+        while let Some(done) = connections.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                tracing::error!("a connection task panicked; its connection was closed");
+            }
+        }
     };
 
     drop(listener);
