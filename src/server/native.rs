@@ -168,15 +168,7 @@ pub async fn serve(
                 Err(_) => {
                     // Out of permits: the misses collected so far hold some;
                     // verify them before waiting, or nothing would free one.
-                    if !pending.is_empty() {
-                        dispatch(
-                            std::mem::take(&mut pending),
-                            &verifier,
-                            &budget,
-                            groups,
-                            &tx,
-                        );
-                    }
+                    dispatch(&mut pending, &verifier, &budget, groups, &tx);
                     tokio::select! {
                         permit = in_flight.clone().acquire_owned() => match permit {
                             Ok(p) => p,
@@ -191,15 +183,7 @@ pub async fn serve(
                 pending.push(p);
             }
         }
-        if !pending.is_empty() {
-            dispatch(
-                std::mem::take(&mut pending),
-                &verifier,
-                &budget,
-                groups,
-                &tx,
-            );
-        }
+        dispatch(&mut pending, &verifier, &budget, groups, &tx);
 
         let wait = match drain_started {
             Some(_) => DRAIN_QUIET,
@@ -226,9 +210,7 @@ pub async fn serve(
         }
     }
     // Misses read before a framing error are still answered.
-    if !pending.is_empty() {
-        dispatch(pending, &verifier, &budget, groups, &tx);
-    }
+    dispatch(&mut pending, &verifier, &budget, groups, &tx);
     // Closing our sender lets the writer finish once every spawned group has
     // sent its replies; then it sends the final ERROR, if any.
     drop(tx);
@@ -270,16 +252,20 @@ fn answer(
     None
 }
 
-/// Verifies a read's misses: what the budget cannot take is answered
+/// Verifies (and empties) a read's misses: what the budget cannot take is answered
 /// `overloaded` at once; the rest is split into up to `groups` groups, the
 /// first verified on this task, the others on spawned tasks.
 fn dispatch(
-    mut misses: Vec<Pending>,
+    pending: &mut Vec<Pending>,
     verifier: &Verifier,
     budget: &Budget,
     groups: usize,
     tx: &mpsc::UnboundedSender<Batch>,
 ) {
+    let mut misses = std::mem::take(pending);
+    if misses.is_empty() {
+        return;
+    }
     let fits = misses.len().min(budget.0.slots.available_permits());
     let mut slots = u32::try_from(fits)
         .ok()
