@@ -64,6 +64,11 @@ impl Cache {
         }
     }
 
+    /// Whether caching is on (capacity above 0).
+    pub fn is_enabled(&self) -> bool {
+        self.shards.is_some()
+    }
+
     /// The key for `token` under `selector`.
     pub fn key(selector: &[u8], token: &[u8]) -> Key {
         let mut ctx = digest::Context::new(&digest::SHA256);
@@ -191,6 +196,7 @@ mod tests {
     #[test]
     fn zero_capacity_disables_caching() {
         let cache = Cache::new(0);
+        assert!(!cache.is_enabled());
         let k = Cache::key(b"", b"tok");
         cache.insert(k, verified("a"), i64::MAX);
         assert!(cache.get(&k, 0).is_none());

@@ -126,13 +126,16 @@ impl Verifier {
         if self.policy(selector).is_none() {
             return Ok(Outcome::UnknownSelector);
         }
+        if !self.inner.cache.is_enabled() {
+            return Err(Miss { key: None });
+        }
         let key = Cache::key(selector, token);
         match self.inner.cache.get(&key, now) {
             Some(result) => Ok(Outcome::Valid {
                 result,
                 cached: true,
             }),
-            None => Err(Miss { key }),
+            None => Err(Miss { key: Some(key) }),
         }
     }
 
@@ -154,9 +157,9 @@ impl Verifier {
                     .claims
                     .exp
                     .map_or(cap, |exp| exp.saturating_add(leeway).min(cap));
-                self.inner
-                    .cache
-                    .insert(miss.key, result.clone(), expires_at);
+                if let Some(key) = miss.key {
+                    self.inner.cache.insert(key, result.clone(), expires_at);
+                }
                 Outcome::Valid {
                     result,
                     cached: false,
@@ -174,10 +177,10 @@ impl Verifier {
 }
 
 /// A cache miss: the token must be verified. Carries the cache key so the
-/// token is hashed once per request.
+/// token is hashed once per request (none when the cache is disabled).
 #[derive(Debug)]
 pub struct Miss {
-    key: crate::cache::Key,
+    key: Option<crate::cache::Key>,
 }
 
 #[cfg(test)]
