@@ -6,29 +6,42 @@
 //!
 //! # Layout
 //!
+//! Dependencies point inward: `verify` and `jwks` know nothing of sockets;
+//! `server` knows nothing of where keys come from.
+//!
 //! ```text
 //! verify/   the core: token bytes + KeySet + Policy -> Verdict (pure, no I/O)
 //!   alg       Algorithm, AlgSet: the closed set of JWS algorithms (no `none`)
 //!   json      strict JSON: duplicates, depth, typed registered members
 //!   outcome   Reject reasons, Anomalies, Claims, Verified, Verdict
-//! client    Rust client for the native protocol (pipelined, replies by id)
-//! config    serve settings: flags > JWTD_* env > TOML > defaults, all errors at once
-//! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
 //! jwks/     trusted keys: JWKS and PEM parsed once into aws-lc-rs keys
-//! sign      the signing side (mint, keygen, tests); never on a request path
-//! pem       minimal PEM block reader/writer
+//! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
 //! verifier  Verifier: the shared handle (keys via ArcSwap, policies, cache)
 //! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
 //! server/   listeners: socket hygiene, accept loop, drain; native connections
+//! client    Rust client for the native protocol (pipelined, replies by id)
+//! config    serve settings: flags > JWTD_* env > TOML > defaults, all errors at once
+//! sign      the signing side (mint, keygen, tests); never on a request path
+//! pem       minimal PEM block reader/writer
 //! ```
 //!
-//! The binary adds `src/cli/` (one module per subcommand) and `src/main.rs`.
+//! The binary adds `src/cli/` (one module per subcommand: serve, verify,
+//! check, mint, keygen, bench) and a thin `src/main.rs`.
 //!
-//! # The life of one token
+//! # The life of one request
 //!
-//! See [`verify`]: size and shape, header (and `alg: none` refused first),
-//! key selection by kid and algorithm binding, signature with keys parsed at
-//! load time, then claims, only once the signature holds.
+//! 1. `server::native` reads bytes; `protocol::decode_request` cuts a whole
+//!    frame (zero-copy) into a `Request`.
+//! 2. `Verifier::check_cached` picks the policy for the selector and looks the
+//!    token's SHA-256 up in the cache: a hit is answered inline.
+//! 3. A miss joins the read's batch; batches are verified on this task and,
+//!    when cores are idle, on spawned ones (`Verifier::check_uncached`, which
+//!    runs [`verify::verify`]: size and shape, header with `alg: none` refused
+//!    first, key selection by kid and algorithm binding, the signature with
+//!    keys parsed at load time, then claims once the signature holds) and
+//!    valid results are cached until `exp + leeway`.
+//! 4. The reply (`protocol::Reply`) goes through the connection's writer,
+//!    batched with whatever else is ready, tagged with the request's id.
 //!
 //! # Example
 //!
