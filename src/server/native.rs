@@ -26,7 +26,7 @@
 //! - **Framing errors** are answered with ERROR *after* every earlier request
 //!   has been answered, then the connection closes; a request-level error
 //!   (unknown selector) is answered and the connection goes on.
-//! - **Drain** (shutdown): keep answering for [`DRAIN_ANSWER`]; after that,
+//! - **Drain** (shutdown): keep answering for one second; after that,
 //!   new requests get ERROR `shutting_down`; close once quiet with nothing in
 //!   flight. The server's grace period bounds all of it.
 
