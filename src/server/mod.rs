@@ -127,8 +127,29 @@ pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindEr
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(e)),
     }
-    let listener = UnixListener::bind(path).map_err(io_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+    // Bind inside a private (0700) directory next to the target, set the
+    // mode, then rename into place: nobody can connect while the socket
+    // still has the umask's permissions, and the path never points at a
+    // half-configured socket.
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".jwtd-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&staging)
+        .map_err(io_err)?;
+    let staged = staging.join("sock");
+    let bound = UnixListener::bind(&staged)
+        .and_then(|l| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+            std::fs::rename(&staged, path)?;
+            Ok(l)
+        })
+        .map_err(io_err);
+    let _ = std::fs::remove_dir_all(&staging);
+    let listener = bound?;
     let meta = std::fs::symlink_metadata(path).map_err(io_err)?;
     let file = SocketFile {
         path: path.to_owned(),

@@ -447,6 +447,14 @@ fn socket_is_created_with_mode_0660_by_default_and_as_configured() {
     let d = Daemon::start(&["--socket-mode", "0600"]);
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    // The socket was bound in a private staging directory, then renamed in:
+    // nothing of that is left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(d.socket.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".jwtd-bind-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
