@@ -11,30 +11,9 @@
 //!
 //! # Settings
 //!
-//! | TOML key | flag | environment | default |
-//! |---|---|---|---|
-//! | `socket` | `--socket` | `JWTD_SOCKET` | `$XDG_RUNTIME_DIR/jwtd.sock`, else `/tmp/jwtd.sock` |
-//! | `socket_mode` | `--socket-mode` | `JWTD_SOCKET_MODE` | `0660` |
-//! | `jwks_file` | `--jwks-file` | `JWTD_JWKS_FILE` | the embedded development key set (`deploy/dev/jwks.json`), with a warning |
-//! | `issuer` | `--issuer` | `JWTD_ISSUER` | none (not checked) |
-//! | `audiences` | `--audience` (repeat) | `JWTD_AUDIENCES` (comma-separated) | none (not checked) |
-//! | `algorithms` | `--algorithms` | `JWTD_ALGORITHMS` | all 13; `none` never |
-//! | `leeway` | `--leeway` | `JWTD_LEEWAY` | `30s` (at most `5m`) |
-//! | `required_claims` | `--require` | `JWTD_REQUIRE` | `exp` |
-//! | `typ` | `--typ` | `JWTD_TYP` | none |
-//! | `max_lifetime` | `--max-lifetime` | `JWTD_MAX_LIFETIME` | none |
-//! | `max_token_bytes` | `--max-token-bytes` | `JWTD_MAX_TOKEN_BYTES` | `16384` |
-//! | `cache_entries` | `--cache-entries` | `JWTD_CACHE_ENTRIES` | `100000` (0 disables) |
-//! | `cache_max_ttl` | `--cache-max-ttl` | `JWTD_CACHE_MAX_TTL` | `10m` |
-//! | `max_connections` | `--max-connections` | `JWTD_MAX_CONNECTIONS` | `1024` |
-//! | `max_in_flight` | `--max-in-flight` | `JWTD_MAX_IN_FLIGHT` | `1024` per connection |
-//! | `max_frame_bytes` | `--max-frame-bytes` | `JWTD_MAX_FRAME_BYTES` | `65536` |
-//! | `max_verifying` | `--max-verifying` | `JWTD_MAX_VERIFYING` | `4096` (cache misses queued or in verification, all connections; beyond: `overloaded`) |
-//! | `idle_timeout` | `--idle-timeout` | `JWTD_IDLE_TIMEOUT` | `5m` (at least `1s`) |
-//! | `write_timeout` | `--write-timeout` | `JWTD_WRITE_TIMEOUT` | `30s` (a client that reads no reply for this long is disconnected) |
-//! | `shutdown_grace` | `--shutdown-grace` | `JWTD_SHUTDOWN_GRACE` | `10s` (SIGINT: 1 s) |
-//! | `threads` | `--threads` | `JWTD_THREADS` | one per core |
-//! | `log` | `--log` | `JWTD_LOG` | `info` (a tracing filter) |
+//! `docs/configuration.md` lists every setting with its flag, environment
+//! variable, TOML key and default; keep it in step with [`RawConfig`] (the
+//! `deploy/jwtd.toml` test fails when a key is unknown here).
 //!
 //! Durations read as `30`, `30s`, `500ms`, `5m`, `1h`, `1d`. Lists in TOML are
 //! arrays; on the command line and in the environment, comma-separated.

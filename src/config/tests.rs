@@ -197,3 +197,41 @@ fn sub_second_settings_that_would_truncate_are_refused() {
         );
     }
 }
+
+fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+#[test]
+fn the_example_config_file_loads_without_problems() {
+    let mut problems = Vec::new();
+    let mut raw = RawConfig::from_toml(&repo_file("deploy/jwtd.toml"), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    // Relative to the repository root, where the test runs.
+    raw.jwks_file = raw
+        .jwks_file
+        .map(|f| format!("{}/{f}", env!("CARGO_MANIFEST_DIR")));
+    let c = Config::from_raw(raw).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(c.verifier.policy.algorithms, AlgSet::all());
+    assert_eq!(c.verifier.cache_entries, 100_000);
+}
+
+#[test]
+fn every_documented_setting_is_known_and_every_setting_is_documented() {
+    let doc = repo_file("docs/configuration.md");
+    let keys: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(keys.len() >= 20, "the table was not found: {keys:?}");
+    let toml: String = keys.iter().map(|k| format!("{k} = \"1\"\n")).collect();
+    let mut problems = Vec::new();
+    let raw = RawConfig::from_toml(&toml, &mut problems);
+    assert!(problems.is_empty(), "documented but unknown: {problems:?}");
+    // Every field was set by some documented key.
+    assert!(
+        !format!("{raw:?}").contains("None"),
+        "undocumented setting: {raw:?}"
+    );
+}
