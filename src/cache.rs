@@ -20,8 +20,10 @@
 //! real entries, and rejects of well-formed garbage are cheap anyway except
 //! for bad signatures, which a later issue may cache separately.
 //!
-//! Entries remember the kid that verified them ([`Verified::kid`]) so a key
-//! set change can drop what a removed key vouched for.
+//! Entries remember the key that verified them ([`Verified::key`], a content
+//! fingerprint); [`crate::verifier::Verifier`] serves a hit only while the
+//! current key set still holds that key, so a key removed by a swap stops
+//! vouching at once, without walking the cache.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,21 +127,6 @@ impl Cache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Drops every entry verified by the key `kid` (for key set changes).
-    pub fn remove_kid(&self, kid: &str) {
-        for shard in self.shards.iter().flat_map(|s| s.iter()) {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let doomed: Vec<Key> = shard
-                .iter()
-                .filter(|(_, e)| e.result.kid.as_deref() == Some(kid))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in doomed {
-                shard.pop(&k);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -160,6 +147,7 @@ mod tests {
             },
             alg: Algorithm::ES256,
             kid: Some(kid.into()),
+            key: crate::jwks::KeyFingerprint(7),
             anomalies: Anomalies::NONE,
         })
     }
@@ -201,16 +189,5 @@ mod tests {
         cache.insert(k, verified("a"), i64::MAX);
         assert!(cache.get(&k, 0).is_none());
         assert!(cache.is_empty());
-    }
-
-    #[test]
-    fn removing_a_kid_drops_only_its_entries() {
-        let cache = Cache::new(100);
-        let (ka, kb) = (Cache::key(b"", b"a"), Cache::key(b"", b"b"));
-        cache.insert(ka, verified("a"), i64::MAX);
-        cache.insert(kb, verified("b"), i64::MAX);
-        cache.remove_kid("a");
-        assert!(cache.get(&ka, 0).is_none());
-        assert!(cache.get(&kb, 0).is_some());
     }
 }

@@ -131,12 +131,23 @@ impl Verifier {
         }
         let key = Cache::key(selector, token);
         match self.inner.cache.get(&key, now) {
-            Some(result) => Ok(Outcome::Valid {
+            // Served only while the key that verified it is still trusted:
+            // a key removed by a swap stops vouching at once, and a result
+            // cached by a verification that raced the swap is refused too.
+            Some(result) if self.still_trusted(&result) => Ok(Outcome::Valid {
                 result,
                 cached: true,
             }),
-            None => Err(Miss { key: Some(key) }),
+            _ => Err(Miss { key: Some(key) }),
         }
+    }
+
+    fn still_trusted(&self, result: &Verified) -> bool {
+        self.inner
+            .keys
+            .load()
+            .as_deref()
+            .is_some_and(|keys| keys.contains(result.key))
     }
 
     /// Verifies `token` (no cache lookup) and caches a valid result.
@@ -260,6 +271,53 @@ mod tests {
         ));
         assert!(v.check_cached(b"", &token, 599).is_ok());
         assert!(v.check_cached(b"", &token, 600).is_err());
+    }
+
+    #[test]
+    fn cached_results_stop_at_the_swap_that_removes_their_key() {
+        let (old_key, v) = setup(&[]);
+        let token = mint(&old_key, json!({"exp": 1000}));
+        assert!(matches!(
+            v.check(b"", &token, 0),
+            Outcome::Valid { cached: false, .. }
+        ));
+        assert!(matches!(
+            v.check(b"", &token, 1),
+            Outcome::Valid { cached: true, .. }
+        ));
+
+        // Same key reloaded (a periodic refresh): still a hit.
+        let same = KeySet::from_jwks(
+            json!({"keys": [old_key.public_jwk()]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        v.set_keys(same);
+        assert!(matches!(
+            v.check(b"", &token, 2),
+            Outcome::Valid { cached: true, .. }
+        ));
+
+        // Rotated away: the cached result is no longer served.
+        let new_key = SigningKey::generate(Algorithm::HS256)
+            .unwrap()
+            .with_kid(Some("k2".into()));
+        let rotated = KeySet::from_jwks(
+            json!({"keys": [new_key.public_jwk()]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        v.set_keys(rotated);
+        assert!(v.check_cached(b"", &token, 3).is_err());
+        assert!(matches!(
+            v.check(b"", &token, 3),
+            Outcome::Invalid(Rejection {
+                reason: Reject::UnknownKey,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -70,7 +70,16 @@ pub struct Key {
     /// The algorithms this key may serve, each with its parsed key. Never
     /// empty; at most six entries (an RSA key without `alg`).
     handles: Vec<(Algorithm, Handle)>,
+    /// Content identity: the same key loaded again has the same fingerprint.
+    fingerprint: KeyFingerprint,
 }
+
+/// A key's identity across reloads: a digest of its kid, the algorithms it
+/// serves and its key material. A cached result records the fingerprint of
+/// the key that verified it and is served only while the current set still
+/// holds that key, so a key that leaves the set stops vouching at the swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyFingerprint(pub u64);
 
 /// Key type and size, for messages and `jwtd check` output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +116,30 @@ impl fmt::Debug for Key {
 }
 
 impl Key {
+    fn new(kid: Option<Arc<str>>, any_kid: bool, parsed: Parsed) -> Key {
+        let algs: Vec<u8> = parsed.handles.iter().map(|(a, _)| *a as u8).collect();
+        let d = digest_of(&[
+            kid.as_deref().unwrap_or("").as_bytes(),
+            &[u8::from(kid.is_some()), u8::from(any_kid)],
+            &algs,
+            &parsed.material,
+        ]);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&d[..8]);
+        Key {
+            kid,
+            any_kid,
+            kind: parsed.kind,
+            handles: parsed.handles,
+            fingerprint: KeyFingerprint(u64::from_be_bytes(first)),
+        }
+    }
+
+    /// The key's content identity.
+    pub fn fingerprint(&self) -> KeyFingerprint {
+        self.fingerprint
+    }
+
     /// The key's kid.
     pub fn kid(&self) -> Option<&Arc<str>> {
         self.kid.as_ref()
@@ -275,6 +308,8 @@ pub struct KeySet {
     any_kid: Vec<usize>,
     /// Keys left out at load time.
     skipped: Vec<SkippedKey>,
+    /// Fingerprints of `keys`, for [`KeySet::contains`].
+    fingerprints: std::collections::HashSet<KeyFingerprint>,
 }
 
 impl fmt::Debug for KeySet {
@@ -336,12 +371,7 @@ impl KeySet {
                 _ => Err(KeyProblem::NotAPublicKey(block.label)),
             };
             match parsed {
-                Ok((kind, handles)) => set.push(Key {
-                    kid: kid.map(Arc::from),
-                    any_kid: kid.is_none(),
-                    kind,
-                    handles,
-                }),
+                Ok(parsed) => set.push(Key::new(kid.map(Arc::from), kid.is_none(), parsed)),
                 Err(problem) => set.skipped.push(SkippedKey {
                     index,
                     kid: kid.map(str::to_owned),
@@ -368,7 +398,14 @@ impl KeySet {
         if let Some(kid) = &key.kid {
             self.by_kid.entry(kid.clone()).or_default().push(index);
         }
+        self.fingerprints.insert(key.fingerprint);
         self.keys.push(key);
+    }
+
+    /// Whether the set holds the key with this fingerprint.
+    #[inline]
+    pub fn contains(&self, fingerprint: KeyFingerprint) -> bool {
+        self.fingerprints.contains(&fingerprint)
     }
 
     fn finish(self) -> Result<KeySet, KeySetError> {
@@ -451,7 +488,7 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<Key, KeyProblem> {
                 .ok_or_else(|| KeyProblem::UnsupportedAlg(name.to_owned()))?,
         ),
     };
-    let (kind, handles) = match required(jwk, "kty")? {
+    let parsed = match required(jwk, "kty")? {
         "RSA" => {
             check_family(alg, |f| f == Family::Rsa, "RSA")?;
             rsa_key(&bytes(jwk, "n")?, &bytes(jwk, "e")?, alg)?
@@ -504,12 +541,7 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<Key, KeyProblem> {
         }
         other => return Err(KeyProblem::UnsupportedKty(other.to_owned())),
     };
-    Ok(Key {
-        kid,
-        any_kid: false,
-        kind,
-        handles,
-    })
+    Ok(Key::new(kid, false, parsed))
 }
 
 fn check_family(
@@ -523,7 +555,25 @@ fn check_family(
     }
 }
 
-type Parsed = (KeyKind, Vec<(Algorithm, Handle)>);
+/// A parsed key before it gets its kid.
+struct Parsed {
+    kind: KeyKind,
+    handles: Vec<(Algorithm, Handle)>,
+    /// SHA-256 of the key material (public key bytes, or the HMAC secret),
+    /// for [`KeyFingerprint`].
+    material: [u8; 32],
+}
+
+fn digest_of(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
 
 fn rejected(e: impl fmt::Display) -> KeyProblem {
     KeyProblem::Rejected(e.to_string())
@@ -568,7 +618,11 @@ fn rsa_key(n: &[u8], e: &[u8], alg: Option<Algorithm>) -> Result<Parsed, KeyProb
             handles.push((a, Handle::Signature(parsed)));
         }
     }
-    Ok((KeyKind::Rsa(bits), handles))
+    Ok(Parsed {
+        kind: KeyKind::Rsa(bits),
+        handles,
+        material: digest_of(&[n, e]),
+    })
 }
 
 fn ec_algorithm(curve: Curve) -> &'static dyn VerificationAlgorithm {
@@ -583,18 +637,20 @@ fn ec_algorithm(curve: Curve) -> &'static dyn VerificationAlgorithm {
 /// is on the curve.
 fn ec_key(curve: Curve, key: &[u8]) -> Result<Parsed, KeyProblem> {
     let parsed = ParsedPublicKey::new(ec_algorithm(curve), key).map_err(rejected)?;
-    Ok((
-        KeyKind::Ec(curve),
-        vec![(curve.algorithm(), Handle::Signature(parsed))],
-    ))
+    Ok(Parsed {
+        kind: KeyKind::Ec(curve),
+        handles: vec![(curve.algorithm(), Handle::Signature(parsed))],
+        material: digest_of(&[key]),
+    })
 }
 
 fn ed25519_key(key: &[u8]) -> Result<Parsed, KeyProblem> {
     let parsed = ParsedPublicKey::new(&signature::ED25519, key).map_err(rejected)?;
-    Ok((
-        KeyKind::Ed25519,
-        vec![(Algorithm::EdDSA, Handle::Signature(parsed))],
-    ))
+    Ok(Parsed {
+        kind: KeyKind::Ed25519,
+        handles: vec![(Algorithm::EdDSA, Handle::Signature(parsed))],
+        material: digest_of(&[key]),
+    })
 }
 
 fn hmac_key(secret: &[u8], alg: Option<Algorithm>) -> Result<Parsed, KeyProblem> {
@@ -619,7 +675,11 @@ fn hmac_key(secret: &[u8], alg: Option<Algorithm>) -> Result<Parsed, KeyProblem>
             });
         }
     }
-    Ok((KeyKind::Hmac(secret.len()), handles))
+    Ok(Parsed {
+        kind: KeyKind::Hmac(secret.len()),
+        handles,
+        material: digest_of(&[secret]),
+    })
 }
 
 /// A DER public key: SPKI (RSA, EC on any supported curve, Ed25519) or

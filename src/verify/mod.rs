@@ -298,6 +298,7 @@ fn verify_inner(
         claims,
         alg,
         kid: key.kid().cloned(),
+        key: key.fingerprint(),
         anomalies: *anomalies,
     })
 }

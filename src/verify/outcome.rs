@@ -312,8 +312,10 @@ pub struct Verified {
     /// The algorithm the signature was verified with.
     pub alg: Algorithm,
     /// The `kid` of the key that verified it (`None` for a key without kid).
-    /// Kept so a cached result can be dropped when that key leaves the set.
     pub kid: Option<Arc<str>>,
+    /// The identity of the key that verified it: a cached result is served
+    /// only while the current key set still holds this key.
+    pub key: crate::jwks::KeyFingerprint,
     /// Key-carrying header parameters that were present (and ignored).
     pub anomalies: Anomalies,
 }
