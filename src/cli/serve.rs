@@ -189,6 +189,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         "jwtd serving"
     );
     let verifier = Verifier::new(config.verifier.clone(), Some(config.keys.clone()));
+    if let KeySource::File(path) = &config.key_source {
+        tokio::spawn(jwtd::jwks::source::watch_file(
+            path.clone(),
+            verifier.clone(),
+            jwtd::jwks::source::FILE_POLL,
+        ));
+    }
     let server_config = ServerConfig {
         max_connections: config.max_connections,
         max_in_flight: config.max_in_flight,

@@ -13,8 +13,8 @@
 //! recorded as a [`SkippedKey`] naming its index and kid, for the caller to
 //! log as a warning; only a set with *no* usable signing key is an error.
 //!
-//! This module does not fetch, cache or swap sets; it only turns bytes into a
-//! validated `KeySet`. Swapping whole validated sets is the caller's job.
+//! This module turns bytes into a validated `KeySet`; [`source`] watches
+//! where the bytes come from and publishes each new validated set.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,6 +28,8 @@ use serde_json::{Map, Value};
 
 use crate::pem;
 use crate::verify::{Algorithm, Curve, Family};
+
+pub mod source;
 
 /// Strict base64url (no padding, canonical trailing bits), as RFC 7515 2 and
 /// RFC 7517 require for JWK members.

@@ -828,3 +828,102 @@ async fn cancelled_client_calls_leave_the_connection_usable_and_replies_routed()
         c.await.unwrap();
     }
 }
+
+/// Writes a ConfigMap-style version directory holding `jwks.json` and points
+/// `..data` at it with an atomic rename, as the kubelet does.
+fn configmap_publish(dir: &Path, version: &str, jwks: &str) {
+    let v = dir.join(version);
+    std::fs::create_dir(&v).unwrap();
+    std::fs::write(v.join("jwks.json"), jwks).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(version, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+}
+
+#[tokio::test]
+async fn a_configmap_symlink_swap_is_picked_up_and_removed_keys_stop_vouching() {
+    let old = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_kid(Some("old".into()));
+    let new = SigningKey::generate(Algorithm::ES256)
+        .unwrap()
+        .with_kid(Some("new".into()));
+    let set = |k: &SigningKey| json!({"keys": [k.public_jwk()]}).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cm = dir.path().join("cm");
+    std::fs::create_dir(&cm).unwrap();
+    configmap_publish(&cm, "..v1", &set(&old));
+    std::os::unix::fs::symlink("..data/jwks.json", cm.join("jwks.json")).unwrap();
+    let socket = dir.path().join("jwtd.sock");
+    let child = Command::new(jwtd_bin())
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .arg("--jwks-file")
+        .arg(cm.join("jwks.json"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        socket,
+        // Unused here: this test signs with its own two keys.
+        key: SigningKey::generate(Algorithm::HS256).unwrap(),
+        _dir: dir,
+    };
+    d.wait_ready();
+    let client = Client::connect(&d.socket).await.unwrap();
+    let old_token = old
+        .mint(&json!({"exp": now() + 600}), &Default::default())
+        .unwrap();
+    let new_token = new
+        .mint(&json!({"exp": now() + 600}), &Default::default())
+        .unwrap();
+    assert!(matches!(
+        client.verify(old_token.as_bytes()).await.unwrap(),
+        Reply::Valid { .. }
+    ));
+    assert!(matches!(
+        client.verify(old_token.as_bytes()).await.unwrap(),
+        Reply::Valid { cached: true, .. }
+    ));
+    assert!(matches!(
+        client.verify(new_token.as_bytes()).await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::UnknownKey,
+            ..
+        }
+    ));
+
+    // Rotate: the new key only.
+    configmap_publish(&cm, "..v2", &set(&new));
+    let swapped = Instant::now();
+    loop {
+        if matches!(
+            client.verify(new_token.as_bytes()).await.unwrap(),
+            Reply::Valid { .. }
+        ) {
+            break;
+        }
+        assert!(
+            swapped.elapsed() < Duration::from_millis(2500),
+            "swap not picked up within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The old key's token was cached, and is refused right after the swap.
+    assert!(matches!(
+        client.verify(old_token.as_bytes()).await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::UnknownKey,
+            ..
+        }
+    ));
+
+    // A broken update keeps the last good set.
+    configmap_publish(&cm, "..v3", "{ not json");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(matches!(
+        client.verify(new_token.as_bytes()).await.unwrap(),
+        Reply::Valid { .. }
+    ));
+}
