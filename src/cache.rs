@@ -147,7 +147,7 @@ mod tests {
             },
             alg: Algorithm::ES256,
             kid: Some(kid.into()),
-            key: crate::jwks::KeyFingerprint(7),
+            key: crate::jwks::KeyFingerprint([7; 32]),
             anomalies: Anomalies::NONE,
         })
     }

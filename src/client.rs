@@ -1,10 +1,11 @@
 //! A Rust client for the native protocol: one connection, any number of
 //! concurrent requests on it (pipelined; replies matched by id).
 //!
-//! Used by `jwtd verify`, the load generator's checks and the tests. Calls
-//! from many tasks share the connection: each call writes its frame under a
-//! short lock and waits on its own oneshot; one background task reads every
-//! reply and hands it to the waiting call.
+//! Used by `jwtd verify` and the tests. Calls from many tasks share the
+//! connection: each call hands its whole frame to one writer task and waits
+//! on its own oneshot; one reader task hands every reply to the waiting call.
+//! A call may be dropped at any point (a timeout, say): its frame is written
+//! whole or not at all, and its pending entry is removed.
 //!
 //! # Example
 //!

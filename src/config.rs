@@ -366,7 +366,7 @@ impl Config {
         let max_lifetime = raw
             .max_lifetime
             .as_deref()
-            .map(|v| c.duration("max_lifetime", Some(v), "0").as_secs());
+            .map(|v| c.whole_seconds("max_lifetime", Some(v), "0").as_secs());
         let policy = Policy {
             algorithms: if raw.algorithms.is_none() {
                 AlgSet::all()

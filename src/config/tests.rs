@@ -182,6 +182,7 @@ fn sub_second_settings_that_would_truncate_are_refused() {
         ("JWTD_IDLE_TIMEOUT", "100ms"),
         ("JWTD_WRITE_TIMEOUT", "0s"),
         ("JWTD_CACHE_ENTRIES", "100000000"),
+        ("JWTD_MAX_LIFETIME", "500ms"),
     ]))
     .unwrap_err();
     for e in [
@@ -190,6 +191,7 @@ fn sub_second_settings_that_would_truncate_are_refused() {
         "idle_timeout",
         "write_timeout",
         "cache_entries",
+        "max_lifetime",
     ] {
         assert!(
             problems.iter().any(|p| p.starts_with(e)),

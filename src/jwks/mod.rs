@@ -81,7 +81,7 @@ pub struct Key {
 /// the key that verified it and is served only while the current set still
 /// holds that key, so a key that leaves the set stops vouching at the swap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyFingerprint(pub u64);
+pub struct KeyFingerprint(pub [u8; 32]);
 
 /// Key type and size, for messages and `jwtd check` output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,14 +126,12 @@ impl Key {
             &algs,
             &parsed.material,
         ]);
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&d[..8]);
         Key {
             kid,
             any_kid,
             kind: parsed.kind,
             handles: parsed.handles,
-            fingerprint: KeyFingerprint(u64::from_be_bytes(first)),
+            fingerprint: KeyFingerprint(d),
         }
     }
 

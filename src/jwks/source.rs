@@ -1,7 +1,8 @@
 //! Key sources that change while jwtd serves. So far: a local JWK set file.
 //!
 //! [`watch_file`] polls the file's metadata once a second and reloads it
-//! when its identity changes (device, inode, size, modification time). The
+//! when its identity changes (device, inode, size, modification and change
+//! times), and once at start. The
 //! metadata is read through symlinks, so Kubernetes' ConfigMap and Secret
 //! updates, which swap the `..data` symlink to a new directory, show up as a
 //! new inode. A reload parses and validates the *whole* set first
@@ -33,6 +34,9 @@ struct Stamp {
     ino: u64,
     len: u64,
     modified: Option<SystemTime>,
+    /// Inode change time: catches an in-place rewrite of the same length
+    /// within the filesystem's mtime granularity (`cp -p`, `rsync -t`).
+    changed: (i64, i64),
 }
 
 fn stamp(path: &std::path::Path) -> std::io::Result<Stamp> {
@@ -43,13 +47,17 @@ fn stamp(path: &std::path::Path) -> std::io::Result<Stamp> {
         ino: m.ino(),
         len: m.len(),
         modified: m.modified().ok(),
+        changed: (m.ctime(), m.ctime_nsec()),
     })
 }
 
 /// Reloads `path` into `verifier` whenever it changes, forever (abort the
 /// task to stop). `every` is the poll period ([`FILE_POLL`] in the daemon).
 pub async fn watch_file(path: PathBuf, verifier: Verifier, every: Duration) {
-    let mut seen = stamp(&path).ok();
+    // No baseline: the first tick reloads once, so a change between the
+    // start-up load and this task's first look is not missed (an unchanged
+    // reload keeps every fingerprint, and so the cache).
+    let mut seen: Option<Stamp> = None;
     let mut missing_reported = false;
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -69,11 +77,20 @@ pub async fn watch_file(path: PathBuf, verifier: Verifier, every: Duration) {
         if seen.as_ref() == Some(&now) {
             continue;
         }
+        // Off the async workers: a hung network filesystem must not stall
+        // request handling.
+        let read_path = path.clone();
+        let bytes = match tokio::task::spawn_blocking(move || std::fs::read(read_path)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                // Not marked as seen: a transient failure is retried next tick.
+                tracing::warn!(path = %path.display(), error = %e, "key set file unreadable; keeping the last good set");
+                continue;
+            }
+            Err(_) => continue,
+        };
         seen = Some(now);
-        let loaded = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| KeySet::from_jwks(&bytes).map_err(|e| e.to_string()));
-        match loaded {
+        match KeySet::from_jwks(&bytes) {
             Ok(keys) => {
                 for skipped in keys.skipped() {
                     tracing::warn!(index = skipped.index, kid = ?skipped.kid, problem = %skipped.problem, "key skipped");

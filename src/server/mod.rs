@@ -108,6 +108,7 @@ impl SocketFile {
 ///
 /// See [`BindError`].
 pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
+    use std::os::unix::fs::MetadataExt;
     let io_err = |source| BindError::Io {
         path: path.to_owned(),
         source,
@@ -116,11 +117,17 @@ pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindEr
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(BindError::NotASocket(path.to_owned()));
         }
-        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+        Ok(meta) => match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => return Err(BindError::InUse(path.to_owned())),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                tracing::info!(path = %path.display(), "replacing stale socket file");
-                std::fs::remove_file(path).map_err(io_err)?;
+                // Remove only the stale file we probed: if another daemon
+                // replaced it meanwhile, its socket is not ours to delete.
+                let still_stale = std::fs::symlink_metadata(path)
+                    .is_ok_and(|now| now.ino() == meta.ino() && now.dev() == meta.dev());
+                if still_stale {
+                    tracing::info!(path = %path.display(), "replacing stale socket file");
+                    std::fs::remove_file(path).map_err(io_err)?;
+                }
             }
             Err(e) => return Err(io_err(e)),
         },
@@ -128,33 +135,46 @@ pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindEr
         Err(e) => return Err(io_err(e)),
     }
     // Bind inside a private (0700) directory next to the target, set the
-    // mode, then rename into place: nobody can connect while the socket
-    // still has the umask's permissions, and the path never points at a
-    // half-configured socket.
+    // mode, then publish with link(2): nobody can connect while the socket
+    // still has the umask's permissions, and unlike rename(2) a link fails
+    // if the path exists, so a daemon that started at the same moment is
+    // never silently replaced. The staging name is random and short (a
+    // socket path is limited to 107 bytes), and only a directory this call
+    // created is ever removed.
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let staging = parent.join(format!(".jwtd-bind-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-        .create(&staging)
-        .map_err(io_err)?;
-    let staged = staging.join("sock");
-    let bound = UnixListener::bind(&staged)
-        .and_then(|l| {
-            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
-            std::fs::rename(&staged, path)?;
-            Ok(l)
-        })
-        .map_err(io_err);
-    let _ = std::fs::remove_dir_all(&staging);
-    let listener = bound?;
-    let meta = std::fs::symlink_metadata(path).map_err(io_err)?;
+    let staging = loop {
+        let mut r = [0u8; 4];
+        aws_lc_rs::rand::fill(&mut r).map_err(|_| io_err(io::Error::other("no randomness")))?;
+        let dir = parent.join(format!(".jwtd{:08x}", u32::from_be_bytes(r)));
+        let mut builder = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match builder.create(&dir) {
+            Ok(()) => break dir,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(e)),
+        }
+    };
+    let staged = staging.join("s");
+    let published = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        let meta = std::fs::symlink_metadata(&staged)?;
+        std::fs::hard_link(&staged, path)?;
+        Ok((listener, meta))
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    let (listener, meta) = published.map_err(|e: io::Error| match e.kind() {
+        io::ErrorKind::AlreadyExists => BindError::InUse(path.to_owned()),
+        _ => io_err(e),
+    })?;
     let file = SocketFile {
         path: path.to_owned(),
-        dev: std::os::unix::fs::MetadataExt::dev(&meta),
-        ino: std::os::unix::fs::MetadataExt::ino(&meta),
+        dev: meta.dev(),
+        ino: meta.ino(),
     };
     Ok((listener, file))
 }

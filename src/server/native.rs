@@ -27,8 +27,9 @@
 //!   has been answered, then the connection closes; a request-level error
 //!   (unknown selector) is answered and the connection goes on.
 //! - **Drain** (shutdown): keep answering for one second; after that,
-//!   new requests get ERROR `shutting_down`; close once quiet with nothing in
-//!   flight. The server's grace period bounds all of it.
+//!   requests get ERROR `shutting_down` and the connection closes once its
+//!   replies are written; a quiet connection with nothing in flight closes
+//!   at once. The server's grace period bounds all of it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +144,7 @@ pub async fn serve(
     let mut last_request = Instant::now();
     let mut drain_started: Option<Instant> = drain.borrow().then(Instant::now);
     let mut last_tx = Some(last_tx);
+    let mut closing = false;
 
     'conn: loop {
         // Answer every complete frame already buffered.
@@ -179,15 +181,27 @@ pub async fn serve(
                 }
             };
             let refusing = drain_started.is_some_and(|t| t.elapsed() >= DRAIN_ANSWER);
+            closing |= refusing;
             if let Some(p) = answer(request, permit, &verifier, refusing, &tx) {
                 pending.push(p);
             }
+        }
+        // `shutting_down` closes the connection (docs/protocol.md): refuse
+        // what was already buffered, then read no more.
+        if closing {
+            break 'conn;
         }
         dispatch(&mut pending, &verifier, &budget, groups, &tx);
 
         let wait = match drain_started {
             Some(_) => DRAIN_QUIET,
-            None => config.idle_timeout.saturating_sub(last_request.elapsed()),
+            // Past the idle deadline with replies still owed: wait a whole
+            // period again (a zero wait would spin); the write timeout ends
+            // a connection whose client stopped reading.
+            None => match config.idle_timeout.saturating_sub(last_request.elapsed()) {
+                Duration::ZERO => config.idle_timeout,
+                left => left,
+            },
         };
         tokio::select! {
             read = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match read {
@@ -252,9 +266,9 @@ fn answer(
     None
 }
 
-/// Verifies (and empties) a read's misses: what the budget cannot take is answered
-/// `overloaded` at once; the rest is split into up to `groups` groups, the
-/// first verified on this task, the others on spawned tasks.
+/// Verifies (and empties) a read's misses: what the budget cannot take is
+/// answered `overloaded` at once; the rest is verified on this task when no
+/// other core is free, else split into groups on spawned tasks.
 fn dispatch(
     pending: &mut Vec<Pending>,
     verifier: &Verifier,
@@ -266,11 +280,19 @@ fn dispatch(
     if misses.is_empty() {
         return;
     }
-    let fits = misses.len().min(budget.0.slots.available_permits());
-    let mut slots = u32::try_from(fits)
-        .ok()
-        .filter(|n| *n > 0)
-        .and_then(|n| budget.0.slots.clone().try_acquire_many_owned(n).ok());
+    // Another connection may take slots between the count and the
+    // acquisition: retry with the new count rather than shed everything.
+    let mut slots = None;
+    for _ in 0..3 {
+        let fits = misses.len().min(budget.0.slots.available_permits());
+        let Some(n) = u32::try_from(fits).ok().filter(|n| *n > 0) else {
+            break;
+        };
+        if let Ok(s) = budget.0.slots.clone().try_acquire_many_owned(n) {
+            slots = Some(s);
+            break;
+        }
+    }
     let granted = slots.as_ref().map_or(0, |s| s.num_permits());
     if granted < misses.len() {
         tracing::debug!(
@@ -289,11 +311,24 @@ fn dispatch(
             .collect();
         let _ = tx.send(Batch::Many(shed));
     }
+    if misses.is_empty() {
+        return;
+    }
     let busy = budget.0.running.load(std::sync::atomic::Ordering::Relaxed);
-    let groups = groups.saturating_sub(busy).max(1);
-    let per_group = misses.len().div_ceil(groups).max(1);
-    while misses.len() > per_group {
-        let group = misses.split_off(misses.len() - per_group);
+    let groups = groups.saturating_sub(busy).max(1).min(misses.len());
+    if groups == 1 {
+        let running = Running::start(budget);
+        verify_group(misses, verifier, tx);
+        drop((slots, running));
+        return;
+    }
+    // Every group goes to a spawned task: tokio puts a worker's single
+    // spawn in its LIFO slot, which no other worker can steal, so one group
+    // spawned while this task verified the other would run after it, not
+    // beside it. With several spawns, all but the last are stealable.
+    let per_group = misses.len().div_ceil(groups);
+    while !misses.is_empty() {
+        let group = misses.split_off(misses.len().saturating_sub(per_group));
         let group_slots = slots.as_mut().and_then(|s| s.split(group.len()));
         let (verifier, tx, running) = (verifier.clone(), tx.clone(), Running::start(budget));
         tokio::spawn(async move {
@@ -301,9 +336,6 @@ fn dispatch(
             drop((group_slots, running));
         });
     }
-    let running = Running::start(budget);
-    verify_group(misses, verifier, tx);
-    drop((slots, running));
 }
 
 fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSender<Batch>) {
@@ -389,18 +421,16 @@ async fn write_replies(
     let _ = wr.shutdown().await;
 }
 
-/// Writes everything, or gives up when the client makes no room for
-/// `timeout`.
-async fn write_all(wr: &mut OwnedWriteHalf, mut bytes: &[u8], timeout: Duration) -> bool {
-    while !bytes.is_empty() {
-        match tokio::time::timeout(timeout, wr.write(bytes)).await {
-            Ok(Ok(n)) if n > 0 => bytes = &bytes[n..],
-            Ok(_) => return false,
-            Err(_) => {
-                tracing::debug!("client stopped reading replies; closing");
-                return false;
-            }
+/// Writes a whole batch, or gives up when it takes longer than `timeout`:
+/// one deadline per batch, so a client reading a byte at a time cannot hold
+/// the connection by making a little progress now and then.
+async fn write_all(wr: &mut OwnedWriteHalf, bytes: &[u8], timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, wr.write_all(bytes)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::debug!("client stopped reading replies; closing");
+            false
         }
     }
-    true
 }
