@@ -113,6 +113,13 @@ impl Cache {
         }
     }
 
+    /// Drops the entry for `key`, if any.
+    pub fn remove(&self, key: &Key) {
+        if let Some(mut shard) = self.shard(key) {
+            shard.pop(key);
+        }
+    }
+
     /// Entries currently held (including expired ones not yet dropped).
     pub fn len(&self) -> usize {
         self.shards.as_ref().map_or(0, |shards| {

@@ -138,7 +138,13 @@ impl Verifier {
                 result,
                 cached: true,
             }),
-            _ => Err(Miss { key: Some(key) }),
+            Some(_) => {
+                // Its key left the set: drop it rather than keep promoting
+                // an entry that will never be served.
+                self.inner.cache.remove(&key);
+                Err(Miss { key: Some(key) })
+            }
+            None => Err(Miss { key: Some(key) }),
         }
     }
 
@@ -311,6 +317,7 @@ mod tests {
         .unwrap();
         v.set_keys(rotated);
         assert!(v.check_cached(b"", &token, 3).is_err());
+        assert!(v.cache().is_empty(), "the refused entry was kept");
         assert!(matches!(
             v.check(b"", &token, 3),
             Outcome::Invalid(Rejection {
