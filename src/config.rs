@@ -291,6 +291,17 @@ impl Check {
         })
     }
 
+    /// A timeout of at least one second (shorter ones close healthy
+    /// connections between two requests).
+    fn at_least_1s(&mut self, name: &str, v: Option<&str>, default: &str) -> Duration {
+        let d = self.duration(name, v, default);
+        if d < Duration::from_secs(1) {
+            self.problems
+                .push(format!("{name}: {d:?} is below the minimum of 1s"));
+        }
+        d
+    }
+
     /// A duration that must be whole seconds (NumericDates are seconds;
     /// `500ms` would silently become 0).
     fn whole_seconds(&mut self, name: &str, v: Option<&str>, default: &str) -> Duration {
@@ -452,18 +463,8 @@ impl Config {
             4096,
             (1, 1_000_000),
         );
-        let idle_timeout = c.duration("idle_timeout", raw.idle_timeout.as_deref(), "5m");
-        if idle_timeout < Duration::from_secs(1) {
-            c.problems.push(format!(
-                "idle_timeout: {idle_timeout:?} is below the minimum of 1s"
-            ));
-        }
-        let write_timeout = c.duration("write_timeout", raw.write_timeout.as_deref(), "30s");
-        if write_timeout < Duration::from_secs(1) {
-            c.problems.push(format!(
-                "write_timeout: {write_timeout:?} is below the minimum of 1s"
-            ));
-        }
+        let idle_timeout = c.at_least_1s("idle_timeout", raw.idle_timeout.as_deref(), "5m");
+        let write_timeout = c.at_least_1s("write_timeout", raw.write_timeout.as_deref(), "30s");
         let shutdown_grace = c.duration("shutdown_grace", raw.shutdown_grace.as_deref(), "10s");
         let threads = c.number("threads", raw.threads.as_deref(), 0, (0, 1024));
         let log = raw.log.clone().unwrap_or_else(|| "info".to_owned());

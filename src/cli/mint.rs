@@ -79,10 +79,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(sub) = &args.sub {
         claims.insert("sub".into(), sub.as_str().into());
     }
-    match args.aud.as_slice() {
-        [] => {}
-        [one] => drop(claims.insert("aud".into(), one.as_str().into())),
-        many => drop(claims.insert("aud".into(), many.iter().map(String::as_str).collect())),
+    // One audience is a string, several an array (RFC 7519 4.1.3).
+    let aud: Option<Value> = match args.aud.as_slice() {
+        [] => None,
+        [one] => Some(one.as_str().into()),
+        many => Some(many.iter().map(String::as_str).collect()),
+    };
+    if let Some(aud) = aud {
+        claims.insert("aud".into(), aud);
     }
     claims.insert("iat".into(), now.into());
     if !args.no_exp {
