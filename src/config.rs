@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::jwks::KeySet;
-use crate::verifier::VerifierConfig;
+use crate::jwks::source::{Endpoint, RemoteSettings, url_problem};
+use crate::verifier::{IssuerConfig, VerifierConfig};
 use crate::verify::{self, AlgSet, Algorithm, Policy};
 
 /// The development key set compiled into the binary, used when no key
@@ -40,8 +41,12 @@ pub struct RawConfig {
     pub socket: Option<String>,
     /// Octal, e.g. `0660`.
     pub socket_mode: Option<String>,
-    /// Path of a JWK set file.
+    /// Path of a JWK set or PEM file.
     pub jwks_file: Option<String>,
+    /// JWK set URL.
+    pub jwks_url: Option<String>,
+    /// Issuer URL for OIDC discovery.
+    pub discovery: Option<String>,
     /// Required issuer.
     pub issuer: Option<String>,
     /// Accepted audiences.
@@ -80,14 +85,60 @@ pub struct RawConfig {
     pub threads: Option<String>,
     /// Tracing filter.
     pub log: Option<String>,
+    /// Duration.
+    pub refresh_interval: Option<String>,
+    /// Duration.
+    pub refresh_min: Option<String>,
+    /// Duration.
+    pub refresh_max: Option<String>,
+    /// Duration.
+    pub fetch_timeout: Option<String>,
+    /// Integer.
+    pub max_jwks_bytes: Option<String>,
+    /// Duration.
+    pub unknown_kid_cooldown: Option<String>,
+    /// Duration.
+    pub unknown_kid_wait: Option<String>,
+    /// Duration.
+    pub max_stale: Option<String>,
+    /// `[[issuers]]` tables (config file only).
+    pub issuers: Option<Vec<RawIssuer>>,
+}
+
+/// One `[[issuers]]` table: its own key source and policy; unset policy
+/// settings fall back to the top-level ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawIssuer {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Key file.
+    pub jwks_file: Option<String>,
+    /// JWK set URL.
+    pub jwks_url: Option<String>,
+    /// Issuer URL for discovery.
+    pub discovery: Option<String>,
+    /// Accepted audiences.
+    pub audiences: Option<Vec<String>>,
+    /// Allowed algorithms.
+    pub algorithms: Option<Vec<String>>,
+    /// Duration.
+    pub leeway: Option<String>,
+    /// Claim names.
+    pub required_claims: Option<Vec<String>>,
+    /// Required header typ.
+    pub typ: Option<String>,
+    /// Duration.
+    pub max_lifetime: Option<String>,
 }
 
 macro_rules! fields {
     ($m:ident) => {
         $m!(
-            socket, socket_mode, jwks_file, issuer, leeway, typ, max_lifetime, max_token_bytes,
-            cache_entries, cache_max_ttl, max_connections, max_in_flight, max_frame_bytes, max_verifying,
-            idle_timeout, write_timeout, shutdown_grace, threads, log;
+            socket, socket_mode, jwks_file, jwks_url, discovery, issuer, leeway, typ, max_lifetime,
+            max_token_bytes, cache_entries, cache_max_ttl, max_connections, max_in_flight,
+            max_frame_bytes, max_verifying, idle_timeout, write_timeout, shutdown_grace, threads, log,
+            refresh_interval, refresh_min, refresh_max, fetch_timeout, max_jwks_bytes,
+            unknown_kid_cooldown, unknown_kid_wait, max_stale;
             audiences, algorithms, required_claims
         )
     };
@@ -98,7 +149,11 @@ impl RawConfig {
     pub fn or(self, lower: RawConfig) -> RawConfig {
         macro_rules! merge {
             ($($s:ident),*; $($l:ident),*) => {
-                RawConfig { $($s: self.$s.or(lower.$s),)* $($l: self.$l.or(lower.$l),)* }
+                RawConfig {
+                    $($s: self.$s.or(lower.$s),)*
+                    $($l: self.$l.or(lower.$l),)*
+                    issuers: self.issuers.or(lower.issuers),
+                }
             };
         }
         fields!(merge)
@@ -118,6 +173,8 @@ impl RawConfig {
                 RawConfig {
                     $($s: get(&format!("JWTD_{}", stringify!($s).to_uppercase())),)*
                     $($l: get(&format!("JWTD_{}", env_list_name(stringify!($l)))).map(split),)*
+                    // Several issuers need the structure of the config file.
+                    issuers: None,
                 }
             };
         }
@@ -180,11 +237,85 @@ impl RawConfig {
         raw.audiences = list("audiences", problems);
         raw.algorithms = list("algorithms", problems);
         raw.required_claims = list("required_claims", problems);
+        raw.issuers = table
+            .remove("issuers")
+            .and_then(|v| issuer_tables(v, problems));
         for key in table.keys() {
             problems.push(format!("config file: unknown setting {key:?}"));
         }
         raw
     }
+}
+
+/// Reads `[[issuers]]` (an array of tables) with the same scalar and list
+/// rules as the top level.
+fn issuer_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<RawIssuer>> {
+    let toml::Value::Array(items) = value else {
+        problems.push("config file: issuers: expected [[issuers]] tables".to_owned());
+        return None;
+    };
+    let mut out = Vec::new();
+    for (n, item) in items.into_iter().enumerate() {
+        let toml::Value::Table(mut t) = item else {
+            problems.push(format!("config file: issuers[{n}]: expected a table"));
+            continue;
+        };
+        let mut scalar = |key: &str| match t.remove(key)? {
+            toml::Value::String(s) => Some(s),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            other => {
+                problems.push(format!(
+                    "config file: issuers[{n}].{key}: expected a string or integer, found {}",
+                    other.type_str()
+                ));
+                None
+            }
+        };
+        let mut raw = RawIssuer {
+            issuer: scalar("issuer"),
+            jwks_file: scalar("jwks_file"),
+            jwks_url: scalar("jwks_url"),
+            discovery: scalar("discovery"),
+            leeway: scalar("leeway"),
+            typ: scalar("typ"),
+            max_lifetime: scalar("max_lifetime"),
+            ..RawIssuer::default()
+        };
+        let mut list = |key: &str| -> Option<Vec<String>> {
+            match t.remove(key)? {
+                toml::Value::String(s) => Some(vec![s]),
+                toml::Value::Array(items) => {
+                    let strings: Option<Vec<String>> = items
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned))
+                        .collect();
+                    if strings.is_none() {
+                        problems.push(format!(
+                            "config file: issuers[{n}].{key}: expected an array of strings"
+                        ));
+                    }
+                    strings
+                }
+                other => {
+                    problems.push(format!(
+                        "config file: issuers[{n}].{key}: expected an array of strings, found {}",
+                        other.type_str()
+                    ));
+                    None
+                }
+            }
+        };
+        raw.audiences = list("audiences");
+        raw.algorithms = list("algorithms");
+        raw.required_claims = list("required_claims");
+        for key in t.keys() {
+            problems.push(format!(
+                "config file: issuers[{n}]: unknown setting {key:?}"
+            ));
+        }
+        out.push(raw);
+    }
+    Some(out)
 }
 
 /// Environment variable names of list settings.
@@ -196,13 +327,25 @@ fn env_list_name(field: &str) -> &'static str {
     }
 }
 
-/// Where the keys come from.
+/// Where one issuer's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
-    /// A JWK set file.
+    /// A JWK set or PEM file, watched for changes.
     File(PathBuf),
+    /// A JWKS URL or OIDC discovery, fetched in the background.
+    Remote(Endpoint),
     /// The embedded development set ([`DEV_JWKS`]).
     EmbeddedDev,
+}
+
+/// One issuer's key source, with its set when it was loaded during
+/// validation (files and the dev set: a bad one is a config problem).
+#[derive(Debug, Clone)]
+pub struct IssuerSource {
+    /// Where the keys come from.
+    pub source: KeySource,
+    /// The set loaded at start (`None` for remote sources).
+    pub keys: Option<KeySet>,
 }
 
 /// A validated `jwtd serve` configuration.
@@ -212,11 +355,10 @@ pub struct Config {
     pub socket: PathBuf,
     /// Socket file permissions.
     pub socket_mode: u32,
-    /// Key source.
-    pub key_source: KeySource,
-    /// The loaded key set (loaded during validation so a bad set is reported
-    /// with every other problem).
-    pub keys: KeySet,
+    /// One key source per issuer, in the order of `verifier.issuers`.
+    pub sources: Vec<IssuerSource>,
+    /// Fetch settings of remote sources.
+    pub remote: RemoteSettings,
     /// Verification, policy and cache settings.
     pub verifier: VerifierConfig,
     /// Maximum concurrent connections.
@@ -360,63 +502,75 @@ impl Config {
                 _ => {
                     c.problems.push(format!(
                         "socket_mode: {:?} is not an octal permission such as 0660",
-                        raw.socket_mode.unwrap_or_default()
+                        raw.socket_mode.as_deref().unwrap_or_default()
                     ));
                     0o660
                 }
             };
 
-        let mut algorithms = AlgSet::EMPTY;
-        for name in raw.algorithms.iter().flatten() {
-            match name.trim().parse::<Algorithm>() {
-                Ok(a) => algorithms.insert(a),
-                Err(e) => c.problems.push(format!("algorithms: {e}")),
-            }
-        }
-        let leeway = c.whole_seconds("leeway", raw.leeway.as_deref(), "30s");
-        let max_lifetime = raw
-            .max_lifetime
-            .as_deref()
-            .map(|v| c.whole_seconds("max_lifetime", Some(v), "0").as_secs());
-        let policy = Policy {
-            algorithms: if raw.algorithms.is_none() {
-                AlgSet::all()
-            } else {
-                algorithms
-            },
-            issuer: raw.issuer.as_deref().map(Box::from),
-            audiences: raw
-                .audiences
-                .iter()
-                .flatten()
-                .map(|a| Box::from(a.as_str()))
-                .collect(),
-            leeway: leeway.as_secs(),
-            required: match &raw.required_claims {
-                None => vec!["exp".into()],
-                Some(list) => list.iter().map(|s| Box::from(s.trim())).collect(),
-            },
-            max_lifetime,
-            typ: raw.typ.as_deref().map(Box::from),
-            max_token_bytes: c.number(
-                "max_token_bytes",
-                raw.max_token_bytes.as_deref(),
-                verify::DEFAULT_MAX_TOKEN_BYTES,
-                (64, 1024 * 1024),
-            ),
-            ..Policy::default()
-        };
-        let policy_problems = policy.problems();
-        // Range problems of max_token_bytes were reported above already.
-        c.problems.extend(
-            policy_problems
-                .into_iter()
-                .filter(|p| !p.starts_with("max token size")),
+        let max_token_bytes = c.number(
+            "max_token_bytes",
+            raw.max_token_bytes.as_deref(),
+            verify::DEFAULT_MAX_TOKEN_BYTES,
+            (64, 1024 * 1024),
         );
-        if policy.audiences.iter().any(|a| a.len() > 255) {
-            c.problems.push(
-                "audiences: an audience longer than 255 bytes cannot be a selector".to_owned(),
-            );
+        let remote = RemoteSettings {
+            refresh_interval: c.at_least_1s(
+                "refresh_interval",
+                raw.refresh_interval.as_deref(),
+                "5m",
+            ),
+            refresh_min: c.at_least_1s("refresh_min", raw.refresh_min.as_deref(), "1m"),
+            refresh_max: c.at_least_1s("refresh_max", raw.refresh_max.as_deref(), "1d"),
+            fetch_timeout: c.at_least_1s("fetch_timeout", raw.fetch_timeout.as_deref(), "5s"),
+            max_bytes: c.number(
+                "max_jwks_bytes",
+                raw.max_jwks_bytes.as_deref(),
+                256 * 1024,
+                (1024, 64 * 1024 * 1024),
+            ),
+        };
+        if remote.refresh_min > remote.refresh_max {
+            c.problems.push(format!(
+                "refresh_min ({:?}) is above refresh_max ({:?})",
+                remote.refresh_min, remote.refresh_max
+            ));
+        }
+        let cooldown = c.at_least_1s(
+            "unknown_kid_cooldown",
+            raw.unknown_kid_cooldown.as_deref(),
+            "30s",
+        );
+        let wait = c.duration("unknown_kid_wait", raw.unknown_kid_wait.as_deref(), "1s");
+        if wait > Duration::from_secs(60) {
+            c.problems.push(format!(
+                "unknown_kid_wait: {wait:?} is above the maximum of 60s"
+            ));
+        }
+        let max_stale =
+            Some(c.duration("max_stale", raw.max_stale.as_deref(), "0")).filter(|d| !d.is_zero());
+
+        let issuer_tables = issuer_list(&mut c, &raw);
+        let several = issuer_tables.len() > 1;
+        let mut sources = Vec::new();
+        let mut issuers = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (prefix, table) in &issuer_tables {
+            let (source, issuer) = key_source(&mut c, prefix, table, several);
+            let policy = policy(&mut c, prefix, table, issuer, max_token_bytes);
+            if let Some(iss) = &policy.issuer
+                && !names.insert(iss.clone())
+            {
+                c.problems
+                    .push(format!("{prefix}issuer: {iss:?} is configured twice"));
+            }
+            let remote = matches!(source.source, KeySource::Remote(_));
+            issuers.push(IssuerConfig {
+                policy,
+                unknown_kid: remote.then_some((cooldown, wait)),
+                max_stale: max_stale.filter(|_| remote),
+            });
+            sources.push(source);
         }
 
         // The LRU preallocates its table: bound what one setting can reserve.
@@ -451,10 +605,9 @@ impl Config {
             crate::protocol::DEFAULT_MAX_FRAME,
             (1024, 16 * 1024 * 1024),
         );
-        if max_frame_bytes < policy.max_token_bytes + 256 + crate::protocol::HEADER_LEN {
+        if max_frame_bytes < max_token_bytes + 256 + crate::protocol::HEADER_LEN {
             c.problems.push(format!(
-                "max_frame_bytes: {max_frame_bytes} cannot carry a token of max_token_bytes ({}) with a selector",
-                policy.max_token_bytes
+                "max_frame_bytes: {max_frame_bytes} cannot carry a token of max_token_bytes ({max_token_bytes}) with a selector"
             ));
         }
         let max_verifying = c.number(
@@ -472,37 +625,16 @@ impl Config {
             c.problems.push(format!("log: {e}"));
         }
 
-        let (key_source, jwks) = match &raw.jwks_file {
-            Some(path) => (
-                KeySource::File(PathBuf::from(path)),
-                std::fs::read(path).map_err(|e| format!("jwks_file: {path}: {e}")),
-            ),
-            None => (KeySource::EmbeddedDev, Ok(DEV_JWKS.as_bytes().to_vec())),
-        };
-        let keys = match jwks {
-            Ok(bytes) => KeySet::from_jwks(&bytes).map_err(|e| {
-                format!(
-                    "jwks_file: {}: {e}",
-                    raw.jwks_file.as_deref().unwrap_or("(embedded)")
-                )
-            }),
-            Err(e) => Err(e),
-        };
-        let keys = keys.unwrap_or_else(|e| {
-            c.problems.push(e);
-            KeySet::default()
-        });
-
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
         Ok(Config {
             socket,
             socket_mode,
-            key_source,
-            keys,
+            sources,
+            remote,
             verifier: VerifierConfig {
-                policy,
+                issuers,
                 cache_entries,
                 cache_max_ttl: cache_max_ttl.as_secs(),
             },
@@ -517,6 +649,207 @@ impl Config {
             log,
         })
     }
+}
+
+/// The issuers to configure, each with the prefix its problems carry: the
+/// `[[issuers]]` tables (policy settings they leave unset inherit the
+/// top-level ones), or the top level itself as the one issuer.
+fn issuer_list(c: &mut Check, raw: &RawConfig) -> Vec<(String, RawIssuer)> {
+    let top = RawIssuer {
+        issuer: raw.issuer.clone(),
+        jwks_file: raw.jwks_file.clone(),
+        jwks_url: raw.jwks_url.clone(),
+        discovery: raw.discovery.clone(),
+        audiences: raw.audiences.clone(),
+        algorithms: raw.algorithms.clone(),
+        leeway: raw.leeway.clone(),
+        required_claims: raw.required_claims.clone(),
+        typ: raw.typ.clone(),
+        max_lifetime: raw.max_lifetime.clone(),
+    };
+    let Some(tables) = &raw.issuers else {
+        return vec![(String::new(), top)];
+    };
+    if tables.is_empty() {
+        c.problems
+            .push("issuers: the list is empty (remove it for one issuer)".to_owned());
+        return vec![(String::new(), top)];
+    }
+    for (name, set) in [
+        ("issuer", top.issuer.is_some()),
+        ("jwks_file", top.jwks_file.is_some()),
+        ("jwks_url", top.jwks_url.is_some()),
+        ("discovery", top.discovery.is_some()),
+    ] {
+        if set {
+            c.problems.push(format!(
+                "{name}: set at the top level, but [[issuers]] are configured: set it in each [[issuers]] table"
+            ));
+        }
+    }
+    tables
+        .iter()
+        .enumerate()
+        .map(|(n, t)| {
+            let table = RawIssuer {
+                audiences: t.audiences.clone().or_else(|| top.audiences.clone()),
+                algorithms: t.algorithms.clone().or_else(|| top.algorithms.clone()),
+                leeway: t.leeway.clone().or_else(|| top.leeway.clone()),
+                required_claims: t
+                    .required_claims
+                    .clone()
+                    .or_else(|| top.required_claims.clone()),
+                typ: t.typ.clone().or_else(|| top.typ.clone()),
+                max_lifetime: t.max_lifetime.clone().or_else(|| top.max_lifetime.clone()),
+                ..t.clone()
+            };
+            (format!("issuers[{n}]."), table)
+        })
+        .collect()
+}
+
+/// One issuer's key source (loading files now, so a bad one is reported
+/// with everything else), and its issuer string (configured, or given by
+/// discovery).
+fn key_source(
+    c: &mut Check,
+    prefix: &str,
+    t: &RawIssuer,
+    several: bool,
+) -> (IssuerSource, Option<String>) {
+    let given = [&t.jwks_file, &t.jwks_url, &t.discovery]
+        .iter()
+        .filter(|s| s.is_some())
+        .count();
+    if given > 1 {
+        c.problems.push(format!(
+            "{prefix}jwks_file, jwks_url, discovery: set exactly one key source, not {given}"
+        ));
+    }
+    let mut issuer = t.issuer.clone();
+    let remote = |c: &mut Check, name: &str, endpoint: Result<Endpoint, String>| match endpoint {
+        Ok(e) => {
+            if let Some(problem) = url_problem(e.url()) {
+                c.problems.push(format!("{prefix}{name}: {problem}"));
+            }
+            IssuerSource {
+                source: KeySource::Remote(e),
+                keys: None,
+            }
+        }
+        Err(e) => {
+            c.problems.push(format!("{prefix}{name}: {e}"));
+            IssuerSource {
+                source: KeySource::EmbeddedDev,
+                keys: None,
+            }
+        }
+    };
+    let source = if let Some(path) = &t.jwks_file {
+        let keys = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| KeySet::from_file_contents(&bytes).map_err(|e| e.to_string()));
+        IssuerSource {
+            source: KeySource::File(PathBuf::from(path)),
+            keys: keys
+                .map_err(|e| c.problems.push(format!("{prefix}jwks_file: {path}: {e}")))
+                .ok(),
+        }
+    } else if let Some(url) = &t.jwks_url {
+        let endpoint = reqwest::Url::parse(url)
+            .map(Endpoint::Jwks)
+            .map_err(|e| format!("{url:?} is not a URL: {e}"));
+        remote(c, "jwks_url", endpoint)
+    } else if let Some(url) = &t.discovery {
+        // The discovery URL is the issuer identifier (OIDC Discovery 4.3).
+        match &issuer {
+            Some(iss) if iss != url => c.problems.push(format!(
+                "{prefix}issuer: {iss:?} differs from discovery {url:?}, which is the issuer identifier"
+            )),
+            _ => issuer = Some(url.clone()),
+        }
+        remote(c, "discovery", Endpoint::discovery(url))
+    } else if several {
+        c.problems.push(format!(
+            "{prefix}: no key source: set jwks_file, jwks_url or discovery"
+        ));
+        IssuerSource {
+            source: KeySource::EmbeddedDev,
+            keys: None,
+        }
+    } else {
+        IssuerSource {
+            source: KeySource::EmbeddedDev,
+            keys: KeySet::from_jwks(DEV_JWKS.as_bytes())
+                .map_err(|e| c.problems.push(format!("embedded dev key set: {e}")))
+                .ok(),
+        }
+    };
+    if several && issuer.is_none() {
+        c.problems.push(format!(
+            "{prefix}issuer: required when several issuers are configured (the token's iss picks one)"
+        ));
+    }
+    (source, issuer)
+}
+
+/// One issuer's policy.
+fn policy(
+    c: &mut Check,
+    prefix: &str,
+    t: &RawIssuer,
+    issuer: Option<String>,
+    max_token_bytes: usize,
+) -> Policy {
+    let mut algorithms = AlgSet::EMPTY;
+    for name in t.algorithms.iter().flatten() {
+        match name.trim().parse::<Algorithm>() {
+            Ok(a) => algorithms.insert(a),
+            Err(e) => c.problems.push(format!("{prefix}algorithms: {e}")),
+        }
+    }
+    let leeway = c.whole_seconds(&format!("{prefix}leeway"), t.leeway.as_deref(), "30s");
+    let max_lifetime = t.max_lifetime.as_deref().map(|v| {
+        c.whole_seconds(&format!("{prefix}max_lifetime"), Some(v), "0")
+            .as_secs()
+    });
+    let policy = Policy {
+        algorithms: if t.algorithms.is_none() {
+            AlgSet::all()
+        } else {
+            algorithms
+        },
+        issuer: issuer.as_deref().map(Box::from),
+        audiences: t
+            .audiences
+            .iter()
+            .flatten()
+            .map(|a| Box::from(a.as_str()))
+            .collect(),
+        leeway: leeway.as_secs(),
+        required: match &t.required_claims {
+            None => vec!["exp".into()],
+            Some(list) => list.iter().map(|s| Box::from(s.trim())).collect(),
+        },
+        max_lifetime,
+        typ: t.typ.as_deref().map(Box::from),
+        max_token_bytes,
+        ..Policy::default()
+    };
+    // Range problems of max_token_bytes are reported once, by the caller.
+    c.problems.extend(
+        policy
+            .problems()
+            .into_iter()
+            .filter(|p| !p.starts_with("max token size"))
+            .map(|p| format!("{prefix}{p}")),
+    );
+    if policy.audiences.iter().any(|a| a.len() > 255) {
+        c.problems.push(format!(
+            "{prefix}audiences: an audience longer than 255 bytes cannot be a selector"
+        ));
+    }
+    policy
 }
 
 /// Validates a tracing filter without the subscriber crate (the library

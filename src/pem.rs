@@ -31,6 +31,9 @@ pub enum PemError {
     /// An encrypted (password-protected) key.
     #[error("PEM block '{0}' is encrypted; jwtd reads unencrypted keys only")]
     Encrypted(String),
+    /// The text is not UTF-8.
+    #[error("PEM text is not UTF-8")]
+    NotUtf8,
 }
 
 /// Decodes every PEM block in `text`, in order. Text outside blocks is

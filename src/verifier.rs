@@ -1,27 +1,51 @@
 //! [`Verifier`]: the one shared handle every front (native socket, and later
 //! HTTP and gRPC) calls to answer "is this token valid?".
 //!
-//! It joins the pure core ([`crate::verify`]) with the state around it: the
-//! current key set (behind `ArcSwap`, so a new set is published whole with
-//! one store and readers never wait), the policies (the default one and one
-//! per configured audience, selected by name), and the result cache. It does
-//! no I/O and knows nothing of sockets or frames. Cloning it clones an `Arc`.
+//! It joins the pure core ([`crate::verify`]) with the state around it: one
+//! [`Issuer`] per configured issuer (its policy, the policies of its request
+//! selectors, and its current key set behind `ArcSwap`, so a new set is
+//! published whole with one store and readers never wait), and the result
+//! cache. It does no I/O and knows nothing of sockets, frames or HTTP: key
+//! sources (`jwks::source`) publish sets with [`Verifier::set_keys`].
+//!
+//! **Issuers.** With one issuer nothing is chosen: its policy applies (and
+//! checks `iss` only if configured). With several, the core reads the
+//! token's `iss` before any signature work and this module maps it to one
+//! issuer; an `iss` that names none is [`Reject::UnknownIssuer`]
+//! (see [`crate::verify::Trust`]).
+//!
+//! **Selectors** name one configured audience (of any issuer). For an
+//! issuer with audiences, a selector outside them refuses the token
+//! ([`Reject::Audience`]); for an issuer without, it narrows the check to
+//! that audience.
 //!
 //! The check is split in two so a front can answer cache hits inline and
 //! move only the expensive part (signature verification) elsewhere:
 //! [`Verifier::check_cached`] then, on a miss, [`Verifier::check_uncached`].
+//! The second may answer [`Outcome::Refreshing`]: the token names a key its
+//! issuer's set lacks and a refresh of that set has been started or joined
+//! (`jwks::refresh`); the front awaits [`Refreshing::finish`] off its hot
+//! path, which verifies once more against the refreshed set.
+//!
+//! **Readiness.** [`Verifier::ready`]: every issuer has a key set, and none
+//! whose source can go stale has gone without a good fetch for longer than
+//! its `max_stale`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
 use crate::cache::Cache;
 use crate::jwks::KeySet;
-use crate::verify::{self, Policy, Rejection, Verified};
+use crate::jwks::refresh::{RefreshGate, Wait};
+use crate::verify::{self, Policy, Reject, Rejection, Trust, Verified};
 
 /// What the daemon answers for one token.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Outcome {
     /// Valid; `cached` says whether the cache answered.
     Valid {
@@ -32,17 +56,34 @@ pub enum Outcome {
     },
     /// Invalid.
     Invalid(Rejection),
-    /// No key set loaded: cannot decide.
+    /// The token's issuer has no key set yet: cannot decide.
     NoKeys,
     /// The selector names no configured audience.
     UnknownSelector,
+    /// Unknown key, with a refresh of the issuer's set under way: await
+    /// [`Refreshing::finish`] for the final outcome.
+    Refreshing(Refreshing),
+}
+
+/// Settings of one issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Its policy. Its audiences are also request selectors.
+    pub policy: Policy,
+    /// Unknown-kid refreshes `(cooldown, wait)`, for sources that can be
+    /// refreshed on demand (remote ones); `None` for files.
+    pub unknown_kid: Option<(Duration, Duration)>,
+    /// Not ready once the last good set is older than this (remote sources
+    /// only; `None`: never).
+    pub max_stale: Option<Duration>,
 }
 
 /// Settings of a [`Verifier`].
 #[derive(Debug, Clone)]
 pub struct VerifierConfig {
-    /// The default policy. Its audiences are also the valid selectors.
-    pub policy: Policy,
+    /// The issuers, in configuration order. With several, each policy names
+    /// its issuer.
+    pub issuers: Vec<IssuerConfig>,
     /// Cache capacity in entries (0 disables the cache).
     pub cache_entries: usize,
     /// Longest time a result is cached, for tokens without (or with a far)
@@ -50,13 +91,94 @@ pub struct VerifierConfig {
     pub cache_max_ttl: u64,
 }
 
-struct Inner {
-    /// The current trusted keys; `None` until the first set is loaded.
+impl VerifierConfig {
+    /// One issuer with `policy` and a file (never stale) source.
+    pub fn single(policy: Policy, cache_entries: usize, cache_max_ttl: u64) -> VerifierConfig {
+        VerifierConfig {
+            issuers: vec![IssuerConfig {
+                policy,
+                unknown_kid: None,
+                max_stale: None,
+            }],
+            cache_entries,
+            cache_max_ttl,
+        }
+    }
+}
+
+/// How one issuer's key source is doing, for logs, readiness and metrics.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Unix second of the last good set (fetched, confirmed unchanged, or
+    /// loaded); 0 before the first.
+    last_good: AtomicI64,
+    /// Sets published.
+    pub updates: AtomicU64,
+    /// Fetches answered "not modified".
+    pub unchanged: AtomicU64,
+    /// Fetches or reloads that failed (the last good set was kept).
+    pub failures: AtomicU64,
+}
+
+impl Health {
+    /// Unix second of the last good set, if any.
+    pub fn last_good(&self) -> Option<i64> {
+        Some(self.last_good.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+}
+
+/// One configured issuer: policy, selector policies, keys, refresh gate.
+pub struct Issuer {
     keys: ArcSwapOption<KeySet>,
-    /// The default policy (empty selector).
     default: Policy,
-    /// One policy per configured audience, requiring exactly that audience.
-    by_selector: HashMap<Box<[u8]>, Policy>,
+    /// One entry per known selector: the policy requiring exactly that
+    /// audience, or `None` when this issuer does not accept it.
+    by_selector: HashMap<Box<[u8]>, Option<Policy>>,
+    gate: Option<RefreshGate>,
+    max_stale: Option<Duration>,
+    health: Health,
+}
+
+impl Issuer {
+    /// The policy for requests without selector.
+    pub fn policy(&self) -> &Policy {
+        &self.default
+    }
+
+    /// The unknown-kid refresh gate (remote sources only).
+    pub fn gate(&self) -> Option<&RefreshGate> {
+        self.gate.as_ref()
+    }
+
+    /// How its source is doing.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The current key set, if any.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.keys.load_full()
+    }
+
+    fn ready(&self, now: i64) -> bool {
+        let Some(last_good) = self.health.last_good() else {
+            return false;
+        };
+        self.max_stale.is_none_or(|max| {
+            let max = i64::try_from(max.as_secs()).unwrap_or(i64::MAX);
+            now.saturating_sub(last_good) <= max
+        })
+    }
+}
+
+struct Inner {
+    issuers: Box<[Issuer]>,
+    /// Issuer index by `iss`, when there are several.
+    by_iss: HashMap<Box<str>, usize>,
+    /// What applies before the issuer is known (see [`Trust::limits`]).
+    limits: Policy,
+    /// Every configured audience.
+    selectors: HashSet<Box<[u8]>>,
     /// Verified results.
     cache: Cache,
     /// See [`VerifierConfig::cache_max_ttl`].
@@ -70,40 +192,117 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier with `keys` loaded (or none yet).
-    pub fn new(config: VerifierConfig, keys: Option<KeySet>) -> Verifier {
-        let by_selector = config
-            .policy
-            .audiences
+    /// A verifier with no key sets yet (publish them with
+    /// [`Verifier::set_keys`]).
+    pub fn new(config: VerifierConfig) -> Verifier {
+        let selectors: HashSet<Box<[u8]>> = config
+            .issuers
             .iter()
-            .map(|aud| {
-                let policy = Policy {
-                    audiences: vec![aud.clone()],
-                    ..config.policy.clone()
-                };
-                (Box::from(aud.as_bytes()), policy)
+            .flat_map(|i| i.policy.audiences.iter())
+            .map(|aud| Box::from(aud.as_bytes()))
+            .collect();
+        let mut limits = Policy {
+            algorithms: verify::AlgSet::EMPTY,
+            max_token_bytes: 0,
+            max_json_depth: 0,
+            ..Policy::default()
+        };
+        for i in &config.issuers {
+            for alg in i.policy.algorithms.iter() {
+                limits.algorithms.insert(alg);
+            }
+            limits.max_token_bytes = limits.max_token_bytes.max(i.policy.max_token_bytes);
+            limits.max_json_depth = limits.max_json_depth.max(i.policy.max_json_depth);
+        }
+        let issuers: Box<[Issuer]> = config
+            .issuers
+            .into_iter()
+            .map(|i| {
+                let by_selector = selectors
+                    .iter()
+                    .map(|sel| {
+                        let aud = String::from_utf8_lossy(sel);
+                        let accepts = i.policy.audiences.is_empty()
+                            || i.policy.audiences.iter().any(|a| a.as_bytes() == &**sel);
+                        let policy = accepts.then(|| Policy {
+                            audiences: vec![Box::from(&*aud)],
+                            ..i.policy.clone()
+                        });
+                        (sel.clone(), policy)
+                    })
+                    .collect();
+                Issuer {
+                    keys: ArcSwapOption::empty(),
+                    default: i.policy,
+                    by_selector,
+                    gate: i
+                        .unknown_kid
+                        .map(|(cooldown, wait)| RefreshGate::new(cooldown, wait)),
+                    max_stale: i.max_stale,
+                    health: Health::default(),
+                }
             })
             .collect();
+        let by_iss = if issuers.len() > 1 {
+            issuers
+                .iter()
+                .enumerate()
+                .filter_map(|(n, i)| Some((i.default.issuer.clone()?, n)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         Verifier {
             inner: Arc::new(Inner {
-                keys: ArcSwapOption::from(keys.map(Arc::new)),
-                default: config.policy,
-                by_selector,
+                issuers,
+                by_iss,
+                limits,
+                selectors,
                 cache: Cache::new(config.cache_entries),
                 cache_max_ttl: i64::try_from(config.cache_max_ttl).unwrap_or(i64::MAX),
             }),
         }
     }
 
-    /// Publishes a new key set. The set must be complete and validated: this
-    /// is the one store readers see.
-    pub fn set_keys(&self, keys: KeySet) {
-        self.inner.keys.store(Some(Arc::new(keys)));
+    /// Publishes a new key set for issuer `issuer` (an index into the
+    /// configured issuers; out-of-range indexes are ignored). The set must be
+    /// complete and validated: this is the one store readers see.
+    pub fn set_keys(&self, issuer: usize, keys: KeySet) {
+        if let Some(i) = self.inner.issuers.get(issuer) {
+            i.keys.store(Some(Arc::new(keys)));
+            i.health.updates.fetch_add(1, Ordering::Relaxed);
+            self.confirm_keys(issuer);
+        }
     }
 
-    /// Whether a key set is loaded.
-    pub fn has_keys(&self) -> bool {
-        self.inner.keys.load().is_some()
+    /// Records that issuer `issuer`'s current set was confirmed unchanged
+    /// (a "not modified" fetch, or a reload of the same file).
+    pub fn confirm_keys(&self, issuer: usize) {
+        if let Some(i) = self.inner.issuers.get(issuer) {
+            i.health
+                .last_good
+                .store(crate::server::unix_now().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Records a failed fetch or reload of issuer `issuer`'s source (the
+    /// last good set stays).
+    pub fn record_failure(&self, issuer: usize) {
+        if let Some(i) = self.inner.issuers.get(issuer) {
+            i.health.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The configured issuers, in configuration order.
+    pub fn issuers(&self) -> &[Issuer] {
+        &self.inner.issuers
+    }
+
+    /// Whether every issuer has a key set and none is staler than its
+    /// `max_stale`.
+    pub fn ready(&self) -> bool {
+        let now = crate::server::unix_now();
+        self.inner.issuers.iter().all(|i| i.ready(now))
     }
 
     /// The verified-result cache.
@@ -111,19 +310,11 @@ impl Verifier {
         &self.inner.cache
     }
 
-    fn policy(&self, selector: &[u8]) -> Option<&Policy> {
-        if selector.is_empty() {
-            Some(&self.inner.default)
-        } else {
-            self.inner.by_selector.get(selector)
-        }
-    }
-
     /// Answers from the cache when it can: `Ok` for a hit or an unknown
     /// selector, `Err(Miss)` when the token must be verified (pass the miss
     /// to [`Verifier::check_uncached`], which reuses its cache key).
     pub fn check_cached(&self, selector: &[u8], token: &[u8], now: i64) -> Result<Outcome, Miss> {
-        if self.policy(selector).is_none() {
+        if !selector.is_empty() && !self.inner.selectors.contains(selector) {
             return Ok(Outcome::UnknownSelector);
         }
         if !self.inner.cache.is_enabled() {
@@ -148,27 +339,56 @@ impl Verifier {
         }
     }
 
-    fn still_trusted(&self, result: &Verified) -> bool {
-        self.inner
-            .keys
-            .load()
-            .as_deref()
-            .is_some_and(|keys| keys.contains(result.key))
+    /// The issuer that verified `result`: the only one, or the one its `iss`
+    /// selected.
+    fn issuer_of(&self, result: &Verified) -> Option<&Issuer> {
+        let issuers = &self.inner.issuers;
+        if issuers.len() == 1 {
+            return issuers.first();
+        }
+        let n = *self.inner.by_iss.get(result.claims.iss.as_deref()?)?;
+        issuers.get(n)
     }
 
-    /// Verifies `token` (no cache lookup) and caches a valid result.
+    fn still_trusted(&self, result: &Verified) -> bool {
+        self.issuer_of(result).is_some_and(|issuer| {
+            issuer
+                .keys
+                .load()
+                .as_deref()
+                .is_some_and(|keys| keys.contains(result.key))
+        })
+    }
+
+    /// Verifies `token` (no cache lookup) and caches a valid result. May
+    /// answer [`Outcome::Refreshing`] (see the module doc).
     pub fn check_uncached(&self, miss: Miss, selector: &[u8], token: &[u8], now: i64) -> Outcome {
-        let Some(policy) = self.policy(selector) else {
+        self.verify_miss(miss, selector, token, now, true)
+    }
+
+    fn verify_miss(
+        &self,
+        miss: Miss,
+        selector: &[u8],
+        token: &[u8],
+        now: i64,
+        may_refresh: bool,
+    ) -> Outcome {
+        if !selector.is_empty() && !self.inner.selectors.contains(selector) {
             return Outcome::UnknownSelector;
+        }
+        let call = Call {
+            inner: &self.inner,
+            selector,
+            chosen: Cell::new(None),
+            no_keys: Cell::new(false),
         };
-        let keys = self.inner.keys.load();
-        let Some(keys) = keys.as_deref() else {
-            return Outcome::NoKeys;
-        };
-        match verify::verify(token, keys, policy, now) {
+        let verdict = verify::verify_with(token, &call, now);
+        let issuer = call.chosen.get().and_then(|n| self.inner.issuers.get(n));
+        match verdict {
             Ok(verified) => {
                 let result = Arc::new(verified);
-                let leeway = i64::try_from(policy.leeway).unwrap_or(0);
+                let leeway = issuer.map_or(0, |i| i64::try_from(i.default.leeway).unwrap_or(0));
                 let cap = now.saturating_add(self.inner.cache_max_ttl);
                 let expires_at = result
                     .claims
@@ -182,14 +402,33 @@ impl Verifier {
                     cached: false,
                 }
             }
-            Err(rejection) => Outcome::Invalid(rejection),
+            Err(_) if call.no_keys.get() => Outcome::NoKeys,
+            Err(rejection) => {
+                if may_refresh
+                    && rejection.reason == Reject::UnknownKey
+                    && let Some(wait) = issuer.and_then(|i| i.gate.as_ref()?.unknown_kid())
+                {
+                    return Outcome::Refreshing(Refreshing {
+                        miss,
+                        wait,
+                        rejection,
+                    });
+                }
+                Outcome::Invalid(rejection)
+            }
         }
     }
 
-    /// Both steps: the cache, then verification.
+    /// Both steps, without waiting for refreshes: the cache, then
+    /// verification ([`Outcome::Refreshing`] is answered as its reject).
     pub fn check(&self, selector: &[u8], token: &[u8], now: i64) -> Outcome {
-        self.check_cached(selector, token, now)
-            .unwrap_or_else(|miss| self.check_uncached(miss, selector, token, now))
+        let outcome = self
+            .check_cached(selector, token, now)
+            .unwrap_or_else(|miss| self.check_uncached(miss, selector, token, now));
+        match outcome {
+            Outcome::Refreshing(r) => Outcome::Invalid(r.rejection),
+            other => other,
+        }
     }
 }
 
@@ -198,6 +437,92 @@ impl Verifier {
 #[derive(Debug)]
 pub struct Miss {
     key: Option<crate::cache::Key>,
+}
+
+/// An unknown-key verdict waiting for a refresh of its issuer's set.
+#[derive(Debug)]
+pub struct Refreshing {
+    miss: Miss,
+    wait: Wait,
+    rejection: Rejection,
+}
+
+impl Refreshing {
+    /// The verdict if no refresh helps.
+    pub fn rejection(&self) -> Rejection {
+        self.rejection
+    }
+
+    /// Waits for the refresh (bounded by the issuer's `unknown_kid_wait`),
+    /// then verifies `token` once more. Never starts another refresh.
+    pub async fn finish(self, verifier: &Verifier, selector: &[u8], token: &[u8]) -> Outcome {
+        self.wait.done().await;
+        let now = crate::server::unix_now();
+        verifier.verify_miss(self.miss, selector, token, now, false)
+    }
+}
+
+/// The [`Trust`] of one verification: picks the issuer, records which.
+struct Call<'v> {
+    inner: &'v Inner,
+    selector: &'v [u8],
+    chosen: Cell<Option<usize>>,
+    no_keys: Cell<bool>,
+}
+
+/// A loaded key set, kept alive for one verification.
+struct Loaded(arc_swap::Guard<Option<Arc<KeySet>>>);
+
+impl std::ops::Deref for Loaded {
+    type Target = KeySet;
+
+    fn deref(&self) -> &KeySet {
+        // `Call::select` hands out only loaded sets; the empty fallback
+        // keeps this total without a panic path.
+        static EMPTY: LazyLock<KeySet> = LazyLock::new(KeySet::default);
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl Trust for Call<'_> {
+    type Keys<'a>
+        = Loaded
+    where
+        Self: 'a;
+
+    fn limits(&self) -> &Policy {
+        &self.inner.limits
+    }
+
+    fn by_issuer(&self) -> bool {
+        self.inner.issuers.len() > 1
+    }
+
+    fn select(&self, iss: Option<&str>) -> Result<(Loaded, &Policy), Reject> {
+        let n = if self.inner.issuers.len() == 1 {
+            0
+        } else {
+            *iss.and_then(|iss| self.inner.by_iss.get(iss))
+                .ok_or(Reject::UnknownIssuer)?
+        };
+        let issuer = self.inner.issuers.get(n).ok_or(Reject::UnknownIssuer)?;
+        self.chosen.set(Some(n));
+        let policy = if self.selector.is_empty() {
+            &issuer.default
+        } else {
+            issuer
+                .by_selector
+                .get(self.selector)
+                .and_then(Option::as_ref)
+                .ok_or(Reject::Audience)?
+        };
+        let keys = issuer.keys.load();
+        if keys.is_none() {
+            self.no_keys.set(true);
+            return Err(Reject::UnknownKey);
+        }
+        Ok((Loaded(keys), policy))
+    }
 }
 
 #[cfg(test)]
@@ -217,12 +542,9 @@ mod tests {
             audiences: audiences.iter().map(|a| Box::from(*a)).collect(),
             ..Policy::default()
         };
-        let config = VerifierConfig {
-            policy,
-            cache_entries: 1000,
-            cache_max_ttl: 600,
-        };
-        (key, Verifier::new(config, Some(keys)))
+        let v = Verifier::new(VerifierConfig::single(policy, 1000, 600));
+        v.set_keys(0, keys);
+        (key, v)
     }
 
     fn mint(key: &SigningKey, claims: serde_json::Value) -> Vec<u8> {
@@ -259,17 +581,16 @@ mod tests {
     #[test]
     fn tokens_without_exp_are_cached_for_at_most_the_max_ttl() {
         let (key, v) = setup(&[]);
-        let v = Verifier::new(
-            VerifierConfig {
-                policy: Policy {
-                    required: vec![],
-                    ..Policy::default()
-                },
-                cache_entries: 10,
-                cache_max_ttl: 600,
+        let keys = v.issuers()[0].keys().unwrap();
+        let v = Verifier::new(VerifierConfig::single(
+            Policy {
+                required: vec![],
+                ..Policy::default()
             },
-            v.inner.keys.load_full().map(|k| (*k).clone()),
-        );
+            10,
+            600,
+        ));
+        v.set_keys(0, (*keys).clone());
         let token = mint(&key, json!({"sub": "x"}));
         assert!(matches!(
             v.check(b"", &token, 0),
@@ -299,7 +620,7 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        v.set_keys(same);
+        v.set_keys(0, same);
         assert!(matches!(
             v.check(b"", &token, 2),
             Outcome::Valid { cached: true, .. }
@@ -315,7 +636,7 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
-        v.set_keys(rotated);
+        v.set_keys(0, rotated);
         assert!(v.check_cached(b"", &token, 3).is_err());
         assert!(v.cache().is_empty(), "the refused entry was kept");
         assert!(matches!(
@@ -355,17 +676,12 @@ mod tests {
     #[test]
     fn no_keys_means_undecided_until_a_set_is_published() {
         let (key, loaded) = setup(&[]);
-        let v = Verifier::new(
-            VerifierConfig {
-                policy: Policy::default(),
-                cache_entries: 10,
-                cache_max_ttl: 600,
-            },
-            None,
-        );
+        let v = Verifier::new(VerifierConfig::single(Policy::default(), 10, 600));
+        assert!(!v.ready());
         let token = mint(&key, json!({"exp": 1000}));
         assert!(matches!(v.check(b"", &token, 0), Outcome::NoKeys));
-        v.set_keys((*loaded.inner.keys.load_full().unwrap()).clone());
+        v.set_keys(0, (*loaded.issuers()[0].keys().unwrap()).clone());
         assert!(matches!(v.check(b"", &token, 0), Outcome::Valid { .. }));
+        assert!(v.ready());
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use jwtd::config::{Config, EXIT_CONFIG, KeySource, RawConfig};
+use jwtd::jwks::source;
 use jwtd::server::{self, ServerConfig};
 use jwtd::verifier::Verifier;
 
@@ -22,9 +23,18 @@ pub struct Args {
     /// Socket file permissions, octal [default: 0660].
     #[arg(long, value_name = "MODE")]
     socket_mode: Option<String>,
-    /// Trusted JWK set file [default: the embedded development set].
+    /// Trusted JWK set or PEM public key file, re-read when it changes
+    /// [default: the embedded development set].
     #[arg(long, value_name = "FILE")]
     jwks_file: Option<String>,
+    /// Trusted JWK set URL, fetched in the background (https, or http to
+    /// loopback).
+    #[arg(long, value_name = "URL")]
+    jwks_url: Option<String>,
+    /// Issuer URL: its OIDC discovery document names the JWK set; tokens must
+    /// carry this iss.
+    #[arg(long, value_name = "ISSUER_URL")]
+    discovery: Option<String>,
     /// Required issuer.
     #[arg(long, value_name = "S")]
     issuer: Option<String>,
@@ -83,6 +93,35 @@ pub struct Args {
     /// Log filter, e.g. info or jwtd=debug [default: info].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// Refresh period of remote key sets without Cache-Control max-age
+    /// [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    refresh_interval: Option<String>,
+    /// Lower bound on a remote key set's max-age; cap of the retry backoff
+    /// [default: 1m].
+    #[arg(long, value_name = "DURATION")]
+    refresh_min: Option<String>,
+    /// Upper bound on a remote key set's max-age [default: 1d].
+    #[arg(long, value_name = "DURATION")]
+    refresh_max: Option<String>,
+    /// Deadline of one key set fetch, body included [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    fetch_timeout: Option<String>,
+    /// Largest key set or discovery document accepted [default: 262144].
+    #[arg(long, value_name = "BYTES")]
+    max_jwks_bytes: Option<String>,
+    /// Least time between refreshes caused by unknown kids, per issuer
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    unknown_kid_cooldown: Option<String>,
+    /// How long a request with an unknown kid waits for that refresh
+    /// [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    unknown_kid_wait: Option<String>,
+    /// Not ready once a remote key set has not been refreshed for this long;
+    /// 0 = never [default: 0].
+    #[arg(long, value_name = "DURATION")]
+    max_stale: Option<String>,
 }
 
 impl Args {
@@ -91,6 +130,8 @@ impl Args {
             socket: self.socket.clone(),
             socket_mode: self.socket_mode.clone(),
             jwks_file: self.jwks_file.clone(),
+            jwks_url: self.jwks_url.clone(),
+            discovery: self.discovery.clone(),
             issuer: self.issuer.clone(),
             audiences: (!self.audience.is_empty()).then(|| self.audience.clone()),
             algorithms: self.algorithms.clone(),
@@ -110,6 +151,15 @@ impl Args {
             shutdown_grace: self.shutdown_grace.clone(),
             threads: self.threads.clone(),
             log: self.log.clone(),
+            refresh_interval: self.refresh_interval.clone(),
+            refresh_min: self.refresh_min.clone(),
+            refresh_max: self.refresh_max.clone(),
+            fetch_timeout: self.fetch_timeout.clone(),
+            max_jwks_bytes: self.max_jwks_bytes.clone(),
+            unknown_kid_cooldown: self.unknown_kid_cooldown.clone(),
+            unknown_kid_wait: self.unknown_kid_wait.clone(),
+            max_stale: self.max_stale.clone(),
+            issuers: None,
         }
     }
 }
@@ -166,15 +216,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    match &config.key_source {
-        KeySource::EmbeddedDev => tracing::warn!(
-            "no --jwks-file: trusting the embedded DEVELOPMENT key set (deploy/dev/jwks.json); never use this in production"
-        ),
-        KeySource::File(path) => tracing::info!(path = %path.display(), "key set loaded"),
-    }
-    for skipped in config.keys.skipped() {
-        tracing::warn!(index = skipped.index, kid = ?skipped.kid, problem = %skipped.problem, "key skipped");
-    }
     let (listener, socket_file) = match server::bind(&config.socket, config.socket_mode) {
         Ok(bound) => bound,
         Err(e) => {
@@ -182,20 +223,21 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let verifier = Verifier::new(config.verifier.clone());
+    let sources = match start_sources(&config, &verifier) {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the HTTP client for remote key sets");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     tracing::info!(
         socket = %config.socket.display(),
-        keys = config.keys.keys().len(),
+        issuers = config.sources.len(),
+        ready = verifier.ready(),
         cache_entries = config.verifier.cache_entries,
         "jwtd serving"
     );
-    let verifier = Verifier::new(config.verifier.clone(), Some(config.keys.clone()));
-    if let KeySource::File(path) = &config.key_source {
-        tokio::spawn(jwtd::jwks::source::watch_file(
-            path.clone(),
-            verifier.clone(),
-            jwtd::jwks::source::FILE_POLL,
-        ));
-    }
     let server_config = ServerConfig {
         max_connections: config.max_connections,
         max_in_flight: config.max_in_flight,
@@ -212,6 +254,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         grace
     };
     let drained = server::run(listener, verifier, server_config, shutdown).await;
+    for task in sources {
+        task.abort();
+    }
     if drained.abandoned > 0 {
         tracing::warn!(
             connections = drained.abandoned,
@@ -220,6 +265,59 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("jwtd stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Publishes the key sets loaded during validation and starts one task per
+/// source that changes: file watchers and remote fetchers.
+fn start_sources(
+    config: &Config,
+    verifier: &Verifier,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    let mut client = None;
+    for (n, issuer) in config.sources.iter().enumerate() {
+        let name = config.verifier.issuers[n]
+            .policy
+            .issuer
+            .as_deref()
+            .unwrap_or("(any)")
+            .to_owned();
+        if let Some(keys) = &issuer.keys {
+            jwtd::jwks::source::log_skipped(keys);
+            verifier.set_keys(n, keys.clone());
+        }
+        match &issuer.source {
+            KeySource::EmbeddedDev => tracing::warn!(
+                "no key source configured: trusting the embedded DEVELOPMENT key set (deploy/dev/jwks.json); never use this in production"
+            ),
+            KeySource::File(path) => {
+                tracing::info!(issuer = %name, path = %path.display(), "key set loaded; watching the file");
+                tasks.push(tokio::spawn(source::watch_file(
+                    n,
+                    path.clone(),
+                    verifier.clone(),
+                    source::FILE_POLL,
+                )));
+            }
+            KeySource::Remote(endpoint) => {
+                tracing::info!(issuer = %name, url = %endpoint.url(), "fetching the key set");
+                let client = match &client {
+                    Some(c) => Clone::clone(c),
+                    None => client
+                        .insert(source::remote::client(&config.remote)?)
+                        .clone(),
+                };
+                tasks.push(tokio::spawn(source::watch_remote(
+                    n,
+                    endpoint.clone(),
+                    config.remote.clone(),
+                    client,
+                    verifier.clone(),
+                )));
+            }
+        }
+    }
+    Ok(tasks)
 }
 
 /// Resolves on SIGTERM (graceful: the configured grace) or SIGINT (fast: at

@@ -11,10 +11,11 @@ fn raw(pairs: &[(&str, &str)]) -> RawConfig {
 #[test]
 fn defaults_run_on_the_embedded_dev_key_set() {
     let c = Config::from_raw(RawConfig::default()).expect("defaults are valid");
-    assert_eq!(c.key_source, KeySource::EmbeddedDev);
-    assert_eq!(c.keys.keys().len(), 1);
+    assert_eq!(c.sources.len(), 1);
+    assert_eq!(c.sources[0].source, KeySource::EmbeddedDev);
+    assert_eq!(c.sources[0].keys.as_ref().unwrap().keys().len(), 1);
     assert_eq!(c.socket_mode, 0o660);
-    assert_eq!(c.verifier.policy, Policy::default());
+    assert_eq!(c.verifier.issuers[0].policy, Policy::default());
     assert_eq!(c.verifier.cache_entries, 100_000);
     assert_eq!(c.verifier.cache_max_ttl, 600);
     assert_eq!(c.max_frame_bytes, 65_536);
@@ -36,16 +37,20 @@ fn environment_variables_are_read_with_lists_split() {
     assert_eq!(r.socket.as_deref(), Some("/run/x.sock"));
     assert_eq!(r.audiences, Some(vec!["a".into(), "b".into(), "c".into()]));
     let c = Config::from_raw(r).unwrap();
-    assert_eq!(c.verifier.policy.audiences.len(), 3);
+    assert_eq!(c.verifier.issuers[0].policy.audiences.len(), 3);
     assert_eq!(
-        c.verifier.policy.algorithms.iter().collect::<Vec<_>>(),
+        c.verifier.issuers[0]
+            .policy
+            .algorithms
+            .iter()
+            .collect::<Vec<_>>(),
         vec![Algorithm::RS256, Algorithm::ES256]
     );
     assert_eq!(
-        c.verifier.policy.required,
+        c.verifier.issuers[0].policy.required,
         vec![Box::from("exp"), Box::from("sub")]
     );
-    assert_eq!(c.verifier.policy.leeway, 10);
+    assert_eq!(c.verifier.issuers[0].policy.leeway, 10);
 }
 
 #[test]
@@ -214,7 +219,7 @@ fn the_example_config_file_loads_without_problems() {
         .jwks_file
         .map(|f| format!("{}/{f}", env!("CARGO_MANIFEST_DIR")));
     let c = Config::from_raw(raw).unwrap_or_else(|p| panic!("{p:#?}"));
-    assert_eq!(c.verifier.policy.algorithms, AlgSet::all());
+    assert_eq!(c.verifier.issuers[0].policy.algorithms, AlgSet::all());
     assert_eq!(c.verifier.cache_entries, 100_000);
 }
 

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use crate::pem;
 use crate::verify::{Algorithm, Curve, Family};
 
+pub mod refresh;
 pub mod source;
 
 /// Strict base64url (no padding, canonical trailing bits), as RFC 7515 2 and
@@ -354,6 +355,24 @@ impl KeySet {
             }
         }
         set.finish()
+    }
+
+    /// Parses a key file: PEM public keys when the text starts with a PEM
+    /// armour line (after blank space), a JWK set otherwise. This is what
+    /// `jwks_file` sources load.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeySet::from_jwks`] and [`KeySet::from_pem`].
+    pub fn from_file_contents(bytes: &[u8]) -> Result<KeySet, KeySetError> {
+        let trimmed = bytes.trim_ascii_start();
+        if trimmed.starts_with(b"-----BEGIN ") {
+            let text = std::str::from_utf8(trimmed)
+                .map_err(|_| KeySetError::Pem(pem::PemError::NotUtf8))?;
+            KeySet::from_pem(text, None)
+        } else {
+            KeySet::from_jwks(bytes)
+        }
     }
 
     /// Parses PEM public keys (`PUBLIC KEY`: SPKI for RSA, EC, Ed25519;

@@ -186,6 +186,10 @@ pub enum Reply {
     Pong {
         /// Request id.
         id: u32,
+        /// Whether the daemon is ready: every issuer has a key set, none is
+        /// staler than `max_stale`, and it is not draining (code field: `0`
+        /// ready, `1` not ready).
+        ready: bool,
     },
     /// The request was not understood.
     Error {
@@ -224,7 +228,7 @@ impl Reply {
             Reply::Valid { id, .. }
             | Reply::Invalid { id, .. }
             | Reply::Undecided { id, .. }
-            | Reply::Pong { id }
+            | Reply::Pong { id, .. }
             | Reply::Error { id, .. }
             | Reply::Other { id, .. } => *id,
         }
@@ -249,7 +253,7 @@ impl Reply {
             Reply::Undecided { cause, .. } => {
                 (ST_UNDECIDED, cause.code(), cause.as_str().as_bytes())
             }
-            Reply::Pong { .. } => (ST_PONG, 0, &[]),
+            Reply::Pong { ready, .. } => (ST_PONG, u16::from(!*ready), &[]),
             Reply::Error { error, .. } => (ST_ERROR, error.code(), error.message().as_bytes()),
             Reply::Other {
                 status, code, body, ..
@@ -412,7 +416,11 @@ pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply
             }),
         ST_INVALID => Reject::from_code(code).map(|reason| Reply::Invalid { id, reason }),
         ST_UNDECIDED => Cause::from_code(code).map(|cause| Reply::Undecided { id, cause }),
-        ST_PONG => Some(Reply::Pong { id }),
+        // Any code but 0 reads as not ready: a newer daemon may say why.
+        ST_PONG => Some(Reply::Pong {
+            id,
+            ready: code == 0,
+        }),
         ST_ERROR => ProtocolError::from_code(code).map(|error| Reply::Error { id, error }),
         _ => None,
     };

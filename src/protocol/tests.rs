@@ -179,7 +179,11 @@ fn every_reply_round_trips() {
             id: 3,
             cause: Cause::NoKeys,
         },
-        Reply::Pong { id: 4 },
+        Reply::Pong { id: 4, ready: true },
+        Reply::Pong {
+            id: 5,
+            ready: false,
+        },
         Reply::Error {
             id: 5,
             error: ProtocolError::UnknownSelector,

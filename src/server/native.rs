@@ -246,7 +246,10 @@ fn answer(
             id,
             error: ProtocolError::ShuttingDown,
         },
-        Op::Ping => Reply::Pong { id },
+        Op::Ping => Reply::Pong {
+            id,
+            ready: verifier.ready(),
+        },
         Op::Verify { selector, token } => {
             match verifier.check_cached(&selector, &token, unix_now()) {
                 Ok(outcome) => reply(id, outcome),
@@ -342,14 +345,33 @@ fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSe
     // Time is read when verification starts, not when the request arrived,
     // so a queued token is never judged by a stale clock.
     let now = unix_now();
+    let mut refreshing = Vec::new();
     let replies = group
         .into_iter()
-        .map(|p| {
-            let outcome = verifier.check_uncached(p.miss, &p.selector, &p.token, now);
-            (reply(p.id, outcome), p.permit)
-        })
+        .filter_map(
+            |p| match verifier.check_uncached(p.miss, &p.selector, &p.token, now) {
+                Outcome::Refreshing(r) => {
+                    refreshing.push((r, p.id, p.selector, p.token, p.permit));
+                    None
+                }
+                outcome => Some((reply(p.id, outcome), p.permit)),
+            },
+        )
         .collect();
     let _ = tx.send(Batch::Many(replies));
+    if refreshing.is_empty() {
+        return;
+    }
+    // Unknown kids wait for their issuer's refresh off this group: waiting
+    // costs no CPU, and the other replies are already on their way. Every
+    // wait shares one deadline, so a hung fetch bounds them all at once.
+    let (verifier, tx) = (verifier.clone(), tx.clone());
+    tokio::spawn(async move {
+        for (r, id, selector, token, permit) in refreshing {
+            let outcome = r.finish(&verifier, &selector, &token).await;
+            let _ = tx.send(Batch::One((reply(id, outcome), permit)));
+        }
+    });
 }
 
 fn reply(id: u32, outcome: Outcome) -> Reply {
@@ -374,6 +396,11 @@ fn reply(id: u32, outcome: Outcome) -> Reply {
         Outcome::UnknownSelector => Reply::Error {
             id,
             error: ProtocolError::UnknownSelector,
+        },
+        // Only `check_uncached` answers this, and `verify_group` waits on it.
+        Outcome::Refreshing(r) => Reply::Invalid {
+            id,
+            reason: r.rejection().reason,
         },
     }
 }

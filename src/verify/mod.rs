@@ -168,20 +168,88 @@ impl Policy {
 /// # Ok::<(), jwtd::jwks::KeySetError>(())
 /// ```
 pub fn verify(token: &[u8], keys: &KeySet, policy: &Policy, now: i64) -> Verdict {
+    verify_with(token, &Fixed { keys, policy }, now)
+}
+
+/// Where [`verify_with`] gets its keys and policy: the caller's trust
+/// configuration, asked once the token is decoded and before any signature
+/// work.
+///
+/// With one issuer nothing needs choosing ([`verify`] uses a fixed pair).
+/// With several, [`Trust::by_issuer`] is true: the payload is parsed before
+/// the signature to read `iss`, and [`Trust::select`] picks that issuer's
+/// keys and policy, or refuses the token ([`Reject::UnknownIssuer`]). The
+/// parse happens before the signature holds, so in that mode a garbage
+/// payload is `bad_payload` rather than `bad_signature`; nothing else about
+/// the token is judged until its signature is verified.
+pub trait Trust {
+    /// The key set handed back by [`Trust::select`]: a plain reference, or a
+    /// guard keeping a hot-swapped set alive for the call.
+    type Keys<'a>: std::ops::Deref<Target = KeySet>
+    where
+        Self: 'a;
+
+    /// The limits that apply before the issuer is known: token size, JSON
+    /// depth and the algorithm allow-list (with several issuers, the union of
+    /// theirs; the chosen issuer's own list is checked once it is known).
+    fn limits(&self) -> &Policy;
+
+    /// Whether the token's `iss` chooses the keys and policy.
+    fn by_issuer(&self) -> bool;
+
+    /// The keys and policy for a token whose `iss` is `iss` (always `None`
+    /// when [`Trust::by_issuer`] is false).
+    ///
+    /// # Errors
+    ///
+    /// The reject to answer without trying any key.
+    fn select(&self, iss: Option<&str>) -> Result<(Self::Keys<'_>, &Policy), Reject>;
+}
+
+/// One key set and one policy: the single-issuer [`Trust`].
+struct Fixed<'k> {
+    keys: &'k KeySet,
+    policy: &'k Policy,
+}
+
+impl Trust for Fixed<'_> {
+    type Keys<'a>
+        = &'a KeySet
+    where
+        Self: 'a;
+
+    fn limits(&self) -> &Policy {
+        self.policy
+    }
+
+    fn by_issuer(&self) -> bool {
+        false
+    }
+
+    fn select(&self, _iss: Option<&str>) -> Result<(&KeySet, &Policy), Reject> {
+        Ok((self.keys, self.policy))
+    }
+}
+
+/// Verifies `token` with the keys and policy `trust` selects for it, at Unix
+/// time `now`. [`verify`] is this with one fixed key set and policy.
+///
+/// Never panics, whatever the bytes (property-tested).
+pub fn verify_with<T: Trust>(token: &[u8], trust: &T, now: i64) -> Verdict {
     let mut anomalies = Anomalies::NONE;
-    verify_inner(token, keys, policy, now, &mut anomalies)
+    verify_inner(token, trust, now, &mut anomalies)
         .map_err(|reason| Rejection { reason, anomalies })
 }
 
-fn verify_inner(
+fn verify_inner<T: Trust>(
     token: &[u8],
-    keys: &KeySet,
-    policy: &Policy,
+    trust: &T,
     now: i64,
     anomalies: &mut Anomalies,
 ) -> Result<Verified, Reject> {
+    let limits = trust.limits();
     // 1. Size and shape.
-    if token.len() > policy.max_token_bytes {
+    if token.len() > limits.max_token_bytes {
         return Err(Reject::TooLarge);
     }
     // memchr scans a word (or vector) at a time: a byte loop here cost a
@@ -215,14 +283,14 @@ fn verify_inner(
         &header_heap[..]
     };
     let header =
-        json::parse_header(header_bytes, policy.max_json_depth).map_err(|_| Reject::Header)?;
+        json::parse_header(header_bytes, limits.max_json_depth).map_err(|_| Reject::Header)?;
     *anomalies = header.anomalies;
     let alg_name = header.alg.as_deref().ok_or(Reject::Header)?;
     if is_none_spelling(alg_name) {
         return Err(Reject::AlgNone);
     }
     let alg = Algorithm::from_name(alg_name).ok_or(Reject::AlgorithmNotAllowed)?;
-    if !policy.algorithms.contains(alg) {
+    if !limits.algorithms.contains(alg) {
         return Err(Reject::AlgorithmNotAllowed);
     }
     // b64:false comes with crit:["b64"] (RFC 7797 6); name the specific
@@ -250,6 +318,24 @@ fn verify_inner(
     let signature = &sig_buf[..sig_len];
     if signature.is_empty() {
         return Err(Reject::BadSignature);
+    }
+
+    // The issuer's keys and policy (one fixed pair unless several issuers
+    // are configured; then chosen by `iss`, before any crypto).
+    let (keys, policy) = if trust.by_issuer() {
+        let peek = json::parse_payload(&payload, limits.max_json_depth, &[])
+            .map_err(|_| Reject::Payload)?;
+        match &peek.iss {
+            Field::Present(iss) => trust.select(Some(iss))?,
+            Field::Absent => trust.select(None)?,
+            Field::WrongType => return Err(Reject::ClaimType),
+        }
+    } else {
+        trust.select(None)?
+    };
+    let keys = &*keys;
+    if !policy.algorithms.contains(alg) {
+        return Err(Reject::AlgorithmNotAllowed);
     }
 
     // 3 and 4. Key selection and signature.

@@ -74,11 +74,14 @@ pub enum Reject {
     ClaimType,
     /// The header `typ` differs from the required one.
     Type,
+    /// Several issuers are configured and the token's `iss` names none of
+    /// them (or is absent): no key set is tried.
+    UnknownIssuer,
 }
 
 impl Reject {
     /// Every reason, for pre-registering metric handles.
-    pub const ALL: [Reject; 22] = [
+    pub const ALL: [Reject; 23] = [
         Reject::TooLarge,
         Reject::Malformed,
         Reject::Base64,
@@ -101,6 +104,7 @@ impl Reject {
         Reject::MissingClaim,
         Reject::ClaimType,
         Reject::Type,
+        Reject::UnknownIssuer,
     ];
 
     /// Stable numeric code for the native protocol (`docs/protocol.md`).
@@ -128,6 +132,7 @@ impl Reject {
             Reject::MissingClaim => 20,
             Reject::ClaimType => 21,
             Reject::Type => 22,
+            Reject::UnknownIssuer => 23,
         }
     }
 
@@ -161,6 +166,7 @@ impl Reject {
             Reject::MissingClaim => "missing_claim",
             Reject::ClaimType => "claim_type",
             Reject::Type => "typ",
+            Reject::UnknownIssuer => "unknown_issuer",
         }
     }
 

@@ -322,7 +322,13 @@ fn malformed_frames_get_an_error_reply_then_the_connection_closes() {
         s.write_all(&bytes).unwrap();
         let (replies, _) = read_replies(&mut s, 2);
         assert_eq!(replies.len(), 2, "{error:?}");
-        assert_eq!(replies[0], Reply::Pong { id: 99 });
+        assert_eq!(
+            replies[0],
+            Reply::Pong {
+                id: 99,
+                ready: true
+            }
+        );
         assert_eq!(replies[1], Reply::Error { id, error });
         assert!(is_eof(&mut s), "{error:?}: connection stayed open");
     }
@@ -331,7 +337,10 @@ fn malformed_frames_get_an_error_reply_then_the_connection_closes() {
     let mut ping = BytesMut::new();
     protocol::encode_ping(&mut ping, 1);
     s.write_all(&ping).unwrap();
-    assert_eq!(read_replies(&mut s, 1).0, vec![Reply::Pong { id: 1 }]);
+    assert_eq!(
+        read_replies(&mut s, 1).0,
+        vec![Reply::Pong { id: 1, ready: true }]
+    );
 }
 
 #[test]
@@ -537,7 +546,10 @@ fn connections_beyond_the_limit_wait_for_a_slot() {
     let mut ping = BytesMut::new();
     protocol::encode_ping(&mut ping, 1);
     first.write_all(&ping).unwrap();
-    assert_eq!(read_replies(&mut first, 1).0, vec![Reply::Pong { id: 1 }]);
+    assert_eq!(
+        read_replies(&mut first, 1).0,
+        vec![Reply::Pong { id: 1, ready: true }]
+    );
 
     let mut second = connect(&d.socket);
     second
@@ -552,7 +564,10 @@ fn connections_beyond_the_limit_wait_for_a_slot() {
     second
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    assert_eq!(read_replies(&mut second, 1).0, vec![Reply::Pong { id: 1 }]);
+    assert_eq!(
+        read_replies(&mut second, 1).0,
+        vec![Reply::Pong { id: 1, ready: true }]
+    );
 }
 
 #[test]
@@ -690,7 +705,10 @@ fn a_client_that_stops_reading_is_disconnected_and_harms_no_one() {
     let mut ping = BytesMut::new();
     protocol::encode_ping(&mut ping, 7);
     other.write_all(&ping).unwrap();
-    assert_eq!(read_replies(&mut other, 1).0, vec![Reply::Pong { id: 7 }]);
+    assert_eq!(
+        read_replies(&mut other, 1).0,
+        vec![Reply::Pong { id: 7, ready: true }]
+    );
 
     // The stalled connection was closed: what is buffered drains, then EOF.
     let (replies, ended) = read_replies(&mut stalled, 200_000);
@@ -714,7 +732,13 @@ fn a_long_drain_refuses_new_requests_with_shutting_down() {
     let mut first = BytesMut::new();
     protocol::encode_ping(&mut first, 1000);
     s.write_all(&first).unwrap();
-    assert_eq!(read_replies(&mut s, 1).0, vec![Reply::Pong { id: 1000 }]);
+    assert_eq!(
+        read_replies(&mut s, 1).0,
+        vec![Reply::Pong {
+            id: 1000,
+            ready: true
+        }]
+    );
     d.signal(libc::SIGTERM);
     let began = Instant::now();
     let mut refused = None;

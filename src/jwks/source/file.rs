@@ -1,27 +1,24 @@
-//! Key sources that change while jwtd serves. So far: a local JWK set file.
+//! A local key file (a JWK set or PEM public keys) re-read when it changes.
 //!
 //! [`watch_file`] polls the file's metadata once a second and reloads it
 //! when its identity changes (device, inode, size, modification and change
-//! times), and once at start. The
-//! metadata is read through symlinks, so Kubernetes' ConfigMap and Secret
-//! updates, which swap the `..data` symlink to a new directory, show up as a
-//! new inode. A reload parses and validates the *whole* set first
-//! ([`KeySet::from_jwks`]) and publishes it with one swap
-//! ([`Verifier::set_keys`]); a file that is missing, unreadable, half
-//! written or holds no usable key leaves the last good set in place, with a
-//! warning. Unchanged keys keep their fingerprints across reloads, so the
-//! result cache survives a reload that changes nothing.
+//! times), and once at start. The metadata is read through symlinks, so
+//! Kubernetes' ConfigMap and Secret updates, which swap the `..data` symlink
+//! to a new directory, show up as a new inode. A reload parses and validates
+//! the *whole* file first ([`KeySet::from_file_contents`]) and publishes it
+//! with one swap ([`Verifier::set_keys`]); a file that is missing,
+//! unreadable, half written or holds no usable key leaves the last good set
+//! in place, with a warning. Unchanged keys keep their fingerprints across
+//! reloads, so the result cache survives a reload that changes nothing.
 //!
 //! Polling instead of inotify: it needs no platform API, sees symlink swaps
 //! anywhere along the path, and one `stat` a second costs nothing.
-//!
-//! Remote JWKS URLs and OIDC discovery (issue 4) will be further sources
-//! feeding the same `Verifier::set_keys`.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::KeySet;
+use super::log_skipped;
+use crate::jwks::KeySet;
 use crate::verifier::Verifier;
 
 /// How often the file's metadata is checked.
@@ -51,9 +48,10 @@ fn stamp(path: &std::path::Path) -> std::io::Result<Stamp> {
     })
 }
 
-/// Reloads `path` into `verifier` whenever it changes, forever (abort the
-/// task to stop). `every` is the poll period ([`FILE_POLL`] in the daemon).
-pub async fn watch_file(path: PathBuf, verifier: Verifier, every: Duration) {
+/// Reloads `path` into issuer `issuer` of `verifier` whenever it changes,
+/// forever (abort the task to stop). `every` is the poll period
+/// ([`FILE_POLL`] in the daemon).
+pub async fn watch_file(issuer: usize, path: PathBuf, verifier: Verifier, every: Duration) {
     // No baseline: the first tick reloads once, so a change between the
     // start-up load and this task's first look is not missed (an unchanged
     // reload keeps every fingerprint, and so the cache).
@@ -90,15 +88,14 @@ pub async fn watch_file(path: PathBuf, verifier: Verifier, every: Duration) {
             Err(_) => continue,
         };
         seen = Some(now);
-        match KeySet::from_jwks(&bytes) {
+        match KeySet::from_file_contents(&bytes) {
             Ok(keys) => {
-                for skipped in keys.skipped() {
-                    tracing::warn!(index = skipped.index, kid = ?skipped.kid, problem = %skipped.problem, "key skipped");
-                }
+                log_skipped(&keys);
                 tracing::info!(path = %path.display(), keys = keys.keys().len(), "key set reloaded");
-                verifier.set_keys(keys);
+                verifier.set_keys(issuer, keys);
             }
             Err(e) => {
+                verifier.record_failure(issuer);
                 tracing::warn!(path = %path.display(), error = %e, "key set file rejected; keeping the last good set");
             }
         }
