@@ -684,4 +684,151 @@ mod tests {
         assert!(matches!(v.check(b"", &token, 0), Outcome::Valid { .. }));
         assert!(v.ready());
     }
+
+    fn es256(kid: &str) -> SigningKey {
+        SigningKey::generate(Algorithm::ES256)
+            .unwrap()
+            .with_kid(Some(kid.into()))
+    }
+
+    fn set_of(keys: &[&SigningKey]) -> KeySet {
+        let jwks: Vec<_> = keys.iter().map(|k| k.public_jwk()).collect();
+        KeySet::from_jwks(json!({"keys": jwks}).to_string().as_bytes()).unwrap()
+    }
+
+    fn issuer(iss: &str, aud: &[&str], refresh: bool) -> IssuerConfig {
+        IssuerConfig {
+            policy: Policy {
+                issuer: Some(iss.into()),
+                audiences: aud.iter().map(|a| Box::from(*a)).collect(),
+                ..Policy::default()
+            },
+            unknown_kid: refresh.then_some((Duration::from_secs(30), Duration::from_secs(1))),
+            max_stale: None,
+        }
+    }
+
+    fn reason(outcome: Outcome) -> Reject {
+        match outcome {
+            Outcome::Invalid(r) => r.reason,
+            other => panic!("expected a reject, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_tokens_iss_picks_the_issuer_and_its_keys_only() {
+        let (a, b) = (es256("a"), es256("b"));
+        let v = Verifier::new(VerifierConfig {
+            issuers: vec![
+                issuer("https://a", &["api-a"], false),
+                issuer("https://b", &["api-b"], false),
+            ],
+            cache_entries: 100,
+            cache_max_ttl: 600,
+        });
+        assert!(!v.ready());
+        v.set_keys(0, set_of(&[&a]));
+        // B has no set yet: its tokens are undecided, A's are judged.
+        let b_token = mint(&b, json!({"iss": "https://b", "aud": "api-b", "exp": 1000}));
+        assert!(matches!(v.check(b"", &b_token, 0), Outcome::NoKeys));
+        assert!(!v.ready());
+        v.set_keys(1, set_of(&[&b]));
+        assert!(v.ready());
+
+        let a_token = mint(&a, json!({"iss": "https://a", "aud": "api-a", "exp": 1000}));
+        assert!(matches!(v.check(b"", &a_token, 0), Outcome::Valid { .. }));
+        assert!(matches!(v.check(b"", &b_token, 0), Outcome::Valid { .. }));
+        // A's key, B's name: only B's keys are tried.
+        let forged = mint(&a, json!({"iss": "https://b", "aud": "api-b", "exp": 1000}));
+        assert_eq!(reason(v.check(b"", &forged, 0)), Reject::UnknownKey);
+        let stranger = mint(&a, json!({"iss": "https://c", "exp": 1000}));
+        assert_eq!(reason(v.check(b"", &stranger, 0)), Reject::UnknownIssuer);
+        let anonymous = mint(&a, json!({"exp": 1000}));
+        assert_eq!(reason(v.check(b"", &anonymous, 0)), Reject::UnknownIssuer);
+        let typed = mint(&a, json!({"iss": 7, "exp": 1000}));
+        assert_eq!(reason(v.check(b"", &typed, 0)), Reject::ClaimType);
+        // Selectors: any configured audience; refused by the other issuer.
+        assert!(matches!(
+            v.check(b"api-a", &a_token, 0),
+            Outcome::Valid { .. }
+        ));
+        assert_eq!(reason(v.check(b"api-b", &a_token, 0)), Reject::Audience);
+        assert!(matches!(
+            v.check(b"api-c", &a_token, 0),
+            Outcome::UnknownSelector
+        ));
+        let wrong_aud = mint(&a, json!({"iss": "https://a", "aud": "api-b", "exp": 1000}));
+        assert_eq!(reason(v.check(b"", &wrong_aud, 0)), Reject::Audience);
+    }
+
+    #[test]
+    fn a_cached_result_stops_when_its_own_issuer_drops_the_key() {
+        let shared = es256("shared");
+        let v = Verifier::new(VerifierConfig {
+            issuers: vec![
+                issuer("https://a", &[], false),
+                issuer("https://b", &[], false),
+            ],
+            cache_entries: 100,
+            cache_max_ttl: 600,
+        });
+        // The same key trusted by both issuers.
+        v.set_keys(0, set_of(&[&shared]));
+        v.set_keys(1, set_of(&[&shared]));
+        let token = mint(&shared, json!({"iss": "https://a", "exp": 1000}));
+        assert!(matches!(
+            v.check(b"", &token, 0),
+            Outcome::Valid { cached: false, .. }
+        ));
+        assert!(matches!(
+            v.check(b"", &token, 1),
+            Outcome::Valid { cached: true, .. }
+        ));
+        // A drops it; B still has it, which must not keep A's token alive.
+        v.set_keys(0, set_of(&[&es256("other")]));
+        assert!(v.check_cached(b"", &token, 2).is_err());
+        assert_eq!(reason(v.check(b"", &token, 2)), Reject::UnknownKey);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_waits_for_the_refresh_and_is_verified_again() {
+        let (old, new) = (es256("old"), es256("new"));
+        let v = Verifier::new(VerifierConfig {
+            issuers: vec![issuer("https://a", &[], true)],
+            cache_entries: 100,
+            cache_max_ttl: 600,
+        });
+        v.set_keys(0, set_of(&[&old]));
+        let token = mint(&new, json!({"iss": "https://a", "exp": i64::MAX / 2}));
+        let now = crate::server::unix_now();
+        let miss = v.check_cached(b"", &token, now).unwrap_err();
+        let Outcome::Refreshing(refreshing) = v.check_uncached(miss, b"", &token, now) else {
+            panic!("expected a refresh")
+        };
+        assert_eq!(refreshing.rejection().reason, Reject::UnknownKey);
+        // What the fetch task does: publish, then release the waiters.
+        let fetcher = v.clone();
+        tokio::spawn(async move {
+            let gate = fetcher.issuers()[0].gate().unwrap();
+            gate.started();
+            fetcher.set_keys(0, set_of(&[&old, &new]));
+            gate.finished();
+        });
+        let outcome = refreshing.finish(&v, b"", &token).await;
+        assert!(
+            matches!(outcome, Outcome::Valid { cached: false, .. }),
+            "{outcome:?}"
+        );
+        // A second unknown kid within the cooldown is refused at once.
+        let stranger = mint(
+            &es256("x"),
+            json!({"iss": "https://a", "exp": i64::MAX / 2}),
+        );
+        let miss = v.check_cached(b"", &stranger, now).unwrap_err();
+        assert_eq!(
+            reason(v.check_uncached(miss, b"", &stranger, now)),
+            Reject::UnknownKey
+        );
+        assert_eq!(v.issuers()[0].gate().unwrap().suppressed(), 1);
+    }
 }

@@ -232,13 +232,157 @@ fn every_documented_setting_is_known_and_every_setting_is_documented() {
         .filter_map(|l| l.split('`').next())
         .collect();
     assert!(keys.len() >= 20, "the table was not found: {keys:?}");
-    let toml: String = keys.iter().map(|k| format!("{k} = \"1\"\n")).collect();
+    // `[[issuers]]` keys are documented in their own table and are all
+    // top-level keys too.
+    let mut seen = std::collections::HashSet::new();
+    let toml: String = keys
+        .iter()
+        .filter(|k| !k.starts_with('[') && seen.insert(**k))
+        .map(|k| format!("{k} = \"1\"\n"))
+        .collect();
     let mut problems = Vec::new();
-    let raw = RawConfig::from_toml(&toml, &mut problems);
+    let mut raw = RawConfig::from_toml(&toml, &mut problems);
     assert!(problems.is_empty(), "documented but unknown: {problems:?}");
+    assert!(doc.contains("| `[[issuers]]` key |"));
+    raw.issuers = Some(Vec::new());
     // Every field was set by some documented key.
     assert!(
         !format!("{raw:?}").contains("None"),
         "undocumented setting: {raw:?}"
+    );
+}
+
+fn from_toml(text: &str) -> Result<Config, Vec<String>> {
+    let mut problems = Vec::new();
+    let raw = RawConfig::from_toml(text, &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    Config::from_raw(raw)
+}
+
+#[test]
+fn issuer_tables_inherit_top_level_policy_settings() {
+    let dev = format!("{}/deploy/dev/jwks.json", env!("CARGO_MANIFEST_DIR"));
+    let c = from_toml(&format!(
+        r#"
+        audiences = ["shared"]
+        leeway = "10s"
+        fetch_timeout = "2s"
+
+        [[issuers]]
+        discovery = "https://login.example.com/realms/prod"
+
+        [[issuers]]
+        issuer = "https://partner.example"
+        jwks_file = "{dev}"
+        audiences = ["partner"]
+        algorithms = ["ES256"]
+        "#
+    ))
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    let [a, b] = &c.verifier.issuers[..] else {
+        panic!("two issuers expected")
+    };
+    assert_eq!(
+        a.policy.issuer.as_deref(),
+        Some("https://login.example.com/realms/prod")
+    );
+    assert_eq!(a.policy.audiences, vec![Box::from("shared")]);
+    assert_eq!(a.policy.leeway, 10);
+    assert_eq!(a.policy.algorithms, AlgSet::all());
+    assert!(
+        a.unknown_kid.is_some(),
+        "remote sources refresh on unknown kids"
+    );
+    assert_eq!(b.policy.issuer.as_deref(), Some("https://partner.example"));
+    assert_eq!(b.policy.audiences, vec![Box::from("partner")]);
+    assert_eq!(b.policy.leeway, 10);
+    assert_eq!(
+        b.policy.algorithms.iter().collect::<Vec<_>>(),
+        [Algorithm::ES256]
+    );
+    assert!(b.unknown_kid.is_none() && b.max_stale.is_none());
+    assert!(matches!(
+        &c.sources[0].source,
+        KeySource::Remote(Endpoint::Discovery { .. })
+    ));
+    assert!(c.sources[0].keys.is_none());
+    assert!(c.sources[1].keys.is_some(), "files are loaded at start");
+    assert_eq!(c.remote.fetch_timeout, std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn issuer_and_source_problems_are_all_reported() {
+    let problems = from_toml(
+        r#"
+        jwks_url = "https://top.example/jwks"
+        refresh_min = "2h"
+        refresh_max = "1h"
+
+        [[issuers]]
+        jwks_url = "http://idp.example.com/jwks"
+
+        [[issuers]]
+        issuer = "https://a.example"
+        jwks_url = "https://a.example/jwks"
+        jwks_file = "/nonexistent/jwks.json"
+
+        [[issuers]]
+        issuer = "https://a.example"
+
+        [[issuers]]
+        issuer = "https://b.example"
+        discovery = "https://c.example"
+        "#,
+    )
+    .unwrap_err();
+    for expected in [
+        "jwks_url: set at the top level, but [[issuers]]",
+        "refresh_min (7200s) is above refresh_max (3600s)",
+        "issuers[0].jwks_url: http://idp.example.com/jwks: plain http",
+        "issuers[0].issuer: required when several issuers",
+        "issuers[1].jwks_file, jwks_url, discovery: set exactly one",
+        "issuers[1].jwks_file: /nonexistent/jwks.json:",
+        "issuers[2].: no key source",
+        "issuers[2].issuer: \"https://a.example\" is configured twice",
+        "issuers[3].issuer: \"https://b.example\" differs from discovery",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn remote_urls_must_be_https_or_loopback() {
+    for (url, ok) in [
+        ("https://idp.example.com/jwks", true),
+        ("http://127.0.0.1:8080/jwks", true),
+        ("http://localhost/jwks", true),
+        ("http://idp.example.com/jwks", false),
+        ("ftp://idp.example.com/jwks", false),
+        ("not a url", false),
+    ] {
+        let result = Config::from_raw(raw(&[("JWTD_JWKS_URL", url)]));
+        assert_eq!(result.is_ok(), ok, "{url}: {result:?}");
+    }
+    let c = Config::from_raw(raw(&[("JWTD_DISCOVERY", "https://idp.example.com/")])).unwrap();
+    assert_eq!(
+        c.verifier.issuers[0].policy.issuer.as_deref(),
+        Some("https://idp.example.com/"),
+        "the discovery URL is the issuer, compared exactly"
+    );
+}
+
+#[test]
+fn unknown_keys_in_issuer_tables_are_problems() {
+    let mut problems = Vec::new();
+    RawConfig::from_toml(
+        "[[issuers]]\nissuer = \"x\"\njwks_uri = \"https://x\"\n",
+        &mut problems,
+    );
+    assert_eq!(
+        problems,
+        ["config file: issuers[0]: unknown setting \"jwks_uri\""]
     );
 }
