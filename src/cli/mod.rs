@@ -6,6 +6,7 @@ mod bench;
 mod check;
 mod keygen;
 mod mint;
+mod ping;
 mod serve;
 mod verify;
 
@@ -38,6 +39,11 @@ enum Command {
     /// Prints one JSON object; exit status 0 valid, 1 invalid, 3 could not
     /// decide (daemon unreachable or without keys), 2 usage error.
     Verify(verify::Args),
+    /// Is the daemon up and ready (every issuer has keys, none too stale)?
+    ///
+    /// Prints {"ready":true|false}; exit status 0 ready, 3 not ready,
+    /// 1 unreachable. Fit for a Kubernetes exec probe.
+    Ping(ping::Args),
     /// Load generator and reference servers (echo, raw crypto).
     Bench(bench::Args),
     /// Verify one token offline, with the same core as the daemon.
@@ -62,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Ping(args) => ping::run(args),
         Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Mint(args) => mint::run(args),

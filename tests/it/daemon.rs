@@ -956,3 +956,48 @@ fn a_client_that_stops_reading_past_the_idle_deadline_costs_no_cpu() {
     let _ = stalled.shutdown(std::net::Shutdown::Both);
     let _ = sender.join();
 }
+
+fn ping_cli(socket: &Path) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(jwtd_bin())
+        .arg("ping")
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), json)
+}
+
+#[test]
+fn jwtd_ping_reports_ready_not_ready_and_unreachable() {
+    let d = Daemon::start(&[]);
+    assert_eq!(ping_cli(&d.socket), (Some(0), json!({"ready": true})));
+
+    // A remote source that never answers: serving, but not ready.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("jwtd.sock");
+    let child = Command::new(jwtd_bin())
+        .args([
+            "serve",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks.json",
+            "--socket",
+        ])
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let unready = Daemon {
+        child,
+        socket: socket.clone(),
+        key: SigningKey::generate(Algorithm::HS256).unwrap(),
+        _dir: dir,
+    };
+    unready.wait_ready();
+    assert_eq!(ping_cli(&socket), (Some(3), json!({"ready": false})));
+    drop(unready);
+
+    let (code, out) = ping_cli(&socket);
+    assert_eq!(code, Some(1));
+    assert_eq!(out["error"], "unreachable");
+}
