@@ -15,8 +15,12 @@
 //!   json      strict JSON: duplicates, depth, typed registered members
 //!   outcome   Reject reasons, Anomalies, Claims, Verified, Verdict
 //! jwks/     trusted keys: JWKS and PEM parsed once into aws-lc-rs keys
+//!   refresh   RefreshGate: unknown-kid refreshes, single flight + cooldown
+//!   source/   tasks keeping each issuer's set current: file, remote (JWKS
+//!             URL, OIDC discovery); validated whole, swapped atomically
 //! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
-//! verifier  Verifier: the shared handle (keys via ArcSwap, policies, cache)
+//! verifier  Verifier: the shared handle (issuers: keys via ArcSwap and
+//!           policies; the cache; readiness)
 //! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
 //! server/   listeners: socket hygiene, accept loop, drain; native connections
 //! client    Rust client for the native protocol (pipelined, replies by id)
@@ -26,7 +30,7 @@
 //! ```
 //!
 //! The binary adds `src/cli/` (one module per subcommand: serve, verify,
-//! check, mint, keygen, bench) and a thin `src/main.rs`.
+//! check, ping, mint, keygen, bench) and a thin `src/main.rs`.
 //!
 //! # The life of one request
 //!
@@ -36,10 +40,13 @@
 //!    token's SHA-256 up in the cache: a hit is answered inline.
 //! 3. A miss joins the read's batch; batches are verified on this task and,
 //!    when cores are idle, on spawned ones (`Verifier::check_uncached`, which
-//!    runs [`verify::verify`]: size and shape, header with `alg: none` refused
-//!    first, key selection by kid and algorithm binding, the signature with
-//!    keys parsed at load time, then claims once the signature holds) and
-//!    valid results are cached until `exp + leeway`.
+//!    runs [`verify::verify_with`]: size and shape, header with `alg: none`
+//!    refused first, the issuer chosen by `iss` when several are configured,
+//!    key selection by kid and algorithm binding, the signature with keys
+//!    parsed at load time, then claims once the signature holds) and valid
+//!    results are cached until `exp + leeway`. An unknown kid of a remote
+//!    issuer waits (bounded) for one shared refresh of its set and is
+//!    verified again.
 //! 4. The reply (`protocol::Reply`) goes through the connection's writer,
 //!    batched with whatever else is ready, tagged with the request's id.
 //!

@@ -13,6 +13,10 @@
 //!    refused here, before anything else looks at the token; then unknown or
 //!    disallowed `alg`, `crit` (jwtd implements no extension), `b64: false`.
 //!    `jwk`/`jku`/`x5u`/`x5c` are noted as [`Anomalies`] and never used.
+//!    Payload and signature are then base64url-decoded.
+//! 2b. **Issuer** (only when the caller's [`Trust`] has several): the
+//!    payload is parsed for `iss`, which picks the keys and policy; no issuer,
+//!    [`Reject::UnknownIssuer`]. The chosen policy's algorithm list applies.
 //! 3. **Keys.** A token with `kid` is checked only against keys with that kid;
 //!    if none of them serves `alg` the reject is
 //!    [`Reject::KeyAlgorithmMismatch`] (algorithm confusion). Without `kid`,
