@@ -191,52 +191,17 @@ impl RawConfig {
                 return RawConfig::default();
             }
         };
-        let mut scalar = |key: &str, problems: &mut Vec<String>| -> Option<String> {
-            match table.remove(key)? {
-                toml::Value::String(s) => Some(s),
-                toml::Value::Integer(i) => Some(i.to_string()),
-                other => {
-                    problems.push(format!(
-                        "config file: {key}: expected a string or integer, found {}",
-                        other.type_str()
-                    ));
-                    None
-                }
-            }
-        };
         macro_rules! scalars {
             ($($s:ident),*; $($l:ident),*) => {{
                 let mut raw = RawConfig::default();
-                $(raw.$s = scalar(stringify!($s), problems);)*
+                $(raw.$s = take_scalar(&mut table, "", stringify!($s), problems);)*
                 raw
             }};
         }
         let mut raw = fields!(scalars);
-        let mut list = |key: &str, problems: &mut Vec<String>| -> Option<Vec<String>> {
-            match table.remove(key)? {
-                toml::Value::Array(items) => {
-                    let strings: Option<Vec<String>> = items
-                        .iter()
-                        .map(|v| v.as_str().map(str::to_owned))
-                        .collect();
-                    if strings.is_none() {
-                        problems.push(format!("config file: {key}: expected an array of strings"));
-                    }
-                    strings
-                }
-                toml::Value::String(s) => Some(vec![s]),
-                other => {
-                    problems.push(format!(
-                        "config file: {key}: expected an array of strings, found {}",
-                        other.type_str()
-                    ));
-                    None
-                }
-            }
-        };
-        raw.audiences = list("audiences", problems);
-        raw.algorithms = list("algorithms", problems);
-        raw.required_claims = list("required_claims", problems);
+        raw.audiences = take_list(&mut table, "", "audiences", problems);
+        raw.algorithms = take_list(&mut table, "", "algorithms", problems);
+        raw.required_claims = take_list(&mut table, "", "required_claims", problems);
         raw.issuers = table
             .remove("issuers")
             .and_then(|v| issuer_tables(v, problems));
@@ -247,8 +212,60 @@ impl RawConfig {
     }
 }
 
-/// Reads `[[issuers]]` (an array of tables) with the same scalar and list
-/// rules as the top level.
+/// Removes `key` from `table` as a setting's text: a string, or an integer
+/// written bare. `at` prefixes problems (`""`, or `"issuers[1]."`).
+fn take_scalar(
+    table: &mut toml::Table,
+    at: &str,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    match table.remove(key)? {
+        toml::Value::String(s) => Some(s),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        other => {
+            problems.push(format!(
+                "config file: {at}{key}: expected a string or integer, found {}",
+                other.type_str()
+            ));
+            None
+        }
+    }
+}
+
+/// Removes `key` from `table` as a list: an array of strings, or one string.
+fn take_list(
+    table: &mut toml::Table,
+    at: &str,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    match table.remove(key)? {
+        toml::Value::Array(items) => {
+            let strings: Option<Vec<String>> = items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            if strings.is_none() {
+                problems.push(format!(
+                    "config file: {at}{key}: expected an array of strings"
+                ));
+            }
+            strings
+        }
+        toml::Value::String(s) => Some(vec![s]),
+        other => {
+            problems.push(format!(
+                "config file: {at}{key}: expected an array of strings, found {}",
+                other.type_str()
+            ));
+            None
+        }
+    }
+}
+
+/// Reads `[[issuers]]` (an array of tables) with the same rules as the top
+/// level.
 fn issuer_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<RawIssuer>> {
     let toml::Value::Array(items) = value else {
         problems.push("config file: issuers: expected [[issuers]] tables".to_owned());
@@ -256,58 +273,24 @@ fn issuer_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<R
     };
     let mut out = Vec::new();
     for (n, item) in items.into_iter().enumerate() {
+        let at = format!("issuers[{n}].");
         let toml::Value::Table(mut t) = item else {
             problems.push(format!("config file: issuers[{n}]: expected a table"));
             continue;
         };
-        let mut scalar = |key: &str| match t.remove(key)? {
-            toml::Value::String(s) => Some(s),
-            toml::Value::Integer(i) => Some(i.to_string()),
-            other => {
-                problems.push(format!(
-                    "config file: issuers[{n}].{key}: expected a string or integer, found {}",
-                    other.type_str()
-                ));
-                None
-            }
+        let t = &mut t;
+        let raw = RawIssuer {
+            issuer: take_scalar(t, &at, "issuer", problems),
+            jwks_file: take_scalar(t, &at, "jwks_file", problems),
+            jwks_url: take_scalar(t, &at, "jwks_url", problems),
+            discovery: take_scalar(t, &at, "discovery", problems),
+            leeway: take_scalar(t, &at, "leeway", problems),
+            typ: take_scalar(t, &at, "typ", problems),
+            max_lifetime: take_scalar(t, &at, "max_lifetime", problems),
+            audiences: take_list(t, &at, "audiences", problems),
+            algorithms: take_list(t, &at, "algorithms", problems),
+            required_claims: take_list(t, &at, "required_claims", problems),
         };
-        let mut raw = RawIssuer {
-            issuer: scalar("issuer"),
-            jwks_file: scalar("jwks_file"),
-            jwks_url: scalar("jwks_url"),
-            discovery: scalar("discovery"),
-            leeway: scalar("leeway"),
-            typ: scalar("typ"),
-            max_lifetime: scalar("max_lifetime"),
-            ..RawIssuer::default()
-        };
-        let mut list = |key: &str| -> Option<Vec<String>> {
-            match t.remove(key)? {
-                toml::Value::String(s) => Some(vec![s]),
-                toml::Value::Array(items) => {
-                    let strings: Option<Vec<String>> = items
-                        .iter()
-                        .map(|v| v.as_str().map(str::to_owned))
-                        .collect();
-                    if strings.is_none() {
-                        problems.push(format!(
-                            "config file: issuers[{n}].{key}: expected an array of strings"
-                        ));
-                    }
-                    strings
-                }
-                other => {
-                    problems.push(format!(
-                        "config file: issuers[{n}].{key}: expected an array of strings, found {}",
-                        other.type_str()
-                    ));
-                    None
-                }
-            }
-        };
-        raw.audiences = list("audiences");
-        raw.algorithms = list("algorithms");
-        raw.required_claims = list("required_claims");
         for key in t.keys() {
             problems.push(format!(
                 "config file: issuers[{n}]: unknown setting {key:?}"
