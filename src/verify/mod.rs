@@ -14,18 +14,18 @@
 //!    disallowed `alg`, `crit` (jwtd implements no extension), `b64: false`.
 //!    `jwk`/`jku`/`x5u`/`x5c` are noted as [`Anomalies`] and never used.
 //!    Payload and signature are then base64url-decoded.
-//! 2b. **Issuer** (only when the caller's [`Trust`] has several): the
+//! 3. **Issuer** (only when the caller's [`Trust`] has several): the
 //!    payload is parsed for `iss`, which picks the keys and policy; no issuer,
 //!    [`Reject::UnknownIssuer`]. The chosen policy's algorithm list applies.
-//! 3. **Keys.** A token with `kid` is checked only against keys with that kid;
+//! 4. **Keys.** A token with `kid` is checked only against keys with that kid;
 //!    if none of them serves `alg` the reject is
 //!    [`Reject::KeyAlgorithmMismatch`] (algorithm confusion). Without `kid`,
 //!    every key that serves `alg` is tried. A key serves an algorithm only if
 //!    its type, curve, size and own JWK `alg` allow it (see [`crate::jwks`]),
 //!    so an RSA public key can never be used as an HMAC secret.
-//! 4. **Signature**, with keys parsed at load time. Payload and signature are
+//! 5. **Signature**, with keys parsed at load time. Payload and signature are
 //!    base64url-decoded before any crypto, so garbage costs no cryptography.
-//! 5. **Claims**, only after the signature holds, so operators never see
+//! 6. **Claims**, only after the signature holds, so operators never see
 //!    reasons drawn from forged content: registered claim types, required
 //!    claims, `exp`/`nbf`/`iat` with leeway, maximum lifetime, `iss`, `aud`,
 //!    header `typ`.
@@ -324,7 +324,7 @@ fn verify_inner<T: Trust>(
         return Err(Reject::BadSignature);
     }
 
-    // The issuer's keys and policy (one fixed pair unless several issuers
+    // 3. The issuer's keys and policy (one fixed pair unless several issuers
     // are configured; then chosen by `iss`, before any crypto).
     let (keys, policy) = if trust.by_issuer() {
         let peek = json::parse_payload(&payload, limits.max_json_depth, &[])
@@ -342,7 +342,7 @@ fn verify_inner<T: Trust>(
         return Err(Reject::AlgorithmNotAllowed);
     }
 
-    // 3 and 4. Key selection and signature.
+    // 4 and 5. Key selection and signature.
     let signing_input = &token[..d2];
     let kid = header.kid.as_deref();
     let (mut named, mut fits) = (false, false);
@@ -366,7 +366,7 @@ fn verify_inner<T: Trust>(
         None => return Err(Reject::BadSignature),
     };
 
-    // 5. Claims.
+    // 6. Claims.
     let p = json::parse_payload(&payload, policy.max_json_depth, &policy.required)
         .map_err(|_| Reject::Payload)?;
     let claims = check_claims(&p, policy, now)?;
