@@ -8,4 +8,5 @@ mod cli;
 mod conformance;
 mod daemon;
 mod props;
+mod remote;
 mod support;
