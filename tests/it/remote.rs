@@ -1153,3 +1153,40 @@ async fn a_watched_pem_file_is_reloaded() {
         );
     }
 }
+
+#[tokio::test]
+async fn redirects_are_followed_only_to_allowed_urls() {
+    let server = JwksServer::start();
+    let k1 = key("k1");
+    // /moved redirects within loopback: followed.
+    server.set_routes(json!({
+        "/moved": {"status": 302, "headers": {"Location": server.url("jwks")}},
+        "/jwks": {"body": jwks(&[&k1])},
+        "/escape": {"status": 302, "headers": {"Location": "http://jwks.example.com/jwks"}},
+    }));
+    let followed = Daemon::start(&["--jwks-url", &server.url("moved")]);
+    let client = followed.client().await;
+    assert_becomes_ready(&client, &followed).await;
+    assert!(is_valid(&verify(&client, &fresh(&k1)).await));
+    assert!(!server.requests("jwks").is_empty());
+
+    // /escape redirects to plain http off loopback: refused, never ready.
+    let escaped = Daemon::start(&["--jwks-url", &server.url("escape")]);
+    let client = escaped.client().await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            escaped.log().contains("redirect refused")
+        })
+        .await,
+        "no refusal logged{}",
+        escaped.log()
+    );
+    assert!(!is_ready(&client).await);
+    assert!(matches!(
+        verify(&client, &fresh(&k1)).await,
+        Reply::Undecided {
+            cause: Cause::NoKeys,
+            ..
+        }
+    ));
+}
