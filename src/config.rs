@@ -30,6 +30,9 @@ use crate::verify::{self, AlgSet, Algorithm, Policy};
 /// source is configured so that `jwtd serve` runs out of the box.
 pub const DEV_JWKS: &str = include_str!("../deploy/dev/jwks.json");
 
+/// Longest refresh period, cooldown or fetch timeout accepted.
+const MAX_REFRESH: Duration = Duration::from_secs(30 * 86_400);
+
 /// Exit status for a bad configuration (EX_CONFIG would be 78; jwtd follows
 /// linkerd and sysexits' EX_USAGE, 64, as the brief asks).
 pub const EXIT_CONFIG: u8 = 64;
@@ -497,29 +500,54 @@ impl Config {
             verify::DEFAULT_MAX_TOKEN_BYTES,
             (64, 1024 * 1024),
         );
+        // Refresh settings: at least 1 s, at most 30 days (a longer one
+        // would be a typo, and must not overflow a timer).
+        let refresh = |c: &mut Check, name: &str, v: Option<&str>, default: &str| {
+            let d = c.at_least_1s(name, v, default);
+            if d > MAX_REFRESH {
+                c.problems
+                    .push(format!("{name}: {d:?} is above the maximum of 30 days"));
+            }
+            d.min(MAX_REFRESH)
+        };
+        let refresh_interval = refresh(
+            &mut c,
+            "refresh_interval",
+            raw.refresh_interval.as_deref(),
+            "5m",
+        );
+        let refresh_min = refresh(&mut c, "refresh_min", raw.refresh_min.as_deref(), "1m");
+        let refresh_max = refresh(&mut c, "refresh_max", raw.refresh_max.as_deref(), "1d");
+        let fetch_timeout = refresh(&mut c, "fetch_timeout", raw.fetch_timeout.as_deref(), "5s");
+        if refresh_min > refresh_max {
+            c.problems.push(format!(
+                "refresh_min ({refresh_min:?}) is above refresh_max ({refresh_max:?})"
+            ));
+        }
+        let max_stale = Some(c.whole_seconds("max_stale", raw.max_stale.as_deref(), "0"))
+            .filter(|d| !d.is_zero());
+        if let Some(stale) = max_stale
+            && stale < refresh_min * 2
+        {
+            c.problems.push(format!(
+                "max_stale: {stale:?} is below twice refresh_min ({refresh_min:?}): a healthy issuer could not be refreshed in time"
+            ));
+        }
         let remote = RemoteSettings {
-            refresh_interval: c.at_least_1s(
-                "refresh_interval",
-                raw.refresh_interval.as_deref(),
-                "5m",
-            ),
-            refresh_min: c.at_least_1s("refresh_min", raw.refresh_min.as_deref(), "1m"),
-            refresh_max: c.at_least_1s("refresh_max", raw.refresh_max.as_deref(), "1d"),
-            fetch_timeout: c.at_least_1s("fetch_timeout", raw.fetch_timeout.as_deref(), "5s"),
+            refresh_interval,
+            refresh_min,
+            refresh_max,
+            fetch_timeout,
             max_bytes: c.number(
                 "max_jwks_bytes",
                 raw.max_jwks_bytes.as_deref(),
                 256 * 1024,
                 (1024, 64 * 1024 * 1024),
             ),
+            max_stale,
         };
-        if remote.refresh_min > remote.refresh_max {
-            c.problems.push(format!(
-                "refresh_min ({:?}) is above refresh_max ({:?})",
-                remote.refresh_min, remote.refresh_max
-            ));
-        }
-        let cooldown = c.at_least_1s(
+        let cooldown = refresh(
+            &mut c,
             "unknown_kid_cooldown",
             raw.unknown_kid_cooldown.as_deref(),
             "30s",
@@ -530,16 +558,16 @@ impl Config {
                 "unknown_kid_wait: {wait:?} is above the maximum of 60s"
             ));
         }
-        let max_stale =
-            Some(c.duration("max_stale", raw.max_stale.as_deref(), "0")).filter(|d| !d.is_zero());
 
         let issuer_tables = issuer_list(&mut c, &raw);
-        let several = issuer_tables.len() > 1;
+        // With [[issuers]] tables, even one, every table must name its issuer
+        // and its key source: nothing falls back to the development keys.
+        let tables = raw.issuers.as_ref().is_some_and(|t| !t.is_empty());
         let mut sources = Vec::new();
         let mut issuers = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (prefix, table) in &issuer_tables {
-            let (source, issuer) = key_source(&mut c, prefix, table, several);
+            let (source, issuer) = key_source(&mut c, prefix, table, tables);
             let policy = policy(&mut c, prefix, table, issuer, max_token_bytes);
             if let Some(iss) = &policy.issuer
                 && !names.insert(iss.clone())
@@ -698,7 +726,7 @@ fn key_source(
     c: &mut Check,
     prefix: &str,
     t: &RawIssuer,
-    several: bool,
+    table: bool,
 ) -> (IssuerSource, Option<String>) {
     let given = [&t.jwks_file, &t.jwks_url, &t.discovery]
         .iter()
@@ -752,7 +780,7 @@ fn key_source(
             _ => issuer = Some(url.clone()),
         }
         remote(c, "discovery", Endpoint::discovery(url))
-    } else if several {
+    } else if table {
         c.problems.push(format!(
             "{prefix}: no key source: set jwks_file, jwks_url or discovery"
         ));
@@ -768,9 +796,9 @@ fn key_source(
                 .ok(),
         }
     };
-    if several && issuer.is_none() {
+    if table && issuer.is_none() {
         c.problems.push(format!(
-            "{prefix}issuer: required when several issuers are configured (the token's iss picks one)"
+            "{prefix}issuer: required in every [[issuers]] table (the token's iss picks one)"
         ));
     }
     (source, issuer)

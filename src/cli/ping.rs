@@ -1,5 +1,5 @@
 //! `jwtd ping`: is the daemon up and ready? For scripts and Kubernetes exec
-//! probes (the admin HTTP listener with `/readyz` is the other way).
+//! probes; it asks over the native socket (PING, `docs/protocol.md`).
 
 use std::process::ExitCode;
 

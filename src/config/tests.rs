@@ -339,7 +339,7 @@ fn issuer_and_source_problems_are_all_reported() {
         "jwks_url: set at the top level, but [[issuers]]",
         "refresh_min (7200s) is above refresh_max (3600s)",
         "issuers[0].jwks_url: http://idp.example.com/jwks: plain http",
-        "issuers[0].issuer: required when several issuers",
+        "issuers[0].issuer: required in every [[issuers]] table",
         "issuers[1].jwks_file, jwks_url, discovery: set exactly one",
         "issuers[1].jwks_file: /nonexistent/jwks.json:",
         "issuers[2].: no key source",
@@ -384,5 +384,53 @@ fn unknown_keys_in_issuer_tables_are_problems() {
     assert_eq!(
         problems,
         ["config file: issuers[0]: unknown setting \"jwks_uri\""]
+    );
+}
+
+#[test]
+fn a_single_issuer_table_must_name_its_issuer_and_key_source() {
+    // Never a silent fall-back to the published development keys.
+    let problems = from_toml("[[issuers]]\naudiences = [\"api\"]\n").unwrap_err();
+    for expected in [
+        "issuers[0].: no key source",
+        "issuers[0].issuer: required in every [[issuers]] table",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {problems:#?}"
+        );
+    }
+    let problems = from_toml("[[issuers]]\njwks_url = \"https://a.example/jwks\"\n").unwrap_err();
+    assert_eq!(
+        problems,
+        ["issuers[0].issuer: required in every [[issuers]] table (the token's iss picks one)"]
+    );
+}
+
+#[test]
+fn refresh_settings_are_bounded() {
+    let problems = Config::from_raw(raw(&[
+        ("JWTD_REFRESH_INTERVAL", "18446744073709551615"),
+        ("JWTD_REFRESH_MAX", "31d"),
+        ("JWTD_UNKNOWN_KID_COOLDOWN", "500ms"),
+        ("JWTD_MAX_STALE", "90s"),
+        ("JWTD_REFRESH_MIN", "1m"),
+    ]))
+    .unwrap_err();
+    for expected in [
+        "refresh_interval: 18446744073709551615s is above the maximum of 30 days",
+        "refresh_max: 2678400s is above the maximum of 30 days",
+        "unknown_kid_cooldown: 500ms is below the minimum of 1s",
+        "max_stale: 90s is below twice refresh_min (60s)",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {problems:#?}"
+        );
+    }
+    let problems = Config::from_raw(raw(&[("JWTD_MAX_STALE", "1500ms")])).unwrap_err();
+    assert!(
+        problems[0].starts_with("max_stale: 1.5s is not a whole number of seconds"),
+        "{problems:?}"
     );
 }

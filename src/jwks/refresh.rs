@@ -114,15 +114,29 @@ impl RefreshGate {
 
     /// The fetch task finished a fetch, whatever its result; waiters go on.
     pub fn finished(&self) {
-        self.state().in_flight = false;
+        let mut state = self.state();
+        state.in_flight = false;
+        // Bumped under the lock: a request that starts the next flight right
+        // after must subscribe after this bump, or this completion would
+        // release it before its own fetch ran.
         self.done.send_modify(|generation| *generation += 1);
+        drop(state);
     }
 
     /// Sleeps until `deadline`, or until a request asks for a refresh.
     pub async fn sleep(&self, deadline: Instant) {
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => {}
-            () = self.wake.notified() => {}
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                () = self.wake.notified() => {
+                    // A wake-up stored while the task was fetching (the
+                    // request then joined that fetch) is no request for
+                    // another: only one that set `in_flight` since counts.
+                    if self.state().in_flight {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
@@ -184,6 +198,19 @@ mod tests {
         w.done().await;
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(gate.unknown_kid().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_wake_up_does_not_cut_the_next_sleep_short() {
+        let gate = RefreshGate::new(Duration::from_secs(1), Duration::from_secs(1));
+        // A request joins a fetch already under way: its wake-up is stored.
+        gate.started();
+        let _joined = gate.unknown_kid();
+        gate.wake.notify_one();
+        gate.finished();
+        let start = Instant::now();
+        gate.sleep(start + Duration::from_secs(60)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(60), "woke for nothing");
     }
 
     #[tokio::test(start_paused = true)]

@@ -186,9 +186,9 @@ pub enum Reply {
     Pong {
         /// Request id.
         id: u32,
-        /// Whether the daemon is ready: every issuer has a key set, none is
-        /// staler than `max_stale`, and it is not draining (code field: `0`
-        /// ready, `1` not ready).
+        /// Whether the daemon is ready: every issuer has a key set and none
+        /// is staler than `max_stale` (code field: `0` ready, `1` not
+        /// ready).
         ready: bool,
     },
     /// The request was not understood.

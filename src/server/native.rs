@@ -321,8 +321,8 @@ fn dispatch(
     let groups = groups.saturating_sub(busy).max(1).min(misses.len());
     if groups == 1 {
         let running = Running::start(budget);
-        verify_group(misses, verifier, tx);
-        drop((slots, running));
+        verify_group(misses, verifier, tx, slots);
+        drop(running);
         return;
     }
     // Every group goes to a spawned task: tokio puts a worker's single
@@ -335,13 +335,21 @@ fn dispatch(
         let group_slots = slots.as_mut().and_then(|s| s.split(group.len()));
         let (verifier, tx, running) = (verifier.clone(), tx.clone(), Running::start(budget));
         tokio::spawn(async move {
-            verify_group(group, &verifier, &tx);
-            drop((group_slots, running));
+            verify_group(group, &verifier, &tx, group_slots);
+            drop(running);
         });
     }
 }
 
-fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSender<Batch>) {
+/// Verifies a group holding `slots` of the budget (one per request); the
+/// slots of requests waiting for a key refresh stay with them until their
+/// second verification.
+fn verify_group(
+    group: Vec<Pending>,
+    verifier: &Verifier,
+    tx: &mpsc::UnboundedSender<Batch>,
+    mut slots: Option<OwnedSemaphorePermit>,
+) {
     // Time is read when verification starts, not when the request arrived,
     // so a queued token is never judged by a stale clock.
     let now = unix_now();
@@ -365,12 +373,19 @@ fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSe
     // Unknown kids wait for their issuer's refresh off this group: waiting
     // costs no CPU, and the other replies are already on their way. Every
     // wait shares one deadline, so a hung fetch bounds them all at once.
+    let waiting_slots = slots.as_mut().and_then(|s| s.split(refreshing.len()));
+    drop(slots);
     let (verifier, tx) = (verifier.clone(), tx.clone());
     tokio::spawn(async move {
         for (r, id, selector, token, permit) in refreshing {
+            // A client gone while we waited gets no second verification.
+            if tx.is_closed() {
+                break;
+            }
             let outcome = r.finish(&verifier, &selector, &token).await;
             let _ = tx.send(Batch::One((reply(id, outcome), permit)));
         }
+        drop(waiting_slots);
     });
 }
 

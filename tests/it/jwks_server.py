@@ -11,7 +11,9 @@ route:
     {"/keys": {"status": 200, "body": "...", "headers": {"Cache-Control": "max-age=1"},
                "delay_ms": 0, "etag": "\"v1\""}}
 
-All members are optional (status 200, empty body). `delay_ms` sleeps before
+All members are optional (status 200, empty body). With `"chunked": true`
+the body is sent with chunked transfer encoding (no Content-Length, so a
+size cap must be enforced while reading). `delay_ms` sleeps before
 answering (a large value simulates a hanging server). With `etag`, a request
 whose If-None-Match equals it gets 304 with no body; any other gets the ETag
 header with its answer. An unknown path is 404; a missing or unreadable
@@ -62,10 +64,19 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        if status != 304:
+        chunked = route.get("chunked", False) and status != 304
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif status != 304:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not chunked:
+            self.wfile.write(body)
+            return
+        for start in range(0, len(body), 1024):
+            piece = body[start:start + 1024]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
 
     def route(self):
         """The route for this path, read fresh from routes.json."""

@@ -147,10 +147,18 @@ impl Daemon {
     /// Starts the daemon and waits until its socket accepts connections
     /// (which it does at once, before any key set is loaded).
     fn start(args: &[&str]) -> Daemon {
+        Daemon::start_with_env(args, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables.
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("daemon temp dir");
         let socket = dir.path().join("jwtd.sock");
         let stderr = dir.path().join("stderr.log");
-        let child = serve(&socket, &stderr, args).spawn().expect("spawn jwtd");
+        let child = serve(&socket, &stderr, args)
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("spawn jwtd");
         let mut d = Daemon {
             child,
             socket,
@@ -1170,6 +1178,34 @@ async fn redirects_are_followed_only_to_allowed_urls() {
     assert!(is_valid(&verify(&client, &fresh(&k1)).await));
     assert!(!server.requests("jwks").is_empty());
 
+    // At most 5 redirects: /r2 takes 5 hops to /jwks, /r1 takes 6.
+    let mut routes = json!({"/jwks": {"body": jwks(&[&k1])}});
+    for n in 1..=6 {
+        let next = if n == 6 {
+            "jwks".to_owned()
+        } else {
+            format!("r{}", n + 1)
+        };
+        routes[format!("/r{n}")] =
+            json!({"status": 302, "headers": {"Location": server.url(&next)}});
+    }
+    server.set_routes(routes);
+    let five = Daemon::start(&["--jwks-url", &server.url("r2")]);
+    assert_becomes_ready(&five.client().await, &five).await;
+    let six = Daemon::start(&["--jwks-url", &server.url("r1")]);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            six.log().contains("too many redirects")
+        })
+        .await,
+        "six redirects were followed{}",
+        six.log()
+    );
+    assert!(!is_ready(&six.client().await).await);
+    server.set_routes(json!({
+        "/escape": {"status": 302, "headers": {"Location": "http://jwks.example.com/jwks"}},
+    }));
+
     // /escape redirects to plain http off loopback: refused, never ready.
     let escaped = Daemon::start(&["--jwks-url", &server.url("escape")]);
     let client = escaped.client().await;
@@ -1189,4 +1225,111 @@ async fn redirects_are_followed_only_to_allowed_urls() {
             ..
         }
     ));
+}
+
+#[tokio::test]
+async fn an_auth0_style_issuer_and_a_failing_discovery_document_keep_the_known_jwks_uri() {
+    let server = JwksServer::start();
+    let (k1, k2) = (key("k1"), key("k2"));
+    // Auth0's issuer ends with "/"; the document is at issuer minus "/" plus
+    // "/.well-known/...", and `iss` is compared with the "/" kept.
+    let issuer = server.url("tenant/");
+    let doc = format!("/tenant/{WELL_KNOWN}");
+    server.set_routes(json!({
+        &doc: discovery_route(&issuer, &server.url("tenant/jwks")),
+        "/tenant/jwks": max_age_1(&jwks(&[&k1])),
+    }));
+    let d = Daemon::start(&["--discovery", &issuer, "--refresh-min", "1s"]);
+    let client = d.client().await;
+    assert_becomes_ready(&client, &d).await;
+    let reply = verify(&client, &mint(&k1, json!({"iss": issuer}))).await;
+    assert!(is_valid(&reply), "{reply:?}{}", d.log());
+    let without_slash = mint(&k1, json!({"iss": issuer.trim_end_matches('/')}));
+    assert!(is_rejected(
+        &verify(&client, &without_slash).await,
+        Reject::Issuer
+    ));
+
+    // The document breaks; the key set moves on at the known jwks_uri.
+    server.set_routes(json!({
+        &doc: {"status": 500},
+        "/tenant/jwks": max_age_1(&jwks(&[&k1, &k2])),
+    }));
+    let token = mint(&k2, json!({"iss": issuer}));
+    let (c, t) = (&client, &token);
+    assert!(
+        eventually(Duration::from_secs(8), || async move {
+            is_valid(&verify(c, t).await)
+        })
+        .await,
+        "the known jwks_uri was not used after discovery failed{}",
+        d.log()
+    );
+    assert!(is_ready(&client).await);
+    assert!(
+        d.log()
+            .contains("discovery failed; using the last known jwks_uri"),
+        "the discovery failure was not reported{}",
+        d.log()
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_body_above_max_jwks_bytes_is_refused_while_streaming() {
+    let server = JwksServer::start();
+    let keys: Vec<SigningKey> = (0..40).map(|n| key(&format!("k{n}"))).collect();
+    let all: Vec<&SigningKey> = keys.iter().collect();
+    let big = jwks(&all);
+    assert!(big.len() > 4096, "the set must exceed the cap");
+    server.set_routes(json!({"/jwks": {"body": big, "chunked": true}}));
+    let d = Daemon::start(&[
+        "--jwks-url",
+        &server.url("jwks"),
+        "--max-jwks-bytes",
+        "4096",
+        "--refresh-min",
+        "1s",
+    ]);
+    let client = d.client().await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            d.log().contains("larger than max_jwks_bytes")
+        })
+        .await,
+        "an oversized chunked body was not refused{}",
+        d.log()
+    );
+    assert!(!is_ready(&client).await);
+    // The same transfer encoding under the cap is fine.
+    server.set_routes(json!({"/jwks": {"body": jwks(&[&keys[0]]), "chunked": true}}));
+    assert_becomes_ready(&client, &d).await;
+    assert!(is_valid(&verify(&client, &fresh(&keys[0])).await));
+}
+
+#[tokio::test]
+async fn loopback_fetches_never_go_through_a_proxy() {
+    let server = JwksServer::start();
+    let k1 = key("k1");
+    server.set_routes(json!({"/jwks": {"body": jwks(&[&k1])}}));
+    // A "proxy" that counts connections and closes them: a fetch through it
+    // would fail, and would be seen.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listener");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("proxy address"));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in proxy.incoming() {
+            counter.fetch_add(1, SeqCst);
+            drop(conn);
+        }
+    });
+    // Only the plain-http proxy: with https_proxy also set, reqwest 0.13's
+    // own environment proxy happens to skip http URLs, which would hide the
+    // leak this test is about.
+    let env = [("http_proxy", proxy_url.as_str())];
+    let d = Daemon::start_with_env(&["--jwks-url", &server.url("jwks")], &env);
+    let client = d.client().await;
+    assert_becomes_ready(&client, &d).await;
+    assert!(is_valid(&verify(&client, &fresh(&k1)).await));
+    assert_eq!(hits.load(SeqCst), 0, "a loopback fetch went to the proxy");
 }

@@ -7,7 +7,8 @@
 //! - **Schedule.** After a good fetch, the next one is due after the
 //!   response's `Cache-Control: max-age` (`no-cache`/`no-store` count as 0),
 //!   clamped to `[refresh_min, refresh_max]`; without one, after
-//!   `refresh_interval`. After a failure, after 1 s, doubling per failure up
+//!   `refresh_interval`. With `max_stale` set, never later than half of it,
+//!   so a healthy issuer never goes stale between two scheduled fetches. After a failure, after 1 s, doubling per failure up
 //!   to `refresh_min`. Every delay is jittered down by up to 20%, so a fleet
 //!   of sidecars started together does not fetch in lockstep.
 //! - **Unknown kid.** The issuer's [`RefreshGate`] cuts a sleep short when a
@@ -22,15 +23,21 @@
 //!   to an allowed URL.
 //! - **Allowed URLs** ([`url_problem`]): `https`, or plain `http` only to a
 //!   loopback address (`127.0.0.0/8`, `::1`, `localhost`), for a local IdP
-//!   or test server. This holds for configured URLs, discovered `jwks_uri`s
-//!   and redirect targets alike.
+//!   or test server. Once a source starts on `https`, everything it leads to
+//!   (redirects, the discovered `jwks_uri`) must be `https` too: an IdP's
+//!   document or redirect cannot steer jwtd to a plaintext service on the
+//!   pod's loopback.
+//! - **Proxies.** `HTTPS_PROXY`/`https_proxy` (and `NO_PROXY`) apply to
+//!   `https` fetches; loopback fetches never go through a proxy, whatever the
+//!   environment says.
 //! - **Discovery** (OpenID Connect Discovery 1.0, section 4): the document at
 //!   `<issuer>/.well-known/openid-configuration` must name exactly the
 //!   configured issuer, and its `jwks_uri` must be an allowed URL. It is
 //!   fetched (revalidated) at every refresh, so an IdP that moves its
 //!   `jwks_uri` is followed; when it fails but a `jwks_uri` is known, that
 //!   one is used.
-//! - **Failures** keep the last good set, are counted
+//! - **Failures** (discovery failures included, even when the last known
+//!   `jwks_uri` still serves) keep the last good set, are counted
 //!   ([`crate::verifier::Health`]) and logged with the age of the set kept.
 //!   Nothing here ever logs a token.
 
@@ -105,6 +112,8 @@ pub struct RemoteSettings {
     pub fetch_timeout: Duration,
     /// Largest response body accepted.
     pub max_bytes: usize,
+    /// When set, scheduled fetches come at least twice per `max_stale`.
+    pub max_stale: Option<Duration>,
 }
 
 /// Why a URL may not be fetched, if it may not.
@@ -118,6 +127,18 @@ pub fn url_problem(url: &Url) -> Option<String> {
         )),
         other => Some(format!("{url}: scheme {other:?} is not https")),
     }
+}
+
+/// Why `url`, reached from a source that started at `origin` (a redirect
+/// target, a discovered `jwks_uri`), may not be fetched, if it may not: the
+/// rules of [`url_problem`], and no step down from `https` to `http`.
+pub fn followed_url_problem(origin: &Url, url: &Url) -> Option<String> {
+    if origin.scheme() == "https" && url.scheme() != "https" {
+        return Some(format!(
+            "{url}: reached from https ({origin}), so it must be https too"
+        ));
+    }
+    url_problem(url)
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -138,20 +159,38 @@ fn is_loopback(url: &Url) -> bool {
 ///
 /// If the TLS stack cannot be set up.
 pub fn client(settings: &RemoteSettings) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("jwtd/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(settings.fetch_timeout)
         .timeout(settings.fetch_timeout)
+        // reqwest's system proxy would also carry loopback http (in clear,
+        // to the proxy host's loopback): proxies are set below, https only.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                attempt.error("too many redirects")
-            } else if let Some(problem) = url_problem(attempt.url()) {
-                attempt.error(format!("redirect refused: {problem}"))
-            } else {
-                attempt.follow()
+            // `previous` holds the original URL and every hop so far.
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error("too many redirects");
             }
-        }))
-        .build()
+            let problem = match attempt.previous().first() {
+                Some(origin) => followed_url_problem(origin, attempt.url()),
+                None => url_problem(attempt.url()),
+            };
+            match problem {
+                Some(problem) => attempt.error(format!("redirect refused: {problem}")),
+                None => attempt.follow(),
+            }
+        }));
+    let env = |name: &str| {
+        std::env::var(name)
+            .or_else(|_| std::env::var(name.to_ascii_lowercase()))
+            .ok()
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(proxy) = env("HTTPS_PROXY") {
+        builder = builder
+            .proxy(reqwest::Proxy::https(proxy.as_str())?.no_proxy(reqwest::NoProxy::from_env()));
+    }
+    builder.build()
 }
 
 /// Why a fetch failed.
@@ -217,6 +256,8 @@ struct Fetcher {
     jwks_etag: Option<String>,
     /// ETag of the last good discovery document.
     discovery_etag: Option<String>,
+    /// Discovery failed this round, and the last known `jwks_uri` was used.
+    discovery_error: Option<FetchError>,
 }
 
 /// Keeps issuer `issuer` of `verifier` supplied from `endpoint`, forever
@@ -239,6 +280,7 @@ pub async fn watch_remote(
         client,
         jwks_etag: None,
         discovery_etag: None,
+        discovery_error: None,
     };
     let source = fetcher.endpoint.url().to_string();
     let mut failures: u32 = 0;
@@ -246,7 +288,17 @@ pub async fn watch_remote(
         if let Some(g) = gate {
             g.started();
         }
-        let delay = match fetcher.round().await {
+        let round = fetcher.round().await;
+        if let Some(e) = fetcher.discovery_error.take() {
+            failed(
+                &verifier,
+                issuer,
+                &source,
+                &e,
+                "discovery failed; using the last known jwks_uri",
+            );
+        }
+        let delay = match round {
             Ok(Fetched::Updated { keys, max_age }) => {
                 log_skipped(&keys);
                 tracing::info!(%source, keys = keys.keys().len(), "key set fetched");
@@ -261,32 +313,19 @@ pub async fn watch_remote(
                 fetcher.next_refresh(max_age)
             }
             Err(e) => {
-                verifier.record_failure(issuer);
+                failed(&verifier, issuer, &source, &e, "key set fetch failed");
                 failures = failures.saturating_add(1);
-                let last_good = verifier
-                    .issuers()
-                    .get(issuer)
-                    .and_then(|i| i.health().last_good());
-                match last_good {
-                    Some(t) => tracing::warn!(
-                        %source,
-                        error = %e,
-                        set_age_secs = crate::server::unix_now().saturating_sub(t),
-                        "key set fetch failed; keeping the last good set"
-                    ),
-                    None => tracing::warn!(
-                        %source,
-                        error = %e,
-                        "key set fetch failed; no key set yet, tokens of this issuer are undecided"
-                    ),
-                }
                 fetcher.retry_delay(failures)
             }
         };
         if let Some(g) = gate {
             g.finished();
         }
-        let deadline = Instant::now() + jitter(delay);
+        // Settings are bounded (config), but a far deadline must never panic.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(jitter(delay))
+            .unwrap_or(now + Duration::from_secs(86_400));
         match gate {
             Some(g) => g.sleep(deadline).await,
             None => tokio::time::sleep_until(deadline).await,
@@ -294,13 +333,39 @@ pub async fn watch_remote(
     }
 }
 
+/// Counts and logs a failure, with the age of the set kept.
+fn failed(verifier: &Verifier, issuer: usize, source: &str, e: &FetchError, what: &str) {
+    verifier.record_failure(issuer);
+    let last_good = verifier
+        .issuers()
+        .get(issuer)
+        .and_then(|i| i.health().last_good());
+    match last_good {
+        Some(t) => tracing::warn!(
+            %source,
+            error = %e,
+            set_age_secs = crate::server::unix_now().saturating_sub(t),
+            "{what}; keeping the last good set"
+        ),
+        None => tracing::warn!(
+            %source,
+            error = %e,
+            "{what}; no key set yet, tokens of this issuer are undecided"
+        ),
+    }
+}
+
 impl Fetcher {
     /// Delay after a good fetch.
     fn next_refresh(&self, max_age: Option<Duration>) -> Duration {
         let s = &self.settings;
-        max_age
+        let due = max_age
             .unwrap_or(s.refresh_interval)
-            .clamp(s.refresh_min, s.refresh_max.max(s.refresh_min))
+            .clamp(s.refresh_min, s.refresh_max.max(s.refresh_min));
+        match s.max_stale {
+            Some(stale) => due.min(stale / 2),
+            None => due,
+        }
     }
 
     /// Delay after the `failures`-th failure in a row.
@@ -341,7 +406,9 @@ impl Fetcher {
     async fn discover(&mut self, issuer: &str, url: &Url) -> Result<Url, FetchError> {
         let fetched = match self.get(url, self.discovery_etag.as_deref()).await {
             Ok(response) if response.not_modified => return self.known_jwks_uri(None),
-            Ok(response) => jwks_uri_of(issuer, &response.body).map(|uri| (uri, response.etag)),
+            Ok(response) => {
+                jwks_uri_of(issuer, url, &response.body).map(|uri| (uri, response.etag))
+            }
             Err(e) => Err(e),
         };
         match fetched {
@@ -358,7 +425,9 @@ impl Fetcher {
         match (&self.jwks_uri, error) {
             (Some(uri), None) => Ok(uri.clone()),
             (Some(uri), Some(e)) => {
-                tracing::warn!(error = %e, jwks_uri = %uri, "discovery failed; using the last known jwks_uri");
+                // Reported (and counted) by the task, whatever the key set
+                // fetch then does.
+                self.discovery_error = Some(e);
                 // Fetch the document whole next time.
                 self.discovery_etag = None;
                 Ok(uri.clone())
@@ -436,7 +505,7 @@ impl Fetcher {
 }
 
 /// The checked `jwks_uri` of a discovery document for `issuer`.
-fn jwks_uri_of(issuer: &str, body: &[u8]) -> Result<Url, FetchError> {
+fn jwks_uri_of(issuer: &str, origin: &Url, body: &[u8]) -> Result<Url, FetchError> {
     let bad = |why: String| FetchError::Discovery(why);
     let doc: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("not JSON: {e}")))?;
@@ -454,7 +523,7 @@ fn jwks_uri_of(issuer: &str, body: &[u8]) -> Result<Url, FetchError> {
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| bad("no \"jwks_uri\" in the document".to_owned()))?;
     let uri = Url::parse(uri).map_err(|e| bad(format!("jwks_uri {uri:?}: {e}")))?;
-    match url_problem(&uri) {
+    match followed_url_problem(origin, &uri) {
         Some(problem) => Err(bad(format!("jwks_uri {problem}"))),
         None => Ok(uri),
     }
@@ -528,6 +597,23 @@ mod tests {
     }
 
     #[test]
+    fn no_step_down_from_https() {
+        let https = url("https://idp.example.com/jwks");
+        let local = url("http://127.0.0.1:8080/jwks");
+        assert!(followed_url_problem(&https, &local).is_some());
+        assert_eq!(
+            followed_url_problem(&https, &url("https://cdn.example.com/jwks")),
+            None
+        );
+        // A loopback source may lead to loopback, never off it in clear.
+        assert_eq!(
+            followed_url_problem(&local, &url("http://localhost:9/jwks")),
+            None
+        );
+        assert!(followed_url_problem(&local, &url("http://idp.example.com/jwks")).is_some());
+    }
+
+    #[test]
     fn cache_control_max_age() {
         assert_eq!(
             max_age("public, max-age=300"),
@@ -550,6 +636,7 @@ mod tests {
             refresh_max: Duration::from_secs(86400),
             fetch_timeout: Duration::from_secs(5),
             max_bytes: 1024,
+            max_stale: None,
         };
         Fetcher {
             endpoint: Endpoint::Jwks(url("https://idp.example.com/jwks")),
@@ -558,6 +645,7 @@ mod tests {
             jwks_uri: None,
             jwks_etag: None,
             discovery_etag: None,
+            discovery_error: None,
         }
     }
 
@@ -577,6 +665,14 @@ mod tests {
             f.next_refresh(Some(Duration::from_secs(10 * 86400))),
             Duration::from_secs(86400)
         );
+        // With max_stale, at least two scheduled fetches per max_stale.
+        let mut f = f;
+        f.settings.max_stale = Some(Duration::from_secs(600));
+        assert_eq!(
+            f.next_refresh(Some(Duration::from_secs(3600))),
+            Duration::from_secs(300)
+        );
+        assert_eq!(f.next_refresh(None), Duration::from_secs(300));
     }
 
     #[test]
@@ -603,10 +699,11 @@ mod tests {
     fn discovery_documents_are_checked() {
         let iss = "https://idp.example.com/realms/a";
         let doc = |v: serde_json::Value| v.to_string().into_bytes();
+        let origin = url("https://idp.example.com/realms/a/.well-known/openid-configuration");
         let good =
             doc(serde_json::json!({"issuer": iss, "jwks_uri": "https://idp.example.com/certs"}));
         assert_eq!(
-            jwks_uri_of(iss, &good).unwrap().as_str(),
+            jwks_uri_of(iss, &origin, &good).unwrap().as_str(),
             "https://idp.example.com/certs"
         );
         for (bad, why) in [
@@ -623,11 +720,11 @@ mod tests {
             (doc(serde_json::json!({"issuer": iss})), "no \"jwks_uri\""),
             (
                 doc(serde_json::json!({"issuer": iss, "jwks_uri": "http://idp.example.com/certs"})),
-                "plain http",
+                "must be https",
             ),
             (b"<html>".to_vec(), "not JSON"),
         ] {
-            let e = jwks_uri_of(iss, &bad).unwrap_err().to_string();
+            let e = jwks_uri_of(iss, &origin, &bad).unwrap_err().to_string();
             assert!(e.contains(why), "{e}");
         }
         // A trailing slash on the issuer is dropped from the document URL
