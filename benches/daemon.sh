@@ -25,16 +25,8 @@ secs=${1:-10}
 conns=16
 depth=8
 
-cargo build --release --quiet
-jwtd=$PWD/target/release/jwtd
-work=$(mktemp -d /tmp/jwtd-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 iss=https://issuer.example.test/
 aud=api://jwt-sidecar-bench
@@ -51,14 +43,6 @@ PY
 "$jwtd" bench tokens --key "$work/rs256.pem" --count 10000 --iss "$iss" --aud "$aud" > "$work/rs256.txt"
 head -1 "$work/es256.txt" > "$work/one.txt"
 
-wait_socket() {
-    for _ in $(seq 200); do
-        [ -S "$1" ] && python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])" "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "no server on $1" >&2
-    exit 1
-}
 
 start_jwtd() { # extra flags...
     "$jwtd" serve --socket "$work/jwtd.sock" --jwks-file "$work/jwks.json" --issuer "$iss" \

@@ -15,16 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 
-cargo build --release --quiet
-jwtd=$PWD/target/release/jwtd
-work=$(mktemp -d /tmp/jwtd-issuers.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 iss=https://issuer-b.example.test/
 aud=api://jwt-sidecar-bench
@@ -50,14 +42,6 @@ TOML
 "$jwtd" bench tokens --key "$work/b-hs.json" --count 10000 --iss "$iss" --aud "$aud" > "$work/hs256.txt"
 head -1 "$work/es256.txt" > "$work/one.txt"
 
-wait_socket() {
-    for _ in $(seq 200); do
-        [ -S "$1" ] && python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])" "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "no server on $1" >&2
-    exit 1
-}
 start_jwtd() { # flags...
     "$jwtd" serve --socket "$work/jwtd.sock" --log warn "$@" &
     jwtd_pid=$!

@@ -21,8 +21,8 @@
 //! for bad signatures, which a later issue may cache separately.
 //!
 //! Entries remember the key that verified them ([`Verified::key`], a content
-//! fingerprint); [`crate::verifier::Verifier`] serves a hit only while the
-//! current key set still holds that key, so a key removed by a swap stops
+//! fingerprint) and the issuer whose set held it; [`crate::verifier::Verifier`]
+//! serves a hit only while that issuer's current key set still holds that key, so a key removed by a swap stops
 //! vouching at once, without walking the cache.
 
 use std::num::NonZeroUsize;
@@ -46,6 +46,18 @@ struct Entry {
     expires_at: i64,
     /// The verified result, shared with in-flight replies.
     result: Arc<Verified>,
+    /// Which issuer's key set vouches for it (an index into the verifier's
+    /// issuers), so a hit checks that set without looking `iss` up.
+    issuer: u32,
+}
+
+/// A cache hit.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The verified result.
+    pub result: Arc<Verified>,
+    /// The issuer index it was cached with.
+    pub issuer: usize,
 }
 
 /// One independently locked part of the cache.
@@ -96,20 +108,36 @@ impl Cache {
     }
 
     /// The cached result for `key`, if present and not expired at `now`.
-    pub fn get(&self, key: &Key, now: i64) -> Option<Arc<Verified>> {
+    pub fn get(&self, key: &Key, now: i64) -> Option<Hit> {
         let mut shard = self.shard(key)?;
         let entry = shard.get(key)?;
         if now < entry.expires_at {
-            return Some(entry.result.clone());
+            return Some(Hit {
+                result: entry.result.clone(),
+                issuer: entry.issuer as usize,
+            });
         }
         shard.pop(key);
         None
     }
 
-    /// Caches `result` until `expires_at` (Unix seconds, exclusive).
-    pub fn insert(&self, key: Key, result: Arc<Verified>, expires_at: i64) {
+    /// Caches `result`, vouched for by issuer `issuer`, until `expires_at`
+    /// (Unix seconds, exclusive).
+    pub fn insert(&self, key: Key, result: Arc<Verified>, issuer: usize, expires_at: i64) {
+        // Issuer indexes come from configuration (a handful); one that does
+        // not fit is never cached rather than cached under another.
+        let Ok(issuer) = u32::try_from(issuer) else {
+            return;
+        };
         if let Some(mut shard) = self.shard(&key) {
-            shard.put(key, Entry { expires_at, result });
+            shard.put(
+                key,
+                Entry {
+                    expires_at,
+                    result,
+                    issuer,
+                },
+            );
         }
     }
 
@@ -163,7 +191,7 @@ mod tests {
     fn entry_is_served_until_expiry_and_never_after() {
         let cache = Cache::new(100);
         let k = Cache::key(b"", b"tok");
-        cache.insert(k, verified("a"), 130);
+        cache.insert(k, verified("a"), 0, 130);
         assert!(cache.get(&k, 129).is_some());
         assert!(cache.get(&k, 130).is_none(), "served at expires_at");
         assert!(
@@ -183,7 +211,7 @@ mod tests {
     fn capacity_bounds_entries() {
         let cache = Cache::new(SHARDS * 2);
         for i in 0..1000u32 {
-            cache.insert(Cache::key(b"", &i.to_be_bytes()), verified("a"), i64::MAX);
+            cache.insert(Cache::key(b"", &i.to_be_bytes()), verified("a"), 0, i64::MAX);
         }
         assert!(cache.len() <= SHARDS * 2, "{} entries", cache.len());
     }
@@ -193,7 +221,7 @@ mod tests {
         let cache = Cache::new(0);
         assert!(!cache.is_enabled());
         let k = Cache::key(b"", b"tok");
-        cache.insert(k, verified("a"), i64::MAX);
+        cache.insert(k, verified("a"), 0, i64::MAX);
         assert!(cache.get(&k, 0).is_none());
         assert!(cache.is_empty());
     }

@@ -325,8 +325,8 @@ impl Verifier {
             // Served only while the key that verified it is still trusted:
             // a key removed by a swap stops vouching at once, and a result
             // cached by a verification that raced the swap is refused too.
-            Some(result) if self.still_trusted(&result) => Ok(Outcome::Valid {
-                result,
+            Some(hit) if self.still_trusted(&hit) => Ok(Outcome::Valid {
+                result: hit.result,
                 cached: true,
             }),
             Some(_) => {
@@ -339,24 +339,15 @@ impl Verifier {
         }
     }
 
-    /// The issuer that verified `result`: the only one, or the one its `iss`
-    /// selected.
-    fn issuer_of(&self, result: &Verified) -> Option<&Issuer> {
-        let issuers = &self.inner.issuers;
-        if issuers.len() == 1 {
-            return issuers.first();
-        }
-        let n = *self.inner.by_iss.get(result.claims.iss.as_deref()?)?;
-        issuers.get(n)
-    }
-
-    fn still_trusted(&self, result: &Verified) -> bool {
-        self.issuer_of(result).is_some_and(|issuer| {
+    /// Whether the issuer that vouched for a cached result still holds the
+    /// key that verified it.
+    fn still_trusted(&self, hit: &crate::cache::Hit) -> bool {
+        self.inner.issuers.get(hit.issuer).is_some_and(|issuer| {
             issuer
                 .keys
                 .load()
                 .as_deref()
-                .is_some_and(|keys| keys.contains(result.key))
+                .is_some_and(|keys| keys.contains(hit.result.key))
         })
     }
 
@@ -394,8 +385,8 @@ impl Verifier {
                     .claims
                     .exp
                     .map_or(cap, |exp| exp.saturating_add(leeway).min(cap));
-                if let Some(key) = miss.key {
-                    self.inner.cache.insert(key, result.clone(), expires_at);
+                if let (Some(key), Some(n)) = (miss.key, call.chosen.get()) {
+                    self.inner.cache.insert(key, result.clone(), n, expires_at);
                 }
                 Outcome::Valid {
                     result,
