@@ -371,8 +371,9 @@ fn verify_group(
         return;
     }
     // Unknown kids wait for their issuer's refresh off this group: waiting
-    // costs no CPU, and the other replies are already on their way. Every
-    // wait shares one deadline, so a hung fetch bounds them all at once.
+    // costs no CPU, and the other replies are already on their way. Each
+    // wait's deadline was set when it met the gate, all within this group's
+    // verification, so waiting on them in turn still ends by the last one.
     let waiting_slots = slots.as_mut().and_then(|s| s.split(refreshing.len()));
     drop(slots);
     let (verifier, tx) = (verifier.clone(), tx.clone());
