@@ -211,7 +211,12 @@ mod tests {
     fn capacity_bounds_entries() {
         let cache = Cache::new(SHARDS * 2);
         for i in 0..1000u32 {
-            cache.insert(Cache::key(b"", &i.to_be_bytes()), verified("a"), 0, i64::MAX);
+            cache.insert(
+                Cache::key(b"", &i.to_be_bytes()),
+                verified("a"),
+                0,
+                i64::MAX,
+            );
         }
         assert!(cache.len() <= SHARDS * 2, "{} entries", cache.len());
     }

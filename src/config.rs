@@ -15,7 +15,7 @@
 //! variable, TOML key and default; keep it in step with [`RawConfig`] (the
 //! `deploy/jwtd.toml` test fails when a key is unknown here).
 //!
-//! Durations read as `30`, `30s`, `500ms`, `5m`, `1h`, `1d`. Lists in TOML are
+//! Durations read as `30`, `30s`, `500ms`, `100us`, `5m`, `1h`, `1d`. Lists in TOML are
 //! arrays; on the command line and in the environment, comma-separated.
 
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::jwks::KeySet;
 use crate::jwks::source::{Endpoint, RemoteSettings, url_problem};
+use crate::revocation::RevocationConfig;
 use crate::verifier::{IssuerConfig, VerifierConfig};
 use crate::verify::{self, AlgSet, Algorithm, Policy};
 
@@ -104,6 +105,20 @@ pub struct RawConfig {
     pub unknown_kid_wait: Option<String>,
     /// Duration.
     pub max_stale: Option<String>,
+    /// Redis URLs (one server, or cluster nodes).
+    pub redis: Option<Vec<String>>,
+    /// `closed` or `open`.
+    pub revocation_fail: Option<String>,
+    /// Key prefix.
+    pub revocation_prefix: Option<String>,
+    /// Duration.
+    pub revocation_window: Option<String>,
+    /// Integer.
+    pub revocation_batch: Option<String>,
+    /// Duration.
+    pub revocation_timeout: Option<String>,
+    /// Duration.
+    pub revocation_cache_ttl: Option<String>,
     /// `[[issuers]]` tables (config file only).
     pub issuers: Option<Vec<RawIssuer>>,
 }
@@ -141,8 +156,9 @@ macro_rules! fields {
             max_token_bytes, cache_entries, cache_max_ttl, max_connections, max_in_flight,
             max_frame_bytes, max_verifying, idle_timeout, write_timeout, shutdown_grace, threads, log,
             refresh_interval, refresh_min, refresh_max, fetch_timeout, max_jwks_bytes,
-            unknown_kid_cooldown, unknown_kid_wait, max_stale;
-            audiences, algorithms, required_claims
+            unknown_kid_cooldown, unknown_kid_wait, max_stale, revocation_fail, revocation_prefix,
+            revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl;
+            audiences, algorithms, required_claims, redis
         )
     };
 }
@@ -205,6 +221,7 @@ impl RawConfig {
         raw.audiences = take_list(&mut table, "", "audiences", problems);
         raw.algorithms = take_list(&mut table, "", "algorithms", problems);
         raw.required_claims = take_list(&mut table, "", "required_claims", problems);
+        raw.redis = take_list(&mut table, "", "redis", problems);
         raw.issuers = table
             .remove("issuers")
             .and_then(|v| issuer_tables(v, problems));
@@ -309,6 +326,7 @@ fn env_list_name(field: &str) -> &'static str {
     match field {
         "audiences" => "AUDIENCES",
         "algorithms" => "ALGORITHMS",
+        "redis" => "REDIS",
         _ => "REQUIRE",
     }
 }
@@ -345,6 +363,10 @@ pub struct Config {
     pub sources: Vec<IssuerSource>,
     /// Fetch settings of remote sources.
     pub remote: RemoteSettings,
+    /// Redis URLs for revocation (empty: the in-memory store).
+    pub redis: Vec<String>,
+    /// Revocation settings.
+    pub revocation: RevocationConfig,
     /// Verification, policy and cache settings.
     pub verifier: VerifierConfig,
     /// Maximum concurrent connections.
@@ -387,7 +409,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
     let n: u64 = digits.parse().map_err(|_| {
-        format!("invalid duration {s:?}: expected a number with an optional unit (ms, s, m, h, d)")
+        format!(
+            "invalid duration {s:?}: expected a number with an optional unit (us, ms, s, m, h, d)"
+        )
     })?;
     let secs = |mult: u64| {
         n.checked_mul(mult)
@@ -395,13 +419,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("duration {s:?} is too large"))
     };
     match unit {
+        "us" | "µs" => Ok(Duration::from_micros(n)),
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => secs(1),
         "m" => secs(60),
         "h" => secs(3600),
         "d" => secs(86400),
         _ => Err(format!(
-            "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            "invalid duration {s:?}: unknown unit {unit:?} (use us, ms, s, m, h or d)"
         )),
     }
 }
@@ -559,6 +584,14 @@ impl Config {
             ));
         }
 
+        let revocation = revocation(&mut c, &raw);
+        let redis: Vec<String> = raw.redis.clone().unwrap_or_default();
+        for url in &redis {
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                c.problems.push(format!("redis: {url:?}: {e}"));
+            }
+        }
+
         let issuer_tables = issuer_list(&mut c, &raw);
         // With [[issuers]] tables, even one, every table must name its issuer
         // and its key source: nothing falls back to the development keys.
@@ -644,6 +677,8 @@ impl Config {
             socket_mode,
             sources,
             remote,
+            redis,
+            revocation,
             verifier: VerifierConfig {
                 issuers,
                 cache_entries,
@@ -659,6 +694,74 @@ impl Config {
             threads,
             log,
         })
+    }
+}
+
+/// Revocation settings.
+fn revocation(c: &mut Check, raw: &RawConfig) -> RevocationConfig {
+    let defaults = RevocationConfig::default();
+    let fail_open = match raw.revocation_fail.as_deref().map(str::trim) {
+        None | Some("closed") => false,
+        Some("open") => true,
+        Some(other) => {
+            c.problems.push(format!(
+                "revocation_fail: {other:?} is neither \"closed\" nor \"open\""
+            ));
+            false
+        }
+    };
+    let prefix = raw
+        .revocation_prefix
+        .clone()
+        .unwrap_or_else(|| defaults.prefix.clone());
+    if prefix.contains(['{', '}']) {
+        c.problems.push(format!(
+            "revocation_prefix: {prefix:?} must not contain braces (jwtd adds the cluster hash tag)"
+        ));
+    }
+    let window = c.duration(
+        "revocation_window",
+        raw.revocation_window.as_deref(),
+        "100us",
+    );
+    if window > Duration::from_millis(10) {
+        c.problems.push(format!(
+            "revocation_window: {window:?} is above the maximum of 10ms (every lookup would wait that long)"
+        ));
+    }
+    let timeout = c.duration(
+        "revocation_timeout",
+        raw.revocation_timeout.as_deref(),
+        "100ms",
+    );
+    if timeout.is_zero() || timeout > Duration::from_secs(10) {
+        c.problems.push(format!(
+            "revocation_timeout: {timeout:?} is outside 1ms ..= 10s"
+        ));
+    }
+    let cache_ttl = c.duration(
+        "revocation_cache_ttl",
+        raw.revocation_cache_ttl.as_deref(),
+        "1s",
+    );
+    if cache_ttl > Duration::from_secs(3600) {
+        c.problems.push(format!(
+            "revocation_cache_ttl: {cache_ttl:?} is above the maximum of 1h"
+        ));
+    }
+    RevocationConfig {
+        prefix,
+        fail_open,
+        window,
+        batch_max: c.number(
+            "revocation_batch",
+            raw.revocation_batch.as_deref(),
+            defaults.batch_max,
+            (1, 100_000),
+        ),
+        timeout,
+        cache_ttl,
+        cache_entries: defaults.cache_entries,
     }
 }
 

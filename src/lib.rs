@@ -74,6 +74,7 @@ pub mod config;
 pub mod jwks;
 pub mod pem;
 pub mod protocol;
+pub mod revocation;
 pub mod server;
 pub mod sign;
 pub mod verifier;

@@ -22,10 +22,18 @@
 //! The check is split in two so a front can answer cache hits inline and
 //! move only the expensive part (signature verification) elsewhere:
 //! [`Verifier::check_cached`] then, on a miss, [`Verifier::check_uncached`].
-//! The second may answer [`Outcome::Refreshing`]: the token names a key its
-//! issuer's set lacks and a refresh of that set has been started or joined
-//! (`jwks::refresh`); the front awaits [`Refreshing::finish`] off its hot
-//! path, which verifies once more against the refreshed set.
+//! Either may answer [`Outcome::Pending`]: the answer needs a wait, which
+//! the front awaits off its hot path with [`Pending::finish`]. Two things
+//! wait: a token naming a key its issuer's set lacks, while a refresh of
+//! that set runs (`jwks::refresh`; it is then verified once more), and a
+//! valid token whose revocation status is not known locally (a batched
+//! lookup, `revocation`).
+//!
+//! **Revocation.** Every valid answer, cache hits included, goes through the
+//! revocation check: [`crate::revocation::Revocation::check_local`] inline,
+//! else a pending lookup. Revoked is [`Reject::Revoked`]; a store that could
+//! not be asked (revocation failing closed) is
+//! [`Outcome::RevocationUnavailable`].
 //!
 //! **Readiness.** [`Verifier::ready`]: every issuer has a key set, and none
 //! whose source can go stale has gone without a good fetch for longer than
@@ -42,6 +50,7 @@ use arc_swap::ArcSwapOption;
 use crate::cache::Cache;
 use crate::jwks::KeySet;
 use crate::jwks::refresh::{RefreshGate, Wait};
+use crate::revocation::{Decision, Revocation, RevocationConfig};
 use crate::verify::{self, Policy, Reject, Rejection, Trust, Verified};
 
 /// What the daemon answers for one token.
@@ -60,9 +69,12 @@ pub enum Outcome {
     NoKeys,
     /// The selector names no configured audience.
     UnknownSelector,
-    /// Unknown key, with a refresh of the issuer's set under way: await
-    /// [`Refreshing::finish`] for the final outcome.
-    Refreshing(Refreshing),
+    /// Valid, but the revocation store could not be asked in time, and
+    /// revocation fails closed: cannot decide.
+    RevocationUnavailable,
+    /// The answer needs a wait (a key refresh, a revocation lookup): await
+    /// [`Pending::finish`] for it.
+    Pending(Pending),
 }
 
 /// Settings of one issuer.
@@ -183,6 +195,8 @@ struct Inner {
     cache: Cache,
     /// See [`VerifierConfig::cache_max_ttl`].
     cache_max_ttl: i64,
+    /// The revocation check of every valid answer.
+    revocation: Revocation,
 }
 
 /// The shared verification handle. Cheap to clone.
@@ -193,8 +207,14 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier with no key sets yet (publish them with
-    /// [`Verifier::set_keys`]).
+    /// [`Verifier::set_keys`]), checking revocation against an (empty)
+    /// in-memory store.
     pub fn new(config: VerifierConfig) -> Verifier {
+        Verifier::with_revocation(config, Revocation::memory(RevocationConfig::default()))
+    }
+
+    /// As [`Verifier::new`], with `revocation` checking every valid token.
+    pub fn with_revocation(config: VerifierConfig, revocation: Revocation) -> Verifier {
         let selectors: HashSet<Box<[u8]>> = config
             .issuers
             .iter()
@@ -260,6 +280,26 @@ impl Verifier {
                 selectors,
                 cache: Cache::new(config.cache_entries),
                 cache_max_ttl: i64::try_from(config.cache_max_ttl).unwrap_or(i64::MAX),
+                revocation,
+            }),
+        }
+    }
+
+    /// The revocation checker.
+    pub fn revocation(&self) -> &Revocation {
+        &self.inner.revocation
+    }
+
+    /// A valid result, through the revocation check.
+    fn valid(&self, result: Arc<Verified>, cached: bool, now: i64) -> Outcome {
+        match self.inner.revocation.check_local(&result, now) {
+            Some(decision) => decided(result, cached, decision),
+            None => Outcome::Pending(Pending {
+                kind: PendingKind::Revocation {
+                    result,
+                    cached,
+                    now,
+                },
             }),
         }
     }
@@ -325,10 +365,7 @@ impl Verifier {
             // Served only while the key that verified it is still trusted:
             // a key removed by a swap stops vouching at once, and a result
             // cached by a verification that raced the swap is refused too.
-            Some(hit) if self.still_trusted(&hit) => Ok(Outcome::Valid {
-                result: hit.result,
-                cached: true,
-            }),
+            Some(hit) if self.still_trusted(&hit) => Ok(self.valid(hit.result, true, now)),
             Some(_) => {
                 // Its key left the set: drop it rather than keep promoting
                 // an entry that will never be served.
@@ -352,7 +389,7 @@ impl Verifier {
     }
 
     /// Verifies `token` (no cache lookup) and caches a valid result. May
-    /// answer [`Outcome::Refreshing`] (see the module doc).
+    /// answer [`Outcome::Pending`] (see the module doc).
     pub fn check_uncached(&self, miss: Miss, selector: &[u8], token: &[u8], now: i64) -> Outcome {
         self.verify_miss(miss, selector, token, now, true)
     }
@@ -388,10 +425,7 @@ impl Verifier {
                 if let (Some(key), Some(n)) = (miss.key, call.chosen.get()) {
                     self.inner.cache.insert(key, result.clone(), n, expires_at);
                 }
-                Outcome::Valid {
-                    result,
-                    cached: false,
-                }
+                self.valid(result, false, now)
             }
             Err(_) if call.no_keys.get() => Outcome::NoKeys,
             Err(rejection) => {
@@ -399,10 +433,12 @@ impl Verifier {
                     && rejection.reason == Reject::UnknownKey
                     && let Some(wait) = issuer.and_then(|i| i.gate.as_ref()?.unknown_kid())
                 {
-                    return Outcome::Refreshing(Refreshing {
-                        miss,
-                        wait,
-                        rejection,
+                    return Outcome::Pending(Pending {
+                        kind: PendingKind::Refresh {
+                            miss,
+                            wait,
+                            rejection,
+                        },
                     });
                 }
                 Outcome::Invalid(rejection)
@@ -410,16 +446,28 @@ impl Verifier {
         }
     }
 
-    /// Both steps, without waiting for refreshes: the cache, then
-    /// verification ([`Outcome::Refreshing`] is answered as its reject).
-    pub fn check(&self, selector: &[u8], token: &[u8], now: i64) -> Outcome {
+    /// Both steps, waiting for whatever is pending: the cache, then
+    /// verification.
+    pub async fn check(&self, selector: &[u8], token: &[u8], now: i64) -> Outcome {
         let outcome = self
             .check_cached(selector, token, now)
             .unwrap_or_else(|miss| self.check_uncached(miss, selector, token, now));
         match outcome {
-            Outcome::Refreshing(r) => Outcome::Invalid(r.rejection),
+            Outcome::Pending(p) => p.finish(self, selector, token).await,
             other => other,
         }
+    }
+}
+
+/// A valid result's outcome once its revocation status is decided.
+fn decided(result: Arc<Verified>, cached: bool, decision: Decision) -> Outcome {
+    match decision {
+        Decision::Clear => Outcome::Valid { result, cached },
+        Decision::Revoked => Outcome::Invalid(Rejection {
+            reason: Reject::Revoked,
+            anomalies: result.anomalies,
+        }),
+        Decision::Unavailable => Outcome::RevocationUnavailable,
     }
 }
 
@@ -430,26 +478,67 @@ pub struct Miss {
     key: Option<crate::cache::Key>,
 }
 
-/// An unknown-key verdict waiting for a refresh of its issuer's set.
+/// An answer that needs a wait: see [`Outcome::Pending`].
 #[derive(Debug)]
-pub struct Refreshing {
-    miss: Miss,
-    wait: Wait,
-    rejection: Rejection,
+pub struct Pending {
+    kind: PendingKind,
 }
 
-impl Refreshing {
-    /// The verdict if no refresh helps.
-    pub fn rejection(&self) -> Rejection {
-        self.rejection
+#[derive(Debug)]
+enum PendingKind {
+    /// An unknown key, while its issuer's set is refreshed.
+    Refresh {
+        miss: Miss,
+        wait: Wait,
+        rejection: Rejection,
+    },
+    /// A valid token, while its revocation status is looked up.
+    Revocation {
+        result: Arc<Verified>,
+        cached: bool,
+        now: i64,
+    },
+}
+
+impl Pending {
+    /// The reject this becomes if a refresh does not help (`None` for a
+    /// revocation lookup).
+    pub fn rejection(&self) -> Option<Rejection> {
+        match &self.kind {
+            PendingKind::Refresh { rejection, .. } => Some(*rejection),
+            PendingKind::Revocation { .. } => None,
+        }
     }
 
-    /// Waits for the refresh (bounded by the issuer's `unknown_kid_wait`),
-    /// then verifies `token` once more. Never starts another refresh.
+    /// Waits, then answers. A refresh is waited for at most the issuer's
+    /// `unknown_kid_wait`, and the token is then verified once more (never
+    /// starting another refresh); a revocation lookup at most the batch
+    /// deadline.
     pub async fn finish(self, verifier: &Verifier, selector: &[u8], token: &[u8]) -> Outcome {
-        self.wait.done().await;
-        let now = crate::server::unix_now();
-        verifier.verify_miss(self.miss, selector, token, now, false)
+        let (result, cached, now) = match self.kind {
+            PendingKind::Revocation {
+                result,
+                cached,
+                now,
+            } => (result, cached, now),
+            PendingKind::Refresh { miss, wait, .. } => {
+                wait.done().await;
+                let now = crate::server::unix_now();
+                match verifier.verify_miss(miss, selector, token, now, false) {
+                    Outcome::Pending(Pending {
+                        kind:
+                            PendingKind::Revocation {
+                                result,
+                                cached,
+                                now,
+                            },
+                    }) => (result, cached, now),
+                    other => return other,
+                }
+            }
+        };
+        let decision = verifier.inner.revocation.check(&result, now).await;
+        decided(result, cached, decision)
     }
 }
 
@@ -542,26 +631,26 @@ mod tests {
         key.mint(&claims, &Default::default()).unwrap().into_bytes()
     }
 
-    #[test]
-    fn second_check_is_a_cache_hit_until_exp_plus_leeway() {
+    #[tokio::test]
+    async fn second_check_is_a_cache_hit_until_exp_plus_leeway() {
         let (key, v) = setup(&[]);
         let token = mint(&key, json!({"exp": 1000}));
         assert!(matches!(
-            v.check(b"", &token, 900),
+            v.check(b"", &token, 900).await,
             Outcome::Valid { cached: false, .. }
         ));
         assert!(matches!(
-            v.check(b"", &token, 901),
+            v.check(b"", &token, 901).await,
             Outcome::Valid { cached: true, .. }
         ));
         // Leeway 30: the core accepts until 1029, the cache serves until then.
         assert!(matches!(
-            v.check(b"", &token, 1029),
+            v.check(b"", &token, 1029).await,
             Outcome::Valid { cached: true, .. }
         ));
         assert!(v.check_cached(b"", &token, 1030).is_err());
         assert!(matches!(
-            v.check(b"", &token, 1030),
+            v.check(b"", &token, 1030).await,
             Outcome::Invalid(Rejection {
                 reason: Reject::Expired,
                 ..
@@ -569,8 +658,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn tokens_without_exp_are_cached_for_at_most_the_max_ttl() {
+    #[tokio::test]
+    async fn tokens_without_exp_are_cached_for_at_most_the_max_ttl() {
         let (key, v) = setup(&[]);
         let keys = v.issuers()[0].keys().unwrap();
         let v = Verifier::new(VerifierConfig::single(
@@ -584,23 +673,23 @@ mod tests {
         v.set_keys(0, (*keys).clone());
         let token = mint(&key, json!({"sub": "x"}));
         assert!(matches!(
-            v.check(b"", &token, 0),
+            v.check(b"", &token, 0).await,
             Outcome::Valid { cached: false, .. }
         ));
         assert!(v.check_cached(b"", &token, 599).is_ok());
         assert!(v.check_cached(b"", &token, 600).is_err());
     }
 
-    #[test]
-    fn cached_results_stop_at_the_swap_that_removes_their_key() {
+    #[tokio::test]
+    async fn cached_results_stop_at_the_swap_that_removes_their_key() {
         let (old_key, v) = setup(&[]);
         let token = mint(&old_key, json!({"exp": 1000}));
         assert!(matches!(
-            v.check(b"", &token, 0),
+            v.check(b"", &token, 0).await,
             Outcome::Valid { cached: false, .. }
         ));
         assert!(matches!(
-            v.check(b"", &token, 1),
+            v.check(b"", &token, 1).await,
             Outcome::Valid { cached: true, .. }
         ));
 
@@ -613,7 +702,7 @@ mod tests {
         .unwrap();
         v.set_keys(0, same);
         assert!(matches!(
-            v.check(b"", &token, 2),
+            v.check(b"", &token, 2).await,
             Outcome::Valid { cached: true, .. }
         ));
 
@@ -631,7 +720,7 @@ mod tests {
         assert!(v.check_cached(b"", &token, 3).is_err());
         assert!(v.cache().is_empty(), "the refused entry was kept");
         assert!(matches!(
-            v.check(b"", &token, 3),
+            v.check(b"", &token, 3).await,
             Outcome::Invalid(Rejection {
                 reason: Reject::UnknownKey,
                 ..
@@ -639,40 +728,55 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn invalid_results_are_not_cached() {
+    #[tokio::test]
+    async fn invalid_results_are_not_cached() {
         let (key, v) = setup(&[]);
         let token = mint(&key, json!({"exp": 10}));
-        assert!(matches!(v.check(b"", &token, 100), Outcome::Invalid(_)));
+        assert!(matches!(
+            v.check(b"", &token, 100).await,
+            Outcome::Invalid(_)
+        ));
         assert!(v.check_cached(b"", &token, 0).is_err());
         assert!(v.cache().is_empty());
     }
 
-    #[test]
-    fn selectors_pick_one_configured_audience() {
+    #[tokio::test]
+    async fn selectors_pick_one_configured_audience() {
         let (key, v) = setup(&["a", "b"]);
         let token = mint(&key, json!({"exp": 1000, "aud": "b"}));
-        assert!(matches!(v.check(b"", &token, 0), Outcome::Valid { .. }));
-        assert!(matches!(v.check(b"b", &token, 0), Outcome::Valid { .. }));
         assert!(matches!(
-            v.check(b"a", &token, 0),
+            v.check(b"", &token, 0).await,
+            Outcome::Valid { .. }
+        ));
+        assert!(matches!(
+            v.check(b"b", &token, 0).await,
+            Outcome::Valid { .. }
+        ));
+        assert!(matches!(
+            v.check(b"a", &token, 0).await,
             Outcome::Invalid(Rejection {
                 reason: Reject::Audience,
                 ..
             })
         ));
-        assert!(matches!(v.check(b"c", &token, 0), Outcome::UnknownSelector));
+        assert!(matches!(
+            v.check(b"c", &token, 0).await,
+            Outcome::UnknownSelector
+        ));
     }
 
-    #[test]
-    fn no_keys_means_undecided_until_a_set_is_published() {
+    #[tokio::test]
+    async fn no_keys_means_undecided_until_a_set_is_published() {
         let (key, loaded) = setup(&[]);
         let v = Verifier::new(VerifierConfig::single(Policy::default(), 10, 600));
         assert!(!v.ready());
         let token = mint(&key, json!({"exp": 1000}));
-        assert!(matches!(v.check(b"", &token, 0), Outcome::NoKeys));
+        assert!(matches!(v.check(b"", &token, 0).await, Outcome::NoKeys));
         v.set_keys(0, (*loaded.issuers()[0].keys().unwrap()).clone());
-        assert!(matches!(v.check(b"", &token, 0), Outcome::Valid { .. }));
+        assert!(matches!(
+            v.check(b"", &token, 0).await,
+            Outcome::Valid { .. }
+        ));
         assert!(v.ready());
     }
 
@@ -706,8 +810,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_tokens_iss_picks_the_issuer_and_its_keys_only() {
+    #[tokio::test]
+    async fn the_tokens_iss_picks_the_issuer_and_its_keys_only() {
         let (a, b) = (es256("a"), es256("b"));
         let v = Verifier::new(VerifierConfig {
             issuers: vec![
@@ -721,39 +825,54 @@ mod tests {
         v.set_keys(0, set_of(&[&a]));
         // B has no set yet: its tokens are undecided, A's are judged.
         let b_token = mint(&b, json!({"iss": "https://b", "aud": "api-b", "exp": 1000}));
-        assert!(matches!(v.check(b"", &b_token, 0), Outcome::NoKeys));
+        assert!(matches!(v.check(b"", &b_token, 0).await, Outcome::NoKeys));
         assert!(!v.ready());
         v.set_keys(1, set_of(&[&b]));
         assert!(v.ready());
 
         let a_token = mint(&a, json!({"iss": "https://a", "aud": "api-a", "exp": 1000}));
-        assert!(matches!(v.check(b"", &a_token, 0), Outcome::Valid { .. }));
-        assert!(matches!(v.check(b"", &b_token, 0), Outcome::Valid { .. }));
-        // A's key, B's name: only B's keys are tried.
-        let forged = mint(&a, json!({"iss": "https://b", "aud": "api-b", "exp": 1000}));
-        assert_eq!(reason(v.check(b"", &forged, 0)), Reject::UnknownKey);
-        let stranger = mint(&a, json!({"iss": "https://c", "exp": 1000}));
-        assert_eq!(reason(v.check(b"", &stranger, 0)), Reject::UnknownIssuer);
-        let anonymous = mint(&a, json!({"exp": 1000}));
-        assert_eq!(reason(v.check(b"", &anonymous, 0)), Reject::UnknownIssuer);
-        let typed = mint(&a, json!({"iss": 7, "exp": 1000}));
-        assert_eq!(reason(v.check(b"", &typed, 0)), Reject::ClaimType);
-        // Selectors: any configured audience; refused by the other issuer.
         assert!(matches!(
-            v.check(b"api-a", &a_token, 0),
+            v.check(b"", &a_token, 0).await,
             Outcome::Valid { .. }
         ));
-        assert_eq!(reason(v.check(b"api-b", &a_token, 0)), Reject::Audience);
         assert!(matches!(
-            v.check(b"api-c", &a_token, 0),
+            v.check(b"", &b_token, 0).await,
+            Outcome::Valid { .. }
+        ));
+        // A's key, B's name: only B's keys are tried.
+        let forged = mint(&a, json!({"iss": "https://b", "aud": "api-b", "exp": 1000}));
+        assert_eq!(reason(v.check(b"", &forged, 0).await), Reject::UnknownKey);
+        let stranger = mint(&a, json!({"iss": "https://c", "exp": 1000}));
+        assert_eq!(
+            reason(v.check(b"", &stranger, 0).await),
+            Reject::UnknownIssuer
+        );
+        let anonymous = mint(&a, json!({"exp": 1000}));
+        assert_eq!(
+            reason(v.check(b"", &anonymous, 0).await),
+            Reject::UnknownIssuer
+        );
+        let typed = mint(&a, json!({"iss": 7, "exp": 1000}));
+        assert_eq!(reason(v.check(b"", &typed, 0).await), Reject::ClaimType);
+        // Selectors: any configured audience; refused by the other issuer.
+        assert!(matches!(
+            v.check(b"api-a", &a_token, 0).await,
+            Outcome::Valid { .. }
+        ));
+        assert_eq!(
+            reason(v.check(b"api-b", &a_token, 0).await),
+            Reject::Audience
+        );
+        assert!(matches!(
+            v.check(b"api-c", &a_token, 0).await,
             Outcome::UnknownSelector
         ));
         let wrong_aud = mint(&a, json!({"iss": "https://a", "aud": "api-b", "exp": 1000}));
-        assert_eq!(reason(v.check(b"", &wrong_aud, 0)), Reject::Audience);
+        assert_eq!(reason(v.check(b"", &wrong_aud, 0).await), Reject::Audience);
     }
 
-    #[test]
-    fn a_cached_result_stops_when_its_own_issuer_drops_the_key() {
+    #[tokio::test]
+    async fn a_cached_result_stops_when_its_own_issuer_drops_the_key() {
         let shared = es256("shared");
         let v = Verifier::new(VerifierConfig {
             issuers: vec![
@@ -768,17 +887,17 @@ mod tests {
         v.set_keys(1, set_of(&[&shared]));
         let token = mint(&shared, json!({"iss": "https://a", "exp": 1000}));
         assert!(matches!(
-            v.check(b"", &token, 0),
+            v.check(b"", &token, 0).await,
             Outcome::Valid { cached: false, .. }
         ));
         assert!(matches!(
-            v.check(b"", &token, 1),
+            v.check(b"", &token, 1).await,
             Outcome::Valid { cached: true, .. }
         ));
         // A drops it; B still has it, which must not keep A's token alive.
         v.set_keys(0, set_of(&[&es256("other")]));
         assert!(v.check_cached(b"", &token, 2).is_err());
-        assert_eq!(reason(v.check(b"", &token, 2)), Reject::UnknownKey);
+        assert_eq!(reason(v.check(b"", &token, 2).await), Reject::UnknownKey);
     }
 
     #[tokio::test]
@@ -793,10 +912,10 @@ mod tests {
         let token = mint(&new, json!({"iss": "https://a", "exp": i64::MAX / 2}));
         let now = crate::server::unix_now();
         let miss = v.check_cached(b"", &token, now).unwrap_err();
-        let Outcome::Refreshing(refreshing) = v.check_uncached(miss, b"", &token, now) else {
+        let Outcome::Pending(refreshing) = v.check_uncached(miss, b"", &token, now) else {
             panic!("expected a refresh")
         };
-        assert_eq!(refreshing.rejection().reason, Reject::UnknownKey);
+        assert_eq!(refreshing.rejection().unwrap().reason, Reject::UnknownKey);
         // What the fetch task does: publish, then release the waiters.
         let fetcher = v.clone();
         tokio::spawn(async move {

@@ -7,6 +7,7 @@ mod check;
 mod keygen;
 mod mint;
 mod ping;
+mod revoke;
 mod serve;
 mod verify;
 
@@ -44,6 +45,12 @@ enum Command {
     /// Prints {"ready":true|false}; exit status 0 ready, 3 not ready,
     /// 1 unreachable. Fit for a Kubernetes exec probe.
     Ping(ping::Args),
+    /// Revoke a token (by jti) or a subject's tokens in Redis, and announce
+    /// it to every sidecar.
+    ///
+    /// Prints {"revoked":KEY,"announced_to":N}; exit status 0 written,
+    /// 1 Redis unreachable or refusing, 2 usage error.
+    Revoke(revoke::Args),
     /// Load generator and reference servers (echo, raw crypto).
     Bench(bench::Args),
     /// Verify one token offline, with the same core as the daemon.
@@ -69,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Ping(args) => ping::run(args),
+        Command::Revoke(args) => revoke::run(args),
         Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Mint(args) => mint::run(args),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use jwtd::config::{Config, EXIT_CONFIG, KeySource, RawConfig};
 use jwtd::jwks::source;
+use jwtd::revocation::Revocation;
 use jwtd::server::{self, ServerConfig};
 use jwtd::verifier::Verifier;
 
@@ -122,6 +123,29 @@ pub struct Args {
     /// 0 = never [default: 0].
     #[arg(long, value_name = "DURATION")]
     max_stale: Option<String>,
+    /// Revocation store: a redis:// URL, or several cluster nodes
+    /// (repeatable or comma-separated) [default: in-memory].
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    redis: Vec<String>,
+    /// When the revocation store cannot be asked: closed (could not decide)
+    /// or open (not revoked) [default: closed].
+    #[arg(long, value_name = "closed|open")]
+    revocation_fail: Option<String>,
+    /// Revocation key prefix [default: jwtd:].
+    #[arg(long, value_name = "PREFIX")]
+    revocation_prefix: Option<String>,
+    /// How long a revocation batch waits for more lookups [default: 100us].
+    #[arg(long, value_name = "DURATION")]
+    revocation_window: Option<String>,
+    /// Most tokens per revocation batch [default: 256].
+    #[arg(long, value_name = "N")]
+    revocation_batch: Option<String>,
+    /// Deadline of one revocation batch [default: 100ms].
+    #[arg(long, value_name = "DURATION")]
+    revocation_timeout: Option<String>,
+    /// How long a "not revoked" answer is reused [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    revocation_cache_ttl: Option<String>,
 }
 
 impl Args {
@@ -159,6 +183,13 @@ impl Args {
             unknown_kid_cooldown: self.unknown_kid_cooldown.clone(),
             unknown_kid_wait: self.unknown_kid_wait.clone(),
             max_stale: self.max_stale.clone(),
+            redis: (!self.redis.is_empty()).then(|| self.redis.clone()),
+            revocation_fail: self.revocation_fail.clone(),
+            revocation_prefix: self.revocation_prefix.clone(),
+            revocation_window: self.revocation_window.clone(),
+            revocation_batch: self.revocation_batch.clone(),
+            revocation_timeout: self.revocation_timeout.clone(),
+            revocation_cache_ttl: self.revocation_cache_ttl.clone(),
             issuers: None,
         }
     }
@@ -223,7 +254,21 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let verifier = Verifier::new(config.verifier.clone());
+    let revocation = if config.redis.is_empty() {
+        Revocation::memory(config.revocation.clone())
+    } else {
+        match Revocation::redis(config.revocation.clone(), &config.redis) {
+            Ok(r) => {
+                tracing::info!(redis = ?config.redis, fail_open = config.revocation.fail_open, "revocation store: Redis");
+                r
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the revocation store");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    };
+    let verifier = Verifier::with_revocation(config.verifier.clone(), revocation);
     let sources = match start_sources(&config, &verifier) {
         Ok(tasks) => tasks,
         Err(e) => {

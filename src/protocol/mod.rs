@@ -52,6 +52,9 @@ pub enum Cause {
     NoKeys,
     /// Shedding load.
     Overloaded,
+    /// The revocation store could not be asked in time (and revocation
+    /// fails closed).
+    RevocationUnavailable,
 }
 
 impl Cause {
@@ -60,6 +63,7 @@ impl Cause {
         match self {
             Cause::NoKeys => 1,
             Cause::Overloaded => 2,
+            Cause::RevocationUnavailable => 3,
         }
     }
 
@@ -68,13 +72,18 @@ impl Cause {
         match self {
             Cause::NoKeys => "no_keys",
             Cause::Overloaded => "overloaded",
+            Cause::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
     fn from_code(code: u16) -> Option<Cause> {
-        [Cause::NoKeys, Cause::Overloaded]
-            .into_iter()
-            .find(|c| c.code() == code)
+        [
+            Cause::NoKeys,
+            Cause::Overloaded,
+            Cause::RevocationUnavailable,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
     }
 }
 

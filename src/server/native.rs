@@ -141,6 +141,7 @@ pub async fn serve(
         .max(1);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut pending: Vec<Pending> = Vec::new();
+    let mut waiters: Vec<Waiter> = Vec::new();
     let mut last_request = Instant::now();
     let mut drain_started: Option<Instant> = drain.borrow().then(Instant::now);
     let mut last_tx = Some(last_tx);
@@ -182,10 +183,13 @@ pub async fn serve(
             };
             let refusing = drain_started.is_some_and(|t| t.elapsed() >= DRAIN_ANSWER);
             closing |= refusing;
-            if let Some(p) = answer(request, permit, &verifier, refusing, &tx) {
+            if let Some(p) = answer(request, permit, &verifier, refusing, &tx, &mut waiters) {
                 pending.push(p);
             }
         }
+        // Hits waiting for a revocation lookup: one task for the read, so
+        // their lookups join one batch.
+        spawn_waiters(std::mem::take(&mut waiters), &verifier, &tx, None);
         // `shutting_down` closes the connection (docs/protocol.md): refuse
         // what was already buffered, then read no more.
         if closing {
@@ -239,6 +243,7 @@ fn answer(
     verifier: &Verifier,
     refusing: bool,
     tx: &mpsc::UnboundedSender<Batch>,
+    waiters: &mut Vec<Waiter>,
 ) -> Option<Pending> {
     let id = request.id;
     let reply = match request.op {
@@ -252,6 +257,16 @@ fn answer(
         },
         Op::Verify { selector, token } => {
             match verifier.check_cached(&selector, &token, unix_now()) {
+                Ok(Outcome::Pending(p)) => {
+                    waiters.push(Waiter {
+                        pending: p,
+                        id,
+                        selector,
+                        token,
+                        permit,
+                    });
+                    return None;
+                }
                 Ok(outcome) => reply(id, outcome),
                 Err(miss) => {
                     return Some(Pending {
@@ -353,13 +368,19 @@ fn verify_group(
     // Time is read when verification starts, not when the request arrived,
     // so a queued token is never judged by a stale clock.
     let now = unix_now();
-    let mut refreshing = Vec::new();
+    let mut waiters = Vec::new();
     let replies = group
         .into_iter()
         .filter_map(
             |p| match verifier.check_uncached(p.miss, &p.selector, &p.token, now) {
-                Outcome::Refreshing(r) => {
-                    refreshing.push((r, p.id, p.selector, p.token, p.permit));
+                Outcome::Pending(pending) => {
+                    waiters.push(Waiter {
+                        pending,
+                        id: p.id,
+                        selector: p.selector,
+                        token: p.token,
+                        permit: p.permit,
+                    });
                     None
                 }
                 outcome => Some((reply(p.id, outcome), p.permit)),
@@ -367,26 +388,49 @@ fn verify_group(
         )
         .collect();
     let _ = tx.send(Batch::Many(replies));
-    if refreshing.is_empty() {
+    // Waiters keep their budget slots until answered.
+    let waiting_slots = slots.as_mut().and_then(|s| s.split(waiters.len()));
+    drop(slots);
+    spawn_waiters(waiters, verifier, tx, waiting_slots);
+}
+
+/// A request whose answer needs a wait (a key refresh, a revocation
+/// lookup).
+struct Waiter {
+    pending: crate::verifier::Pending,
+    id: u32,
+    selector: Bytes,
+    token: Bytes,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Finishes `waiters` on one task, all at once: waiting costs no CPU, their
+/// revocation lookups join one batch, and the replies already sent are not
+/// held up. `slots` (budget) are released when the last one is answered.
+fn spawn_waiters(
+    waiters: Vec<Waiter>,
+    verifier: &Verifier,
+    tx: &mpsc::UnboundedSender<Batch>,
+    slots: Option<OwnedSemaphorePermit>,
+) {
+    if waiters.is_empty() {
         return;
     }
-    // Unknown kids wait for their issuer's refresh off this group: waiting
-    // costs no CPU, and the other replies are already on their way. Each
-    // wait's deadline was set when it met the gate, all within this group's
-    // verification, so waiting on them in turn still ends by the last one.
-    let waiting_slots = slots.as_mut().and_then(|s| s.split(refreshing.len()));
-    drop(slots);
     let (verifier, tx) = (verifier.clone(), tx.clone());
     tokio::spawn(async move {
-        for (r, id, selector, token, permit) in refreshing {
-            // A client gone while we waited gets no second verification.
-            if tx.is_closed() {
-                break;
+        let finishing = waiters.into_iter().map(|w| {
+            let (verifier, tx) = (&verifier, &tx);
+            async move {
+                // A client gone while we waited gets no further work.
+                if tx.is_closed() {
+                    return;
+                }
+                let outcome = w.pending.finish(verifier, &w.selector, &w.token).await;
+                let _ = tx.send(Batch::One((reply(w.id, outcome), w.permit)));
             }
-            let outcome = r.finish(&verifier, &selector, &token).await;
-            let _ = tx.send(Batch::One((reply(id, outcome), permit)));
-        }
-        drop(waiting_slots);
+        });
+        futures_util::future::join_all(finishing).await;
+        drop(slots);
     });
 }
 
@@ -413,10 +457,20 @@ fn reply(id: u32, outcome: Outcome) -> Reply {
             id,
             error: ProtocolError::UnknownSelector,
         },
-        // Only `check_uncached` answers this, and `verify_group` waits on it.
-        Outcome::Refreshing(r) => Reply::Invalid {
+        Outcome::RevocationUnavailable => Reply::Undecided {
             id,
-            reason: r.rejection().reason,
+            cause: Cause::RevocationUnavailable,
+        },
+        // The callers hand these to `spawn_waiters`; never answered here.
+        Outcome::Pending(p) => match p.rejection() {
+            Some(rejection) => Reply::Invalid {
+                id,
+                reason: rejection.reason,
+            },
+            None => Reply::Undecided {
+                id,
+                cause: Cause::RevocationUnavailable,
+            },
         },
     }
 }

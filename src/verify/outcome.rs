@@ -77,11 +77,14 @@ pub enum Reject {
     /// Several issuers are configured and the token's `iss` names none of
     /// them (or is absent): no key set is tried.
     UnknownIssuer,
+    /// Valid, but revoked: its `jti` is on the revocation list, or its
+    /// subject's tokens issued at or before a time are (see `revocation`).
+    Revoked,
 }
 
 impl Reject {
     /// Every reason, for pre-registering metric handles.
-    pub const ALL: [Reject; 23] = [
+    pub const ALL: [Reject; 24] = [
         Reject::TooLarge,
         Reject::Malformed,
         Reject::Base64,
@@ -105,6 +108,7 @@ impl Reject {
         Reject::ClaimType,
         Reject::Type,
         Reject::UnknownIssuer,
+        Reject::Revoked,
     ];
 
     /// Stable numeric code for the native protocol (`docs/protocol.md`).
@@ -133,6 +137,7 @@ impl Reject {
             Reject::ClaimType => 21,
             Reject::Type => 22,
             Reject::UnknownIssuer => 23,
+            Reject::Revoked => 24,
         }
     }
 
@@ -167,6 +172,7 @@ impl Reject {
             Reject::ClaimType => "claim_type",
             Reject::Type => "typ",
             Reject::UnknownIssuer => "unknown_issuer",
+            Reject::Revoked => "revoked",
         }
     }
 

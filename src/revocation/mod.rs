@@ -1,0 +1,493 @@
+//! Revocation: is this (valid) token on the blacklist?
+//!
+//! Stateless tokens cannot be recalled, so jwtd checks every valid token,
+//! cache hits included, against a revocation store shared by the fleet
+//! (Redis), at a cost kept to microseconds by three mechanisms: batched
+//! lookups, a local answer cache, and pushed invalidations.
+//!
+//! # Data model (documented for operators in `docs/revocation.md`)
+//!
+//! Keys are scoped by issuer, so two issuers' `jti`s never collide, and carry
+//! the issuer in a Redis Cluster hash tag, so every key of one issuer lives
+//! in one slot and a batch is one `MGET` per issuer even on a cluster:
+//!
+//! - `<prefix>{<tag>}:jti:<jti>`: present (any value) = that token is
+//!   revoked. Written with `SET ... EXAT <exp>`, so it expires with the token.
+//! - `<prefix>{<tag>}:sub:<sub>`: a Unix time `T`; every token of that
+//!   subject with `iat <= T` (or without `iat`) is revoked.
+//!
+//! `<prefix>` defaults to `jwtd:`; `<tag>` is the first 16 hex digits of the
+//! SHA-256 of the token's `iss` (`-` when it has none). Revocations are
+//! announced on the channel `<prefix>revocations` with the key as message.
+//!
+//! # The path of one check ([`Revocation::check_local`], then [`Revocation::check`])
+//!
+//! 1. A token without `jti` and `sub` is clear: there is nothing to look up.
+//! 2. **Local answers** ([`local`]): each key's last answer is kept, a
+//!    revoked `jti` until the token's `exp`, anything else for `cache_ttl`
+//!    (1 s). Most checks end here, inline, without a task switch.
+//! 3. **Batched lookup** ([`batch`]): the missing keys join the batcher's
+//!    queue; it sends what it holds as one `MGET` per issuer when the batch
+//!    is full or the window (100 µs) ends, with duplicate keys asked once.
+//!    One multiplexed, auto-reconnecting connection (or the cluster client)
+//!    carries every batch.
+//! 4. **Push**: a subscriber on the channel drops a key's local answer the
+//!    moment `jwtd revoke` announces it, so a revocation takes effect within
+//!    milliseconds, not `cache_ttl`. When the subscription drops and comes
+//!    back, every local answer is dropped (announcements may have been
+//!    missed).
+//!
+//! # When Redis is slow or down
+//!
+//! Each batch has a deadline (`timeout`); a failed or late batch answers
+//! every request in it [`Decision::Unavailable`], which the verifier turns
+//! into "could not decide" (UNDECIDED `revocation_unavailable`) unless
+//! revocation fails open, in which case the token counts as clear. After
+//! [`batch::BREAKER_FAILURES`] failed batches in a row the circuit opens:
+//! lookups fail at once, without adding the timeout to every request, and
+//! one probe batch is let through every [`batch::BREAKER_PROBE`], so
+//! checking resumes within a fraction of a second of Redis returning.
+//!
+//! Without Redis, an in-memory store ([`memory`]) answers every check
+//! inline; it is what the embedded default runs, and what `jwtd revoke
+//! --socket` writes to.
+
+pub mod batch;
+pub mod local;
+pub mod memory;
+pub mod push;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+
+use crate::verify::Verified;
+use batch::Batcher;
+use local::LocalAnswers;
+use memory::MemoryStore;
+
+/// Revocation settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// Key prefix (and channel prefix).
+    pub prefix: String,
+    /// Treat an unreachable store as "not revoked" (default: as "could not
+    /// decide").
+    pub fail_open: bool,
+    /// How long the batcher waits for more lookups after the first.
+    pub window: Duration,
+    /// Most tokens in one batch.
+    pub batch_max: usize,
+    /// Deadline of one batch's round trip.
+    pub timeout: Duration,
+    /// How long a "not revoked" answer is reused.
+    pub cache_ttl: Duration,
+    /// Local answers kept, at most.
+    pub cache_entries: usize,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            prefix: "jwtd:".to_owned(),
+            fail_open: false,
+            window: Duration::from_micros(100),
+            batch_max: 256,
+            timeout: Duration::from_millis(100),
+            cache_ttl: Duration::from_secs(1),
+            cache_entries: 100_000,
+        }
+    }
+}
+
+/// What a check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not revoked (or the store was unreachable and revocation fails open).
+    Clear,
+    /// Revoked.
+    Revoked,
+    /// The store could not be asked and revocation fails closed.
+    Unavailable,
+}
+
+/// Counters, for benchmarks, logs and (later) metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Checks that waited for a batch.
+    pub looked_up: AtomicU64,
+    /// Batches sent.
+    pub batches: AtomicU64,
+    /// Keys asked, over all batches (after deduplication).
+    pub keys: AtomicU64,
+    /// Largest batch, in keys.
+    pub max_batch: AtomicU64,
+    /// Batches that failed or timed out.
+    pub failed_batches: AtomicU64,
+    /// Lookups refused at once by the open circuit.
+    pub short_circuited: AtomicU64,
+    /// Tokens let through because the store was unavailable (fail open).
+    pub failed_open: AtomicU64,
+    /// Tokens answered "could not decide" (fail closed).
+    pub failed_closed: AtomicU64,
+    /// Pushed revocations received.
+    pub pushed: AtomicU64,
+}
+
+/// Where answers come from.
+enum Store {
+    Memory(MemoryStore),
+    Remote(Batcher),
+}
+
+struct Inner {
+    config: RevocationConfig,
+    store: Store,
+    local: LocalAnswers,
+    stats: Arc<Stats>,
+}
+
+/// The revocation checker shared by every front. Cheap to clone.
+#[derive(Clone)]
+pub struct Revocation {
+    inner: Arc<Inner>,
+}
+
+/// The keys one token is checked under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKeys {
+    /// `<prefix>{<tag>}:jti:<jti>`, if the token has a `jti`.
+    pub jti: Option<String>,
+    /// `<prefix>{<tag>}:sub:<sub>`, if the token has a `sub`.
+    pub sub: Option<String>,
+}
+
+/// The key of a revoked `jti` of issuer `iss`.
+pub fn jti_key(prefix: &str, iss: Option<&str>, jti: &str) -> String {
+    format!("{prefix}{{{}}}:jti:{jti}", issuer_tag(iss))
+}
+
+/// The key of a revoked subject of issuer `iss`.
+pub fn sub_key(prefix: &str, iss: Option<&str>, sub: &str) -> String {
+    format!("{prefix}{{{}}}:sub:{sub}", issuer_tag(iss))
+}
+
+/// The channel revocations are announced on.
+pub fn channel(prefix: &str) -> String {
+    format!("{prefix}revocations")
+}
+
+/// The hash tag of an issuer: 16 hex digits of SHA-256(iss), or `-`.
+///
+/// Every check builds keys, almost always for the same issuer or two: the
+/// last tag is remembered per thread, so the digest runs once per issuer
+/// change, not per request.
+fn issuer_tag(iss: Option<&str>) -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(Box<str>, String)>> = const { RefCell::new(None) };
+    }
+    let Some(iss) = iss else {
+        return "-".to_owned();
+    };
+    LAST.with_borrow_mut(|last| {
+        if let Some((seen, tag)) = last
+            && **seen == *iss
+        {
+            return tag.clone();
+        }
+        let d = digest::digest(&digest::SHA256, iss.as_bytes());
+        let tag: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        *last = Some((Box::from(iss), tag.clone()));
+        tag
+    })
+}
+
+/// Whether a subject revocation time `before` covers a token issued at `iat`
+/// (a token without `iat` is covered: it cannot prove it is newer).
+fn subject_revokes(before: i64, iat: Option<i64>) -> bool {
+    iat.is_none_or(|iat| iat <= before)
+}
+
+/// Reads a subject key's value; garbage counts as "every token" (fail safe).
+fn parse_before(value: &[u8]) -> i64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(i64::MAX)
+}
+
+impl Revocation {
+    /// A checker on the in-memory store.
+    pub fn memory(config: RevocationConfig) -> Revocation {
+        Revocation::with_store(config, |_| Store::Memory(MemoryStore::default()))
+    }
+
+    /// A checker on Redis: `urls` holds one `redis://` URL, or several
+    /// cluster nodes. Spawns the batcher and the push subscriber on the
+    /// current runtime; connections are made in the background (a Redis
+    /// down at start is retried like one that goes down later).
+    ///
+    /// # Errors
+    ///
+    /// If a URL is malformed.
+    pub fn redis(
+        config: RevocationConfig,
+        urls: &[String],
+    ) -> Result<Revocation, redis::RedisError> {
+        let target = batch::Target::parse(urls)?;
+        let subscribe_url = target.pubsub_client()?;
+        let stats = Arc::new(Stats::default());
+        let batcher = Batcher::spawn(target, &config, stats.clone());
+        let revocation = Revocation {
+            inner: Arc::new(Inner {
+                local: LocalAnswers::new(config.cache_entries),
+                config,
+                store: Store::Remote(batcher),
+                stats,
+            }),
+        };
+        tokio::spawn(push::subscribe(subscribe_url, revocation.clone()));
+        Ok(revocation)
+    }
+
+    fn with_store(
+        config: RevocationConfig,
+        store: impl FnOnce(&RevocationConfig) -> Store,
+    ) -> Revocation {
+        Revocation {
+            inner: Arc::new(Inner {
+                local: LocalAnswers::new(config.cache_entries),
+                store: store(&config),
+                config,
+                stats: Arc::new(Stats::default()),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RevocationConfig {
+        &self.inner.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The keys `token` is checked under.
+    pub fn keys(&self, token: &Verified) -> TokenKeys {
+        let prefix = &self.inner.config.prefix;
+        let iss = token.claims.iss.as_deref();
+        TokenKeys {
+            jti: token.claims.jti.as_deref().map(|j| jti_key(prefix, iss, j)),
+            sub: token.claims.sub.as_deref().map(|s| sub_key(prefix, iss, s)),
+        }
+    }
+
+    /// Decides from what is known locally: the memory store, or the local
+    /// answers of a remote store. `None`: a lookup is needed
+    /// ([`Revocation::check`]).
+    pub fn check_local(&self, token: &Verified, now: i64) -> Option<Decision> {
+        let claims = &token.claims;
+        if claims.jti.is_none() && claims.sub.is_none() {
+            return Some(Decision::Clear);
+        }
+        match &self.inner.store {
+            // Nothing revoked (the usual case): no key to build.
+            Store::Memory(m) if m.is_empty() => Some(Decision::Clear),
+            Store::Memory(m) => {
+                let keys = self.keys(token);
+                let jti = keys.jti.as_deref().and_then(|k| m.get(k, now));
+                let sub = keys.sub.as_deref().and_then(|k| m.get(k, now));
+                Some(decide(
+                    jti.is_some(),
+                    sub.as_deref().map(parse_before),
+                    token,
+                ))
+            }
+            Store::Remote(_) => {
+                let keys = self.keys(token);
+                let local = &self.inner.local;
+                let jti = match keys.jti.as_deref() {
+                    Some(k) => local.get(k)?.is_some(),
+                    None => false,
+                };
+                let sub = match keys.sub.as_deref() {
+                    Some(k) => local.get(k)?,
+                    None => None,
+                };
+                Some(decide(jti, sub.as_deref().map(parse_before), token))
+            }
+        }
+    }
+
+    /// Decides, asking the store if needed (batched with concurrent checks).
+    pub async fn check(&self, token: &Verified, now: i64) -> Decision {
+        if let Some(decision) = self.check_local(token, now) {
+            return decision;
+        }
+        let Store::Remote(batcher) = &self.inner.store else {
+            return Decision::Clear;
+        };
+        self.inner.stats.looked_up.fetch_add(1, Ordering::Relaxed);
+        let keys = self.keys(token);
+        let asked: Vec<String> = keys.jti.iter().chain(keys.sub.iter()).cloned().collect();
+        let answers = match batcher.lookup(asked.clone()).await {
+            Ok(answers) => answers,
+            Err(()) => return self.unavailable(),
+        };
+        let mut jti_revoked = false;
+        let mut before = None;
+        for (key, value) in asked.iter().zip(answers) {
+            let is_jti = keys.jti.as_ref() == Some(key);
+            // A revoked jti never comes back: keep it until the token's exp
+            // (bounded, for tokens without one); the rest for cache_ttl.
+            let keep = if is_jti && value.is_some() {
+                let secs = token
+                    .claims
+                    .exp
+                    .map_or(86_400, |exp| exp.saturating_sub(now));
+                Duration::from_secs(u64::try_from(secs.clamp(1, 86_400)).unwrap_or(1))
+            } else {
+                self.inner.config.cache_ttl
+            };
+            if is_jti {
+                jti_revoked = value.is_some();
+            } else {
+                before = value.as_deref().map(parse_before);
+            }
+            self.inner.local.insert(key.clone(), value, keep);
+        }
+        decide(jti_revoked, before, token)
+    }
+
+    fn unavailable(&self) -> Decision {
+        if self.inner.config.fail_open {
+            self.inner.stats.failed_open.fetch_add(1, Ordering::Relaxed);
+            Decision::Clear
+        } else {
+            self.inner
+                .stats
+                .failed_closed
+                .fetch_add(1, Ordering::Relaxed);
+            Decision::Unavailable
+        }
+    }
+
+    /// Revokes in the in-memory store (no effect on a remote store: use
+    /// `jwtd revoke --redis`). `value` is what the key holds (a subject's
+    /// time); `expires_at` is a Unix second (`None`: never).
+    pub fn revoke_local(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> bool {
+        match &self.inner.store {
+            Store::Memory(m) => {
+                m.insert(key.to_owned(), value, expires_at, now);
+                true
+            }
+            Store::Remote(_) => false,
+        }
+    }
+
+    /// A pushed revocation: forget the local answer for `key`.
+    pub(crate) fn forget(&self, key: &str) {
+        self.inner.stats.pushed.fetch_add(1, Ordering::Relaxed);
+        self.inner.local.remove(key);
+    }
+
+    /// The push connection (re)started: every local answer may be stale.
+    pub(crate) fn forget_all(&self) {
+        self.inner.local.clear();
+    }
+}
+
+/// What `jwtd revoke` revokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoke {
+    /// One token, by `jti`; the key expires with the token (`exp`).
+    Jti {
+        /// The token's `jti`.
+        jti: String,
+        /// The token's `exp` (Unix seconds).
+        exp: i64,
+    },
+    /// Every token of a subject issued at or before `before`.
+    Subject {
+        /// The subject.
+        sub: String,
+        /// Unix seconds.
+        before: i64,
+    },
+}
+
+/// Writes a revocation to Redis (`urls`: one server, or cluster nodes) and
+/// announces it on the push channel. Returns the key written and how many
+/// subscribers (sidecars) received the announcement (on a cluster, those of
+/// the node that took the PUBLISH). A `jti` of a token already expired at
+/// `now` is written with no effect (the key expires at once).
+///
+/// # Errors
+///
+/// If Redis cannot be reached or refuses a command.
+pub async fn revoke(
+    urls: &[String],
+    prefix: &str,
+    iss: Option<&str>,
+    what: &Revoke,
+    timeout: Duration,
+) -> redis::RedisResult<(String, i64)> {
+    let (key, set) = match what {
+        Revoke::Jti { jti, exp } => {
+            let key = jti_key(prefix, iss, jti);
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg("1").arg("EXAT").arg((*exp).max(1));
+            (key, set)
+        }
+        Revoke::Subject { sub, before } => {
+            let key = sub_key(prefix, iss, sub);
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(before.to_string());
+            (key, set)
+        }
+    };
+    let mut publish = redis::cmd("PUBLISH");
+    publish.arg(channel(prefix)).arg(&key);
+    let work = async {
+        match batch::Target::parse(urls)? {
+            batch::Target::Single(client) => {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                set.query_async::<()>(&mut conn).await?;
+                publish.query_async::<i64>(&mut conn).await
+            }
+            batch::Target::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))?;
+                let mut conn = client.get_async_connection().await?;
+                set.query_async::<()>(&mut conn).await?;
+                publish.query_async::<i64>(&mut conn).await
+            }
+        }
+    };
+    let receivers = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "no answer in time")))??;
+    Ok((key, receivers))
+}
+
+fn decide(jti_revoked: bool, before: Option<i64>, token: &Verified) -> Decision {
+    let subject = before.is_some_and(|t| subject_revokes(t, token.claims.iat));
+    if jti_revoked || subject {
+        Decision::Revoked
+    } else {
+        Decision::Clear
+    }
+}
+
+#[cfg(test)]
+mod tests;
