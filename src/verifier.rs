@@ -941,4 +941,36 @@ mod tests {
         );
         assert_eq!(v.issuers()[0].gate().unwrap().suppressed(), 1);
     }
+
+    #[tokio::test]
+    async fn revoked_tokens_are_refused_cached_or_not() {
+        let (key, v) = setup(&[]);
+        let token = mint(&key, json!({"sub": "alice", "jti": "t1", "exp": 1000}));
+        assert!(matches!(
+            v.check(b"", &token, 0).await,
+            Outcome::Valid { cached: false, .. }
+        ));
+        assert!(matches!(
+            v.check(b"", &token, 1).await,
+            Outcome::Valid { cached: true, .. }
+        ));
+        let revoked = crate::revocation::jti_key("jwtd:", None, "t1");
+        v.revocation()
+            .revoke_local(&revoked, b"1".to_vec(), Some(1000), 1);
+        // The cached result is still there, but the answer is a reject.
+        assert_eq!(reason(v.check(b"", &token, 2).await), Reject::Revoked);
+        assert!(!v.cache().is_empty());
+        // Uncached tokens of the same subject issued before a subject
+        // revocation are refused too.
+        let old = mint(&key, json!({"sub": "alice", "iat": 5, "exp": 1000}));
+        let new = mint(&key, json!({"sub": "alice", "iat": 20, "exp": 1000}));
+        let subject = crate::revocation::sub_key("jwtd:", None, "alice");
+        v.revocation()
+            .revoke_local(&subject, b"10".to_vec(), None, 2);
+        assert_eq!(reason(v.check(b"", &old, 30).await), Reject::Revoked);
+        assert!(matches!(
+            v.check(b"", &new, 30).await,
+            Outcome::Valid { .. }
+        ));
+    }
 }

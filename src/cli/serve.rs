@@ -298,10 +298,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         socket_file.remove();
         grace
     };
+    let verifier_stats = verifier.clone();
     let drained = server::run(listener, verifier, server_config, shutdown).await;
     for task in sources {
         task.abort();
     }
+    log_revocation_stats(&verifier_stats);
     if drained.abandoned > 0 {
         tracing::warn!(
             connections = drained.abandoned,
@@ -363,6 +365,30 @@ fn start_sources(
         }
     }
     Ok(tasks)
+}
+
+/// One line of revocation counters at exit (what the batcher achieved).
+fn log_revocation_stats(verifier: &Verifier) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = verifier.revocation().stats();
+    let batches = s.batches.load(Relaxed);
+    if batches == 0 && s.short_circuited.load(Relaxed) == 0 {
+        return;
+    }
+    let keys = s.keys.load(Relaxed);
+    tracing::info!(
+        lookups = s.looked_up.load(Relaxed),
+        batches,
+        keys,
+        mean_batch_keys = format!("{:.1}", keys as f64 / batches.max(1) as f64),
+        max_batch_keys = s.max_batch.load(Relaxed),
+        failed_batches = s.failed_batches.load(Relaxed),
+        short_circuited = s.short_circuited.load(Relaxed),
+        failed_open = s.failed_open.load(Relaxed),
+        failed_closed = s.failed_closed.load(Relaxed),
+        pushed = s.pushed.load(Relaxed),
+        "revocation counters"
+    );
 }
 
 /// Resolves on SIGTERM (graceful: the configured grace) or SIGINT (fast: at

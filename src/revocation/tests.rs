@@ -1,1 +1,139 @@
-//! Tests of the revocation checker.
+//! The revocation checker without Redis: key layout, the in-memory store's
+//! decisions, and the fail policy against a Redis that is not there (the
+//! real-Redis tests are in `tests/it/revocation.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::*;
+use crate::verify::{Algorithm, Anomalies, Claims, Verified};
+
+fn token(iss: Option<&str>, sub: Option<&str>, jti: Option<&str>, iat: Option<i64>) -> Verified {
+    Verified {
+        claims: Claims {
+            iss: iss.map(Box::from),
+            sub: sub.map(Box::from),
+            jti: jti.map(Box::from),
+            exp: Some(2_000),
+            nbf: None,
+            iat,
+            raw: bytes::Bytes::new(),
+        },
+        alg: Algorithm::ES256,
+        kid: None,
+        key: crate::jwks::KeyFingerprint([0; 32]),
+        anomalies: Anomalies::NONE,
+    }
+}
+
+#[test]
+fn keys_are_scoped_by_issuer_in_one_hash_tag() {
+    let a = jti_key("jwtd:", Some("https://a.example"), "t1");
+    let b = jti_key("jwtd:", Some("https://b.example"), "t1");
+    assert_ne!(a, b, "two issuers' jtis collide");
+    assert!(a.starts_with("jwtd:{") && a.ends_with("}:jti:t1"), "{a}");
+    // The same tag for every key of an issuer: one cluster slot.
+    let sub = sub_key("jwtd:", Some("https://a.example"), "alice");
+    assert_eq!(batch_tag(&a), batch_tag(&sub));
+    assert_eq!(jti_key("p:", None, "x"), "p:{-}:jti:x");
+    assert_eq!(channel("p:"), "p:revocations");
+    // 16 hex digits of SHA-256("https://a.example").
+    let tag = batch_tag(&a);
+    assert_eq!(tag.len(), 16);
+    assert!(tag.chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+fn batch_tag(key: &str) -> &str {
+    let open = key.find('{').unwrap();
+    let close = key.find('}').unwrap();
+    &key[open + 1..close]
+}
+
+#[test]
+fn the_memory_store_revokes_by_jti_and_by_subject_time() {
+    let r = Revocation::memory(RevocationConfig::default());
+    let iss = Some("https://a.example");
+    let t = token(iss, Some("alice"), Some("t1"), Some(100));
+    assert_eq!(r.check_local(&t, 0), Some(Decision::Clear), "empty store");
+
+    // One jti, until its exp.
+    let key = jti_key("jwtd:", iss, "t1");
+    assert!(r.revoke_local(&key, b"1".to_vec(), Some(2_000), 0));
+    assert_eq!(r.check_local(&t, 0), Some(Decision::Revoked));
+    assert_eq!(
+        r.check_local(&t, 2_000),
+        Some(Decision::Clear),
+        "expired with the token"
+    );
+    let other = token(iss, Some("alice"), Some("t2"), Some(100));
+    assert_eq!(r.check_local(&other, 0), Some(Decision::Clear));
+
+    // A subject: tokens issued at or before 150, and tokens without iat.
+    let key = sub_key("jwtd:", iss, "bob");
+    r.revoke_local(&key, b"150".to_vec(), None, 0);
+    let at = |iat| token(iss, Some("bob"), Some("x"), iat);
+    assert_eq!(r.check_local(&at(Some(150)), 0), Some(Decision::Revoked));
+    assert_eq!(r.check_local(&at(Some(151)), 0), Some(Decision::Clear));
+    assert_eq!(r.check_local(&at(None), 0), Some(Decision::Revoked));
+    // Another issuer's bob is someone else.
+    let elsewhere = token(Some("https://b.example"), Some("bob"), None, Some(1));
+    assert_eq!(r.check_local(&elsewhere, 0), Some(Decision::Clear));
+    // An unreadable time revokes every token of the subject (fail safe).
+    r.revoke_local(&sub_key("jwtd:", iss, "carol"), b"soon".to_vec(), None, 0);
+    let carol = token(iss, Some("carol"), None, Some(i64::MAX - 1));
+    assert_eq!(r.check_local(&carol, 0), Some(Decision::Revoked));
+    // Nothing to look up: clear.
+    assert_eq!(
+        r.check_local(&token(iss, None, None, None), 0),
+        Some(Decision::Clear)
+    );
+}
+
+#[test]
+fn the_memory_store_sweeps_expired_entries() {
+    let m = memory::MemoryStore::default();
+    for n in 0..1023 {
+        m.insert(format!("k{n}"), vec![], Some(10), 0);
+    }
+    // The 1024th insert, at a time past every expiry, sweeps them.
+    m.insert("live".to_owned(), vec![1], None, 100);
+    assert_eq!(m.get("live", 100), Some(vec![1]));
+    assert_eq!(m.get("k0", 0), None, "expired entry kept");
+}
+
+fn unreachable(fail_open: bool) -> Revocation {
+    let config = RevocationConfig {
+        fail_open,
+        timeout: Duration::from_millis(50),
+        ..RevocationConfig::default()
+    };
+    // Port 1: nothing listens; every batch fails fast.
+    Revocation::redis(config, &["redis://127.0.0.1:1".to_owned()]).unwrap()
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_closed_by_default_and_open_when_asked() {
+    let t = Arc::new(token(Some("i"), Some("alice"), Some("t1"), Some(1)));
+    let closed = unreachable(false);
+    assert_eq!(closed.check_local(&t, 0), None, "nothing known locally");
+    assert_eq!(closed.check(&t, 0).await, Decision::Unavailable);
+    assert_eq!(closed.stats().failed_closed.load(Ordering::Relaxed), 1);
+    let open = unreachable(true);
+    assert_eq!(open.check(&t, 0).await, Decision::Clear);
+    assert_eq!(open.stats().failed_open.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_failed_batches_and_answers_at_once() {
+    let r = unreachable(false);
+    let t = token(Some("i"), Some("alice"), Some("t1"), Some(1));
+    for _ in 0..batch::BREAKER_FAILURES {
+        assert_eq!(r.check(&t, 0).await, Decision::Unavailable);
+    }
+    let tried = r.stats().batches.load(Ordering::Relaxed);
+    assert_eq!(r.check(&t, 0).await, Decision::Unavailable);
+    // Answered by the open circuit: no batch went out.
+    assert_eq!(r.stats().short_circuited.load(Ordering::Relaxed), 1);
+    assert_eq!(r.stats().batches.load(Ordering::Relaxed), tried);
+}
