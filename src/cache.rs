@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use aws_lc_rs::digest;
 use lru::LruCache;
 
+use crate::revocation::local::{Memo, Probe};
 use crate::verify::Verified;
 
 /// Number of shards (a power of two).
@@ -49,6 +50,9 @@ struct Entry {
     /// Which issuer's key set vouches for it (an index into the verifier's
     /// issuers), so a hit checks that set without looking `iss` up.
     issuer: u32,
+    /// The revocation checker's last "not revoked" decision for this token,
+    /// probed under the same lock as the lookup (see `revocation::local`).
+    memo: Memo,
 }
 
 /// A cache hit.
@@ -58,6 +62,8 @@ pub struct Hit {
     pub result: Arc<Verified>,
     /// The issuer index it was cached with.
     pub issuer: usize,
+    /// What the entry's revocation memo said.
+    pub probe: Probe,
 }
 
 /// One independently locked part of the cache.
@@ -107,14 +113,16 @@ impl Cache {
         )
     }
 
-    /// The cached result for `key`, if present and not expired at `now`.
-    pub fn get(&self, key: &Key, now: i64) -> Option<Hit> {
+    /// The cached result for `key`, if present and not expired at `now`,
+    /// with what `probe` makes of its revocation memo (under the same lock).
+    pub fn get(&self, key: &Key, now: i64, probe: impl FnOnce(&mut Memo) -> Probe) -> Option<Hit> {
         let mut shard = self.shard(key)?;
-        let entry = shard.get(key)?;
+        let entry = shard.get_mut(key)?;
         if now < entry.expires_at {
             return Some(Hit {
                 result: entry.result.clone(),
                 issuer: entry.issuer as usize,
+                probe: probe(&mut entry.memo),
             });
         }
         shard.pop(key);
@@ -136,8 +144,19 @@ impl Cache {
                     expires_at,
                     result,
                     issuer,
+                    memo: Memo::default(),
                 },
             );
+        }
+    }
+
+    /// Sets the revocation memo of `key`'s entry, if it is still cached
+    /// (no promotion: this is bookkeeping, not use).
+    pub fn set_memo(&self, key: &Key, memo: Memo) {
+        if let Some(mut shard) = self.shard(key)
+            && let Some(entry) = shard.peek_mut(key)
+        {
+            entry.memo = memo;
         }
     }
 
@@ -192,10 +211,13 @@ mod tests {
         let cache = Cache::new(100);
         let k = Cache::key(b"", b"tok");
         cache.insert(k, verified("a"), 0, 130);
-        assert!(cache.get(&k, 129).is_some());
-        assert!(cache.get(&k, 130).is_none(), "served at expires_at");
+        assert!(cache.get(&k, 129, |_| Probe::Miss).is_some());
         assert!(
-            cache.get(&k, 129).is_none(),
+            cache.get(&k, 130, |_| Probe::Miss).is_none(),
+            "served at expires_at"
+        );
+        assert!(
+            cache.get(&k, 129, |_| Probe::Miss).is_none(),
             "expired entry was not dropped"
         );
     }
@@ -227,7 +249,7 @@ mod tests {
         assert!(!cache.is_enabled());
         let k = Cache::key(b"", b"tok");
         cache.insert(k, verified("a"), 0, i64::MAX);
-        assert!(cache.get(&k, 0).is_none());
+        assert!(cache.get(&k, 0, |_| Probe::Miss).is_none());
         assert!(cache.is_empty());
     }
 }

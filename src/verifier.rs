@@ -47,10 +47,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Key};
 use crate::jwks::KeySet;
 use crate::jwks::refresh::{RefreshGate, Wait};
-use crate::revocation::{Decision, Revocation, RevocationConfig};
+use crate::revocation::local::Probe;
+use crate::revocation::{Decision, Local, Revocation, RevocationConfig};
 use crate::verify::{self, Policy, Reject, Rejection, Trust, Verified};
 
 /// What the daemon answers for one token.
@@ -290,15 +291,39 @@ impl Verifier {
         &self.inner.revocation
     }
 
-    /// A valid result, through the revocation check.
-    fn valid(&self, result: Arc<Verified>, cached: bool, now: i64) -> Outcome {
-        match self.inner.revocation.check_local(&result, now) {
-            Some(decision) => decided(result, cached, decision),
-            None => Outcome::Pending(Pending {
+    /// A valid result, through the revocation check. `id` is its cache
+    /// key, where its revocation memo lives; `probe` what that memo said.
+    fn valid(
+        &self,
+        result: Arc<Verified>,
+        cached: bool,
+        now: i64,
+        id: Option<Key>,
+        probe: Probe,
+    ) -> Outcome {
+        match self.inner.revocation.check_local(&result, now, probe) {
+            Local::Decided(decision, memo) => {
+                if let (Some(memo), Some(id)) = (memo, &id) {
+                    self.inner.cache.set_memo(id, memo);
+                }
+                decided(result, cached, decision)
+            }
+            Local::Refresh => {
+                if let (Some(id), Ok(runtime)) = (id, tokio::runtime::Handle::try_current()) {
+                    let (verifier, token) = (self.clone(), result.clone());
+                    runtime.spawn(async move {
+                        let memo = verifier.inner.revocation.refresh(&token, now).await;
+                        verifier.inner.cache.set_memo(&id, memo);
+                    });
+                }
+                Outcome::Valid { result, cached }
+            }
+            Local::Lookup => Outcome::Pending(Pending {
                 kind: PendingKind::Revocation {
                     result,
                     cached,
                     now,
+                    id,
                 },
             }),
         }
@@ -361,11 +386,17 @@ impl Verifier {
             return Err(Miss { key: None });
         }
         let key = Cache::key(selector, token);
-        match self.inner.cache.get(&key, now) {
+        match self
+            .inner
+            .cache
+            .get(&key, now, self.inner.revocation.memo_probe())
+        {
             // Served only while the key that verified it is still trusted:
             // a key removed by a swap stops vouching at once, and a result
             // cached by a verification that raced the swap is refused too.
-            Some(hit) if self.still_trusted(&hit) => Ok(self.valid(hit.result, true, now)),
+            Some(hit) if self.still_trusted(&hit) => {
+                Ok(self.valid(hit.result, true, now, Some(key), hit.probe))
+            }
             Some(_) => {
                 // Its key left the set: drop it rather than keep promoting
                 // an entry that will never be served.
@@ -425,7 +456,7 @@ impl Verifier {
                 if let (Some(key), Some(n)) = (miss.key, call.chosen.get()) {
                     self.inner.cache.insert(key, result.clone(), n, expires_at);
                 }
-                self.valid(result, false, now)
+                self.valid(result, false, now, miss.key, Probe::Miss)
             }
             Err(_) if call.no_keys.get() => Outcome::NoKeys,
             Err(rejection) => {
@@ -475,7 +506,7 @@ fn decided(result: Arc<Verified>, cached: bool, decision: Decision) -> Outcome {
 /// token is hashed once per request (none when the cache is disabled).
 #[derive(Debug)]
 pub struct Miss {
-    key: Option<crate::cache::Key>,
+    key: Option<Key>,
 }
 
 /// An answer that needs a wait: see [`Outcome::Pending`].
@@ -497,6 +528,7 @@ enum PendingKind {
         result: Arc<Verified>,
         cached: bool,
         now: i64,
+        id: Option<Key>,
     },
 }
 
@@ -515,12 +547,13 @@ impl Pending {
     /// starting another refresh); a revocation lookup at most the batch
     /// deadline.
     pub async fn finish(self, verifier: &Verifier, selector: &[u8], token: &[u8]) -> Outcome {
-        let (result, cached, now) = match self.kind {
+        let (result, cached, now, id) = match self.kind {
             PendingKind::Revocation {
                 result,
                 cached,
                 now,
-            } => (result, cached, now),
+                id,
+            } => (result, cached, now, id),
             PendingKind::Refresh { miss, wait, .. } => {
                 wait.done().await;
                 let now = crate::server::unix_now();
@@ -531,13 +564,17 @@ impl Pending {
                                 result,
                                 cached,
                                 now,
+                                id,
                             },
-                    }) => (result, cached, now),
+                    }) => (result, cached, now, id),
                     other => return other,
                 }
             }
         };
-        let decision = verifier.inner.revocation.check(&result, now).await;
+        let (decision, memo) = verifier.inner.revocation.check(&result, now).await;
+        if let (Some(memo), Some(id)) = (memo, &id) {
+            verifier.inner.cache.set_memo(id, memo);
+        }
         decided(result, cached, decision)
     }
 }

@@ -44,12 +44,13 @@ impl LocalAnswers {
         self.shards[n].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The answer for `key` if known and fresh: `Some(None)` = absent.
-    pub fn get(&self, key: &str) -> Option<Option<Box<[u8]>>> {
+    /// The answer for `key` if known and fresh (`None` inside: absent),
+    /// with the instant it stops holding.
+    pub fn get(&self, key: &str) -> Option<(Option<Box<[u8]>>, Instant)> {
         let mut shard = self.shard(key);
         let (value, until) = shard.get(key)?;
         if Instant::now() < *until {
-            return Some(value.clone());
+            return Some((value.clone(), *until));
         }
         shard.pop(key);
         None
@@ -72,5 +73,98 @@ impl LocalAnswers {
         for shard in &self.shards {
             shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
+    }
+}
+
+/// A token's last "not revoked" decision, kept in its verified-result cache
+/// entry, so a cache hit is decided by the same probe that found the entry:
+/// no key strings to build, no second table to search. It holds while the
+/// answers it rests on do, and only in the push epoch it was made in: any
+/// pushed revocation (or reconnect) bumps the epoch and so retires every
+/// memo at once.
+///
+/// **Refresh ahead.** In the last fifth of a memo's life, the first probe
+/// still answers "clear" but also claims the refresh ([`Probe::Refresh`]):
+/// its caller looks the token up in the background while every other probe
+/// goes on answering from the memo. A token in steady use thus never waits
+/// for a lookup and costs one lookup per `cache_ttl`, not one per concurrent
+/// request; staleness stays bounded by the memo's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memo {
+    clear: Option<ClearUntil>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClearUntil {
+    until: Instant,
+    refresh_from: Instant,
+    epoch: u64,
+    refreshing: bool,
+}
+
+/// What a probe of a [`Memo`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Nothing usable: decide the slow way.
+    Miss,
+    /// Clear.
+    Clear,
+    /// Clear, and this caller should refresh it in the background.
+    Refresh,
+}
+
+impl Memo {
+    /// Clear until `until`, as of push epoch `epoch`.
+    pub fn clear_until(until: Instant, epoch: u64) -> Memo {
+        let now = Instant::now();
+        Memo {
+            clear: Some(ClearUntil {
+                until,
+                refresh_from: now + until.saturating_duration_since(now).mul_f64(0.8),
+                epoch,
+                refreshing: false,
+            }),
+        }
+    }
+
+    /// What the memo says at `now` in push epoch `epoch` (claiming the
+    /// refresh when it is due).
+    pub fn probe(&mut self, epoch: u64, now: Instant) -> Probe {
+        match &mut self.clear {
+            Some(c) if c.epoch == epoch && now < c.until => {
+                if now >= c.refresh_from && !c.refreshing {
+                    c.refreshing = true;
+                    Probe::Refresh
+                } else {
+                    Probe::Clear
+                }
+            }
+            Some(_) => {
+                self.clear = None;
+                Probe::Miss
+            }
+            None => Probe::Miss,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_holds_in_its_epoch_and_claims_one_refresh_near_its_end() {
+        let start = Instant::now();
+        let mut m = Memo::clear_until(start + Duration::from_secs(10), 7);
+        assert_eq!(m.probe(7, start), Probe::Clear);
+        assert_eq!(m.probe(8, start), Probe::Miss, "another epoch");
+        assert_eq!(m.probe(7, start), Probe::Miss, "retired for good");
+
+        let mut m = Memo::clear_until(start + Duration::from_secs(10), 7);
+        let late = start + Duration::from_secs(9);
+        assert_eq!(m.probe(7, late), Probe::Refresh);
+        assert_eq!(m.probe(7, late), Probe::Clear, "one refresh only");
+        assert_eq!(m.probe(7, start + Duration::from_secs(10)), Probe::Miss);
+        assert_eq!(Memo::default().probe(0, start), Probe::Miss);
     }
 }

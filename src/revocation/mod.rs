@@ -59,13 +59,13 @@ pub mod push;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
 
 use crate::verify::Verified;
 use batch::Batcher;
-use local::LocalAnswers;
+use local::{LocalAnswers, Memo, Probe};
 use memory::MemoryStore;
 
 /// Revocation settings.
@@ -146,7 +146,24 @@ struct Inner {
     config: RevocationConfig,
     store: Store,
     local: LocalAnswers,
+    /// Bumped by every pushed revocation and reconnect: retires every
+    /// [`Memo`], and keeps a lookup that raced a push from caching its
+    /// answers.
+    epoch: AtomicU64,
     stats: Arc<Stats>,
+}
+
+/// What [`Revocation::check_local`] could decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// Decided; a "not revoked" decision comes with a memo for the token's
+    /// cache entry.
+    Decided(Decision, Option<Memo>),
+    /// Not revoked (its memo says so), and due for a refresh: answer now,
+    /// and run [`Revocation::refresh`] in the background.
+    Refresh,
+    /// Unknown locally: [`Revocation::check`] asks the store.
+    Lookup,
 }
 
 /// The revocation checker shared by every front. Cheap to clone.
@@ -244,6 +261,7 @@ impl Revocation {
         let revocation = Revocation {
             inner: Arc::new(Inner {
                 local: LocalAnswers::new(config.cache_entries),
+                epoch: AtomicU64::new(0),
                 config,
                 store: Store::Remote(batcher),
                 stats,
@@ -260,6 +278,7 @@ impl Revocation {
         Revocation {
             inner: Arc::new(Inner {
                 local: LocalAnswers::new(config.cache_entries),
+                epoch: AtomicU64::new(0),
                 store: store(&config),
                 config,
                 stats: Arc::new(Stats::default()),
@@ -287,60 +306,111 @@ impl Revocation {
         }
     }
 
-    /// Decides from what is known locally: the memory store, or the local
-    /// answers of a remote store. `None`: a lookup is needed
-    /// ([`Revocation::check`]).
-    pub fn check_local(&self, token: &Verified, now: i64) -> Option<Decision> {
+    /// The probe for a cached token's [`Memo`], run by the cache under its
+    /// shard lock.
+    pub fn memo_probe(&self) -> impl FnOnce(&mut Memo) -> Probe + use<> {
+        let epoch = match self.inner.store {
+            Store::Remote(_) => Some(self.inner.epoch.load(Ordering::Acquire)),
+            // The memory store answers exactly and at once: no memo.
+            Store::Memory(_) => None,
+        };
+        move |memo| match epoch {
+            Some(epoch) => memo.probe(epoch, Instant::now()),
+            None => Probe::Miss,
+        }
+    }
+
+    /// Decides from what is known locally: the memory store, the token's
+    /// memo (`probe`, [`Probe::Miss`] for a token not in the cache), or the
+    /// local answers of a remote store.
+    pub fn check_local(&self, token: &Verified, now: i64, probe: Probe) -> Local {
         let claims = &token.claims;
         if claims.jti.is_none() && claims.sub.is_none() {
-            return Some(Decision::Clear);
+            return Local::Decided(Decision::Clear, None);
         }
         match &self.inner.store {
             // Nothing revoked (the usual case): no key to build.
-            Store::Memory(m) if m.is_empty() => Some(Decision::Clear),
+            Store::Memory(m) if m.is_empty() => Local::Decided(Decision::Clear, None),
             Store::Memory(m) => {
                 let keys = self.keys(token);
                 let jti = keys.jti.as_deref().and_then(|k| m.get(k, now));
                 let sub = keys.sub.as_deref().and_then(|k| m.get(k, now));
-                Some(decide(
-                    jti.is_some(),
-                    sub.as_deref().map(parse_before),
-                    token,
-                ))
+                Local::Decided(
+                    decide(jti.is_some(), sub.as_deref().map(parse_before), token),
+                    None,
+                )
             }
-            Store::Remote(_) => {
-                let keys = self.keys(token);
-                let local = &self.inner.local;
-                let jti = match keys.jti.as_deref() {
-                    Some(k) => local.get(k)?.is_some(),
-                    None => false,
-                };
-                let sub = match keys.sub.as_deref() {
-                    Some(k) => local.get(k)?,
-                    None => None,
-                };
-                Some(decide(jti, sub.as_deref().map(parse_before), token))
-            }
+            Store::Remote(_) => match probe {
+                Probe::Clear => Local::Decided(Decision::Clear, None),
+                Probe::Refresh => Local::Refresh,
+                Probe::Miss => self.from_answers(token).unwrap_or(Local::Lookup),
+            },
         }
     }
 
+    /// Decides from the keys' local answers, if both are known.
+    fn from_answers(&self, token: &Verified) -> Option<Local> {
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        let keys = self.keys(token);
+        let local = &self.inner.local;
+        let far = Instant::now() + Duration::from_secs(86_400);
+        let (jti, jti_until) = match keys.jti.as_deref() {
+            Some(k) => {
+                let (value, until) = local.get(k)?;
+                (value.is_some(), until)
+            }
+            None => (false, far),
+        };
+        let (sub, sub_until) = match keys.sub.as_deref() {
+            Some(k) => local.get(k)?,
+            None => (None, far),
+        };
+        let decision = decide(jti, sub.as_deref().map(parse_before), token);
+        let memo = (decision == Decision::Clear)
+            .then(|| Memo::clear_until(jti_until.min(sub_until), epoch));
+        Some(Local::Decided(decision, memo))
+    }
+
     /// Decides, asking the store if needed (batched with concurrent checks).
-    pub async fn check(&self, token: &Verified, now: i64) -> Decision {
-        if let Some(decision) = self.check_local(token, now) {
-            return decision;
+    /// A "not revoked" decision comes with a memo for the token's cache
+    /// entry.
+    pub async fn check(&self, token: &Verified, now: i64) -> (Decision, Option<Memo>) {
+        match self.check_local(token, now, Probe::Miss) {
+            Local::Decided(decision, memo) => (decision, memo),
+            Local::Refresh | Local::Lookup => self.look_up(token, now).await,
         }
+    }
+
+    /// A background refresh of a token whose memo is about to expire: its
+    /// local answers are dropped and asked again. Returns the memo to store
+    /// (`Memo::default()` if the token is no longer clear).
+    pub async fn refresh(&self, token: &Verified, now: i64) -> Memo {
+        let keys = self.keys(token);
+        for key in keys.jti.iter().chain(keys.sub.iter()) {
+            self.inner.local.remove(key);
+        }
+        self.look_up(token, now).await.1.unwrap_or_default()
+    }
+
+    /// Asks the store (batched) and records the answers.
+    async fn look_up(&self, token: &Verified, now: i64) -> (Decision, Option<Memo>) {
         let Store::Remote(batcher) = &self.inner.store else {
-            return Decision::Clear;
+            return (Decision::Clear, None);
         };
         self.inner.stats.looked_up.fetch_add(1, Ordering::Relaxed);
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
         let keys = self.keys(token);
         let asked: Vec<String> = keys.jti.iter().chain(keys.sub.iter()).cloned().collect();
         let answers = match batcher.lookup(asked.clone()).await {
             Ok(answers) => answers,
-            Err(()) => return self.unavailable(),
+            Err(()) => return (self.unavailable(), None),
         };
+        // A revocation pushed while we asked may postdate these answers:
+        // use them for this request, but do not keep them.
+        let keep_answers = self.inner.epoch.load(Ordering::Acquire) == epoch;
         let mut jti_revoked = false;
         let mut before = None;
+        let mut until = Instant::now() + self.inner.config.cache_ttl;
         for (key, value) in asked.iter().zip(answers) {
             let is_jti = keys.jti.as_ref() == Some(key);
             // A revoked jti never comes back: keep it until the token's exp
@@ -359,9 +429,15 @@ impl Revocation {
             } else {
                 before = value.as_deref().map(parse_before);
             }
-            self.inner.local.insert(key.clone(), value, keep);
+            until = until.min(Instant::now() + keep);
+            if keep_answers {
+                self.inner.local.insert(key.clone(), value, keep);
+            }
         }
-        decide(jti_revoked, before, token)
+        let decision = decide(jti_revoked, before, token);
+        let memo =
+            (decision == Decision::Clear && keep_answers).then(|| Memo::clear_until(until, epoch));
+        (decision, memo)
     }
 
     fn unavailable(&self) -> Decision {
@@ -396,14 +472,17 @@ impl Revocation {
         }
     }
 
-    /// A pushed revocation: forget the local answer for `key`.
+    /// A pushed revocation: forget the local answer for `key`, and every
+    /// per-token decision (any of them may rest on it).
     pub(crate) fn forget(&self, key: &str) {
         self.inner.stats.pushed.fetch_add(1, Ordering::Relaxed);
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.inner.local.remove(key);
     }
 
     /// The push connection (re)started: every local answer may be stale.
     pub(crate) fn forget_all(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.inner.local.clear();
     }
 }

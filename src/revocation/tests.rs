@@ -6,11 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::local::Probe;
 use super::*;
 use crate::verify::{Algorithm, Anomalies, Claims, Verified};
 
-fn token(iss: Option<&str>, sub: Option<&str>, jti: Option<&str>, iat: Option<i64>) -> Verified {
-    Verified {
+fn token(
+    iss: Option<&str>,
+    sub: Option<&str>,
+    jti: Option<&str>,
+    iat: Option<i64>,
+) -> Arc<Verified> {
+    Arc::new(Verified {
         claims: Claims {
             iss: iss.map(Box::from),
             sub: sub.map(Box::from),
@@ -24,7 +30,7 @@ fn token(iss: Option<&str>, sub: Option<&str>, jti: Option<&str>, iat: Option<i6
         kid: None,
         key: crate::jwks::KeyFingerprint([0; 32]),
         anomalies: Anomalies::NONE,
-    }
+    })
 }
 
 #[test]
@@ -55,38 +61,63 @@ fn the_memory_store_revokes_by_jti_and_by_subject_time() {
     let r = Revocation::memory(RevocationConfig::default());
     let iss = Some("https://a.example");
     let t = token(iss, Some("alice"), Some("t1"), Some(100));
-    assert_eq!(r.check_local(&t, 0), Some(Decision::Clear), "empty store");
+    assert_eq!(
+        r.check_local(&t, 0, Probe::Miss),
+        Local::Decided(Decision::Clear, None),
+        "empty store"
+    );
 
     // One jti, until its exp.
     let key = jti_key("jwtd:", iss, "t1");
     assert!(r.revoke_local(&key, b"1".to_vec(), Some(2_000), 0));
-    assert_eq!(r.check_local(&t, 0), Some(Decision::Revoked));
     assert_eq!(
-        r.check_local(&t, 2_000),
-        Some(Decision::Clear),
+        r.check_local(&t, 0, Probe::Miss),
+        Local::Decided(Decision::Revoked, None)
+    );
+    assert_eq!(
+        r.check_local(&t, 2_000, Probe::Miss),
+        Local::Decided(Decision::Clear, None),
         "expired with the token"
     );
     let other = token(iss, Some("alice"), Some("t2"), Some(100));
-    assert_eq!(r.check_local(&other, 0), Some(Decision::Clear));
+    assert_eq!(
+        r.check_local(&other, 0, Probe::Miss),
+        Local::Decided(Decision::Clear, None)
+    );
 
     // A subject: tokens issued at or before 150, and tokens without iat.
     let key = sub_key("jwtd:", iss, "bob");
     r.revoke_local(&key, b"150".to_vec(), None, 0);
     let at = |iat| token(iss, Some("bob"), Some("x"), iat);
-    assert_eq!(r.check_local(&at(Some(150)), 0), Some(Decision::Revoked));
-    assert_eq!(r.check_local(&at(Some(151)), 0), Some(Decision::Clear));
-    assert_eq!(r.check_local(&at(None), 0), Some(Decision::Revoked));
+    assert_eq!(
+        r.check_local(&at(Some(150)), 0, Probe::Miss),
+        Local::Decided(Decision::Revoked, None)
+    );
+    assert_eq!(
+        r.check_local(&at(Some(151)), 0, Probe::Miss),
+        Local::Decided(Decision::Clear, None)
+    );
+    assert_eq!(
+        r.check_local(&at(None), 0, Probe::Miss),
+        Local::Decided(Decision::Revoked, None)
+    );
     // Another issuer's bob is someone else.
     let elsewhere = token(Some("https://b.example"), Some("bob"), None, Some(1));
-    assert_eq!(r.check_local(&elsewhere, 0), Some(Decision::Clear));
+    assert_eq!(
+        r.check_local(&elsewhere, 0, Probe::Miss),
+        Local::Decided(Decision::Clear, None)
+    );
     // An unreadable time revokes every token of the subject (fail safe).
     r.revoke_local(&sub_key("jwtd:", iss, "carol"), b"soon".to_vec(), None, 0);
     let carol = token(iss, Some("carol"), None, Some(i64::MAX - 1));
-    assert_eq!(r.check_local(&carol, 0), Some(Decision::Revoked));
+    assert_eq!(
+        r.check_local(&carol, 0, Probe::Miss),
+        Local::Decided(Decision::Revoked, None)
+    );
     // Nothing to look up: clear.
     assert_eq!(
-        r.check_local(&token(iss, None, None, None), 0),
-        Some(Decision::Clear)
+        r.check_local(&token(iss, None, None, None), 0, Probe::Miss),
+        Local::Decided(Decision::Clear, None)
     );
 }
 
@@ -114,13 +145,18 @@ fn unreachable(fail_open: bool) -> Revocation {
 
 #[tokio::test]
 async fn an_unreachable_store_fails_closed_by_default_and_open_when_asked() {
-    let t = Arc::new(token(Some("i"), Some("alice"), Some("t1"), Some(1)));
+    let t = token(Some("i"), Some("alice"), Some("t1"), Some(1));
     let closed = unreachable(false);
-    assert_eq!(closed.check_local(&t, 0), None, "nothing known locally");
-    assert_eq!(closed.check(&t, 0).await, Decision::Unavailable);
+    assert_eq!(
+        closed.check_local(&t, 0, Probe::Miss),
+        Local::Lookup,
+        "nothing known locally"
+    );
+    assert_eq!(closed.check(&t, 0).await, (Decision::Unavailable, None));
     assert_eq!(closed.stats().failed_closed.load(Ordering::Relaxed), 1);
     let open = unreachable(true);
-    assert_eq!(open.check(&t, 0).await, Decision::Clear);
+    // Let through, but no memo: the next request asks again.
+    assert_eq!(open.check(&t, 0).await, (Decision::Clear, None));
     assert_eq!(open.stats().failed_open.load(Ordering::Relaxed), 1);
 }
 
@@ -129,10 +165,10 @@ async fn the_circuit_opens_after_failed_batches_and_answers_at_once() {
     let r = unreachable(false);
     let t = token(Some("i"), Some("alice"), Some("t1"), Some(1));
     for _ in 0..batch::BREAKER_FAILURES {
-        assert_eq!(r.check(&t, 0).await, Decision::Unavailable);
+        assert_eq!(r.check(&t, 0).await.0, Decision::Unavailable);
     }
     let tried = r.stats().batches.load(Ordering::Relaxed);
-    assert_eq!(r.check(&t, 0).await, Decision::Unavailable);
+    assert_eq!(r.check(&t, 0).await.0, Decision::Unavailable);
     // Answered by the open circuit: no batch went out.
     assert_eq!(r.stats().short_circuited.load(Ordering::Relaxed), 1);
     assert_eq!(r.stats().batches.load(Ordering::Relaxed), tried);
