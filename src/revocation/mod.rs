@@ -343,13 +343,13 @@ impl Revocation {
             Store::Remote(_) => match probe {
                 Probe::Clear => Local::Decided(Decision::Clear, None),
                 Probe::Refresh => Local::Refresh,
-                Probe::Miss => self.from_answers(token).unwrap_or(Local::Lookup),
+                Probe::Miss => self.decide_from_answers(token).unwrap_or(Local::Lookup),
             },
         }
     }
 
     /// Decides from the keys' local answers, if both are known.
-    fn from_answers(&self, token: &Verified) -> Option<Local> {
+    fn decide_from_answers(&self, token: &Verified) -> Option<Local> {
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         let keys = self.keys(token);
         let local = &self.inner.local;

@@ -9,4 +9,5 @@ mod conformance;
 mod daemon;
 mod props;
 mod remote;
+mod revocation;
 mod support;
