@@ -1,6 +1,7 @@
 //! The in-memory revocation store: what jwtd uses without Redis. One
-//! process's list, written with `jwtd revoke --socket` (the native REVOKE
-//! op) or by tests; answers are exact and immediate, so checks never wait.
+//! process's list, written through [`crate::revocation::Revocation::revoke_local`]
+//! (tests and embedders; the daemon offers no way to write it yet); answers
+//! are exact and immediate, so checks never wait.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -49,8 +49,8 @@
 //! checking resumes within a fraction of a second of Redis returning.
 //!
 //! Without Redis, an in-memory store ([`memory`]) answers every check
-//! inline; it is what the embedded default runs, and what `jwtd revoke
-//! --socket` writes to.
+//! inline; it is what the embedded default runs. Nothing outside the
+//! library writes to it yet (a REVOKE op on the native socket would).
 
 pub mod batch;
 pub mod local;
