@@ -131,6 +131,17 @@ impl Client {
             .await
     }
 
+    /// Sends REVOKE with `body` (a JSON revocation request, see
+    /// `docs/protocol.md`); the reply is DONE with the key, or ERROR.
+    ///
+    /// # Errors
+    ///
+    /// Transport failures.
+    pub async fn revoke(&self, body: &[u8]) -> Result<Reply, ClientError> {
+        self.call(|buf, id| protocol::encode_revoke(buf, id, body))
+            .await
+    }
+
     /// Sends PING and waits for PONG.
     ///
     /// # Errors

@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("jwtd verify: the daemon refused the request: {error}");
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
-        Ok(Reply::Pong { .. } | Reply::Other { .. }) => {
+        Ok(Reply::Pong { .. } | Reply::Done { .. } | Reply::Other { .. }) => {
             eprintln!("jwtd verify: a reply this jwtd does not understand (is the daemon newer?)");
             return Ok(ExitCode::from(EXIT_UNDECIDED));
         }

@@ -21,6 +21,7 @@ pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
 const OP_VERIFY: u8 = 1;
 const OP_PING: u8 = 2;
+const OP_REVOKE: u8 = 3;
 
 /// A decoded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,12 @@ pub enum Op {
     },
     /// Liveness check.
     Ping,
+    /// Revoke a token or a subject's tokens: `body` is a JSON object (see
+    /// `docs/protocol.md`), parsed by the server.
+    Revoke {
+        /// The JSON request.
+        body: Bytes,
+    },
 }
 
 /// Why jwtd could not decide (status UNDECIDED).
@@ -104,6 +111,10 @@ pub enum ProtocolError {
     UnknownSelector,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// A REVOKE body that is not a revocation request.
+    BadRevoke,
+    /// The revocation store refused or could not be reached.
+    RevokeFailed,
 }
 
 impl std::fmt::Display for ProtocolError {
@@ -125,6 +136,10 @@ impl ProtocolError {
             ProtocolError::FrameTooShort => "frame too short",
             ProtocolError::UnknownSelector => "unknown selector",
             ProtocolError::ShuttingDown => "shutting down",
+            ProtocolError::BadRevoke => {
+                "bad revoke request: expected {\"jti\",\"exp\"} or {\"sub\"[,\"before\"]}, optional \"iss\""
+            }
+            ProtocolError::RevokeFailed => "the revocation store could not be written",
         }
     }
 
@@ -138,13 +153,18 @@ impl ProtocolError {
             ProtocolError::FrameTooShort => 5,
             ProtocolError::UnknownSelector => 6,
             ProtocolError::ShuttingDown => 7,
+            ProtocolError::BadRevoke => 8,
+            ProtocolError::RevokeFailed => 9,
         }
     }
 
     /// Whether the connection must close after this error: framing errors
     /// leave the byte stream untrustworthy.
     pub fn is_fatal(self) -> bool {
-        !matches!(self, ProtocolError::UnknownSelector)
+        !matches!(
+            self,
+            ProtocolError::UnknownSelector | ProtocolError::BadRevoke | ProtocolError::RevokeFailed
+        )
     }
 
     fn from_code(code: u16) -> Option<ProtocolError> {
@@ -157,6 +177,8 @@ impl ProtocolError {
             FrameTooShort,
             UnknownSelector,
             ShuttingDown,
+            BadRevoke,
+            RevokeFailed,
         ]
         .into_iter()
         .find(|e| e.code() == code)
@@ -200,6 +222,13 @@ pub enum Reply {
         /// ready).
         ready: bool,
     },
+    /// A REVOKE was carried out; the body is the key written.
+    Done {
+        /// Request id.
+        id: u32,
+        /// The revocation key.
+        key: Bytes,
+    },
     /// The request was not understood.
     Error {
         /// Request id (0 if unreadable).
@@ -229,6 +258,7 @@ const ST_INVALID: u8 = 1;
 const ST_UNDECIDED: u8 = 2;
 const ST_PONG: u8 = 3;
 const ST_ERROR: u8 = 4;
+const ST_DONE: u8 = 5;
 
 impl Reply {
     /// The request id this reply answers.
@@ -238,6 +268,7 @@ impl Reply {
             | Reply::Invalid { id, .. }
             | Reply::Undecided { id, .. }
             | Reply::Pong { id, .. }
+            | Reply::Done { id, .. }
             | Reply::Error { id, .. }
             | Reply::Other { id, .. } => *id,
         }
@@ -263,6 +294,7 @@ impl Reply {
                 (ST_UNDECIDED, cause.code(), cause.as_str().as_bytes())
             }
             Reply::Pong { ready, .. } => (ST_PONG, u16::from(!*ready), &[]),
+            Reply::Done { key, .. } => (ST_DONE, 0, key),
             Reply::Error { error, .. } => (ST_ERROR, error.code(), error.message().as_bytes()),
             Reply::Other {
                 status, code, body, ..
@@ -328,6 +360,7 @@ pub fn decode_request(
     frame.advance(HEADER_LEN);
     let op = match op {
         OP_PING => Op::Ping,
+        OP_REVOKE => Op::Revoke { body: frame },
         OP_VERIFY => {
             let Some((&sel_len, rest)) = frame.split_first() else {
                 return fail(ProtocolError::FrameTooShort);
@@ -389,6 +422,12 @@ pub fn encode_ping(out: &mut BytesMut, id: u32) {
     put_header(out, 0, OP_PING, 0, id);
 }
 
+/// Encodes a REVOKE request with its JSON `body`.
+pub fn encode_revoke(out: &mut BytesMut, id: u32, body: &[u8]) {
+    put_header(out, body.len(), OP_REVOKE, 0, id);
+    out.put_slice(body);
+}
+
 /// Decodes one reply from the front of `buf` (client side).
 ///
 /// # Errors
@@ -431,6 +470,10 @@ pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply
             ready: code == 0,
         }),
         ST_ERROR => ProtocolError::from_code(code).map(|error| Reply::Error { id, error }),
+        ST_DONE => Some(Reply::Done {
+            id,
+            key: frame.clone(),
+        }),
         _ => None,
     };
     Ok(Some(known.unwrap_or(Reply::Other {

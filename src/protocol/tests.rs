@@ -188,6 +188,14 @@ fn every_reply_round_trips() {
             id: 5,
             error: ProtocolError::UnknownSelector,
         },
+        Reply::Done {
+            id: 6,
+            key: Bytes::from_static(b"jwtd:{-}:sub:alice"),
+        },
+        Reply::Error {
+            id: 7,
+            error: ProtocolError::BadRevoke,
+        },
     ];
     let mut buf = BytesMut::new();
     for r in &replies {
@@ -222,4 +230,25 @@ fn unknown_statuses_and_codes_are_kept_not_fatal() {
             })
         );
     }
+}
+
+#[test]
+fn revoke_requests_carry_their_json_body_and_errors_keep_the_connection() {
+    let mut buf = BytesMut::new();
+    encode_revoke(&mut buf, 9, br#"{"sub":"alice"}"#);
+    assert_eq!(&buf[4..6], &[VERSION, 3], "op 3");
+    let request = decode_request(&mut buf, DEFAULT_MAX_FRAME)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        request,
+        Request {
+            id: 9,
+            op: Op::Revoke {
+                body: Bytes::from_static(br#"{"sub":"alice"}"#)
+            }
+        }
+    );
+    assert!(!ProtocolError::BadRevoke.is_fatal());
+    assert!(!ProtocolError::RevokeFailed.is_fatal());
 }

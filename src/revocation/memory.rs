@@ -1,7 +1,6 @@
 //! The in-memory revocation store: what jwtd uses without Redis. One
-//! process's list, written through [`crate::revocation::Revocation::revoke_local`]
-//! (tests and embedders; the daemon offers no way to write it yet); answers
-//! are exact and immediate, so checks never wait.
+//! process's list, written through the native REVOKE op (`jwtd revoke
+//! --socket`); answers are exact and immediate, so checks never wait.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

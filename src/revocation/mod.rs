@@ -49,8 +49,8 @@
 //! checking resumes within a fraction of a second of Redis returning.
 //!
 //! Without Redis, an in-memory store ([`memory`]) answers every check
-//! inline; it is what the embedded default runs. Nothing outside the
-//! library writes to it yet (a REVOKE op on the native socket would).
+//! inline; it is what the embedded default runs, written through the native
+//! REVOKE op ([`Revocation::revoke`], `jwtd revoke --socket`).
 
 pub mod batch;
 pub mod local;
@@ -145,6 +145,9 @@ enum Store {
 struct Inner {
     config: RevocationConfig,
     store: Store,
+    /// Redis URLs (remote store), for revocations written through the
+    /// daemon.
+    urls: Vec<String>,
     local: LocalAnswers,
     /// Bumped by every pushed revocation and reconnect: retires every
     /// [`Memo`], and keeps a lookup that raced a push from caching its
@@ -262,6 +265,7 @@ impl Revocation {
             inner: Arc::new(Inner {
                 local: LocalAnswers::new(config.cache_entries),
                 epoch: AtomicU64::new(0),
+                urls: urls.to_vec(),
                 config,
                 store: Store::Remote(batcher),
                 stats,
@@ -279,6 +283,7 @@ impl Revocation {
             inner: Arc::new(Inner {
                 local: LocalAnswers::new(config.cache_entries),
                 epoch: AtomicU64::new(0),
+                urls: Vec::new(),
                 store: store(&config),
                 config,
                 stats: Arc::new(Stats::default()),
@@ -453,8 +458,48 @@ impl Revocation {
         }
     }
 
+    /// Carries out a revocation asked through the daemon (the native REVOKE
+    /// op): into the in-memory store, or written to Redis and announced, as
+    /// `jwtd revoke --redis` does. Returns the key written.
+    ///
+    /// # Errors
+    ///
+    /// A message, when Redis cannot be written.
+    pub async fn revoke(
+        &self,
+        iss: Option<&str>,
+        what: &Revoke,
+        now: i64,
+    ) -> Result<String, String> {
+        let prefix = &self.inner.config.prefix;
+        match &self.inner.store {
+            Store::Memory(m) => {
+                let (key, value, expires) = match what {
+                    Revoke::Jti { jti, exp } => {
+                        (jti_key(prefix, iss, jti), b"1".to_vec(), Some(*exp))
+                    }
+                    Revoke::Subject { sub, before } => (
+                        sub_key(prefix, iss, sub),
+                        before.to_string().into_bytes(),
+                        None,
+                    ),
+                };
+                m.insert(key.clone(), value, expires, now);
+                Ok(key)
+            }
+            Store::Remote(_) => {
+                let written =
+                    revoke(&self.inner.urls, prefix, iss, what, Duration::from_secs(5)).await;
+                let (key, _) = written.map_err(|e| e.to_string())?;
+                // Ours at once, whatever the announcement does.
+                self.forget(&key);
+                Ok(key)
+            }
+        }
+    }
+
     /// Revokes in the in-memory store (no effect on a remote store: use
-    /// `jwtd revoke --redis`). `value` is what the key holds (a subject's
+    /// [`Revocation::revoke`]). `value` is what the key holds (a subject's
     /// time); `expires_at` is a Unix second (`None`: never).
     pub fn revoke_local(
         &self,
@@ -504,6 +549,35 @@ pub enum Revoke {
         /// Unix seconds.
         before: i64,
     },
+}
+
+/// Reads a REVOKE request body: a JSON object, either `{"jti": S, "exp": N}`
+/// or `{"sub": S, "before": N}` (`before` defaults to `now`), with an
+/// optional `"iss": S`. Returns the issuer and what to revoke.
+pub fn parse_revoke(body: &[u8], now: i64) -> Option<(Option<String>, Revoke)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object()?;
+    let text = |name: &str| obj.get(name).and_then(serde_json::Value::as_str);
+    let number = |name: &str| obj.get(name).and_then(serde_json::Value::as_i64);
+    let iss = match obj.get("iss") {
+        None => None,
+        Some(v) => Some(v.as_str()?.to_owned()),
+    };
+    let what = match (text("jti"), text("sub")) {
+        (Some(jti), None) if !jti.is_empty() => Revoke::Jti {
+            jti: jti.to_owned(),
+            exp: number("exp")?,
+        },
+        (None, Some(sub)) if !sub.is_empty() => Revoke::Subject {
+            sub: sub.to_owned(),
+            before: match obj.get("before") {
+                None => now,
+                Some(_) => number("before")?,
+            },
+        },
+        _ => return None,
+    };
+    Some((iss, what))
 }
 
 /// Writes a revocation to Redis (`urls`: one server, or cluster nodes) and

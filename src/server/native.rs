@@ -255,6 +255,43 @@ fn answer(
             id,
             ready: verifier.ready(),
         },
+        Op::Revoke { body } => {
+            // An administrative write, possibly to Redis: off the reader.
+            let (verifier, tx) = (verifier.clone(), tx.clone());
+            tokio::spawn(async move {
+                let now = unix_now();
+                let reply = match crate::revocation::parse_revoke(&body, now) {
+                    None => Reply::Error {
+                        id,
+                        error: ProtocolError::BadRevoke,
+                    },
+                    Some((iss, what)) => {
+                        match verifier
+                            .revocation()
+                            .revoke(iss.as_deref(), &what, now)
+                            .await
+                        {
+                            Ok(key) => {
+                                tracing::info!(%key, "revoked through the socket");
+                                Reply::Done {
+                                    id,
+                                    key: Bytes::from(key),
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "revocation through the socket failed");
+                                Reply::Error {
+                                    id,
+                                    error: ProtocolError::RevokeFailed,
+                                }
+                            }
+                        }
+                    }
+                };
+                let _ = tx.send(Batch::One((reply, permit)));
+            });
+            return None;
+        }
         Op::Verify { selector, token } => {
             match verifier.check_cached(&selector, &token, unix_now()) {
                 Ok(Outcome::Pending(p)) => {

@@ -1001,3 +1001,78 @@ fn jwtd_ping_reports_ready_not_ready_and_unreachable() {
     assert_eq!(code, Some(1));
     assert_eq!(out["error"], "unreachable");
 }
+
+#[tokio::test]
+async fn revocations_through_the_socket_reach_the_in_memory_store() {
+    let d = Daemon::start(&[]);
+    let client = Client::connect(&d.socket).await.unwrap();
+    let token =
+        d.token(json!({"sub": "alice", "jti": "t-1", "iat": now() - 10, "exp": now() + 600}));
+    let newer =
+        d.token(json!({"sub": "alice", "jti": "t-2", "iat": now() + 5, "exp": now() + 600}));
+    assert!(matches!(
+        client.verify(token.as_bytes()).await.unwrap(),
+        Reply::Valid { .. }
+    ));
+    assert!(matches!(
+        client.verify(token.as_bytes()).await.unwrap(),
+        Reply::Valid { cached: true, .. }
+    ));
+
+    // The CLI, through the socket: every token of alice issued until now.
+    let out = Command::new(jwtd_bin())
+        .args(["revoke", "--sub", "alice", "--socket"])
+        .arg(&d.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["revoked"], "jwtd:{-}:sub:alice");
+    // The cached token is refused at once; one issued later is not.
+    assert!(matches!(
+        client.verify(token.as_bytes()).await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::Revoked,
+            ..
+        }
+    ));
+    assert!(matches!(
+        client.verify(newer.as_bytes()).await.unwrap(),
+        Reply::Valid { .. }
+    ));
+
+    // One token by jti, with the op itself.
+    let reply = client
+        .revoke(br#"{"jti":"t-2","exp":4102444800}"#)
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply, Reply::Done { ref key, .. } if &key[..] == b"jwtd:{-}:jti:t-2"),
+        "{reply:?}"
+    );
+    assert!(matches!(
+        client.verify(newer.as_bytes()).await.unwrap(),
+        Reply::Invalid {
+            reason: Reject::Revoked,
+            ..
+        }
+    ));
+
+    // A malformed request is an error, and the connection goes on.
+    let reply = client.revoke(b"{\"jti\":\"no exp\"}").await.unwrap();
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                error: ProtocolError::BadRevoke,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    assert!(matches!(client.ping().await.unwrap(), Reply::Pong { .. }));
+}
