@@ -1,0 +1,993 @@
+//! Revocation against a real Redis: `jwtd serve --redis` and `jwtd revoke`.
+//!
+//! Covered: a revoked `jti` or subject takes effect within 100 ms even for a
+//! cached answer (the pushed invalidation); subject revocations honour `iat`
+//! and are scoped by issuer; concurrent checks are batched into a few dozen
+//! `MGET`s; a killed Redis makes jwtd fail closed (or open) without dropping
+//! a connection, and checking resumes within a second of Redis returning; a
+//! three-master Redis Cluster behaves the same; bad settings and an
+//! unreachable Redis are reported.
+//!
+//! Each test starts its own `redis-server` ([`Redis`]) on a free loopback
+//! port, with a temporary `--dir` and no persistence, and kills it on drop;
+//! the cluster test starts three with `--cluster-enabled yes` and joins them
+//! with `redis-cli --cluster create` ([`Cluster`]). Command counts come from
+//! `INFO commandstats`. Tests poll with deadlines rather than sleeping.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jwtd::client::Client;
+use jwtd::protocol::{Cause, Reply};
+use jwtd::sign::SigningKey;
+use jwtd::verify::{Algorithm, Reject};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::support::jwtd_bin;
+
+/// How soon after `jwtd revoke` exits a revocation must be in effect.
+const PUSH_LIMIT: Duration = Duration::from_millis(100);
+
+const REDIS_MISSING: &str = "the revocation tests need redis-server and redis-cli on PATH: \
+                             apt-get install redis-server redis-tools";
+
+// ---------------------------------------------------------------------------
+// Redis.
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Runs `redis-cli ARGS...`.
+fn redis_cli(args: &[&str]) -> Output {
+    match Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{REDIS_MISSING}"),
+        Err(e) => panic!("running redis-cli: {e}"),
+    }
+}
+
+/// A `redis-server` on a loopback port; killed on drop.
+struct Redis {
+    port: u16,
+    /// The server's arguments, kept to restart it on the same port.
+    args: Vec<String>,
+    child: Option<Child>,
+    /// The server's `--dir` and its log.
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// A standalone server.
+    fn start() -> Redis {
+        Redis::launch(false)
+    }
+
+    /// A server ready to join a cluster (no slots yet).
+    fn start_cluster_node() -> Redis {
+        Redis::launch(true)
+    }
+
+    fn launch(cluster: bool) -> Redis {
+        let dir = tempfile::tempdir().expect("redis temp dir");
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+        ];
+        if cluster {
+            let config = dir.path().join(format!("nodes-{port}.conf"));
+            args.extend([
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                config.display().to_string(),
+                "--cluster-node-timeout".into(),
+                "2000".into(),
+                // The default bus port (port + 10000) may not exist.
+                "--cluster-port".into(),
+                free_port().to_string(),
+            ]);
+        }
+        let mut redis = Redis {
+            port,
+            args,
+            child: None,
+            dir,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// Starts the server (again) and waits until it answers PING.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("redis.log"))
+            .expect("redis log");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("redis log"))
+            .stderr(log);
+        // SAFETY: prctl(2) is async-signal-safe. The server gets SIGKILL when
+        // the thread that started it (the test's) ends, so it cannot outlive
+        // a test process killed before drop runs.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{REDIS_MISSING}"),
+            Err(e) => panic!("starting redis-server: {e}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["ping"]).trim() != "PONG" {
+            if let Some(status) = child.try_wait().expect("redis-server status") {
+                panic!("redis-server exited ({status}) at start{}", self.log());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-server did not answer PING within 10 s{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no goodbye to clients, the port closes at once.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis-cli -p PORT ARGS...`: what it printed.
+    fn cli(&self, args: &[&str]) -> String {
+        let port = self.port.to_string();
+        let out = redis_cli(&[&["-p", &port], args].concat());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// How many `MGET`s the server has run.
+    fn mget_calls(&self) -> u64 {
+        let stats = self.cli(&["info", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_mget:calls="))
+            .map_or(0, |rest| {
+                let calls = rest.split(',').next().unwrap_or_default();
+                calls.parse().expect("a call count")
+            })
+    }
+
+    /// Subscribers of `channel` on this server.
+    fn subscribers(&self, channel: &str) -> u64 {
+        let out = self.cli(&["pubsub", "numsub", channel]);
+        out.lines()
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The server's log, for failure messages.
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        format!("\n--- redis-server log ---\n{text}")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Three masters, no replicas, every slot assigned.
+struct Cluster {
+    nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let nodes: Vec<Redis> = (0..3).map(|_| Redis::start_cluster_node()).collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out = redis_cli(&args);
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            while !node.cli(&["cluster", "info"]).contains("cluster_state:ok") {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} never reached cluster_state:ok{}",
+                    node.port,
+                    node.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Cluster { nodes }
+    }
+
+    /// The three node URLs, comma-separated, as `--redis` takes them.
+    fn urls(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(Redis::url).collect();
+        urls.join(",")
+    }
+
+    fn mget_calls(&self) -> u64 {
+        self.nodes.iter().map(Redis::mget_calls).sum()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// jwtd.
+
+/// `jwtd SUBCOMMAND` with no `JWTD_*` setting leaking in from the environment.
+fn jwtd(subcommand: &str) -> Command {
+    let mut cmd = Command::new(jwtd_bin());
+    cmd.arg(subcommand);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("JWTD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("NO_COLOR", "1").stdin(Stdio::null());
+    cmd
+}
+
+/// Mints tokens the daemon trusts (ES256, kid "k1"). Cheap to clone.
+#[derive(Clone)]
+struct Minter(Arc<SigningKey>);
+
+/// Numbers the `jti`s and subjects of fresh tokens.
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+impl Minter {
+    fn mint(&self, claims: &Value) -> String {
+        self.0.mint(claims, &Default::default()).expect("mint")
+    }
+
+    /// A token nothing has seen: its own `jti` and `sub`, valid for an hour.
+    fn fresh(&self) -> String {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.mint(&json!({
+            "jti": format!("fresh-{n}"),
+            "sub": format!("user-{n}"),
+            "iat": now(),
+            "exp": now() + 3600,
+        }))
+    }
+}
+
+/// A running `jwtd serve` with Redis revocation; killed on drop.
+struct Jwtd {
+    child: Child,
+    socket: PathBuf,
+    stderr: PathBuf,
+    tokens: Minter,
+    _dir: tempfile::TempDir,
+}
+
+impl Jwtd {
+    /// `jwtd serve --redis REDIS EXTRA...` on a temp socket, trusting a fresh
+    /// key; returns once the socket accepts connections.
+    fn start(redis: &str, extra: &[&str]) -> Jwtd {
+        let key = SigningKey::generate(Algorithm::ES256)
+            .expect("generate key")
+            .with_kid(Some("k1".into()));
+        let dir = tempfile::tempdir().expect("jwtd temp dir");
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
+        let socket = dir.path().join("jwtd.sock");
+        let stderr = dir.path().join("stderr.log");
+        let child = jwtd("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--jwks-file")
+            .arg(&jwks)
+            .args(["--redis", redis])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn jwtd");
+        let mut d = Jwtd {
+            child,
+            socket,
+            stderr,
+            tokens: Minter(Arc::new(key)),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            assert!(d.is_alive(), "jwtd exited at start{}", d.log());
+            assert!(Instant::now() < deadline, "jwtd not listening{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&self.socket)
+            .await
+            .expect("connect to jwtd")
+    }
+
+    fn is_alive(&mut self) -> bool {
+        self.child.try_wait().expect("jwtd status").is_none()
+    }
+
+    /// The daemon's stderr, for failure messages.
+    fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        format!("\n--- jwtd stderr ---\n{text}")
+    }
+}
+
+impl Drop for Jwtd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `jwtd revoke --redis URLS ARGS...`, which must succeed: its JSON
+/// line, and when it exited.
+fn revoke(urls: &str, args: &[&str]) -> (Value, Instant) {
+    let out = jwtd("revoke")
+        .args(["--redis", urls])
+        .args(args)
+        .output()
+        .expect("run jwtd revoke");
+    let exited = Instant::now();
+    assert!(
+        out.status.success(),
+        "jwtd revoke {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "jwtd revoke printed no JSON ({e}): {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (line, exited)
+}
+
+/// Runs `jwtd serve ARGS...` expecting it to refuse its configuration: its
+/// exit code and stderr.
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stderr = dir.path().join("stderr.log");
+    let mut child = jwtd("serve")
+        .arg("--socket")
+        .arg(dir.path().join("jwtd.sock"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn jwtd");
+    let status = wait_exit(&mut child, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("jwtd serve {args:?} started instead of refusing"));
+    let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+    (status.code(), text)
+}
+
+/// Waits for `child` to exit; kills it and returns `None` after `within`.
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("child status") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A JWK set file holding a fresh key, for configuration tests.
+fn jwks_file(dir: &Path) -> String {
+    let key = SigningKey::generate(Algorithm::ES256).expect("generate key");
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
+    path.display().to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Asking and waiting.
+
+fn now() -> i64 {
+    jwtd::server::unix_now()
+}
+
+/// The hash tag of an issuer's keys: 16 hex digits of SHA-256(iss).
+fn issuer_tag(iss: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, iss.as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn verify(client: &Client, token: &str) -> Reply {
+    client.verify(token.as_bytes()).await.expect("verify")
+}
+
+fn is_valid(reply: &Reply) -> bool {
+    matches!(reply, Reply::Valid { .. })
+}
+
+fn is_revoked(reply: &Reply) -> bool {
+    matches!(
+        reply,
+        Reply::Invalid {
+            reason: Reject::Revoked,
+            ..
+        }
+    )
+}
+
+fn is_unavailable(reply: &Reply) -> bool {
+    matches!(
+        reply,
+        Reply::Undecided {
+            cause: Cause::RevocationUnavailable,
+            ..
+        }
+    )
+}
+
+/// Asserts `token` is valid twice over, the second time from the cache.
+async fn assert_valid_and_cached(d: &Jwtd, client: &Client, token: &str) {
+    let first = verify(client, token).await;
+    assert!(is_valid(&first), "{first:?}{}", d.log());
+    let second = verify(client, token).await;
+    assert!(
+        matches!(second, Reply::Valid { cached: true, .. }),
+        "expected a cached valid answer, got {second:?}{}",
+        d.log()
+    );
+}
+
+/// Verifies fresh tokens until one is valid; how long that took. Panics
+/// after `within`.
+async fn until_valid(d: &Jwtd, client: &Client, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let reply = verify(client, &d.tokens.fresh()).await;
+        if is_valid(&reply) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "no fresh token valid within {within:?}; last answer {reply:?}{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits until the daemon checks tokens against Redis and listens on the
+/// push channel (of `redis`, the node it subscribes to).
+async fn wait_connected(d: &Jwtd, client: &Client, redis: &Redis) {
+    until_valid(d, client, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.subscribers("jwtd:revocations") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "jwtd never subscribed to jwtd:revocations{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Verifies `token` back to back until it is refused as revoked; how long
+/// after `since` that was. Any other answer than valid or revoked fails, as
+/// does a token still valid 2 s on.
+async fn time_to_revoked(d: &Jwtd, client: &Client, token: &str, since: Instant) -> Duration {
+    loop {
+        let reply = verify(client, token).await;
+        let elapsed = since.elapsed();
+        if is_revoked(&reply) {
+            return elapsed;
+        }
+        assert!(
+            is_valid(&reply) && elapsed < Duration::from_secs(2),
+            "after {elapsed:?}: {reply:?}, expected revoked{}",
+            d.log()
+        );
+    }
+}
+
+/// Verifies a fresh token, which must be undecided `revocation_unavailable`
+/// (Redis is down and revocation fails closed); how long the answer took.
+async fn assert_unavailable(d: &Jwtd, client: &Client) -> Duration {
+    let start = Instant::now();
+    let reply = verify(client, &d.tokens.fresh()).await;
+    assert!(
+        is_unavailable(&reply),
+        "Redis is down: expected revocation_unavailable, got {reply:?}{}",
+        d.log()
+    );
+    start.elapsed()
+}
+
+/// Fires `tokens` at once, spread over `clients`; every answer must be
+/// valid.
+async fn verify_all_at_once(d: &Jwtd, clients: &[Arc<Client>], tokens: Vec<String>) {
+    let tasks: Vec<JoinHandle<Reply>> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let client = clients[i % clients.len()].clone();
+            tokio::spawn(async move { verify(&client, &token).await })
+        })
+        .collect();
+    let mut invalid = Vec::new();
+    for task in tasks {
+        let reply = task.await.expect("verify task");
+        if !is_valid(&reply) {
+            invalid.push(reply);
+        }
+    }
+    assert!(
+        invalid.is_empty(),
+        "{} of the tokens were not valid, the first: {:?}{}",
+        invalid.len(),
+        invalid.first(),
+        d.log()
+    );
+}
+
+/// One answer of the background load, with when its request was sent.
+struct Sent {
+    at: Instant,
+    /// The reply, or why there was none (a dropped connection, no answer).
+    reply: Result<Reply, String>,
+}
+
+/// Fresh tokens verified back to back by a few tasks until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<Vec<Sent>>>,
+}
+
+impl Load {
+    fn start(client: &Arc<Client>, tokens: &Minter, tasks: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..tasks)
+            .map(|_| {
+                let (client, tokens, stop) = (client.clone(), tokens.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut sent = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let token = tokens.fresh();
+                        let at = Instant::now();
+                        let reply = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            client.verify(token.as_bytes()),
+                        )
+                        .await;
+                        let reply = match reply {
+                            Ok(Ok(reply)) => Ok(reply),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("no answer within 5 s".to_owned()),
+                        };
+                        let failed = reply.is_err();
+                        sent.push(Sent { at, reply });
+                        if failed {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    /// Stops the tasks; everything they sent.
+    async fn stop(self) -> Vec<Sent> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for task in self.tasks {
+            all.extend(task.await.expect("load task"));
+        }
+        all
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Revoking.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_jti_is_rejected_within_100ms_even_when_cached() {
+    let redis = Redis::start();
+    let d = Jwtd::start(&redis.url(), &[]);
+    let client = d.client().await;
+    wait_connected(&d, &client, &redis).await;
+
+    let exp = now() + 3600;
+    let token = d
+        .tokens
+        .mint(&json!({"jti": "t-1", "sub": "alice", "iat": now(), "exp": exp}));
+    let sibling = d
+        .tokens
+        .mint(&json!({"jti": "t-2", "sub": "alice", "iat": now(), "exp": exp}));
+    assert_valid_and_cached(&d, &client, &token).await;
+    assert_valid_and_cached(&d, &client, &sibling).await;
+
+    let (out, exited) = revoke(&redis.url(), &["--jti", "t-1", "--exp", &exp.to_string()]);
+    assert_eq!(out["revoked"], "jwtd:{-}:jti:t-1", "{out}");
+    assert_eq!(out["announced_to"], 1, "the daemon is subscribed: {out}");
+    let took = time_to_revoked(&d, &client, &token, exited).await;
+    println!("jti revoked {took:?} after jwtd revoke exited");
+    assert!(
+        took <= PUSH_LIMIT,
+        "revoked only {took:?} after jwtd revoke exited{}",
+        d.log()
+    );
+
+    let again = verify(&client, &token).await;
+    assert!(is_revoked(&again), "revoked, then {again:?}");
+    let other = verify(&client, &sibling).await;
+    assert!(
+        is_valid(&other),
+        "another token of the subject: {other:?}{}",
+        d.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_subject_rejects_tokens_issued_before_and_not_after() {
+    let redis = Redis::start();
+    let d = Jwtd::start(&redis.url(), &[]);
+    let client = d.client().await;
+    wait_connected(&d, &client, &redis).await;
+
+    let (iss, other_iss) = ("https://issuer.test", "https://other-issuer.test");
+    let t = now() - 20;
+    let exp = now() + 3600;
+    let mint = |iss: &str, jti: &str, iat: i64| {
+        d.tokens
+            .mint(&json!({"iss": iss, "jti": jti, "sub": "bob", "iat": iat, "exp": exp}))
+    };
+    let older = mint(iss, "older", t - 10);
+    let newer = mint(iss, "newer", t + 10);
+    let elsewhere = mint(other_iss, "elsewhere", t - 10);
+    for token in [&older, &newer, &elsewhere] {
+        assert_valid_and_cached(&d, &client, token).await;
+    }
+
+    let before = t.to_string();
+    let (out, exited) = revoke(
+        &redis.url(),
+        &["--sub", "bob", "--before", &before, "--issuer", iss],
+    );
+    let key = format!("jwtd:{{{}}}:sub:bob", issuer_tag(iss));
+    assert_eq!(out["revoked"], key.as_str(), "{out}");
+    assert_eq!(out["announced_to"], 1, "the daemon is subscribed: {out}");
+    let took = time_to_revoked(&d, &client, &older, exited).await;
+    println!("subject revoked {took:?} after jwtd revoke exited");
+    assert!(
+        took <= PUSH_LIMIT,
+        "revoked only {took:?} after jwtd revoke exited{}",
+        d.log()
+    );
+    assert_eq!(redis.cli(&["get", &key]).trim(), before, "the key holds T");
+
+    // Issued after T: still valid. Another issuer's subject "bob": another
+    // key, untouched (cached, and asked afresh).
+    let fresh_elsewhere = mint(other_iss, "fresh-elsewhere", t - 10);
+    for (what, token) in [
+        ("issued after T", &newer),
+        ("other issuer", &elsewhere),
+        ("other issuer, fresh", &fresh_elsewhere),
+    ] {
+        let reply = verify(&client, token).await;
+        assert!(is_valid(&reply), "{what}: {reply:?}{}", d.log());
+    }
+    // The rejection holds, and also for a token of T itself nobody has seen.
+    let at_t = mint(iss, "at-t", t);
+    for token in [&older, &at_t] {
+        let reply = verify(&client, token).await;
+        assert!(is_revoked(&reply), "{reply:?}{}", d.log());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Batching.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_verifications_cost_a_few_dozen_redis_commands() {
+    let redis = Redis::start();
+    let d = Jwtd::start(&redis.url(), &[]);
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(Arc::new(d.client().await));
+    }
+    wait_connected(&d, &clients[0], &redis).await;
+
+    let tokens: Vec<String> = (0..1000).map(|_| d.tokens.fresh()).collect();
+    let before = redis.mget_calls();
+    let start = Instant::now();
+    verify_all_at_once(&d, &clients, tokens).await;
+    let took = start.elapsed();
+    let mgets = redis.mget_calls() - before;
+    println!("1000 concurrent verifications: {mgets} MGETs, {took:?}");
+    assert!(mgets > 0, "no MGET: were the tokens checked at all?");
+    assert!(
+        mgets <= 50,
+        "1000 verifications took {mgets} MGETs (at most 50 expected){}",
+        d.log()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Redis down.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_load_fails_closed_then_recovers_within_a_second() {
+    let mut redis = Redis::start();
+    let mut d = Jwtd::start(&redis.url(), &[]);
+    let client = d.client().await;
+    wait_connected(&d, &client, &redis).await;
+    let load = Load::start(&Arc::new(d.client().await), &d.tokens, 4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    redis.kill();
+    let killed = Instant::now();
+    // The first fresh token after the kill is refused a decision, and so is
+    // every one for a second (the circuit opens meanwhile).
+    let first = assert_unavailable(&d, &client).await;
+    let (mut slowest, mut asked) = (first, 1);
+    while killed.elapsed() < Duration::from_secs(1) {
+        slowest = slowest.max(assert_unavailable(&d, &client).await);
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "Redis down: first answer in {first:?}; {asked} fresh tokens undecided, slowest {slowest:?}"
+    );
+    assert!(
+        slowest <= Duration::from_millis(500),
+        "an answer took {slowest:?} with Redis down{}",
+        d.log()
+    );
+    assert!(d.is_alive(), "jwtd died with Redis{}", d.log());
+
+    let restarting = Instant::now();
+    redis.spawn();
+    let recovery = until_valid(&d, &client, Duration::from_secs(5)).await;
+    println!("fresh tokens valid again {recovery:?} after Redis answered PING");
+    assert!(
+        recovery <= Duration::from_millis(1500),
+        "checking resumed only {recovery:?} after Redis came back{}",
+        d.log()
+    );
+
+    let sent = load.stop().await;
+    assert!(d.is_alive(), "jwtd died{}", d.log());
+    let mut undecided = 0;
+    for s in &sent {
+        match &s.reply {
+            Err(e) => panic!("the load lost an answer: {e}{}", d.log()),
+            Ok(r) if is_unavailable(r) => undecided += 1,
+            Ok(r) if is_valid(r) => assert!(
+                s.at <= killed || s.at >= restarting,
+                "a fresh token sent {:?} after the kill was valid",
+                s.at - killed
+            ),
+            Ok(r) => panic!("the load got {r:?}{}", d.log()),
+        }
+    }
+    println!("load: {} answers, {undecided} undecided", sent.len());
+    assert!(undecided > 0, "the load never saw Redis down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_lets_tokens_through_when_redis_is_down() {
+    let mut redis = Redis::start();
+    let mut d = Jwtd::start(&redis.url(), &["--revocation-fail", "open"]);
+    let client = d.client().await;
+    wait_connected(&d, &client, &redis).await;
+    let load = Load::start(&Arc::new(d.client().await), &d.tokens, 4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    redis.kill();
+    let killed = Instant::now();
+    let mut asked = 0;
+    while killed.elapsed() < Duration::from_secs(1) {
+        let reply = verify(&client, &d.tokens.fresh()).await;
+        assert!(
+            is_valid(&reply),
+            "Redis down {:?}, failing open: {reply:?}{}",
+            killed.elapsed(),
+            d.log()
+        );
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sent = load.stop().await;
+    assert!(d.is_alive(), "jwtd died with Redis{}", d.log());
+    for s in &sent {
+        match &s.reply {
+            Ok(r) if is_valid(r) => {}
+            other => panic!("the load got {other:?}{}", d.log()),
+        }
+    }
+    println!(
+        "Redis down, failing open: {asked} fresh tokens valid; load: {} answers, all valid",
+        sent.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Cluster.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_of_three_masters_works_the_same() {
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
+    let d = Jwtd::start(&urls, &[]);
+    let client = d.client().await;
+    // The daemon subscribes through the first node.
+    wait_connected(&d, &client, &cluster.nodes[0]).await;
+
+    let iss = "https://cluster-issuer.test";
+    let tag = issuer_tag(iss);
+    let t = now() - 20;
+    let exp = now() + 3600;
+    let by_jti = d
+        .tokens
+        .mint(&json!({"iss": iss, "jti": "c-1", "sub": "carol", "iat": t, "exp": exp}));
+    let by_sub = d
+        .tokens
+        .mint(&json!({"iss": iss, "jti": "d-1", "sub": "dave", "iat": t - 10, "exp": exp}));
+    assert_valid_and_cached(&d, &client, &by_jti).await;
+    assert_valid_and_cached(&d, &client, &by_sub).await;
+
+    let exp_arg = exp.to_string();
+    let (out, exited) = revoke(&urls, &["--jti", "c-1", "--exp", &exp_arg, "--issuer", iss]);
+    assert_eq!(out["revoked"], format!("jwtd:{{{tag}}}:jti:c-1"), "{out}");
+    let took_jti = time_to_revoked(&d, &client, &by_jti, exited).await;
+
+    let before = t.to_string();
+    let (out, exited) = revoke(
+        &urls,
+        &["--sub", "dave", "--before", &before, "--issuer", iss],
+    );
+    assert_eq!(out["revoked"], format!("jwtd:{{{tag}}}:sub:dave"), "{out}");
+    let took_sub = time_to_revoked(&d, &client, &by_sub, exited).await;
+    println!("cluster: jti revoked in {took_jti:?}, subject in {took_sub:?}");
+    for took in [took_jti, took_sub] {
+        assert!(
+            took <= PUSH_LIMIT,
+            "revoked only {took:?} after jwtd revoke exited{}",
+            d.log()
+        );
+    }
+
+    let mut clients = vec![Arc::new(client)];
+    for _ in 1..4 {
+        clients.push(Arc::new(d.client().await));
+    }
+    let tokens: Vec<String> = (0..200)
+        .map(|n| {
+            d.tokens.mint(&json!({
+                "iss": iss, "jti": format!("batch-{n}"), "sub": format!("batch-{n}"), "exp": exp
+            }))
+        })
+        .collect();
+    let before = cluster.mget_calls();
+    verify_all_at_once(&d, &clients, tokens).await;
+    let mgets = cluster.mget_calls() - before;
+    println!("cluster: 200 concurrent verifications, {mgets} MGETs over three nodes");
+    assert!(mgets > 0, "no MGET: were the tokens checked at all?");
+    assert!(
+        mgets <= 20,
+        "200 verifications took {mgets} MGETs (at most 20 expected){}",
+        d.log()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+#[test]
+fn bad_revocation_settings_are_config_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwks = jwks_file(dir.path());
+
+    let (code, stderr) = refused(&[
+        "--jwks-file",
+        &jwks,
+        "--redis",
+        "redis://127.0.0.1:1",
+        "--revocation-fail",
+        "maybe",
+    ]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("revocation_fail"), "{stderr}");
+
+    let (code, stderr) = refused(&["--jwks-file", &jwks, "--redis", "not-a-url"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("redis") && stderr.contains("not-a-url"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn jwtd_revoke_reports_an_unreachable_redis() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let start = Instant::now();
+    let mut child = jwtd("revoke")
+        .args(["--redis", "redis://127.0.0.1:1", "--sub", "x"])
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn jwtd revoke");
+    let status = wait_exit(&mut child, Duration::from_secs(10))
+        .expect("jwtd revoke still running after 10 s");
+    let stdout = std::fs::read_to_string(stdout).unwrap_or_default();
+    let stderr = std::fs::read_to_string(stderr).unwrap_or_default();
+    println!("jwtd revoke gave up after {:?}: {stderr}", start.elapsed());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stdout.is_empty(),
+        "nothing revoked, nothing printed: {stdout}"
+    );
+    assert!(!stderr.trim().is_empty(), "the error is reported");
+}
