@@ -722,7 +722,7 @@ fn revocation(c: &mut Check, raw: &RawConfig) -> RevocationConfig {
     let window = c.duration(
         "revocation_window",
         raw.revocation_window.as_deref(),
-        "100us",
+        "250us",
     );
     if window > Duration::from_millis(10) {
         c.problems.push(format!(

@@ -134,7 +134,7 @@ pub struct Args {
     /// Revocation key prefix [default: jwtd:].
     #[arg(long, value_name = "PREFIX")]
     revocation_prefix: Option<String>,
-    /// How long a revocation batch waits for more lookups [default: 100us].
+    /// How long a revocation batch waits for more lookups [default: 250us].
     #[arg(long, value_name = "DURATION")]
     revocation_window: Option<String>,
     /// Most tokens per revocation batch [default: 256].

@@ -3,17 +3,21 @@
 //!
 //! One task owns the queue. When a lookup arrives it keeps taking whatever
 //! else is queued until the batch holds `batch_max` tokens' keys or the
-//! window (default 100 µs, measured from the first lookup) ends, yielding to
-//! the runtime in between so other tasks can enqueue. It then deduplicates
+//! window (default 250 µs, measured from the first lookup) ends, pausing in
+//! between so that other tasks can enqueue. It then deduplicates
 //! the keys (the subject key of a busy user is asked once per batch, however
 //! many of its tokens are in flight), groups them by issuer hash tag and
 //! sends one `MGET` per group on the shared multiplexed connection, with the
 //! batch's deadline (`timeout`). The round trip runs on its own task (at most
 //! [`MAX_IN_FLIGHT`] at once), so the next batch forms meanwhile.
 //!
-//! The window is a spin of `yield_now`, not a timer: tokio's timers tick in
-//! milliseconds, ten times the window. The spin lasts at most one window per
-//! batch and only while lookups are pending.
+//! The window is waited in short thread sleeps, not a tokio timer: tokio's
+//! timers tick in milliseconds, four times the window. That is affordable
+//! because the batcher has a runtime and a thread of its own (see
+//! [`super::Revocation::redis`]): the sleeps delay nothing but the replies
+//! of the round trips in flight, by at most one slice, and unlike a spin of
+//! `yield_now` they leave the cores to the signature checks whose lookups
+//! are filling the batch.
 //!
 //! **Connection.** One `MultiplexedConnection` (or, for a cluster, the
 //! crate's cluster connection), made on the first batch and made again after
@@ -42,8 +46,10 @@ use super::{RevocationConfig, Stats};
 pub const BREAKER_FAILURES: u32 = 3;
 /// While the circuit is open, one probe batch per this period.
 pub const BREAKER_PROBE: Duration = Duration::from_millis(250);
+/// The window is waited in sleeps of at most this long.
+const WINDOW_SLICE: Duration = Duration::from_micros(50);
 /// Round trips in flight at once.
-pub const MAX_IN_FLIGHT: usize = 4;
+pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Values of the keys asked, in order (`None`: absent); `Err`: no answer.
 pub type Answers = Result<Vec<Option<Vec<u8>>>, ()>;
@@ -141,8 +147,13 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the batcher task for `target`.
-    pub fn spawn(target: Target, config: &RevocationConfig, stats: Arc<Stats>) -> Batcher {
+    /// Starts the batcher task for `target` on `runtime`.
+    pub fn spawn(
+        runtime: &tokio::runtime::Handle,
+        target: Target,
+        config: &RevocationConfig,
+        stats: Arc<Stats>,
+    ) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             target,
@@ -151,7 +162,7 @@ impl Batcher {
             stats,
             timeout: config.timeout,
         });
-        tokio::spawn(run(
+        runtime.spawn(run(
             rx,
             shared,
             config.window,
@@ -208,6 +219,9 @@ impl Breaker {
     }
 
     fn success(&mut self) {
+        if self.open_until.is_some() {
+            tracing::info!("revocation store answering again: circuit closed");
+        }
         self.failures = 0;
         self.open_until = None;
     }
@@ -215,6 +229,12 @@ impl Breaker {
     fn failure(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
         if self.failures >= BREAKER_FAILURES {
+            if self.open_until.is_none() {
+                tracing::warn!(
+                    failed_batches = self.failures,
+                    "revocation store failing: circuit open, lookups fail at once, probing every {BREAKER_PROBE:?}"
+                );
+            }
             self.open_until = Some(now + BREAKER_PROBE);
         }
     }
@@ -241,9 +261,14 @@ async fn run(
                     Err(_) => break,
                 }
             }
-            if keys >= max_keys || Instant::now() >= deadline {
+            let now = Instant::now();
+            if keys >= max_keys || now >= deadline {
                 break;
             }
+            // A short real sleep, then a turn for the round trips in flight
+            // (this runtime's only other work): a bare `yield_now` would
+            // spin a core for the whole window.
+            std::thread::sleep((deadline - now).min(WINDOW_SLICE));
             tokio::task::yield_now().await;
         }
         if !shared.breaker().allow(Instant::now()) {
@@ -259,7 +284,12 @@ async fn run(
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let ok = round_trip(&shared, batch).await;
+            let result = round_trip(&shared, batch).await;
+            let ok = result.is_ok();
+            if let Err(why) = &result {
+                // The breaker logs when it opens; below that, debug.
+                tracing::debug!(error = %why, "revocation batch failed");
+            }
             let now = Instant::now();
             if ok {
                 shared.breaker().success();
@@ -281,9 +311,9 @@ fn fail(batch: Vec<Request>) {
     }
 }
 
-/// Asks the store for `batch`'s keys and answers every request; false when
-/// the store could not be asked (every request is answered `Err`).
-async fn round_trip(shared: &Shared, batch: Vec<Request>) -> bool {
+/// Asks the store for `batch`'s keys and answers every request; `Err` (why)
+/// when the store could not be asked (every request is answered `Err`).
+async fn round_trip(shared: &Shared, batch: Vec<Request>) -> Result<(), String> {
     // Deduplicate, remembering where each request's keys went.
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut unique: Vec<&str> = Vec::new();
@@ -318,7 +348,11 @@ async fn round_trip(shared: &Shared, batch: Vec<Request>) -> bool {
         let conn = match existing {
             Some(c) => c,
             None => {
-                let c = shared.target.connect(shared.timeout).await.ok()?;
+                let c = shared
+                    .target
+                    .connect(shared.timeout)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
                 *shared.conn() = Some(c.clone());
                 c
             }
@@ -330,29 +364,28 @@ async fn round_trip(shared: &Shared, batch: Vec<Request>) -> bool {
             async move { (members, conn.mget(&keys).await) }
         });
         for (members, answer) in futures_util::future::join_all(queries).await {
-            let answer = answer.ok()?;
+            let answer = answer.map_err(|e| format!("MGET: {e}"))?;
             if answer.len() != members.len() {
-                return None;
+                return Err("MGET: wrong number of values".to_owned());
             }
             for (&i, v) in members.iter().zip(answer) {
                 values[i] = v;
             }
         }
-        Some(values)
+        Ok::<_, String>(values)
     };
-    let values = tokio::time::timeout(shared.timeout, asked)
-        .await
-        .ok()
-        .flatten();
-    let ok = values.is_some();
+    let values = match tokio::time::timeout(shared.timeout, asked).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {:?}", shared.timeout)),
+    };
     for (r, at) in batch.into_iter().zip(placed) {
         let answer = match &values {
-            Some(values) => Ok(at.iter().map(|&i| values[i].clone()).collect()),
-            None => Err(()),
+            Ok(values) => Ok(at.iter().map(|&i| values[i].clone()).collect()),
+            Err(_) => Err(()),
         };
         let _ = r.tx.send(answer);
     }
-    ok
+    values.map(drop)
 }
 
 /// The `{...}` hash tag of a key (the whole key if it has none).

@@ -4,7 +4,7 @@
 //! Sharded like the result cache (16 `Mutex<LruCache>`s, chosen by a hash
 //! of the key), bounded in entries, and forgetful on purpose: a pushed
 //! revocation drops its key's answer, and a reconnected push channel drops
-//! them all.
+//! every "not revoked" one.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -68,10 +68,22 @@ impl LocalAnswers {
         self.shard(key).pop(key);
     }
 
-    /// Forgets everything.
-    pub fn clear(&self) {
+    /// Forgets every "absent" answer (a key not revoked when asked), and
+    /// keeps the present ones: a revocation missed while the push channel
+    /// was down can only have turned an absent answer stale, and a known
+    /// revocation must survive (with revocation failing open, forgetting it
+    /// would let the token through while Redis is down).
+    pub fn clear_absent(&self) {
         for shard in &self.shards {
-            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let absent: Vec<String> = shard
+                .iter()
+                .filter(|(_, (value, _))| value.is_none())
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in absent {
+                shard.pop(&key);
+            }
         }
     }
 }
@@ -151,6 +163,17 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reconnect_forgets_absent_answers_and_keeps_revocations() {
+        let local = LocalAnswers::new(64);
+        let keep = Duration::from_secs(60);
+        local.insert("revoked".to_owned(), Some(b"1".to_vec()), keep);
+        local.insert("clear".to_owned(), None, keep);
+        local.clear_absent();
+        assert!(local.get("revoked").is_some_and(|(v, _)| v.is_some()));
+        assert!(local.get("clear").is_none());
+    }
 
     #[test]
     fn a_memo_holds_in_its_epoch_and_claims_one_refresh_near_its_end() {

@@ -4,8 +4,9 @@
 //! milliseconds, not the `cache_ttl` of a "not revoked" answer.
 //!
 //! While the subscription is down, announcements are lost; so every local
-//! answer is dropped each time it (re)subscribes, and answers never outlive
-//! `cache_ttl` anyway. Reconnects back off from 100 ms to 1 s.
+//! "not revoked" answer (and every per-token memo) is dropped each time it
+//! (re)subscribes, and such answers never outlive `cache_ttl` anyway.
+//! Reconnects back off from 100 ms to 1 s.
 
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ pub async fn subscribe(client: redis::Client, revocation: Revocation) {
                         }
                     }
                     revocation.forget_all();
-                    tracing::warn!(%channel, "revocation push channel lost; local answers dropped");
+                    tracing::warn!(%channel, "revocation push channel lost; local \"not revoked\" answers dropped");
                 }
                 Err(e) => tracing::debug!(error = %e, "revocation push: subscribe failed"),
             },
