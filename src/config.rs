@@ -734,7 +734,7 @@ fn revocation(c: &mut Check, raw: &RawConfig) -> RevocationConfig {
         raw.revocation_timeout.as_deref(),
         "100ms",
     );
-    if timeout.is_zero() || timeout > Duration::from_secs(10) {
+    if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(10) {
         c.problems.push(format!(
             "revocation_timeout: {timeout:?} is outside 1ms ..= 10s"
         ));

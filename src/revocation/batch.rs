@@ -81,16 +81,19 @@ impl Target {
         }
     }
 
-    /// A client for the push subscription (any node: cluster pub/sub is
-    /// broadcast to every node).
+    /// Clients for the push subscription, tried in turn (any node will do:
+    /// cluster pub/sub is broadcast to every node).
     ///
     /// # Errors
     ///
-    /// If the URL is malformed.
-    pub fn pubsub_client(&self) -> redis::RedisResult<redis::Client> {
+    /// If a URL is malformed.
+    pub fn pubsub_clients(&self) -> redis::RedisResult<Vec<redis::Client>> {
         match self {
-            Target::Single(client) => Ok(client.clone()),
-            Target::Cluster(urls) => redis::Client::open(urls.first().map_or("", String::as_str)),
+            Target::Single(client) => Ok(vec![client.clone()]),
+            Target::Cluster(urls) => urls
+                .iter()
+                .map(|u| redis::Client::open(u.as_str()))
+                .collect(),
         }
     }
 
@@ -171,11 +174,15 @@ impl Batcher {
         Batcher { tx }
     }
 
-    /// The values of `keys`, asked in the next batch.
-    pub async fn lookup(&self, keys: Vec<String>) -> Answers {
+    /// The values of `keys`, asked in the next batch; `Err` if no answer
+    /// came within `timeout` of the call (however long the queue).
+    pub async fn lookup(&self, keys: Vec<String>, timeout: Duration) -> Answers {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Request { keys, tx }).map_err(|_| ())?;
-        rx.await.map_err(|_| ())?
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answers)) => answers,
+            _ => Err(()),
+        }
     }
 }
 

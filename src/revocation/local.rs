@@ -4,7 +4,7 @@
 //! Sharded like the result cache (16 `Mutex<LruCache>`s, chosen by a hash
 //! of the key), bounded in entries, and forgetful on purpose: a pushed
 //! revocation drops its key's answer, and a reconnected push channel drops
-//! every "not revoked" one.
+//! every one a missed announcement could have made stale.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -68,20 +68,16 @@ impl LocalAnswers {
         self.shard(key).pop(key);
     }
 
-    /// Forgets every "absent" answer (a key not revoked when asked), and
-    /// keeps the present ones: a revocation missed while the push channel
-    /// was down can only have turned an absent answer stale, and a known
-    /// revocation must survive (with revocation failing open, forgetting it
-    /// would let the token through while Redis is down).
-    pub fn clear_absent(&self) {
+    /// Keeps only the answers `keep` accepts (key, value; `None`: absent).
+    pub fn retain(&self, keep: impl Fn(&str, Option<&[u8]>) -> bool) {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let absent: Vec<String> = shard
+            let dropped: Vec<String> = shard
                 .iter()
-                .filter(|(_, (value, _))| value.is_none())
+                .filter(|(key, (value, _))| !keep(key, value.as_deref()))
                 .map(|(key, _)| key.clone())
                 .collect();
-            for key in absent {
+            for key in dropped {
                 shard.pop(&key);
             }
         }
@@ -165,12 +161,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_reconnect_forgets_absent_answers_and_keeps_revocations() {
+    fn retain_keeps_what_it_is_told_to() {
         let local = LocalAnswers::new(64);
         let keep = Duration::from_secs(60);
         local.insert("revoked".to_owned(), Some(b"1".to_vec()), keep);
         local.insert("clear".to_owned(), None, keep);
-        local.clear_absent();
+        local.retain(|_, value| value.is_some());
         assert!(local.get("revoked").is_some_and(|(v, _)| v.is_some()));
         assert!(local.get("clear").is_none());
     }

@@ -194,6 +194,12 @@ pub fn sub_key(prefix: &str, iss: Option<&str>, sub: &str) -> String {
     format!("{prefix}{{{}}}:sub:{sub}", issuer_tag(iss))
 }
 
+/// Whether `key` is a jti key (`...}:jti:...` right after the hash tag).
+fn is_jti_key(key: &str) -> bool {
+    key.find('}')
+        .is_some_and(|close| key[close + 1..].starts_with(":jti:"))
+}
+
 /// The channel revocations are announced on.
 pub fn channel(prefix: &str) -> String {
     format!("{prefix}revocations")
@@ -222,6 +228,17 @@ fn issuer_tag(iss: Option<&str>) -> String {
         let tag: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
         *last = Some((Box::from(iss), tag.clone()));
         tag
+    })
+}
+
+/// The largest leeway any verifier may apply past `exp`: a revoked jti is
+/// kept that long after its `exp`, or the token would pass again.
+const MAX_LEEWAY: i64 = crate::verify::MAX_LEEWAY_SECS as i64;
+
+/// Seconds a revoked jti stays revoked from `now`.
+fn revoked_for(exp: Option<i64>, now: i64) -> i64 {
+    exp.map_or(86_400, |exp| {
+        exp.saturating_add(MAX_LEEWAY).saturating_sub(now)
     })
 }
 
@@ -264,7 +281,7 @@ impl Revocation {
         urls: &[String],
     ) -> Result<Revocation, redis::RedisError> {
         let target = batch::Target::parse(urls)?;
-        let subscribe_url = target.pubsub_client()?;
+        let subscribe_to = target.pubsub_clients()?;
         let stats = Arc::new(Stats::default());
         let io = io_runtime().map_err(|e| {
             redis::RedisError::from((redis::ErrorKind::Io, "revocation thread", e.to_string()))
@@ -280,7 +297,7 @@ impl Revocation {
                 stats,
             }),
         };
-        io.spawn(push::subscribe(subscribe_url, revocation.clone()));
+        io.spawn(push::subscribe(subscribe_to, revocation.clone()));
         Ok(revocation)
     }
 
@@ -415,25 +432,23 @@ impl Revocation {
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         let keys = self.keys(token);
         let asked: Vec<String> = keys.jti.iter().chain(keys.sub.iter()).cloned().collect();
-        let answers = match batcher.lookup(asked.clone()).await {
+        let answers = match batcher
+            .lookup(asked.clone(), self.inner.config.timeout)
+            .await
+        {
             Ok(answers) => answers,
             Err(()) => return (self.unavailable(), None),
         };
-        // A revocation pushed while we asked may postdate these answers:
-        // use them for this request, but do not keep them.
-        let keep_answers = self.inner.epoch.load(Ordering::Acquire) == epoch;
         let mut jti_revoked = false;
         let mut before = None;
         let mut until = Instant::now() + self.inner.config.cache_ttl;
         for (key, value) in asked.iter().zip(answers) {
             let is_jti = keys.jti.as_ref() == Some(key);
-            // A revoked jti never comes back: keep it until the token's exp
-            // (bounded, for tokens without one); the rest for cache_ttl.
+            // A revoked jti never comes back: keep it as long as the token
+            // could be accepted (exp + the largest leeway), bounded for
+            // tokens without exp; everything else for cache_ttl.
             let keep = if is_jti && value.is_some() {
-                let secs = token
-                    .claims
-                    .exp
-                    .map_or(86_400, |exp| exp.saturating_sub(now));
+                let secs = revoked_for(token.claims.exp, now);
                 Duration::from_secs(u64::try_from(secs.clamp(1, 86_400)).unwrap_or(1))
             } else {
                 self.inner.config.cache_ttl
@@ -444,8 +459,16 @@ impl Revocation {
                 before = value.as_deref().map(parse_before);
             }
             until = until.min(Instant::now() + keep);
-            if keep_answers {
-                self.inner.local.insert(key.clone(), value, keep);
+            self.inner.local.insert(key.clone(), value, keep);
+        }
+        // A revocation pushed while we asked may postdate these answers:
+        // they serve this request, but are not kept. `forget` bumps the
+        // epoch before it drops its key, so checking after inserting leaves
+        // no gap for a stale answer to survive.
+        let keep_answers = self.inner.epoch.load(Ordering::Acquire) == epoch;
+        if !keep_answers {
+            for key in &asked {
+                self.inner.local.remove(key);
             }
         }
         let decision = decide(jti_revoked, before, token);
@@ -484,9 +507,12 @@ impl Revocation {
         match &self.inner.store {
             Store::Memory(m) => {
                 let (key, value, expires) = match what {
-                    Revoke::Jti { jti, exp } => {
-                        (jti_key(prefix, iss, jti), b"1".to_vec(), Some(*exp))
-                    }
+                    // Until the last second any verifier could accept it.
+                    Revoke::Jti { jti, exp } => (
+                        jti_key(prefix, iss, jti),
+                        b"1".to_vec(),
+                        Some(exp.saturating_add(MAX_LEEWAY)),
+                    ),
                     Revoke::Subject { sub, before } => (
                         sub_key(prefix, iss, sub),
                         before.to_string().into_bytes(),
@@ -501,7 +527,7 @@ impl Revocation {
                     revoke(&self.inner.urls, prefix, iss, what, Duration::from_secs(5)).await;
                 let (key, _) = written.map_err(|e| e.to_string())?;
                 // Ours at once, whatever the announcement does.
-                self.forget(&key);
+                self.drop_answer(&key);
                 Ok(key)
             }
         }
@@ -530,15 +556,24 @@ impl Revocation {
     /// per-token decision (any of them may rest on it).
     pub(crate) fn forget(&self, key: &str) {
         self.inner.stats.pushed.fetch_add(1, Ordering::Relaxed);
+        self.drop_answer(key);
+    }
+
+    /// Drops `key`'s answer and retires every memo (the epoch first: see
+    /// the end of `look_up`).
+    fn drop_answer(&self, key: &str) {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.inner.local.remove(key);
     }
 
-    /// The push connection (re)started: every "not revoked" answer may be
-    /// stale (a known revocation is kept).
+    /// The push connection (re)started: a missed announcement may have
+    /// made any answer stale but a revoked jti (which is never taken back;
+    /// a subject's time may have moved later), so only those are kept.
     pub(crate) fn forget_all(&self) {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
-        self.inner.local.clear_absent();
+        self.inner
+            .local
+            .retain(|key, value| value.is_some() && is_jti_key(key));
     }
 }
 
@@ -567,23 +602,34 @@ pub enum Revoke {
 pub fn parse_revoke(body: &[u8], now: i64) -> Option<(Option<String>, Revoke)> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let obj = v.as_object()?;
-    let text = |name: &str| obj.get(name).and_then(serde_json::Value::as_str);
-    let number = |name: &str| obj.get(name).and_then(serde_json::Value::as_i64);
-    let iss = match obj.get("iss") {
-        None => None,
-        Some(v) => Some(v.as_str()?.to_owned()),
+    // Strict: a misspelt or mistyped member must not turn "this token" into
+    // "every token of this user".
+    if obj
+        .keys()
+        .any(|k| !matches!(k.as_str(), "jti" | "exp" | "sub" | "before" | "iss"))
+    {
+        return None;
+    }
+    let text = |name: &str| match obj.get(name) {
+        None => Some(None),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(Some(s.clone())),
+        Some(_) => None,
     };
-    let what = match (text("jti"), text("sub")) {
-        (Some(jti), None) if !jti.is_empty() => Revoke::Jti {
-            jti: jti.to_owned(),
-            exp: number("exp")?,
-        },
-        (None, Some(sub)) if !sub.is_empty() => Revoke::Subject {
-            sub: sub.to_owned(),
-            before: match obj.get("before") {
-                None => now,
-                Some(_) => number("before")?,
-            },
+    let number = |name: &str| match obj.get(name) {
+        None => Some(None),
+        Some(v) => v.as_i64().map(Some),
+    };
+    let iss = text("iss")?;
+    let what = match (
+        text("jti")?,
+        text("sub")?,
+        number("exp")?,
+        number("before")?,
+    ) {
+        (Some(jti), None, Some(exp), None) => Revoke::Jti { jti, exp },
+        (None, Some(sub), None, before) => Revoke::Subject {
+            sub,
+            before: before.unwrap_or(now),
         },
         _ => return None,
     };
@@ -610,7 +656,11 @@ pub async fn revoke(
         Revoke::Jti { jti, exp } => {
             let key = jti_key(prefix, iss, jti);
             let mut set = redis::cmd("SET");
-            set.arg(&key).arg("1").arg("EXAT").arg((*exp).max(1));
+            // Until the last second any verifier could still accept it.
+            set.arg(&key)
+                .arg("1")
+                .arg("EXAT")
+                .arg(exp.saturating_add(MAX_LEEWAY).max(1));
             (key, set)
         }
         Revoke::Subject { sub, before } => {

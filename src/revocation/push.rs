@@ -1,12 +1,19 @@
 //! Pushed revocations: a subscription to `<prefix>revocations`, on which
 //! `jwtd revoke` publishes each key it writes. A message drops that key's
-//! local answer, so the next check asks Redis and sees the revocation:
-//! milliseconds, not the `cache_ttl` of a "not revoked" answer.
+//! local answer (and retires every per-token memo), so the next check asks
+//! Redis and sees the revocation: milliseconds, not the `cache_ttl` of a
+//! "not revoked" answer.
 //!
 //! While the subscription is down, announcements are lost; so every local
-//! "not revoked" answer (and every per-token memo) is dropped each time it
-//! (re)subscribes, and such answers never outlive `cache_ttl` anyway.
-//! Reconnects back off from 100 ms to 1 s.
+//! answer that a missed announcement could have made stale is dropped each
+//! time it (re)subscribes (see [`super::Revocation::forget_all`]), and such
+//! answers never outlive `cache_ttl` anyway.
+//!
+//! A connection can die without a reset (a partition, a node gone): the
+//! subscriber pings every [`PING_EVERY`] and reconnects when a ping goes
+//! unanswered for [`PING_TIMEOUT`]. Reconnects back off from 100 ms to 1 s
+//! and, on a cluster, go round the nodes given (cluster pub/sub reaches
+//! every node).
 
 use std::time::Duration;
 
@@ -14,31 +21,33 @@ use futures_util::StreamExt;
 
 use super::{Revocation, channel};
 
-/// Keeps the subscription up, forever (abort the task to stop).
-pub async fn subscribe(client: redis::Client, revocation: Revocation) {
+/// How often the subscription is checked.
+pub const PING_EVERY: Duration = Duration::from_secs(5);
+/// How long a ping may go unanswered.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Keeps the subscription up, forever (abort the task to stop). `clients`
+/// are tried in turn.
+pub async fn subscribe(clients: Vec<redis::Client>, revocation: Revocation) {
     let channel = channel(&revocation.config().prefix);
     let mut delay = Duration::from_millis(100);
     let mut warned = false;
-    loop {
-        let connect = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub());
+    for client in clients.iter().cycle() {
+        let connect = tokio::time::timeout(PING_TIMEOUT, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        });
         match connect.await {
-            Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    revocation.forget_all();
-                    tracing::info!(%channel, "revocation push channel subscribed");
-                    warned = false;
-                    delay = Duration::from_millis(100);
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        if let Ok(key) = msg.get_payload::<String>() {
-                            revocation.forget(&key);
-                        }
-                    }
-                    revocation.forget_all();
-                    tracing::warn!(%channel, "revocation push channel lost; local \"not revoked\" answers dropped");
-                }
-                Err(e) => tracing::debug!(error = %e, "revocation push: subscribe failed"),
-            },
+            Ok(Ok(pubsub)) => {
+                revocation.forget_all();
+                tracing::info!(%channel, "revocation push channel subscribed");
+                warned = false;
+                delay = Duration::from_millis(100);
+                listen(pubsub, &revocation).await;
+                revocation.forget_all();
+                tracing::warn!(%channel, "revocation push channel lost; reconnecting");
+            }
             Ok(Err(e)) if !warned => {
                 tracing::warn!(error = %e, "revocation push channel unreachable; retrying");
                 warned = true;
@@ -47,5 +56,30 @@ pub async fn subscribe(client: redis::Client, revocation: Revocation) {
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Applies announcements until the connection ends or stops answering.
+async fn listen(pubsub: redis::aio::PubSub, revocation: &Revocation) {
+    let (mut sink, mut messages) = pubsub.split();
+    let mut ticks = tokio::time::interval(PING_EVERY);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(msg) => {
+                    if let Ok(key) = msg.get_payload::<String>() {
+                        revocation.forget(&key);
+                    }
+                }
+                None => return,
+            },
+            _ = ticks.tick() => {
+                let ping = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>());
+                if !matches!(ping.await, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -197,7 +197,12 @@ fn revoke_requests_parse_or_are_refused() {
         ))
     );
     for bad in [
-        &br#"{"jti":"t1"}"#[..],
+        // Mistyped or misspelt members never widen a jti into a subject.
+        &br#"{"jti":5,"sub":"alice"}"#[..],
+        br#"{"jti":null,"sub":"alice"}"#,
+        br#"{"sub":"alice","exp":123}"#,
+        br#"{"sub":"alice","befor":5}"#,
+        br#"{"jti":"t1"}"#,
         br#"{"jti":"t1","sub":"a","exp":1}"#,
         br#"{"sub":""}"#,
         br#"{"sub":"a","before":"soon"}"#,
@@ -234,4 +239,25 @@ async fn revocations_through_the_daemon_reach_the_memory_store() {
         r.check_local(&t, 0, Probe::Miss),
         Local::Decided(Decision::Revoked, None)
     );
+}
+
+#[test]
+fn only_jti_keys_are_jti_keys() {
+    assert!(is_jti_key(&jti_key("jwtd:", Some("i"), "a:sub:b")));
+    assert!(!is_jti_key(&sub_key("jwtd:", Some("i"), "x:jti:y")));
+    assert!(!is_jti_key("jti:no-tag"));
+}
+
+#[tokio::test]
+async fn a_revoked_jti_outlives_its_exp_by_the_largest_leeway() {
+    let r = Revocation::memory(RevocationConfig::default());
+    let what = Revoke::Jti {
+        jti: "t1".to_owned(),
+        exp: 1000,
+    };
+    r.revoke(Some("i"), &what, 0).await.unwrap();
+    let t = token(Some("i"), None, Some("t1"), None);
+    let at = |now| r.check_local(&t, now, Probe::Miss);
+    assert_eq!(at(1000 + 299), Local::Decided(Decision::Revoked, None));
+    assert_eq!(at(1000 + 300), Local::Decided(Decision::Clear, None));
 }
