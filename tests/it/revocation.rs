@@ -991,3 +991,38 @@ fn jwtd_revoke_reports_an_unreachable_redis() {
     );
     assert!(!stderr.trim().is_empty(), "the error is reported");
 }
+
+/// The REVOKE op on one sidecar's socket writes to Redis and announces it,
+/// so another sidecar's cached token stops at once.
+#[tokio::test]
+async fn a_revocation_through_one_sidecar_reaches_redis_and_the_others() {
+    let redis = Redis::start();
+    let (a, b) = (
+        Jwtd::start(&redis.url(), &[]),
+        Jwtd::start(&redis.url(), &[]),
+    );
+    let (client_a, client_b) = (a.client().await, b.client().await);
+    wait_connected(&a, &client_a, &redis).await;
+    wait_connected(&b, &client_b, &redis).await;
+
+    let token = b
+        .tokens
+        .mint(&json!({"jti": "x-1", "sub": "zoe", "iat": now() - 5, "exp": now() + 3600}));
+    assert_valid_and_cached(&b, &client_b, &token).await;
+
+    let reply = client_a.revoke(br#"{"sub":"zoe"}"#).await.expect("revoke");
+    let done = Instant::now();
+    assert!(
+        matches!(reply, Reply::Done { ref key, .. } if &key[..] == b"jwtd:{-}:sub:zoe"),
+        "{reply:?}{}",
+        a.log()
+    );
+    let stored = redis.cli(&["GET", "jwtd:{-}:sub:zoe"]);
+    assert!(
+        stored.trim().parse::<i64>().is_ok_and(|t| t >= now() - 5),
+        "Redis holds {stored:?}"
+    );
+    let took = time_to_revoked(&b, &client_b, &token, done).await;
+    println!("revoked on the other sidecar {took:?} after the REVOKE reply");
+    assert!(took <= PUSH_LIMIT, "only {took:?} later{}", b.log());
+}
