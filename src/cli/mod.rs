@@ -45,11 +45,11 @@ enum Command {
     /// Prints {"ready":true|false}; exit status 0 ready, 3 not ready,
     /// 1 unreachable. Fit for a Kubernetes exec probe.
     Ping(ping::Args),
-    /// Revoke a token (by jti) or a subject's tokens in Redis, and announce
-    /// it to every sidecar.
+    /// Revoke a token (by jti) or a subject's tokens: in Redis (announced to
+    /// every sidecar), or through a daemon's socket.
     ///
-    /// Prints {"revoked":KEY,"announced_to":N}; exit status 0 written,
-    /// 1 Redis unreachable or refusing, 2 usage error.
+    /// Prints {"revoked":KEY,...}; exit status 0 written, 1 Redis or the
+    /// daemon unreachable or refusing, 2 usage error.
     Revoke(revoke::Args),
     /// Load generator and reference servers (echo, raw crypto).
     Bench(bench::Args),

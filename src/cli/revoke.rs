@@ -28,7 +28,8 @@ pub struct Args {
     /// Revoke the token with this jti (with --exp).
     #[arg(long, value_name = "ID", requires = "exp")]
     jti: Option<String>,
-    /// The token's exp (Unix seconds): the revocation expires with it.
+    /// The token's exp (Unix seconds): the revocation expires 300 s after it
+    /// (the largest leeway a verifier may allow).
     #[arg(long, value_name = "UNIX")]
     exp: Option<i64>,
     /// Revoke every token of this subject issued at or before --before.
