@@ -24,6 +24,7 @@ use std::time::Duration;
 use crate::jwks::KeySet;
 use crate::jwks::source::{Endpoint, RemoteSettings, url_problem};
 use crate::revocation::RevocationConfig;
+use crate::server::http::{HttpConfig, Route};
 use crate::verifier::{IssuerConfig, VerifierConfig};
 use crate::verify::{self, AlgSet, Algorithm, Policy};
 
@@ -119,8 +120,22 @@ pub struct RawConfig {
     pub revocation_timeout: Option<String>,
     /// Duration.
     pub revocation_cache_ttl: Option<String>,
+    /// HTTP front socket path.
+    pub http_socket: Option<String>,
+    /// Cookie holding the token.
+    pub http_token_cookie: Option<String>,
+    /// Query parameter holding the token.
+    pub http_token_query: Option<String>,
+    /// `true`/`false`.
+    pub http_forward_payload: Option<String>,
+    /// `true`/`false`.
+    pub http_debug_reason: Option<String>,
+    /// Path prefix stripped before route matching.
+    pub http_path_prefix: Option<String>,
     /// `[[issuers]]` tables (config file only).
     pub issuers: Option<Vec<RawIssuer>>,
+    /// `[[routes]]` tables (config file only): prefix and required scopes.
+    pub routes: Option<Vec<(String, Vec<String>)>>,
 }
 
 /// One `[[issuers]]` table: its own key source and policy; unset policy
@@ -157,7 +172,9 @@ macro_rules! fields {
             max_frame_bytes, max_verifying, idle_timeout, write_timeout, shutdown_grace, threads, log,
             refresh_interval, refresh_min, refresh_max, fetch_timeout, max_jwks_bytes,
             unknown_kid_cooldown, unknown_kid_wait, max_stale, revocation_fail, revocation_prefix,
-            revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl;
+            revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl,
+            http_socket, http_token_cookie, http_token_query, http_forward_payload,
+            http_debug_reason, http_path_prefix;
             audiences, algorithms, required_claims, redis
         )
     };
@@ -172,6 +189,7 @@ impl RawConfig {
                     $($s: self.$s.or(lower.$s),)*
                     $($l: self.$l.or(lower.$l),)*
                     issuers: self.issuers.or(lower.issuers),
+                    routes: self.routes.or(lower.routes),
                 }
             };
         }
@@ -192,8 +210,10 @@ impl RawConfig {
                 RawConfig {
                     $($s: get(&format!("JWTD_{}", stringify!($s).to_uppercase())),)*
                     $($l: get(&format!("JWTD_{}", env_list_name(stringify!($l)))).map(split),)*
-                    // Several issuers need the structure of the config file.
+                    // Several issuers and routes need the structure of the
+                    // config file.
                     issuers: None,
+                    routes: None,
                 }
             };
         }
@@ -225,6 +245,9 @@ impl RawConfig {
         raw.issuers = table
             .remove("issuers")
             .and_then(|v| issuer_tables(v, problems));
+        raw.routes = table
+            .remove("routes")
+            .and_then(|v| route_tables(v, problems));
         for key in table.keys() {
             problems.push(format!("config file: unknown setting {key:?}"));
         }
@@ -243,6 +266,7 @@ fn take_scalar(
     match table.remove(key)? {
         toml::Value::String(s) => Some(s),
         toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
         other => {
             problems.push(format!(
                 "config file: {at}{key}: expected a string or integer, found {}",
@@ -282,6 +306,37 @@ fn take_list(
             None
         }
     }
+}
+
+/// Reads `[[routes]]`: `prefix` (a path starting with `/`) and `scopes`.
+fn route_tables(
+    value: toml::Value,
+    problems: &mut Vec<String>,
+) -> Option<Vec<(String, Vec<String>)>> {
+    let toml::Value::Array(items) = value else {
+        problems.push("config file: routes: expected [[routes]] tables".to_owned());
+        return None;
+    };
+    let mut out = Vec::new();
+    for (n, item) in items.into_iter().enumerate() {
+        let at = format!("routes[{n}].");
+        let toml::Value::Table(mut t) = item else {
+            problems.push(format!("config file: routes[{n}]: expected a table"));
+            continue;
+        };
+        let prefix = take_scalar(&mut t, &at, "prefix", problems);
+        let scopes = take_list(&mut t, &at, "scopes", problems).unwrap_or_default();
+        for key in t.keys() {
+            problems.push(format!("config file: routes[{n}]: unknown setting {key:?}"));
+        }
+        match prefix {
+            Some(p) if p.starts_with('/') => out.push((p, scopes)),
+            _ => problems.push(format!(
+                "config file: routes[{n}].prefix: a path starting with \"/\" is required"
+            )),
+        }
+    }
+    Some(out)
 }
 
 /// Reads `[[issuers]]` (an array of tables) with the same rules as the top
@@ -367,6 +422,10 @@ pub struct Config {
     pub redis: Vec<String>,
     /// Revocation settings.
     pub revocation: RevocationConfig,
+    /// HTTP front socket (none: no HTTP front).
+    pub http_socket: Option<PathBuf>,
+    /// HTTP front settings.
+    pub http: HttpConfig,
     /// Verification, policy and cache settings.
     pub verifier: VerifierConfig,
     /// Maximum concurrent connections.
@@ -442,6 +501,19 @@ impl Check {
             self.problems.push(format!("{name}: {e}"));
             Duration::ZERO
         })
+    }
+
+    /// A boolean: `true` or `false` (default false).
+    fn flag(&mut self, name: &str, v: Option<&str>) -> bool {
+        match v.map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                self.problems
+                    .push(format!("{name}: {other:?} is neither true nor false"));
+                false
+            }
+        }
     }
 
     /// A timeout of at least one second (shorter ones close healthy
@@ -585,6 +657,27 @@ impl Config {
         }
 
         let revocation = revocation(&mut c, &raw);
+        let http_socket = raw.http_socket.as_deref().map(PathBuf::from);
+        if http_socket.as_ref().is_some_and(|p| *p == socket) {
+            c.problems
+                .push("http_socket: the same path as socket".to_owned());
+        }
+        let http = HttpConfig {
+            token_cookie: raw.http_token_cookie.clone().filter(|s| !s.is_empty()),
+            token_query: raw.http_token_query.clone().filter(|s| !s.is_empty()),
+            forward_payload: c.flag("http_forward_payload", raw.http_forward_payload.as_deref()),
+            debug_reason: c.flag("http_debug_reason", raw.http_debug_reason.as_deref()),
+            path_prefix: raw.http_path_prefix.clone().unwrap_or_default(),
+            routes: raw
+                .routes
+                .iter()
+                .flatten()
+                .map(|(prefix, scopes)| Route {
+                    prefix: prefix.clone(),
+                    scopes: scopes.clone(),
+                })
+                .collect(),
+        };
         let redis: Vec<String> = raw.redis.clone().unwrap_or_default();
         for url in &redis {
             if let Err(e) = redis::Client::open(url.as_str()) {
@@ -679,6 +772,8 @@ impl Config {
             remote,
             redis,
             revocation,
+            http_socket,
+            http,
             verifier: VerifierConfig {
                 issuers,
                 cache_entries,

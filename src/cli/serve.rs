@@ -146,6 +146,30 @@ pub struct Args {
     /// How long a "not revoked" answer is reused [default: 1s].
     #[arg(long, value_name = "DURATION")]
     revocation_cache_ttl: Option<String>,
+    /// Serve the HTTP front (nginx auth_request, Envoy ext_authz HTTP) on
+    /// this Unix socket [default: none].
+    #[arg(long, value_name = "PATH")]
+    http_socket: Option<String>,
+    /// HTTP front: cookie holding the token when there is no Authorization
+    /// header [default: none].
+    #[arg(long, value_name = "NAME")]
+    http_token_cookie: Option<String>,
+    /// HTTP front: query parameter holding the token (tokens in URLs get
+    /// logged; off unless named) [default: none].
+    #[arg(long, value_name = "NAME")]
+    http_token_query: Option<String>,
+    /// HTTP front: add the base64url payload as x-jwt-payload (true|false)
+    /// [default: false].
+    #[arg(long, value_name = "BOOL")]
+    http_forward_payload: Option<String>,
+    /// HTTP front: add the reject reason as x-jwt-reason, for debugging
+    /// (true|false) [default: false].
+    #[arg(long, value_name = "BOOL")]
+    http_debug_reason: Option<String>,
+    /// HTTP front: prefix stripped from request paths before route matching
+    /// (Envoy's path_prefix) [default: none].
+    #[arg(long, value_name = "PREFIX")]
+    http_path_prefix: Option<String>,
 }
 
 impl Args {
@@ -190,7 +214,14 @@ impl Args {
             revocation_batch: self.revocation_batch.clone(),
             revocation_timeout: self.revocation_timeout.clone(),
             revocation_cache_ttl: self.revocation_cache_ttl.clone(),
+            http_socket: self.http_socket.clone(),
+            http_token_cookie: self.http_token_cookie.clone(),
+            http_token_query: self.http_token_query.clone(),
+            http_forward_payload: self.http_forward_payload.clone(),
+            http_debug_reason: self.http_debug_reason.clone(),
+            http_path_prefix: self.http_path_prefix.clone(),
             issuers: None,
+            routes: None,
         }
     }
 }
@@ -254,6 +285,17 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let http_bound = match &config.http_socket {
+        None => None,
+        Some(path) => match server::bind(path, config.socket_mode) {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind the HTTP socket");
+                socket_file.remove();
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    };
     let revocation = if config.redis.is_empty() {
         Revocation::memory(config.revocation.clone())
     } else {
@@ -291,15 +333,34 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         max_verifying: config.max_verifying,
         write_timeout: config.write_timeout,
     };
-    // The socket file goes when draining starts (the listener is closed
-    // then), so a successor can bind the path while we finish.
-    let shutdown = async {
-        let grace = signal(config.shutdown_grace).await;
+    // The socket files go when draining starts (the listeners are closed
+    // then), so a successor can bind the paths while we finish. One signal
+    // drains both fronts.
+    let (grace_tx, grace_rx) = tokio::sync::watch::channel(None::<Duration>);
+    let http_file = http_bound.as_ref().map(|(_, f)| f.clone());
+    let shutdown_grace = config.shutdown_grace;
+    tokio::spawn(async move {
+        let grace = signal(shutdown_grace).await;
         socket_file.remove();
-        grace
-    };
+        if let Some(f) = http_file {
+            f.remove();
+        }
+        let _ = grace_tx.send(Some(grace));
+    });
+    let http_task = http_bound.map(|(listener, _)| {
+        tracing::info!(socket = ?config.http_socket, "HTTP front serving");
+        tokio::spawn(server::http::run(
+            listener,
+            verifier.clone(),
+            config.http.clone(),
+            drain_signal(grace_rx.clone()),
+        ))
+    });
     let verifier_stats = verifier.clone();
-    let drained = server::run(listener, verifier, server_config, shutdown).await;
+    let drained = server::run(listener, verifier, server_config, drain_signal(grace_rx)).await;
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
     for task in sources {
         task.abort();
     }
@@ -389,6 +450,18 @@ fn log_revocation_stats(verifier: &Verifier) {
         pushed = s.pushed.load(Relaxed),
         "revocation counters"
     );
+}
+
+/// Resolves to the grace period once shutdown starts.
+async fn drain_signal(mut grace: tokio::sync::watch::Receiver<Option<Duration>>) -> Duration {
+    loop {
+        if let Some(g) = *grace.borrow_and_update() {
+            return g;
+        }
+        if grace.changed().await.is_err() {
+            return Duration::ZERO;
+        }
+    }
 }
 
 /// Resolves on SIGTERM (graceful: the configured grace) or SIGINT (fast: at

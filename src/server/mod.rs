@@ -14,6 +14,7 @@
 //! has been quiet briefly with nothing in flight), wait for all of them up to
 //! the grace period, then drop what is left.
 
+pub mod http;
 pub mod native;
 
 use std::future::Future;
