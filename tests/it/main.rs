@@ -7,6 +7,7 @@ mod adversarial;
 mod cli;
 mod conformance;
 mod daemon;
+mod http;
 mod props;
 mod remote;
 mod revocation;

@@ -1,0 +1,311 @@
+//! The HTTP front (`--http-socket`) of the real `jwtd serve`, spoken to over
+//! its Unix socket with hand-written HTTP/1.0 and HTTP/1.1 requests, as
+//! nginx `auth_request` and Envoy `ext_authz` send them.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jwtd::sign::SigningKey;
+use jwtd::verify::Algorithm;
+use serde_json::{Value, json};
+
+use crate::support::jwtd_bin;
+
+/// `jwtd serve` with an HTTP front; killed on drop.
+struct Front {
+    child: Child,
+    http: PathBuf,
+    key: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+impl Front {
+    /// Trusting a fresh ES256 key (unless `extra` names a `--jwks-url`);
+    /// `config` is the TOML of a config file (for `[[routes]]`), `extra`
+    /// more flags.
+    fn start(config: &str, extra: &[&str]) -> Front {
+        let key = SigningKey::generate(Algorithm::ES256)
+            .expect("key")
+            .with_kid(Some("k1".into()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
+        let toml = dir.path().join("jwtd.toml");
+        std::fs::write(&toml, config).expect("config");
+        let http = dir.path().join("http.sock");
+        let mut cmd = Command::new(jwtd_bin());
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(dir.path().join("jwtd.sock"))
+            .arg("--http-socket")
+            .arg(&http);
+        // Unless the test brings its own key source.
+        if !extra.contains(&"--jwks-url") {
+            cmd.arg("--jwks-file").arg(&jwks);
+        }
+        let child = cmd
+            .arg("--config")
+            .arg(&toml)
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn jwtd");
+        let front = Front {
+            child,
+            http,
+            key,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&front.http).is_err() {
+            assert!(Instant::now() < deadline, "the HTTP front is not listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        front
+    }
+
+    fn token(&self, claims: Value) -> String {
+        let mut all = json!({"sub": "alice", "iss": "https://issuer.example", "exp": now() + 600});
+        if let (Some(all), Value::Object(more)) = (all.as_object_mut(), claims) {
+            all.extend(more);
+        }
+        self.key.mint(&all, &Default::default()).expect("mint")
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now() -> i64 {
+    jwtd::server::unix_now()
+}
+
+/// One parsed response.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (headers and a Content-Length body) from `stream`.
+fn read_answer(stream: &mut UnixStream) -> Answer {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read");
+        assert!(
+            n == 1,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let text = String::from_utf8(buf).expect("ASCII headers");
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    let answer = Answer { status, headers };
+    let len: usize = answer
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).expect("body");
+    answer
+}
+
+/// Sends `request` (with `\r\n` line ends) on `stream` and reads the answer.
+fn exchange(stream: &mut UnixStream, request: &str) -> Answer {
+    stream.write_all(request.as_bytes()).expect("write");
+    read_answer(stream)
+}
+
+fn connect(path: &Path) -> UnixStream {
+    let s = UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+/// What nginx's `auth_request` subrequest looks like (literal unix: form).
+fn nginx_check(front: &Front, headers: &str) -> Answer {
+    let mut s = connect(&front.http);
+    exchange(
+        &mut s,
+        &format!("GET /verify HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"),
+    )
+}
+
+#[test]
+fn a_valid_token_is_200_with_its_claim_headers() {
+    let front = Front::start("", &["--http-forward-payload", "true"]);
+    let token = front.token(json!({"aud": ["api", "other"], "scope": "read write"}));
+    let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-jwt-sub"), Some("alice"));
+    assert_eq!(a.header("x-jwt-iss"), Some("https://issuer.example"));
+    assert_eq!(a.header("x-jwt-aud"), Some("api"));
+    assert_eq!(a.header("x-jwt-scope"), Some("read write"));
+    let payload = token.split('.').nth(1).unwrap();
+    assert_eq!(a.header("x-jwt-payload"), Some(payload));
+    // The scheme is case-insensitive (RFC 7235).
+    let a = nginx_check(&front, &format!("authorization: bearer {token}\r\n"));
+    assert_eq!(a.status, 200);
+}
+
+#[test]
+fn missing_and_invalid_tokens_are_401_with_rfc_6750_challenges() {
+    let front = Front::start("", &[]);
+    let a = nginx_check(&front, "");
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.header("www-authenticate"),
+        Some("Bearer"),
+        "no error code without credentials"
+    );
+    let expired = front.token(json!({"exp": now() - 3600}));
+    for bad in ["garbage", "a.b.c", expired.as_str()] {
+        let a = nginx_check(&front, &format!("Authorization: Bearer {bad}\r\n"));
+        assert_eq!(a.status, 401, "{bad}");
+        assert_eq!(
+            a.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        assert_eq!(
+            a.header("x-jwt-reason"),
+            None,
+            "reasons stay private by default"
+        );
+        assert_eq!(a.header("x-jwt-sub"), None);
+    }
+    // Another scheme is no bearer token.
+    let a = nginx_check(&front, "Authorization: Basic YWxpY2U6cHc=\r\n");
+    assert_eq!(
+        (a.status, a.header("www-authenticate")),
+        (401, Some("Bearer"))
+    );
+}
+
+#[test]
+fn the_debug_header_names_the_reason_only_when_enabled() {
+    let front = Front::start("", &["--http-debug-reason", "true"]);
+    let expired = front.token(json!({"exp": now() - 3600}));
+    let a = nginx_check(&front, &format!("Authorization: Bearer {expired}\r\n"));
+    assert_eq!(a.header("x-jwt-reason"), Some("expired"));
+}
+
+#[test]
+fn keep_alive_serves_many_checks_on_one_connection_with_any_method_and_path() {
+    let front = Front::start("", &[]);
+    let token = front.token(json!({}));
+    let mut s = connect(&front.http);
+    // As Envoy sends them: the original method, path_prefix + path.
+    for (method, path) in [
+        ("GET", "/verify/app"),
+        ("POST", "/verify/app/orders?x=1"),
+        ("DELETE", "/"),
+    ] {
+        let a = exchange(
+            &mut s,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: app.example\r\ncontent-length: 0\r\nauthorization: Bearer {token}\r\n\r\n"
+            ),
+        );
+        assert_eq!(a.status, 200, "{method} {path}");
+    }
+    let a = exchange(&mut s, "GET /verify HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(a.status, 401, "the same connection, no token");
+}
+
+#[test]
+fn routes_require_their_scopes_with_403() {
+    let routes = r#"
+        [[routes]]
+        prefix = "/api/"
+        scopes = ["read"]
+
+        [[routes]]
+        prefix = "/api/admin/"
+        scopes = ["admin"]
+    "#;
+    let front = Front::start(routes, &["--http-path-prefix", "/verify"]);
+    let reader = front.token(json!({"scope": "read"}));
+    let admin = front.token(json!({"scp": ["read", "admin"]}));
+    let check = |path: &str, token: &str, original: Option<&str>| {
+        let mut s = connect(&front.http);
+        let original = original.map_or(String::new(), |o| format!("X-Original-URI: {o}\r\n"));
+        exchange(
+            &mut s,
+            &format!("GET {path} HTTP/1.0\r\nAuthorization: Bearer {token}\r\n{original}\r\n"),
+        )
+    };
+    // Envoy style: the path after path_prefix.
+    assert_eq!(check("/verify/api/orders", &reader, None).status, 200);
+    let denied = check("/verify/api/admin/users", &reader, None);
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        denied.header("www-authenticate"),
+        Some("Bearer error=\"insufficient_scope\", scope=\"admin\"")
+    );
+    assert_eq!(check("/verify/api/admin/users", &admin, None).status, 200);
+    // nginx style: the original URI in a header, the query ignored.
+    assert_eq!(
+        check("/verify", &reader, Some("/api/admin/x?y=1")).status,
+        403
+    );
+    assert_eq!(check("/verify", &reader, Some("/public")).status, 200);
+}
+
+#[test]
+fn cookies_always_and_query_parameters_only_when_named() {
+    let front = Front::start("", &["--http-token-cookie", "session"]);
+    let token = front.token(json!({}));
+    let a = nginx_check(&front, &format!("Cookie: theme=dark; session={token}\r\n"));
+    assert_eq!(a.status, 200);
+    let mut s = connect(&front.http);
+    let a = exchange(
+        &mut s,
+        &format!("GET /verify?access_token={token} HTTP/1.0\r\n\r\n"),
+    );
+    assert_eq!(a.status, 401, "a query token without http_token_query");
+
+    let front = Front::start("", &["--http-token-query", "access_token"]);
+    let token = front.token(json!({}));
+    let mut s = connect(&front.http);
+    let a = exchange(
+        &mut s,
+        &format!("GET /verify?x=1&access_token={token} HTTP/1.0\r\n\r\n"),
+    );
+    assert_eq!(a.status, 200);
+}
+
+#[test]
+fn no_keys_yet_is_503_never_allowed() {
+    let front = Front::start("", &["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
+    let token = front.token(json!({}));
+    let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!(a.status, 503, "{a:?}");
+}
