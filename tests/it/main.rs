@@ -8,6 +8,7 @@ mod cli;
 mod conformance;
 mod daemon;
 mod http;
+mod nginx;
 mod props;
 mod remote;
 mod revocation;
