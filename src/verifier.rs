@@ -153,11 +153,6 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// The policy for requests without selector.
-    pub fn policy(&self) -> &Policy {
-        &self.default
-    }
-
     /// The unknown-kid refresh gate (remote sources only).
     pub fn gate(&self) -> Option<&RefreshGate> {
         self.gate.as_ref()

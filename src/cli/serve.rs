@@ -278,6 +278,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let signals = install_signals();
     let (listener, socket_file) = match server::bind(&config.socket, config.socket_mode) {
         Ok(bound) => bound,
         Err(e) => {
@@ -340,7 +341,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let http_file = http_bound.as_ref().map(|(_, f)| f.clone());
     let shutdown_grace = config.shutdown_grace;
     tokio::spawn(async move {
-        let grace = signal(shutdown_grace).await;
+        let grace = signal(signals, shutdown_grace).await;
         socket_file.remove();
         if let Some(f) = http_file {
             f.remove();
@@ -464,15 +465,26 @@ async fn drain_signal(mut grace: tokio::sync::watch::Receiver<Option<Duration>>)
     }
 }
 
+/// SIGTERM and SIGINT streams, installed before the socket is bound: a
+/// signal that arrives once clients can connect must drain, never kill
+/// (tokio registers the handler when the stream is made, not when polled).
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+fn install_signals() -> Signals {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            None
+        }
+    }
+}
+
 /// Resolves on SIGTERM (graceful: the configured grace) or SIGINT (fast: at
 /// most one second).
-async fn signal(grace: Duration) -> Duration {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+async fn signal(signals: Signals, grace: Duration) -> Duration {
+    let Some((mut term, mut int)) = signals else {
         return std::future::pending().await;
     };
     tokio::select! {

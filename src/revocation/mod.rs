@@ -533,10 +533,12 @@ impl Revocation {
         }
     }
 
-    /// Revokes in the in-memory store (no effect on a remote store: use
-    /// [`Revocation::revoke`]). `value` is what the key holds (a subject's
-    /// time); `expires_at` is a Unix second (`None`: never).
-    pub fn revoke_local(
+    /// Writes a raw value into the in-memory store (no effect on a remote
+    /// store), for tests of values [`Revocation::revoke`] never writes
+    /// (garbage subject times). `expires_at` is a Unix second (`None`:
+    /// never).
+    #[cfg(test)]
+    pub(crate) fn revoke_local(
         &self,
         key: &str,
         value: Vec<u8>,

@@ -14,7 +14,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::{Algorithm, Reject};
 use serde_json::json;
 
-use crate::support::jwtd_bin;
+use crate::support::{jwtd_bin, now};
 
 /// A running daemon; killed on drop if still alive.
 struct Daemon {
@@ -104,10 +104,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn now() -> i64 {
-    jwtd::server::unix_now()
 }
 
 /// Reads replies from a blocking stream until `n` arrived or EOF.

@@ -7,7 +7,7 @@
 //! Without it the tests fail, saying how to install it: CI must run them.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 use serde_json::{Value, json};
 
-use crate::support::{jwtd_bin, repo_path};
+use crate::support::{free_port, front_token, jwtd_bin, now, repo_path};
 
 /// The stand-in app: answers every request with the x-jwt-* and
 /// authorization headers it received.
@@ -33,13 +33,6 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn envoy_binary() -> PathBuf {
     if let Ok(path) = std::env::var("JWTD_TEST_ENVOY") {
@@ -148,11 +141,7 @@ impl Stack {
     }
 
     fn token(&self, claims: Value) -> String {
-        let mut all = json!({"sub": "alice", "iss": "https://issuer.example", "exp": now() + 600});
-        if let (Some(all), Value::Object(more)) = (all.as_object_mut(), claims) {
-            all.extend(more);
-        }
-        self.key.mint(&all, &Default::default()).expect("mint")
+        front_token(&self.key, claims)
     }
 
     /// `method path` through Envoy (HTTP/1.1, closed after): status, raw
@@ -186,10 +175,6 @@ impl Drop for Stack {
             let _ = child.wait();
         }
     }
-}
-
-fn now() -> i64 {
-    jwtd::server::unix_now()
 }
 
 #[test]

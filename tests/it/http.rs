@@ -12,7 +12,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 use serde_json::{Value, json};
 
-use crate::support::jwtd_bin;
+use crate::support::{front_token, jwtd_bin, now};
 
 /// `jwtd serve` with an HTTP front; killed on drop.
 struct Front {
@@ -68,11 +68,7 @@ impl Front {
     }
 
     fn token(&self, claims: Value) -> String {
-        let mut all = json!({"sub": "alice", "iss": "https://issuer.example", "exp": now() + 600});
-        if let (Some(all), Value::Object(more)) = (all.as_object_mut(), claims) {
-            all.extend(more);
-        }
-        self.key.mint(&all, &Default::default()).expect("mint")
+        front_token(&self.key, claims)
     }
 }
 
@@ -81,10 +77,6 @@ impl Drop for Front {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn now() -> i64 {
-    jwtd::server::unix_now()
 }
 
 /// One parsed response.

@@ -7,7 +7,7 @@
 //! ports, and stops it on drop.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,14 +16,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 use serde_json::{Value, json};
 
-use crate::support::{jwtd_bin, repo_path};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::support::{free_port, front_token, jwtd_bin, now, repo_path};
 
 fn wait_for(what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -117,11 +110,7 @@ impl Stack {
     }
 
     fn token(&self, claims: Value) -> String {
-        let mut all = json!({"sub": "alice", "iss": "https://issuer.example", "exp": now() + 600});
-        if let (Some(all), Value::Object(more)) = (all.as_object_mut(), claims) {
-            all.extend(more);
-        }
-        self.key.mint(&all, &Default::default()).expect("mint")
+        front_token(&self.key, claims)
     }
 
     /// GET `path` through nginx (HTTP/1.0, one connection): status, raw
@@ -165,10 +154,6 @@ impl Drop for Stack {
             let _ = child.wait();
         }
     }
-}
-
-fn now() -> i64 {
-    jwtd::server::unix_now()
 }
 
 #[test]

@@ -14,7 +14,6 @@
 //! with `redis-cli --cluster create` ([`Cluster`]). Command counts come from
 //! `INFO commandstats`. Tests poll with deadlines rather than sleeping.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -29,7 +28,7 @@ use jwtd::verify::{Algorithm, Reject};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::support::jwtd_bin;
+use crate::support::{free_port, jwtd_bin, now};
 
 /// How soon after `jwtd revoke` exits a revocation must be in effect.
 const PUSH_LIMIT: Duration = Duration::from_millis(100);
@@ -39,12 +38,6 @@ const REDIS_MISSING: &str = "the revocation tests need redis-server and redis-cl
 
 // ---------------------------------------------------------------------------
 // Redis.
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
-}
 
 /// Runs `redis-cli ARGS...`.
 fn redis_cli(args: &[&str]) -> Output {
@@ -443,10 +436,6 @@ fn jwks_file(dir: &Path) -> String {
 
 // ---------------------------------------------------------------------------
 // Asking and waiting.
-
-fn now() -> i64 {
-    jwtd::server::unix_now()
-}
 
 /// The hash tag of an issuer's keys: 16 hex digits of SHA-256(iss).
 fn issuer_tag(iss: &str) -> String {

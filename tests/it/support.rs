@@ -53,3 +53,29 @@ pub fn keypair(alg: Algorithm, kid: &str) -> (SigningKey, KeySet) {
     let set = KeySet::from_jwks(jwks.as_bytes()).expect("own key set loads");
     (key, set)
 }
+
+/// The current Unix time.
+#[allow(dead_code)] // Not every test module needs it.
+pub fn now() -> i64 {
+    jwtd::server::unix_now()
+}
+
+/// A free loopback TCP port (bound, then released for the caller).
+#[allow(dead_code)] // Used by the modules that start TCP servers.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A token for a proxy-front test: sub `alice`, iss
+/// `https://issuer.example`, valid 10 minutes, with `extra` claims on top.
+#[allow(dead_code)] // Used by the HTTP, nginx and Envoy modules.
+pub fn front_token(key: &SigningKey, extra: Value) -> String {
+    let mut all = json!({"sub": "alice", "iss": "https://issuer.example", "exp": now() + 600});
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), extra) {
+        all.extend(more);
+    }
+    key.mint(&all, &Default::default()).expect("mint")
+}
