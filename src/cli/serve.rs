@@ -472,7 +472,10 @@ type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)
 
 fn install_signals() -> Signals {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(term), Ok(int)) => Some((term, int)),
         _ => {
             tracing::error!("cannot install signal handlers; stop with SIGKILL");
