@@ -18,13 +18,14 @@
 //! Durations read as `30`, `30s`, `500ms`, `100us`, `5m`, `1h`, `1d`. Lists in TOML are
 //! arrays; on the command line and in the environment, comma-separated.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::jwks::KeySet;
 use crate::jwks::source::{Endpoint, RemoteSettings, url_problem};
 use crate::revocation::RevocationConfig;
-use crate::server::http::{HttpConfig, Route};
+use crate::server::authz::{self, AuthzConfig, ClaimHeader, Route};
 use crate::verifier::{IssuerConfig, VerifierConfig};
 use crate::verify::{self, AlgSet, Algorithm, Policy};
 
@@ -122,20 +123,43 @@ pub struct RawConfig {
     pub revocation_cache_ttl: Option<String>,
     /// HTTP front socket path.
     pub http_socket: Option<String>,
+    /// HTTP front TCP address.
+    pub http_listen: Option<String>,
+    /// gRPC front socket path.
+    pub grpc_socket: Option<String>,
+    /// gRPC front TCP address.
+    pub grpc_listen: Option<String>,
+    /// Header holding the token.
+    pub token_header: Option<String>,
     /// Cookie holding the token.
-    pub http_token_cookie: Option<String>,
+    pub token_cookie: Option<String>,
     /// Query parameter holding the token.
-    pub http_token_query: Option<String>,
+    pub token_query: Option<String>,
     /// `true`/`false`.
-    pub http_forward_payload: Option<String>,
+    pub forward_payload: Option<String>,
     /// `true`/`false`.
-    pub http_debug_reason: Option<String>,
+    pub debug_reason: Option<String>,
+    /// `true`/`false`.
+    pub strip_token: Option<String>,
     /// Path prefix stripped before route matching.
     pub http_path_prefix: Option<String>,
+    /// `header=claim` mappings (a `[claim_headers]` table in the file).
+    pub claim_headers: Option<Vec<String>>,
     /// `[[issuers]]` tables (config file only).
     pub issuers: Option<Vec<RawIssuer>>,
-    /// `[[routes]]` tables (config file only): prefix and required scopes.
-    pub routes: Option<Vec<(String, Vec<String>)>>,
+    /// `[[routes]]` tables (config file only).
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+/// One `[[routes]]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawRoute {
+    /// Path prefix.
+    pub prefix: Option<String>,
+    /// Required scopes.
+    pub scopes: Vec<String>,
+    /// Claim name and its allowed values.
+    pub claims: Vec<(String, Vec<String>)>,
 }
 
 /// One `[[issuers]]` table: its own key source and policy; unset policy
@@ -173,9 +197,9 @@ macro_rules! fields {
             refresh_interval, refresh_min, refresh_max, fetch_timeout, max_jwks_bytes,
             unknown_kid_cooldown, unknown_kid_wait, max_stale, revocation_fail, revocation_prefix,
             revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl,
-            http_socket, http_token_cookie, http_token_query, http_forward_payload,
-            http_debug_reason, http_path_prefix;
-            audiences, algorithms, required_claims, redis
+            http_socket, http_listen, grpc_socket, grpc_listen, token_header, token_cookie,
+            token_query, forward_payload, debug_reason, strip_token, http_path_prefix;
+            audiences, algorithms, required_claims, redis, claim_headers
         )
     };
 }
@@ -242,6 +266,9 @@ impl RawConfig {
         raw.algorithms = take_list(&mut table, "", "algorithms", problems);
         raw.required_claims = take_list(&mut table, "", "required_claims", problems);
         raw.redis = take_list(&mut table, "", "redis", problems);
+        raw.claim_headers = table
+            .remove("claim_headers")
+            .and_then(|v| claim_header_table(v, problems));
         raw.issuers = table
             .remove("issuers")
             .and_then(|v| issuer_tables(v, problems));
@@ -308,11 +335,9 @@ fn take_list(
     }
 }
 
-/// Reads `[[routes]]`: `prefix` (a path starting with `/`) and `scopes`.
-fn route_tables(
-    value: toml::Value,
-    problems: &mut Vec<String>,
-) -> Option<Vec<(String, Vec<String>)>> {
+/// Reads `[[routes]]`: `prefix`, `scopes`, and `claims` (a table of claim
+/// name to allowed values).
+fn route_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<RawRoute>> {
     let toml::Value::Array(items) = value else {
         problems.push("config file: routes: expected [[routes]] tables".to_owned());
         return None;
@@ -324,15 +349,50 @@ fn route_tables(
             problems.push(format!("config file: routes[{n}]: expected a table"));
             continue;
         };
-        let prefix = take_scalar(&mut t, &at, "prefix", problems);
-        let scopes = take_list(&mut t, &at, "scopes", problems).unwrap_or_default();
+        let mut route = RawRoute {
+            prefix: take_scalar(&mut t, &at, "prefix", problems),
+            scopes: take_list(&mut t, &at, "scopes", problems).unwrap_or_default(),
+            claims: Vec::new(),
+        };
+        match t.remove("claims") {
+            None => {}
+            Some(toml::Value::Table(mut claims)) => {
+                let names: Vec<String> = claims.keys().cloned().collect();
+                for name in names {
+                    let at = format!("{at}claims.");
+                    if let Some(values) = take_list(&mut claims, &at, &name, problems) {
+                        route.claims.push((name, values));
+                    }
+                }
+            }
+            Some(other) => problems.push(format!(
+                "config file: {at}claims: expected a table of claim = [values], found {}",
+                other.type_str()
+            )),
+        }
         for key in t.keys() {
             problems.push(format!("config file: routes[{n}]: unknown setting {key:?}"));
         }
-        match prefix {
-            Some(p) if p.starts_with('/') => out.push((p, scopes)),
-            _ => problems.push(format!(
-                "config file: routes[{n}].prefix: a path starting with \"/\" is required"
+        out.push(route);
+    }
+    Some(out)
+}
+
+/// Reads `[claim_headers]` (header name = claim name) into `header=claim`
+/// items, the form the command line and environment use.
+fn claim_header_table(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<String>> {
+    let toml::Value::Table(table) = value else {
+        problems
+            .push("config file: claim_headers: expected a table of header = \"claim\"".to_owned());
+        return None;
+    };
+    let mut out = Vec::new();
+    for (header, claim) in table {
+        match claim {
+            toml::Value::String(claim) => out.push(format!("{header}={claim}")),
+            other => problems.push(format!(
+                "config file: claim_headers.{header}: expected a claim name, found {}",
+                other.type_str()
             )),
         }
     }
@@ -382,6 +442,7 @@ fn env_list_name(field: &str) -> &'static str {
         "audiences" => "AUDIENCES",
         "algorithms" => "ALGORITHMS",
         "redis" => "REDIS",
+        "claim_headers" => "CLAIM_HEADERS",
         _ => "REQUIRE",
     }
 }
@@ -422,10 +483,8 @@ pub struct Config {
     pub redis: Vec<String>,
     /// Revocation settings.
     pub revocation: RevocationConfig,
-    /// HTTP front socket (none: no HTTP front).
-    pub http_socket: Option<PathBuf>,
-    /// HTTP front settings.
-    pub http: HttpConfig,
+    /// The proxy fronts: where they listen, and their shared settings.
+    pub fronts: Fronts,
     /// Verification, policy and cache settings.
     pub verifier: VerifierConfig,
     /// Maximum concurrent connections.
@@ -657,27 +716,7 @@ impl Config {
         }
 
         let revocation = revocation(&mut c, &raw);
-        let http_socket = raw.http_socket.as_deref().map(PathBuf::from);
-        if http_socket.as_ref().is_some_and(|p| *p == socket) {
-            c.problems
-                .push("http_socket: the same path as socket".to_owned());
-        }
-        let http = HttpConfig {
-            token_cookie: raw.http_token_cookie.clone().filter(|s| !s.is_empty()),
-            token_query: raw.http_token_query.clone().filter(|s| !s.is_empty()),
-            forward_payload: c.flag("http_forward_payload", raw.http_forward_payload.as_deref()),
-            debug_reason: c.flag("http_debug_reason", raw.http_debug_reason.as_deref()),
-            path_prefix: raw.http_path_prefix.clone().unwrap_or_default(),
-            routes: raw
-                .routes
-                .iter()
-                .flatten()
-                .map(|(prefix, scopes)| Route {
-                    prefix: prefix.clone(),
-                    scopes: scopes.clone(),
-                })
-                .collect(),
-        };
+        let fronts = fronts(&mut c, &raw, &socket);
         let redis: Vec<String> = raw.redis.clone().unwrap_or_default();
         for url in &redis {
             if let Err(e) = redis::Client::open(url.as_str()) {
@@ -772,8 +811,7 @@ impl Config {
             remote,
             redis,
             revocation,
-            http_socket,
-            http,
+            fronts,
             verifier: VerifierConfig {
                 issuers,
                 cache_entries,
@@ -789,6 +827,162 @@ impl Config {
             threads,
             log,
         })
+    }
+}
+
+/// Where the proxy fronts listen, and how they decide.
+#[derive(Debug, Clone, Default)]
+pub struct Fronts {
+    /// HTTP front Unix socket.
+    pub http_socket: Option<PathBuf>,
+    /// HTTP front TCP address.
+    pub http_listen: Option<SocketAddr>,
+    /// gRPC front Unix socket.
+    pub grpc_socket: Option<PathBuf>,
+    /// gRPC front TCP address.
+    pub grpc_listen: Option<SocketAddr>,
+    /// Token lookup, claim headers, route policies.
+    pub authz: AuthzConfig,
+}
+
+/// The fronts' settings.
+fn fronts(c: &mut Check, raw: &RawConfig, socket: &Path) -> Fronts {
+    let path = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
+    let (http_socket, grpc_socket) = (path(&raw.http_socket), path(&raw.grpc_socket));
+    if http_socket.as_deref() == Some(socket) {
+        c.problems
+            .push("http_socket: the same path as socket".to_owned());
+    }
+    if grpc_socket.as_deref() == Some(socket) {
+        c.problems
+            .push("grpc_socket: the same path as socket".to_owned());
+    }
+    if grpc_socket.is_some() && grpc_socket == http_socket {
+        c.problems
+            .push("grpc_socket: the same path as http_socket".to_owned());
+    }
+    let mut addr = |name: &str, v: &Option<String>| -> Option<SocketAddr> {
+        let v = v.as_deref().filter(|s| !s.is_empty())?;
+        match v.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                c.problems.push(format!(
+                    "{name}: {v:?} is not an IP address and port (e.g. 127.0.0.1:8081)"
+                ));
+                None
+            }
+        }
+    };
+    let http_listen = addr("http_listen", &raw.http_listen);
+    let grpc_listen = addr("grpc_listen", &raw.grpc_listen);
+    if http_listen.is_some() && http_listen == grpc_listen {
+        c.problems
+            .push("grpc_listen: the same address as http_listen".to_owned());
+    }
+
+    let token_header = raw
+        .token_header
+        .as_deref()
+        .map_or("authorization", str::trim)
+        .to_ascii_lowercase();
+    if token_header == "cookie"
+        || token_header.is_empty()
+        || !token_header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        c.problems.push(format!(
+            "token_header: {token_header:?} is not a header name (use token_cookie for cookies)"
+        ));
+    }
+    let forward_payload = c.flag("forward_payload", raw.forward_payload.as_deref());
+    let mut claim_headers = Vec::new();
+    match &raw.claim_headers {
+        None => claim_headers = authz::default_claim_headers(),
+        Some(items) => {
+            for item in items {
+                let Some((header, claim)) = item.split_once('=') else {
+                    c.problems
+                        .push(format!("claim_headers: {item:?} is not header=claim"));
+                    continue;
+                };
+                let (header, claim) = (header.trim().to_ascii_lowercase(), claim.trim());
+                if let Err(why) = authz::valid_claim_header(&header) {
+                    c.problems.push(format!("claim_headers: {header:?}: {why}"));
+                } else if claim.is_empty() {
+                    c.problems
+                        .push(format!("claim_headers: {header:?}: no claim named"));
+                } else if header == token_header
+                    || (forward_payload && header == authz::PAYLOAD_HEADER)
+                    || claim_headers
+                        .iter()
+                        .any(|h: &ClaimHeader| h.header == header)
+                {
+                    c.problems.push(format!(
+                        "claim_headers: {header:?} is set twice (or is the token or payload header)"
+                    ));
+                } else {
+                    claim_headers.push(ClaimHeader {
+                        header,
+                        claim: claim.to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    let mut routes = Vec::new();
+    for (n, r) in raw.routes.iter().flatten().enumerate() {
+        let prefix = match &r.prefix {
+            Some(p) if p.starts_with('/') => p.clone(),
+            _ => {
+                c.problems.push(format!(
+                    "routes[{n}].prefix: a path starting with \"/\" is required"
+                ));
+                continue;
+            }
+        };
+        if routes.iter().any(|x: &Route| x.prefix == prefix) {
+            c.problems
+                .push(format!("routes[{n}].prefix: {prefix:?} is listed twice"));
+        }
+        if r.scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            c.problems.push(format!(
+                "routes[{n}].scopes: a scope is empty or has spaces"
+            ));
+        }
+        for (claim, values) in &r.claims {
+            if values.is_empty() {
+                c.problems.push(format!(
+                    "routes[{n}].claims.{claim}: list at least one allowed value"
+                ));
+            }
+        }
+        routes.push(Route {
+            prefix,
+            scopes: r.scopes.clone(),
+            claims: r.claims.clone(),
+        });
+    }
+    let name = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    Fronts {
+        http_socket,
+        http_listen,
+        grpc_socket,
+        grpc_listen,
+        authz: AuthzConfig {
+            token_header,
+            token_cookie: name(&raw.token_cookie),
+            token_query: name(&raw.token_query),
+            claim_headers,
+            forward_payload,
+            debug_reason: c.flag("debug_reason", raw.debug_reason.as_deref()),
+            strip_token: c.flag("strip_token", raw.strip_token.as_deref()),
+            path_prefix: raw.http_path_prefix.clone().unwrap_or_default(),
+            routes,
+        },
     }
 }
 

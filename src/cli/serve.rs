@@ -8,6 +8,7 @@ use std::time::Duration;
 use jwtd::config::{Config, EXIT_CONFIG, KeySource, RawConfig};
 use jwtd::jwks::source;
 use jwtd::revocation::Revocation;
+use jwtd::server::listen::Listener;
 use jwtd::server::{self, ServerConfig};
 use jwtd::verifier::Verifier;
 
@@ -146,26 +147,55 @@ pub struct Args {
     /// How long a "not revoked" answer is reused [default: 1s].
     #[arg(long, value_name = "DURATION")]
     revocation_cache_ttl: Option<String>,
-    /// Serve the HTTP front (nginx auth_request, Envoy ext_authz HTTP) on
-    /// this Unix socket [default: none].
+    /// Serve the HTTP front (nginx auth_request, Envoy ext_authz HTTP mode)
+    /// on this Unix socket [default: none].
     #[arg(long, value_name = "PATH")]
     http_socket: Option<String>,
-    /// HTTP front: cookie holding the token when there is no Authorization
-    /// header [default: none].
+    /// Also serve the HTTP front on this TCP address, e.g. 127.0.0.1:8081
+    /// [default: none].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
+    /// Serve the gRPC front (Envoy ext_authz gRPC mode) on this Unix socket
+    /// [default: none].
+    #[arg(long, value_name = "PATH")]
+    grpc_socket: Option<String>,
+    /// Also serve the gRPC front on this TCP address, e.g. 127.0.0.1:9191
+    /// [default: none].
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<String>,
+    /// Fronts: header holding the token; for `authorization` the Bearer
+    /// scheme is required [default: authorization].
     #[arg(long, value_name = "NAME")]
-    http_token_cookie: Option<String>,
-    /// HTTP front: query parameter holding the token (tokens in URLs get
+    token_header: Option<String>,
+    /// Fronts: cookie holding the token when the header is absent
+    /// [default: none].
+    #[arg(long, value_name = "NAME")]
+    token_cookie: Option<String>,
+    /// Fronts: query parameter holding the token (tokens in URLs get
     /// logged; off unless named) [default: none].
     #[arg(long, value_name = "NAME")]
-    http_token_query: Option<String>,
-    /// HTTP front: add the base64url payload as x-jwt-payload (true|false)
+    token_query: Option<String>,
+    /// Fronts: claim headers for allowed requests, HEADER=CLAIM, repeatable
+    /// or comma-separated; replaces the defaults [default:
+    /// x-jwt-sub=sub,x-jwt-iss=iss,x-jwt-aud=aud,x-jwt-scope=scope].
+    #[arg(
+        long = "claim-header",
+        value_name = "HEADER=CLAIM",
+        value_delimiter = ','
+    )]
+    claim_headers: Vec<String>,
+    /// Fronts: add the base64url payload as x-jwt-payload (true|false)
     /// [default: false].
     #[arg(long, value_name = "BOOL")]
-    http_forward_payload: Option<String>,
-    /// HTTP front: add the reject reason as x-jwt-reason, for debugging
+    forward_payload: Option<String>,
+    /// Fronts: add the reject reason as x-jwt-reason, for debugging
     /// (true|false) [default: false].
     #[arg(long, value_name = "BOOL")]
-    http_debug_reason: Option<String>,
+    debug_reason: Option<String>,
+    /// Fronts: have the proxy remove the token header before the request
+    /// goes upstream (true|false) [default: false].
+    #[arg(long, value_name = "BOOL")]
+    strip_token: Option<String>,
     /// HTTP front: prefix stripped from request paths before route matching
     /// (Envoy's path_prefix) [default: none].
     #[arg(long, value_name = "PREFIX")]
@@ -215,10 +245,16 @@ impl Args {
             revocation_timeout: self.revocation_timeout.clone(),
             revocation_cache_ttl: self.revocation_cache_ttl.clone(),
             http_socket: self.http_socket.clone(),
-            http_token_cookie: self.http_token_cookie.clone(),
-            http_token_query: self.http_token_query.clone(),
-            http_forward_payload: self.http_forward_payload.clone(),
-            http_debug_reason: self.http_debug_reason.clone(),
+            http_listen: self.http_listen.clone(),
+            grpc_socket: self.grpc_socket.clone(),
+            grpc_listen: self.grpc_listen.clone(),
+            token_header: self.token_header.clone(),
+            token_cookie: self.token_cookie.clone(),
+            token_query: self.token_query.clone(),
+            claim_headers: (!self.claim_headers.is_empty()).then(|| self.claim_headers.clone()),
+            forward_payload: self.forward_payload.clone(),
+            debug_reason: self.debug_reason.clone(),
+            strip_token: self.strip_token.clone(),
             http_path_prefix: self.http_path_prefix.clone(),
             issuers: None,
             routes: None,
@@ -286,16 +322,31 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let http_bound = match &config.http_socket {
-        None => None,
-        Some(path) => match server::bind(path, config.socket_mode) {
-            Ok(bound) => Some(bound),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot bind the HTTP socket");
-                socket_file.remove();
-                return Ok(ExitCode::FAILURE);
-            }
-        },
+    let mut socket_files = vec![socket_file];
+    let fronts = &config.fronts;
+    let http_listeners = match bind_front(
+        "HTTP",
+        fronts.http_socket.as_deref(),
+        fronts.http_listen,
+        config.socket_mode,
+        &mut socket_files,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(()) => return Ok(ExitCode::FAILURE),
+    };
+    let grpc_listeners = match bind_front(
+        "gRPC",
+        fronts.grpc_socket.as_deref(),
+        fronts.grpc_listen,
+        config.socket_mode,
+        &mut socket_files,
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(()) => return Ok(ExitCode::FAILURE),
     };
     let revocation = if config.redis.is_empty() {
         Revocation::memory(config.revocation.clone())
@@ -336,30 +387,44 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     };
     // The socket files go when draining starts (the listeners are closed
     // then), so a successor can bind the paths while we finish. One signal
-    // drains both fronts.
+    // drains every front.
     let (grace_tx, grace_rx) = tokio::sync::watch::channel(None::<Duration>);
-    let http_file = http_bound.as_ref().map(|(_, f)| f.clone());
     let shutdown_grace = config.shutdown_grace;
     tokio::spawn(async move {
         let grace = signal(signals, shutdown_grace).await;
-        socket_file.remove();
-        if let Some(f) = http_file {
-            f.remove();
+        for file in &socket_files {
+            file.remove();
         }
         let _ = grace_tx.send(Some(grace));
     });
-    let http_task = http_bound.map(|(listener, _)| {
-        tracing::info!(socket = ?config.http_socket, "HTTP front serving");
-        tokio::spawn(server::http::run(
-            listener,
+    let mut front_tasks = Vec::new();
+    if !http_listeners.is_empty() {
+        tracing::info!(socket = ?fronts.http_socket, listen = ?fronts.http_listen, "HTTP front serving");
+        front_tasks.push(tokio::spawn(server::http::run(
+            http_listeners,
+            config.max_connections,
             verifier.clone(),
-            config.http.clone(),
+            fronts.authz.clone(),
             drain_signal(grace_rx.clone()),
-        ))
-    });
+        )));
+    }
+    if !grpc_listeners.is_empty() {
+        tracing::info!(socket = ?fronts.grpc_socket, listen = ?fronts.grpc_listen, "gRPC front serving");
+        let limits = server::grpc::GrpcLimits {
+            max_connections: config.max_connections,
+            max_streams: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
+        };
+        front_tasks.push(tokio::spawn(server::grpc::run(
+            grpc_listeners,
+            limits,
+            verifier.clone(),
+            fronts.authz.clone(),
+            drain_signal(grace_rx.clone()),
+        )));
+    }
     let verifier_stats = verifier.clone();
     let drained = server::run(listener, verifier, server_config, drain_signal(grace_rx)).await;
-    if let Some(task) = http_task {
+    for task in front_tasks {
         let _ = task.await;
     }
     for task in sources {
@@ -374,6 +439,46 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("jwtd stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds a front's Unix socket and TCP address (either may be absent). On
+/// failure, logs it and removes the socket files bound so far.
+async fn bind_front(
+    name: &str,
+    path: Option<&std::path::Path>,
+    addr: Option<std::net::SocketAddr>,
+    mode: u32,
+    files: &mut Vec<server::SocketFile>,
+) -> Result<Vec<Listener>, ()> {
+    let mut listeners = Vec::new();
+    let failed = |files: &Vec<server::SocketFile>| {
+        for f in files {
+            f.remove();
+        }
+        Err(())
+    };
+    if let Some(path) = path {
+        match server::bind(path, mode) {
+            Ok((listener, file)) => {
+                listeners.push(Listener::Unix(listener));
+                files.push(file);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind the {name} socket");
+                return failed(files);
+            }
+        }
+    }
+    if let Some(addr) = addr {
+        match Listener::tcp(addr).await {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                tracing::error!(error = %e, %addr, "cannot listen for the {name} front");
+                return failed(files);
+            }
+        }
+    }
+    Ok(listeners)
 }
 
 /// Publishes the key sets loaded during validation and starts one task per

@@ -255,8 +255,10 @@ fn every_documented_setting_is_known_and_every_setting_is_documented() {
     assert!(problems.is_empty(), "documented but unknown: {problems:?}");
     assert!(doc.contains("| `[[issuers]]` key |"));
     assert!(doc.contains("| `[[routes]]` key |"));
+    assert!(doc.contains("| `[claim_headers]` |"));
     raw.issuers = Some(Vec::new());
     raw.routes = Some(Vec::new());
+    raw.claim_headers = Some(Vec::new());
     // Every field was set by some documented key.
     assert!(
         !format!("{raw:?}").contains("None"),
@@ -448,43 +450,125 @@ fn refresh_settings_are_bounded() {
 }
 
 #[test]
-fn routes_and_http_settings_are_read() {
+fn front_settings_are_read() {
     let c = from_toml(
         r#"
         http_socket = "/run/jwtd/http.sock"
-        http_forward_payload = true
-        http_token_cookie = "session"
+        grpc_socket = "/run/jwtd/grpc.sock"
+        grpc_listen = "127.0.0.1:9191"
+        forward_payload = true
+        token_cookie = "session"
+        token_header = "X-Access-Token"
+        strip_token = true
+
+        [claim_headers]
+        x-user = "sub"
+        x-roles = "realm_access.roles"
 
         [[routes]]
         prefix = "/api/admin/"
         scopes = ["admin"]
+        claims = { tenant = ["acme", "globex"] }
         "#,
     )
     .unwrap_or_else(|p| panic!("{p:#?}"));
+    let f = &c.fronts;
     assert_eq!(
-        c.http_socket.as_deref(),
+        f.http_socket.as_deref(),
         Some(std::path::Path::new("/run/jwtd/http.sock"))
     );
-    assert!(c.http.forward_payload && !c.http.debug_reason);
-    assert_eq!(c.http.token_cookie.as_deref(), Some("session"));
-    assert_eq!(c.http.routes.len(), 1);
-    assert_eq!(c.http.routes[0].scopes, ["admin"]);
+    assert_eq!(
+        f.grpc_socket.as_deref(),
+        Some(std::path::Path::new("/run/jwtd/grpc.sock"))
+    );
+    assert_eq!(f.grpc_listen, Some("127.0.0.1:9191".parse().unwrap()));
+    assert_eq!(f.http_listen, None);
+    let a = &f.authz;
+    assert!(a.forward_payload && a.strip_token && !a.debug_reason);
+    assert_eq!(a.token_cookie.as_deref(), Some("session"));
+    assert_eq!(a.token_header, "x-access-token");
+    let mut headers: Vec<(&str, &str)> = a
+        .claim_headers
+        .iter()
+        .map(|h| (h.header.as_str(), h.claim.as_str()))
+        .collect();
+    headers.sort_unstable();
+    assert_eq!(
+        headers,
+        [("x-roles", "realm_access.roles"), ("x-user", "sub")]
+    );
+    assert_eq!(a.routes.len(), 1);
+    assert_eq!(a.routes[0].scopes, ["admin"]);
+    assert_eq!(
+        a.routes[0].claims,
+        [(
+            "tenant".to_owned(),
+            vec!["acme".to_owned(), "globex".to_owned()]
+        )]
+    );
+
+    // Defaults: the four x-jwt-* headers, the Authorization header.
+    let c = from_toml("").unwrap();
+    assert_eq!(c.fronts.authz, crate::server::authz::AuthzConfig::default());
+    assert_eq!(c.fronts.authz.claim_headers.len(), 4);
+    // The environment and the command line write mappings as a list.
+    let c = Config::from_raw(raw(&[("JWTD_CLAIM_HEADERS", "x-a=a, x-b=b")])).unwrap();
+    assert_eq!(c.fronts.authz.claim_headers.len(), 2);
+    assert_eq!(c.fronts.authz.claim_headers[1].claim, "b");
 
     let mut problems = Vec::new();
     RawConfig::from_toml(
-        "[[routes]]\nscopes = [\"a\"]\nmethod = \"GET\"\n",
+        "[[routes]]\nscopes = [\"a\"]\nmethod = \"GET\"\nclaims = [\"x\"]\n",
         &mut problems,
     );
     assert_eq!(
         problems,
         [
+            "config file: routes[0].claims: expected a table of claim = [values], found array",
             "config file: routes[0]: unknown setting \"method\"",
-            "config file: routes[0].prefix: a path starting with \"/\" is required"
         ]
     );
-    let problems = Config::from_raw(raw(&[("JWTD_HTTP_DEBUG_REASON", "yes")])).unwrap_err();
-    assert_eq!(
-        problems,
-        ["http_debug_reason: \"yes\" is neither true nor false"]
-    );
+}
+
+#[test]
+fn bad_front_settings_are_all_reported() {
+    let problems = from_toml(
+        r#"
+        socket = "/run/jwtd/s.sock"
+        http_socket = "/run/jwtd/h.sock"
+        grpc_socket = "/run/jwtd/h.sock"
+        http_listen = "localhost:80"
+        debug_reason = "yes"
+        token_header = "cookie"
+
+        [claim_headers]
+        Authorization = "sub"
+        x-a = ""
+        "x b" = "sub"
+
+        [[routes]]
+        scopes = ["a b"]
+
+        [[routes]]
+        prefix = "/x"
+        claims = { role = [] }
+        "#,
+    )
+    .unwrap_err();
+    for expected in [
+        "grpc_socket: the same path as http_socket",
+        "http_listen: \"localhost:80\" is not an IP address and port",
+        "token_header: \"cookie\" is not a header name",
+        "claim_headers: \"authorization\": reserved",
+        "claim_headers: \"x-a\": no claim named",
+        "claim_headers: \"x b\": not a lower-case header name",
+        "debug_reason: \"yes\" is neither true nor false",
+        "routes[0].prefix: a path starting with \"/\" is required",
+        "routes[1].claims.role: list at least one allowed value",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {problems:#?}"
+        );
+    }
 }

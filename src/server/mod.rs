@@ -1,6 +1,8 @@
-//! Listeners. For now the native-protocol Unix socket ([`native`]); the HTTP
-//! and gRPC fronts will sit beside it as thin adapters over the same
-//! [`Verifier`].
+//! Listeners: the native-protocol Unix socket ([`native`]) and, beside it,
+//! the proxy fronts ([`http`] for nginx and Envoy HTTP mode, [`grpc`] for
+//! Envoy gRPC mode), thin adapters over the same [`Verifier`] that share
+//! one decision ([`authz`]) and one listener type ([`listen`]: a Unix
+//! socket or a TCP address).
 //!
 //! This module owns socket hygiene (stale-socket replacement, permissions,
 //! removal on exit), the accept loop with its connection limit, and graceful
@@ -14,7 +16,10 @@
 //! has been quiet briefly with nothing in flight), wait for all of them up to
 //! the grace period, then drop what is left.
 
+pub mod authz;
+pub mod grpc;
 pub mod http;
+pub mod listen;
 pub mod native;
 
 use std::future::Future;

@@ -153,16 +153,25 @@ fn nginx_check(front: &Front, headers: &str) -> Answer {
 
 #[test]
 fn a_valid_token_is_200_with_its_claim_headers() {
-    let front = Front::start("", &["--http-forward-payload", "true"]);
+    let front = Front::start("", &["--forward-payload", "true"]);
     let token = front.token(json!({"aud": ["api", "other"], "scope": "read write"}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.header("x-jwt-sub"), Some("alice"));
     assert_eq!(a.header("x-jwt-iss"), Some("https://issuer.example"));
-    assert_eq!(a.header("x-jwt-aud"), Some("api"));
+    assert_eq!(
+        a.header("x-jwt-aud"),
+        Some("api other"),
+        "arrays: space-separated"
+    );
     assert_eq!(a.header("x-jwt-scope"), Some("read write"));
     let payload = token.split('.').nth(1).unwrap();
     assert_eq!(a.header("x-jwt-payload"), Some(payload));
+    assert_eq!(
+        a.header("x-envoy-auth-headers-to-remove"),
+        None,
+        "every claim present"
+    );
     // The scheme is case-insensitive (RFC 7235).
     let a = nginx_check(&front, &format!("authorization: bearer {token}\r\n"));
     assert_eq!(a.status, 200);
@@ -203,7 +212,7 @@ fn missing_and_invalid_tokens_are_401_with_rfc_6750_challenges() {
 
 #[test]
 fn the_debug_header_names_the_reason_only_when_enabled() {
-    let front = Front::start("", &["--http-debug-reason", "true"]);
+    let front = Front::start("", &["--debug-reason", "true"]);
     let expired = front.token(json!({"exp": now() - 3600}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {expired}\r\n"));
     assert_eq!(a.header("x-jwt-reason"), Some("expired"));
@@ -273,7 +282,7 @@ fn routes_require_their_scopes_with_403() {
 
 #[test]
 fn cookies_always_and_query_parameters_only_when_named() {
-    let front = Front::start("", &["--http-token-cookie", "session"]);
+    let front = Front::start("", &["--token-cookie", "session"]);
     let token = front.token(json!({}));
     let a = nginx_check(&front, &format!("Cookie: theme=dark; session={token}\r\n"));
     assert_eq!(a.status, 200);
@@ -282,9 +291,9 @@ fn cookies_always_and_query_parameters_only_when_named() {
         &mut s,
         &format!("GET /verify?access_token={token} HTTP/1.0\r\n\r\n"),
     );
-    assert_eq!(a.status, 401, "a query token without http_token_query");
+    assert_eq!(a.status, 401, "a query token without token_query");
 
-    let front = Front::start("", &["--http-token-query", "access_token"]);
+    let front = Front::start("", &["--token-query", "access_token"]);
     let token = front.token(json!({}));
     let mut s = connect(&front.http);
     let a = exchange(
@@ -300,4 +309,116 @@ fn no_keys_yet_is_503_never_allowed() {
     let token = front.token(json!({}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(a.status, 503, "{a:?}");
+}
+
+#[test]
+fn claims_the_token_lacks_are_listed_for_envoy_to_remove() {
+    let front = Front::start("", &[]);
+    let token = front.token(json!({"aud": "api"}));
+    let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-jwt-scope"), None);
+    // A client-sent x-jwt-scope must not survive to the upstream.
+    assert_eq!(
+        a.header("x-envoy-auth-headers-to-remove"),
+        Some("x-jwt-scope")
+    );
+}
+
+#[test]
+fn claim_headers_token_header_and_strip_token_are_configurable() {
+    let config = r#"
+        token_header = "x-access-token"
+        strip_token = true
+        [claim_headers]
+        x-user = "sub"
+        x-roles = "realm_access.roles"
+        x-tenant = "https://example.com/tenant"
+        x-missing = "nope"
+    "#;
+    let front = Front::start(config, &[]);
+    let token = front.token(json!({
+        "realm_access": {"roles": ["ops", "dev"]},
+        "https://example.com/tenant": "acme",
+    }));
+    let a = nginx_check(&front, &format!("X-Access-Token: {token}\r\n"));
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-user"), Some("alice"));
+    assert_eq!(a.header("x-roles"), Some("ops dev"));
+    assert_eq!(a.header("x-tenant"), Some("acme"));
+    assert_eq!(
+        a.header("x-jwt-sub"),
+        None,
+        "the mapping replaces the defaults"
+    );
+    assert_eq!(
+        a.header("x-envoy-auth-headers-to-remove"),
+        Some("x-missing,x-access-token")
+    );
+    // `Bearer ` is optional in a custom header; Authorization is not read.
+    let a = nginx_check(&front, &format!("X-Access-Token: Bearer {token}\r\n"));
+    assert_eq!(a.status, 200);
+    let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
+    assert_eq!(a.status, 401);
+}
+
+#[test]
+fn routes_can_require_claim_values() {
+    let routes = r#"
+        [[routes]]
+        prefix = "/ops/"
+        claims = { "realm_access.roles" = ["ops", "sre"], tier = ["gold"] }
+
+        [[routes]]
+        prefix = "/ops/status"
+    "#;
+    let front = Front::start(routes, &[]);
+    let ops = front.token(json!({"realm_access": {"roles": ["dev", "ops"]}, "tier": "gold"}));
+    let dev = front.token(json!({"realm_access": {"roles": ["dev"]}, "tier": "gold"}));
+    let no_tier = front.token(json!({"realm_access": {"roles": ["ops"]}}));
+    let check = |token: &str, original: &str| {
+        nginx_check(
+            &front,
+            &format!("Authorization: Bearer {token}\r\nX-Original-URI: {original}\r\n"),
+        )
+    };
+    assert_eq!(check(&ops, "/ops/deploy").status, 200);
+    let denied = check(&dev, "/ops/deploy");
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        denied.header("www-authenticate"),
+        Some("Bearer error=\"insufficient_scope\"")
+    );
+    assert_eq!(
+        check(&no_tier, "/ops/deploy").status,
+        403,
+        "every claim must match"
+    );
+    assert_eq!(
+        check(&dev, "/ops/status").status,
+        200,
+        "a route without requirements"
+    );
+    assert_eq!(check(&dev, "/elsewhere").status, 200);
+}
+
+#[test]
+fn the_front_also_listens_on_tcp_when_asked() {
+    let port = crate::support::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let front = Front::start("", &["--http-listen", &addr]);
+    let token = front.token(json!({}));
+    let mut s = std::net::TcpStream::connect(&addr).expect("the TCP front");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!("GET /verify HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("x-jwt-sub: alice"),
+        "{text}"
+    );
 }

@@ -1,0 +1,544 @@
+//! The decision both proxy fronts share: where the token is, whether the
+//! request may go on, and which claim headers go with it. [`super::http`]
+//! (nginx `auth_request`, Envoy `ext_authz` HTTP mode) and [`super::grpc`]
+//! (Envoy `ext_authz` gRPC mode) are thin adapters that turn a [`Decision`]
+//! into their protocol's answer; neither decides anything itself, so the two
+//! fronts cannot drift apart.
+//!
+//! # Shape
+//!
+//! - [`find_token`] takes the token header's value, the `Cookie` header
+//!   values and the query string (each front knows where those live in its
+//!   request) and applies [`AuthzConfig`]'s order: the token header, then
+//!   the cookie, then (only if named) the query parameter.
+//! - [`decide`] verifies through the same [`Verifier`] (cache, revocation)
+//!   as the native protocol, then applies the [`Route`] policy for the
+//!   original path, and returns a [`Decision`]:
+//!   - `Allow` with one [`ClaimHeader`] value per mapping, `None` when the
+//!     token lacks the claim. The fronts must make a `None` header *absent
+//!     upstream*, or a client could forge it (`x-jwt-scope: admin`): gRPC
+//!     lists it in `headers_to_remove`, HTTP in Envoy's
+//!     `x-envoy-auth-headers-to-remove` (nginx never passes a header whose
+//!     `proxy_set_header` value is empty);
+//!   - `Deny` 401 (no token, or an invalid one) or 403 (a route's scope or
+//!     claim requirement unmet), with the RFC 6750 challenge;
+//!   - `Undecided` (no keys yet, revocation store down under fail-closed):
+//!     each front answers with what its proxy treats as an *error*, never
+//!     as "allowed".
+//! - The precise reason is in every `Deny`/`Undecided` for logs and the
+//!   opt-in debug header; clients otherwise get generic text.
+//!
+//! # Claim values as header values
+//!
+//! A string claim is sent as is; an array of strings joined by single
+//! spaces (OAuth's `scope` convention, and `aud` lists); numbers and
+//! booleans as JSON text; objects as compact JSON. A claim name is looked up
+//! as a top-level key first, then as a dotted path (`realm_access.roles`),
+//! so URL-shaped names (`https://example.com/roles`) work too. `scope` falls
+//! back to `scp` (Azure AD, Okta). A value that cannot be a header value
+//! (control characters, non-ASCII) is treated as absent rather than
+//! mangled; `forward_payload` carries everything, base64url.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::unix_now;
+use crate::verifier::{Outcome, Verifier};
+use crate::verify::Verified;
+
+/// A header for the upstream request, filled from a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimHeader {
+    /// Lower-case header name.
+    pub header: String,
+    /// Claim name (top-level key, else a dotted path).
+    pub claim: String,
+}
+
+/// A path prefix and what a token needs under it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Route {
+    /// Matched against the start of the original path.
+    pub prefix: String,
+    /// Every one of these must be among the token's scopes.
+    pub scopes: Vec<String>,
+    /// For each claim, the values it may have: the claim (or, for an
+    /// array, one of its elements) must equal one of them.
+    pub claims: Vec<(String, Vec<String>)>,
+}
+
+/// Settings shared by the HTTP and gRPC fronts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthzConfig {
+    /// Lower-case name of the header holding the token. For
+    /// `authorization` the `Bearer` scheme is required; for any other
+    /// header a `Bearer ` prefix is optional.
+    pub token_header: String,
+    /// Cookie holding the token when the header is absent.
+    pub token_cookie: Option<String>,
+    /// Query parameter holding the token (off unless named).
+    pub token_query: Option<String>,
+    /// Claim-to-header mappings for allowed requests.
+    pub claim_headers: Vec<ClaimHeader>,
+    /// Also send the base64url payload as `x-jwt-payload`.
+    pub forward_payload: bool,
+    /// Add the precise reason as `x-jwt-reason` (debugging only).
+    pub debug_reason: bool,
+    /// Have the proxy remove the token header before the request goes
+    /// upstream (gRPC `headers_to_remove`; HTTP mode through Envoy's
+    /// `x-envoy-auth-headers-to-remove`).
+    pub strip_token: bool,
+    /// Prefix to strip from request paths before route matching (Envoy's
+    /// HTTP-mode `path_prefix`).
+    pub path_prefix: String,
+    /// Route policies, any order (the longest matching prefix applies).
+    pub routes: Vec<Route>,
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        AuthzConfig {
+            token_header: "authorization".to_owned(),
+            token_cookie: None,
+            token_query: None,
+            claim_headers: default_claim_headers(),
+            forward_payload: false,
+            debug_reason: false,
+            strip_token: false,
+            path_prefix: String::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// `x-jwt-sub`, `x-jwt-iss`, `x-jwt-aud`, `x-jwt-scope`.
+pub fn default_claim_headers() -> Vec<ClaimHeader> {
+    ["sub", "iss", "aud", "scope"]
+        .into_iter()
+        .map(|claim| ClaimHeader {
+            header: format!("x-jwt-{claim}"),
+            claim: claim.to_owned(),
+        })
+        .collect()
+}
+
+/// The header carrying the payload when `forward_payload` is set.
+pub const PAYLOAD_HEADER: &str = "x-jwt-payload";
+
+/// Denial statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deny {
+    /// 401: no token, or not a valid one.
+    Unauthorized,
+    /// 403: valid, but the route asks for more.
+    Forbidden,
+}
+
+/// What a front answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let the request go on, with these headers (name, value; `None`:
+    /// make sure the upstream does not get this header at all).
+    Allow {
+        /// One entry per mapping, then the payload header if enabled.
+        headers: Vec<(Arc<str>, Option<String>)>,
+    },
+    /// Refuse it.
+    Deny {
+        /// 401 or 403.
+        status: Deny,
+        /// The `WWW-Authenticate` value.
+        challenge: String,
+        /// The precise reason (logs, debug header).
+        reason: &'static str,
+    },
+    /// Could not decide: the proxy must treat it as an error.
+    Undecided {
+        /// `no_keys` or `revocation_unavailable`.
+        reason: &'static str,
+    },
+}
+
+/// The token, by the configured order: header, cookie, query parameter.
+/// `cookies` are the values of every `Cookie` header; `query` is the query
+/// string without `?`.
+pub fn find_token<'a>(
+    header: Option<&'a str>,
+    cookies: impl IntoIterator<Item = &'a str>,
+    query: Option<&'a str>,
+    config: &AuthzConfig,
+) -> Option<&'a str> {
+    if let Some(value) = header {
+        let value = value.trim();
+        let (scheme, rest) = value.split_at(value.len().min(7));
+        let token = if scheme.eq_ignore_ascii_case("bearer ") {
+            rest.trim_start()
+        } else if config.token_header == "authorization" {
+            // Another scheme (Basic...): no bearer token here.
+            return None;
+        } else {
+            value
+        };
+        return (!token.is_empty()).then_some(token);
+    }
+    if let Some(name) = &config.token_cookie {
+        for header in cookies {
+            for pair in header.split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=')
+                    && k == name
+                    && !v.is_empty()
+                {
+                    return Some(v);
+                }
+            }
+        }
+    }
+    if let Some(name) = &config.token_query {
+        for pair in query?.split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && k == name
+                && !v.is_empty()
+            {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+/// Verifies `token` and applies the route policy for `path` (the client's
+/// original path; a query or fragment is ignored).
+pub async fn decide(
+    verifier: &Verifier,
+    token: Option<&str>,
+    path: &str,
+    config: &AuthzConfig,
+) -> Decision {
+    let Some(token) = token else {
+        // RFC 6750 3.1: no error code when no credentials were sent.
+        return Decision::Deny {
+            status: Deny::Unauthorized,
+            challenge: "Bearer".to_owned(),
+            reason: "missing_token",
+        };
+    };
+    let token = token.as_bytes();
+    let now = unix_now();
+    let outcome = match verifier.check_cached(b"", token, now) {
+        Ok(outcome) => outcome,
+        Err(miss) => verifier.check_uncached(miss, b"", token, now),
+    };
+    let outcome = match outcome {
+        Outcome::Pending(p) => p.finish(verifier, b"", token).await,
+        other => other,
+    };
+    match outcome {
+        Outcome::Valid { result, .. } => allow_or_forbid(&result, path, config),
+        Outcome::Invalid(rejection) => {
+            tracing::debug!(reason = rejection.reason.as_str(), "token rejected");
+            Decision::Deny {
+                status: Deny::Unauthorized,
+                challenge: "Bearer error=\"invalid_token\"".to_owned(),
+                reason: rejection.reason.as_str(),
+            }
+        }
+        Outcome::NoKeys => Decision::Undecided { reason: "no_keys" },
+        // No selector is sent, and a pending check has been finished above;
+        // both arms are unreachable in practice and fail safe.
+        Outcome::RevocationUnavailable | Outcome::UnknownSelector | Outcome::Pending(_) => {
+            Decision::Undecided {
+                reason: "revocation_unavailable",
+            }
+        }
+    }
+}
+
+fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decision {
+    let payload: Value = serde_json::from_slice(&result.claims.raw).unwrap_or_default();
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    if let Some(route) = route_for(&config.routes, path) {
+        let scopes = scopes(&payload);
+        let missing_scope = route.scopes.iter().find(|s| !scopes.contains(&s.as_str()));
+        let failed_claim = route
+            .claims
+            .iter()
+            .find(|(name, allowed)| !claim_matches(claim(&payload, name), allowed));
+        if missing_scope.is_some() || failed_claim.is_some() {
+            tracing::debug!(
+                %path,
+                scope = missing_scope.map(String::as_str),
+                claim = failed_claim.map(|(n, _)| n.as_str()),
+                "token lacks what the route requires"
+            );
+            let mut challenge = "Bearer error=\"insufficient_scope\"".to_owned();
+            if !route.scopes.is_empty() {
+                challenge.push_str(&format!(", scope=\"{}\"", route.scopes.join(" ")));
+            }
+            return Decision::Deny {
+                status: Deny::Forbidden,
+                challenge,
+                reason: "insufficient_scope",
+            };
+        }
+    }
+    let mut headers: Vec<(Arc<str>, Option<String>)> = config
+        .claim_headers
+        .iter()
+        .map(|m| {
+            let value = claim(&payload, &m.claim)
+                .or_else(|| (m.claim == "scope").then(|| payload.get("scp")).flatten())
+                .and_then(header_text)
+                .filter(|v| is_header_value(v));
+            (Arc::from(m.header.as_str()), value)
+        })
+        .collect();
+    if config.forward_payload {
+        use base64::Engine;
+        headers.push((
+            Arc::from(PAYLOAD_HEADER),
+            Some(crate::jwks::B64URL.encode(&result.claims.raw)),
+        ));
+    }
+    Decision::Allow { headers }
+}
+
+/// The longest route whose prefix starts `path`.
+pub fn route_for<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
+    routes
+        .iter()
+        .filter(|r| path.starts_with(&r.prefix))
+        .max_by_key(|r| r.prefix.len())
+}
+
+/// A claim by top-level name, else by dotted path.
+fn claim<'v>(payload: &'v Value, name: &str) -> Option<&'v Value> {
+    if let Some(v) = payload.get(name) {
+        return Some(v);
+    }
+    if !name.contains('.') {
+        return None;
+    }
+    name.split('.').try_fold(payload, |v, part| v.get(part))
+}
+
+/// The token's scopes: `scope` (space-separated or an array), and `scp`.
+fn scopes(payload: &Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    for name in ["scope", "scp"] {
+        match payload.get(name) {
+            Some(Value::String(s)) => out.extend(s.split_whitespace()),
+            Some(Value::Array(list)) => out.extend(list.iter().filter_map(Value::as_str)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a claim value is one of `allowed` (for an array: contains one).
+fn claim_matches(value: Option<&Value>, allowed: &[String]) -> bool {
+    let is = |v: &Value| match v {
+        Value::String(s) => allowed.iter().any(|a| a == s),
+        Value::Number(_) | Value::Bool(_) => {
+            let text = v.to_string();
+            allowed.contains(&text)
+        }
+        _ => false,
+    };
+    match value {
+        Some(Value::Array(items)) => items.iter().any(is),
+        Some(v) => is(v),
+        None => false,
+    }
+}
+
+/// A claim rendered as header text (see the module doc).
+fn header_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) if items.iter().all(Value::is_string) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Visible ASCII, spaces and tabs, not empty, no leading or trailing blank
+/// (what every proxy accepts unchanged).
+fn is_header_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        && !v.starts_with([' ', '\t'])
+        && !v.ends_with([' ', '\t'])
+}
+
+/// Whether `name` may be a claim header: a lower-case HTTP token that is not
+/// one the proxies own (hop-by-hop, framing, routing, the credentials).
+pub fn valid_claim_header(name: &str) -> Result<(), &'static str> {
+    const RESERVED: &[&str] = &[
+        "authorization",
+        "cookie",
+        "host",
+        "connection",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "www-authenticate",
+    ];
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err("not a lower-case header name (a-z, 0-9, -, _)");
+    }
+    if RESERVED.contains(&name) || name.starts_with("x-envoy-") {
+        return Err("reserved for the proxy or the credentials");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str, scopes: &[&str]) -> Route {
+        Route {
+            prefix: prefix.to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            claims: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_longest_matching_prefix_wins() {
+        let routes = [
+            route("/api/", &["read"]),
+            route("/api/admin/", &["admin"]),
+            route("/", &[]),
+        ];
+        assert_eq!(
+            route_for(&routes, "/api/admin/users").unwrap().scopes,
+            ["admin"]
+        );
+        assert_eq!(route_for(&routes, "/api/orders").unwrap().scopes, ["read"]);
+        assert!(route_for(&routes, "/health").unwrap().scopes.is_empty());
+        assert!(route_for(&routes[..2], "/health").is_none());
+    }
+
+    #[test]
+    fn the_token_comes_from_the_header_then_the_cookie_then_the_query() {
+        let mut config = AuthzConfig {
+            token_cookie: Some("jwt".into()),
+            token_query: Some("access_token".into()),
+            ..AuthzConfig::default()
+        };
+        let cookies = ["a=1; jwt=c.c.c", "b=2"];
+        assert_eq!(
+            find_token(
+                Some("Bearer h.h.h"),
+                cookies,
+                Some("access_token=q"),
+                &config
+            ),
+            Some("h.h.h")
+        );
+        assert_eq!(
+            find_token(Some("bEaReR   h.h.h "), [], None, &config),
+            Some("h.h.h")
+        );
+        // Another scheme in Authorization is no token, and does not fall
+        // through to the cookie (the client chose its credentials).
+        assert_eq!(
+            find_token(Some("Basic dXNlcg=="), cookies, None, &config),
+            None
+        );
+        assert_eq!(find_token(Some("Bearer "), cookies, None, &config), None);
+        assert_eq!(find_token(None, cookies, None, &config), Some("c.c.c"));
+        assert_eq!(
+            find_token(None, ["jwt="], Some("x=1&access_token=q.q.q"), &config),
+            Some("q.q.q")
+        );
+        config.token_query = None;
+        assert_eq!(
+            find_token(None, [], Some("access_token=q.q.q"), &config),
+            None
+        );
+        // A custom header: the value is the token, `Bearer ` optional.
+        config.token_header = "x-access-token".into();
+        assert_eq!(find_token(Some("t.t.t"), [], None, &config), Some("t.t.t"));
+        assert_eq!(
+            find_token(Some("Bearer t.t.t"), [], None, &config),
+            Some("t.t.t")
+        );
+    }
+
+    #[test]
+    fn claims_render_as_header_text_or_not_at_all() {
+        let payload: Value = serde_json::json!({
+            "sub": "alice",
+            "aud": ["a", "b"],
+            "n": 5,
+            "flag": true,
+            "obj": {"k": "v"},
+            "realm_access": {"roles": ["admin", "ops"]},
+            "https://example.com/tenant": "acme",
+            "bad": "line\nbreak",
+            "uni": "Jos\u{e9}",
+        });
+        let text = |name: &str| {
+            claim(&payload, name)
+                .and_then(header_text)
+                .filter(|v| is_header_value(v))
+        };
+        assert_eq!(text("sub").as_deref(), Some("alice"));
+        assert_eq!(text("aud").as_deref(), Some("a b"));
+        assert_eq!(text("n").as_deref(), Some("5"));
+        assert_eq!(text("flag").as_deref(), Some("true"));
+        assert_eq!(text("obj").as_deref(), Some(r#"{"k":"v"}"#));
+        assert_eq!(text("realm_access.roles").as_deref(), Some("admin ops"));
+        assert_eq!(text("https://example.com/tenant").as_deref(), Some("acme"));
+        assert_eq!(text("bad"), None);
+        assert_eq!(text("uni"), None);
+        assert_eq!(text("missing"), None);
+    }
+
+    #[test]
+    fn route_claims_match_values_or_array_elements() {
+        let payload: Value = serde_json::json!({
+            "role": "ops", "groups": ["dev", "qa"], "level": 3, "admin": false,
+        });
+        let allowed = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(claim_matches(
+            payload.get("role"),
+            &allowed(&["admin", "ops"])
+        ));
+        assert!(!claim_matches(payload.get("role"), &allowed(&["admin"])));
+        assert!(claim_matches(payload.get("groups"), &allowed(&["qa"])));
+        assert!(!claim_matches(payload.get("groups"), &allowed(&["ops"])));
+        assert!(claim_matches(payload.get("level"), &allowed(&["3"])));
+        assert!(!claim_matches(payload.get("admin"), &allowed(&["true"])));
+        assert!(!claim_matches(payload.get("missing"), &allowed(&["x"])));
+    }
+
+    #[test]
+    fn claim_header_names_are_checked() {
+        assert!(valid_claim_header("x-user-id").is_ok());
+        assert!(valid_claim_header("X-User").is_err());
+        assert!(valid_claim_header("x user").is_err());
+        assert!(valid_claim_header("").is_err());
+        assert!(valid_claim_header("authorization").is_err());
+        assert!(valid_claim_header("x-envoy-original-path").is_err());
+    }
+}
