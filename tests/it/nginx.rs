@@ -116,11 +116,20 @@ impl Stack {
     /// GET `path` through nginx (HTTP/1.0, one connection): status, raw
     /// headers, body.
     fn get(&self, path: &str, token: Option<&str>) -> (u16, String, String) {
+        self.get_with(path, token, "")
+    }
+
+    /// The same, with more request headers (`Name: value\r\n` lines).
+    fn get_with(&self, path: &str, token: Option<&str>, headers: &str) -> (u16, String, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect nginx");
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        write!(s, "GET {path} HTTP/1.0\r\nHost: app.example\r\n{auth}\r\n").expect("write");
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: app.example\r\n{auth}{headers}\r\n"
+        )
+        .expect("write");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("read");
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -218,4 +227,17 @@ fn with_jwtd_gone_nginx_fails_closed_with_500() {
     let (status, _, body) = stack.get("/orders", Some(&token));
     assert_eq!(status, 500, "{body}");
     assert!(!body.contains("sub="), "the app was reached: {body}");
+}
+
+#[test]
+fn forged_claim_headers_never_reach_the_app() {
+    let stack = Stack::start();
+    let token = stack.token(json!({}));
+    let forged = "X-Jwt-Scope: admin\r\nX-Jwt-Sub: mallory\r\n";
+    let (status, _, _) = stack.get_with("/admin/users", Some(&token), forged);
+    assert_eq!(status, 403, "the forged scope opened the admin route");
+    let (status, _, body) = stack.get_with("/orders", Some(&token), forged);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("sub=alice "), "{body}");
+    assert!(body.contains("scope= "), "the forged scope passed: {body}");
 }
