@@ -398,11 +398,16 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         let _ = grace_tx.send(Some(grace));
     });
     let mut front_tasks = Vec::new();
+    let limits = server::listen::Limits {
+        max_connections: config.max_connections,
+        max_streams: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
+        idle_timeout: config.idle_timeout,
+    };
     if !http_listeners.is_empty() {
         tracing::info!(socket = ?fronts.http_socket, listen = ?fronts.http_listen, "HTTP front serving");
         front_tasks.push(tokio::spawn(server::http::run(
             http_listeners,
-            config.max_connections,
+            limits,
             verifier.clone(),
             fronts.authz.clone(),
             drain_signal(grace_rx.clone()),
@@ -410,10 +415,6 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     if !grpc_listeners.is_empty() {
         tracing::info!(socket = ?fronts.grpc_socket, listen = ?fronts.grpc_listen, "gRPC front serving");
-        let limits = server::grpc::GrpcLimits {
-            max_connections: config.max_connections,
-            max_streams: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
-        };
         front_tasks.push(tokio::spawn(server::grpc::run(
             grpc_listeners,
             limits,

@@ -27,11 +27,12 @@
 //!
 //! # Limits
 //!
-//! Connections are bounded by `max_connections` (shared with the HTTP front
-//! is not needed: each front has its own count), concurrent streams per
-//! connection by `max_in_flight`, and a request message by
-//! [`MAX_CHECK_BYTES`] (a check carries every client header; Envoy's own
-//! header limit is 60 KiB by default, and jwtd never asks for the body).
+//! Connections are bounded by `max_connections` (a count of the front's
+//! own), concurrent streams per connection by `max_in_flight`, and a request
+//! message by [`MAX_CHECK_BYTES`] (a check carries every client header;
+//! Envoy's own header limit is 60 KiB by default, and jwtd never asks for
+//! the body). Idle HTTP/2 connections are kept: Envoy holds one per worker
+//! and reuses it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,27 +46,18 @@ use envoy_types::pb::google::rpc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::authz::{self, AuthzConfig, Decision, Deny};
-use super::listen::{self, Listener};
+use super::listen::{self, Limits, Listener};
 use crate::verifier::Verifier;
 
 /// Largest `CheckRequest` accepted.
 pub const MAX_CHECK_BYTES: usize = 1024 * 1024;
-
-/// Settings of the gRPC front's transport.
-#[derive(Debug, Clone, Copy)]
-pub struct GrpcLimits {
-    /// Connections open at once.
-    pub max_connections: usize,
-    /// Concurrent streams (checks) per connection.
-    pub max_streams: u32,
-}
 
 /// Serves gRPC on `listeners` until `shutdown` resolves to a grace period;
 /// then stops accepting, finishes the checks in flight (HTTP/2 GOAWAY), and
 /// abandons what is left when the grace ends.
 pub async fn run(
     listeners: Vec<Listener>,
-    limits: GrpcLimits,
+    limits: Limits,
     verifier: Verifier,
     config: AuthzConfig,
     shutdown: impl Future<Output = Duration>,

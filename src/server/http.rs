@@ -38,12 +38,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{COOKIE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::authz::{self, AuthzConfig, Decision, Deny};
-use super::listen::{self, Listener};
+use super::listen::{self, Limits, Listener};
 use crate::verifier::Verifier;
 
 /// Serves HTTP on `listener` until `shutdown` resolves to a grace period;
@@ -52,13 +52,13 @@ use crate::verifier::Verifier;
 /// left when the grace ends.
 pub async fn run(
     listeners: Vec<Listener>,
-    max_connections: usize,
+    limits: Limits,
     verifier: Verifier,
     config: AuthzConfig,
     shutdown: impl Future<Output = Duration>,
 ) {
     let config = Arc::new(config);
-    let (mut accepted, accepting) = listen::accept_all(listeners, max_connections);
+    let (mut accepted, accepting) = listen::accept_all(listeners, limits.max_connections);
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -74,6 +74,8 @@ pub async fn run(
                         async move { Ok::<_, Infallible>(answer(req, &verifier, &config).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(limits.idle_timeout)
                         .serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {

@@ -15,6 +15,19 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+/// Limits of a proxy front (`max_connections`, `max_in_flight` and
+/// `idle_timeout`, as for the native socket).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once, over all of the front's listeners.
+    pub max_connections: usize,
+    /// gRPC: concurrent streams (checks) per connection.
+    pub max_streams: u32,
+    /// HTTP: a connection that sends no complete request headers for this
+    /// long is closed (idle keep-alive included).
+    pub idle_timeout: Duration,
+}
+
 /// A bound front listener.
 #[derive(Debug)]
 pub enum Listener {

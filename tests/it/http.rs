@@ -422,3 +422,26 @@ fn the_front_also_listens_on_tcp_when_asked() {
         "{text}"
     );
 }
+
+#[test]
+fn idle_and_slow_connections_are_closed_after_idle_timeout() {
+    let front = Front::start("", &["--idle-timeout", "1s"]);
+    let token = front.token(json!({}));
+    // Kept alive after a check, then idle.
+    let mut idle = connect(&front.http);
+    let a = exchange(
+        &mut idle,
+        &format!("GET /verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"),
+    );
+    assert_eq!(a.status, 200);
+    // Half a request header, never finished.
+    let mut slow = connect(&front.http);
+    slow.write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    for s in [&mut idle, &mut slow] {
+        let mut rest = Vec::new();
+        // EOF (the server closed), not the 10 s read timeout.
+        let _ = s.read_to_end(&mut rest);
+        assert!(started.elapsed() < Duration::from_secs(8), "not closed");
+    }
+}
