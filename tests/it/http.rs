@@ -436,7 +436,8 @@ fn idle_and_slow_connections_are_closed_after_idle_timeout() {
     assert_eq!(a.status, 200);
     // Half a request header, never finished.
     let mut slow = connect(&front.http);
-    slow.write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let started = Instant::now();
     for s in [&mut idle, &mut slow] {
         let mut rest = Vec::new();
