@@ -73,6 +73,8 @@ type Shard = Mutex<LruCache<Key, Entry>>;
 pub struct Cache {
     /// `None` when caching is disabled (capacity 0).
     shards: Option<Box<[Shard]>>,
+    /// Entries pushed out by newer ones (capacity), for the metrics.
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 impl Cache {
@@ -81,6 +83,7 @@ impl Cache {
         let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS));
         Cache {
             shards: per_shard.map(|n| (0..SHARDS).map(|_| Mutex::new(LruCache::new(n))).collect()),
+            evictions: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -138,7 +141,7 @@ impl Cache {
             return;
         };
         if let Some(mut shard) = self.shard(&key) {
-            shard.put(
+            let pushed_out = shard.push(
                 key,
                 Entry {
                     expires_at,
@@ -147,6 +150,13 @@ impl Cache {
                     memo: Memo::default(),
                 },
             );
+            drop(shard);
+            // `push` also returns the old value of the same key: not an
+            // eviction.
+            if pushed_out.is_some_and(|(old, _)| old != key) {
+                self.evictions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 
@@ -165,6 +175,11 @@ impl Cache {
         if let Some(mut shard) = self.shard(key) {
             shard.pop(key);
         }
+    }
+
+    /// Entries pushed out by newer ones so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Entries currently held (including expired ones not yet dropped).

@@ -91,6 +91,10 @@ pub struct RawConfig {
     pub threads: Option<String>,
     /// Tracing filter.
     pub log: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Admin listener address.
+    pub admin_addr: Option<String>,
     /// Duration.
     pub refresh_interval: Option<String>,
     /// Duration.
@@ -194,6 +198,7 @@ macro_rules! fields {
             socket, socket_mode, jwks_file, jwks_url, discovery, issuer, leeway, typ, max_lifetime,
             max_token_bytes, cache_entries, cache_max_ttl, max_connections, max_in_flight,
             max_frame_bytes, max_verifying, idle_timeout, write_timeout, shutdown_grace, threads, log,
+            log_format, admin_addr,
             refresh_interval, refresh_min, refresh_max, fetch_timeout, max_jwks_bytes,
             unknown_kid_cooldown, unknown_kid_wait, max_stale, revocation_fail, revocation_prefix,
             revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl,
@@ -505,6 +510,11 @@ pub struct Config {
     pub threads: usize,
     /// Tracing filter.
     pub log: String,
+    /// Log lines as JSON objects (else text).
+    pub log_json: bool,
+    /// The admin listener (`/metrics`, `/livez`, `/readyz`); none: no
+    /// admin listener and no metrics.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// The default socket path: `$XDG_RUNTIME_DIR/jwtd.sock`, else
@@ -800,6 +810,27 @@ impl Config {
         if let Err(e) = tracing_filter_check(&log) {
             c.problems.push(format!("log: {e}"));
         }
+        let log_json = match raw.log_format.as_deref().map(str::trim) {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                c.problems
+                    .push(format!("log_format: {other:?} is neither text nor json"));
+                false
+            }
+        };
+        let admin_addr = match raw.admin_addr.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => match v.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    c.problems.push(format!(
+                        "admin_addr: {v:?} is not an IP address and port (e.g. 0.0.0.0:9090)"
+                    ));
+                    None
+                }
+            },
+        };
 
         if !c.problems.is_empty() {
             return Err(c.problems);
@@ -826,6 +857,8 @@ impl Config {
             shutdown_grace,
             threads,
             log,
+            log_json,
+            admin_addr,
         })
     }
 }

@@ -21,6 +21,8 @@
 //! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
 //! verifier  Verifier: the shared handle (issuers: keys via ArcSwap and
 //!           policies; the cache; readiness)
+//! metrics   metric handles (resolved once), anomaly kinds, surge detector,
+//!           rate-limited security log events (docs/metrics.md)
 //! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
 //! server/   listeners: socket hygiene, accept loop, drain; native connections
 //! client    Rust client for the native protocol (pipelined, replies by id)
@@ -72,6 +74,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod jwks;
+pub mod metrics;
 pub mod pem;
 pub mod protocol;
 pub mod revocation;

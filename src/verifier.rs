@@ -50,6 +50,7 @@ use arc_swap::ArcSwapOption;
 use crate::cache::{Cache, Key};
 use crate::jwks::KeySet;
 use crate::jwks::refresh::{RefreshGate, Wait};
+use crate::metrics::Metrics;
 use crate::revocation::local::Probe;
 use crate::revocation::{Decision, Local, Revocation, RevocationConfig};
 use crate::verify::{self, Policy, Reject, Rejection, Trust, Verified};
@@ -193,6 +194,8 @@ struct Inner {
     cache_max_ttl: i64,
     /// The revocation check of every valid answer.
     revocation: Revocation,
+    /// Metric handles (no-ops unless a recorder was installed first).
+    metrics: Metrics,
 }
 
 /// The shared verification handle. Cheap to clone.
@@ -268,6 +271,10 @@ impl Verifier {
         } else {
             HashMap::new()
         };
+        let names: Vec<String> = issuers
+            .iter()
+            .map(|i| i.default.issuer.as_deref().unwrap_or("default").to_owned())
+            .collect();
         Verifier {
             inner: Arc::new(Inner {
                 issuers,
@@ -277,8 +284,14 @@ impl Verifier {
                 cache: Cache::new(config.cache_entries),
                 cache_max_ttl: i64::try_from(config.cache_max_ttl).unwrap_or(i64::MAX),
                 revocation,
+                metrics: Metrics::new(&names),
             }),
         }
+    }
+
+    /// The metric handles.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The revocation checker.
@@ -390,15 +403,20 @@ impl Verifier {
             // a key removed by a swap stops vouching at once, and a result
             // cached by a verification that raced the swap is refused too.
             Some(hit) if self.still_trusted(&hit) => {
+                self.inner.metrics.cache_hit();
                 Ok(self.valid(hit.result, true, now, Some(key), hit.probe))
             }
             Some(_) => {
                 // Its key left the set: drop it rather than keep promoting
                 // an entry that will never be served.
                 self.inner.cache.remove(&key);
+                self.inner.metrics.cache_miss();
                 Err(Miss { key: Some(key) })
             }
-            None => Err(Miss { key: Some(key) }),
+            None => {
+                self.inner.metrics.cache_miss();
+                Err(Miss { key: Some(key) })
+            }
         }
     }
 
@@ -437,10 +455,14 @@ impl Verifier {
             chosen: Cell::new(None),
             no_keys: Cell::new(false),
         };
+        let started = std::time::Instant::now();
         let verdict = verify::verify_with(token, &call, now);
         let issuer = call.chosen.get().and_then(|n| self.inner.issuers.get(n));
         match verdict {
             Ok(verified) => {
+                self.inner
+                    .metrics
+                    .verified(&verified, started.elapsed(), now);
                 let result = Arc::new(verified);
                 let leeway = issuer.map_or(0, |i| i64::try_from(i.default.leeway).unwrap_or(0));
                 let cap = now.saturating_add(self.inner.cache_max_ttl);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use jwtd::config::{Config, EXIT_CONFIG, KeySource, RawConfig};
 use jwtd::jwks::source;
 use jwtd::revocation::Revocation;
+use jwtd::server::admin::Admin;
 use jwtd::server::listen::Listener;
 use jwtd::server::{self, ServerConfig};
 use jwtd::verifier::Verifier;
@@ -95,6 +96,13 @@ pub struct Args {
     /// Log filter, e.g. info or jwtd=debug [default: info].
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+    /// Log line format: text or json [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Serve /metrics, /livez and /readyz on this TCP address, e.g.
+    /// 0.0.0.0:9090; also turns metrics on [default: none].
+    #[arg(long, value_name = "ADDR")]
+    admin_addr: Option<String>,
     /// Refresh period of remote key sets without Cache-Control max-age
     /// [default: 5m].
     #[arg(long, value_name = "DURATION")]
@@ -229,6 +237,8 @@ impl Args {
             shutdown_grace: self.shutdown_grace.clone(),
             threads: self.threads.clone(),
             log: self.log.clone(),
+            log_format: self.log_format.clone(),
+            admin_addr: self.admin_addr.clone(),
             refresh_interval: self.refresh_interval.clone(),
             refresh_min: self.refresh_min.clone(),
             refresh_max: self.refresh_max.clone(),
@@ -304,7 +314,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    init_tracing(&config.log);
+    init_tracing(&config.log, config.log_json);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.threads > 0 {
         runtime.worker_threads(config.threads);
@@ -348,6 +358,18 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(()) => return Ok(ExitCode::FAILURE),
     };
+    // The recorder first: every handle binds to the recorder installed
+    // when it is created.
+    let prometheus = match config.admin_addr {
+        None => None,
+        Some(_) => match jwtd::metrics::install() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the metrics recorder");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    };
     let revocation = if config.redis.is_empty() {
         Revocation::memory(config.revocation.clone())
     } else {
@@ -363,6 +385,34 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
     };
     let verifier = Verifier::with_revocation(config.verifier.clone(), revocation);
+    let admin = Admin::new(verifier.clone(), prometheus);
+    let (admin_stop, admin_thread) = match config.admin_addr {
+        None => (None, None),
+        Some(addr) => {
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+            match admin.spawn(addr, stop_rx) {
+                Ok((bound, thread)) => {
+                    tracing::info!(addr = %bound, "admin listener serving /metrics, /livez, /readyz");
+                    (Some(stop_tx), Some(thread))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %addr, "cannot listen for the admin listener");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    };
+    // The data plane's heartbeat, which /livez checks.
+    let heartbeat = {
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                admin.heartbeat();
+            }
+        })
+    };
     let sources = match start_sources(&config, &verifier) {
         Ok(tasks) => tasks,
         Err(e) => {
@@ -390,8 +440,10 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // drains every front.
     let (grace_tx, grace_rx) = tokio::sync::watch::channel(None::<Duration>);
     let shutdown_grace = config.shutdown_grace;
+    let draining = admin.clone();
     tokio::spawn(async move {
         let grace = signal(signals, shutdown_grace).await;
+        draining.set_draining();
         for file in &socket_files {
             file.remove();
         }
@@ -430,6 +482,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     for task in sources {
         task.abort();
+    }
+    heartbeat.abort();
+    if let Some(stop) = admin_stop {
+        let _ = stop.send(());
+    }
+    if let Some(thread) = admin_thread {
+        let _ = thread.join();
     }
     log_revocation_stats(&verifier_stats);
     if drained.abandoned > 0 {
@@ -608,11 +667,15 @@ async fn signal(signals: Signals, grace: Duration) -> Duration {
     }
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -41,6 +41,8 @@ pub struct RefreshGate {
     done: watch::Sender<u64>,
     /// Unknown-kid refreshes refused by the cooldown.
     suppressed: AtomicU64,
+    /// Fetches an unknown kid asked for (and got).
+    requested: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +64,7 @@ impl RefreshGate {
             wake: Notify::new(),
             done: watch::Sender::new(0),
             suppressed: AtomicU64::new(0),
+            requested: AtomicU64::new(0),
         }
     }
 
@@ -88,6 +91,7 @@ impl RefreshGate {
             }
             state.in_flight = true;
             state.last_start = Some(now);
+            self.requested.fetch_add(1, Ordering::Relaxed);
             self.wake.notify_one();
         }
         // Subscribed under the lock: the completion cannot slip between the
@@ -103,6 +107,11 @@ impl RefreshGate {
     /// Unknown-kid refreshes refused by the cooldown so far.
     pub fn suppressed(&self) -> u64 {
         self.suppressed.load(Ordering::Relaxed)
+    }
+
+    /// Fetches requested by unknown kids so far.
+    pub fn requested(&self) -> u64 {
+        self.requested.load(Ordering::Relaxed)
     }
 
     /// The fetch task starts a fetch (scheduled or requested).

@@ -164,6 +164,8 @@ impl Batcher {
             breaker: Mutex::new(Breaker::default()),
             stats,
             timeout: config.timeout,
+            batch_size: metrics::histogram!("jwtd_revocation_batch_size"),
+            roundtrip: metrics::histogram!("jwtd_revocation_roundtrip_seconds"),
         });
         runtime.spawn(run(
             rx,
@@ -193,6 +195,10 @@ struct Shared {
     breaker: Mutex<Breaker>,
     stats: Arc<Stats>,
     timeout: Duration,
+    /// Tokens per round trip.
+    batch_size: metrics::Histogram,
+    /// Round-trip time.
+    roundtrip: metrics::Histogram,
 }
 
 impl Shared {
@@ -291,8 +297,12 @@ async fn run(
         };
         let shared = shared.clone();
         tokio::spawn(async move {
+            shared.batch_size.record(batch.len() as f64);
+            let started = Instant::now();
             let result = round_trip(&shared, batch).await;
+            shared.roundtrip.record(started.elapsed().as_secs_f64());
             let ok = result.is_ok();
+            shared.stats.down.store(!ok, Ordering::Relaxed);
             if let Err(why) = &result {
                 // The breaker logs when it opens; below that, debug.
                 tracing::debug!(error = %why, "revocation batch failed");

@@ -134,6 +134,16 @@ pub struct Stats {
     pub failed_closed: AtomicU64,
     /// Pushed revocations received.
     pub pushed: AtomicU64,
+    /// The last round trip to the store failed (false before any).
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl Stats {
+    /// Whether the store answered the last round trip (true for the
+    /// in-memory store, and before any round trip).
+    pub fn backend_up(&self) -> bool {
+        !self.down.load(Ordering::Relaxed)
+    }
 }
 
 /// Where answers come from.

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::unix_now;
+use crate::metrics::Front;
 use crate::verifier::{Outcome, Verifier};
 use crate::verify::Verified;
 
@@ -211,11 +212,15 @@ pub fn find_token<'a>(
 /// original path; a query or fragment is ignored).
 pub async fn decide(
     verifier: &Verifier,
+    front: Front,
     token: Option<&str>,
     path: &str,
     config: &AuthzConfig,
 ) -> Decision {
+    let started = std::time::Instant::now();
+    let metrics = verifier.metrics();
     let Some(token) = token else {
+        metrics.record_missing_token(front, started);
         // RFC 6750 3.1: no error code when no credentials were sent.
         return Decision::Deny {
             status: Deny::Unauthorized,
@@ -233,7 +238,22 @@ pub async fn decide(
         Outcome::Pending(p) => p.finish(verifier, b"", token).await,
         other => other,
     };
-    match outcome {
+    let decision = match &outcome {
+        Outcome::Valid { result, cached } => {
+            let decision = allow_or_forbid(result, path, config);
+            if let Decision::Allow { .. } = decision {
+                metrics.record(front, &outcome, token, started);
+            } else {
+                metrics.record_forbidden(front, *cached, started);
+            }
+            return decision;
+        }
+        _ => {
+            metrics.record(front, &outcome, token, started);
+            outcome
+        }
+    };
+    match decision {
         Outcome::Valid { result, .. } => allow_or_forbid(&result, path, config),
         Outcome::Invalid(rejection) => {
             tracing::debug!(reason = rejection.reason.as_str(), "token rejected");

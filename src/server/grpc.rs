@@ -47,6 +47,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::authz::{self, AuthzConfig, Decision, Deny};
 use super::listen::{self, Limits, Listener};
+use crate::metrics::Front;
 use crate::verifier::Verifier;
 
 /// Largest `CheckRequest` accepted.
@@ -152,7 +153,7 @@ impl Authorization for Check {
             query,
             config,
         );
-        let decision = authz::decide(&self.verifier, token, path, config).await;
+        let decision = authz::decide(&self.verifier, Front::Grpc, token, path, config).await;
         Ok(tonic::Response::new(response(decision, config)?))
     }
 }

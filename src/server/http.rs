@@ -44,6 +44,7 @@ use tokio::task::JoinSet;
 
 use super::authz::{self, AuthzConfig, Decision, Deny};
 use super::listen::{self, Limits, Listener};
+use crate::metrics::Front;
 use crate::verifier::Verifier;
 
 /// Serves HTTP on `listener` until `shutdown` resolves to a grace period;
@@ -118,7 +119,7 @@ async fn answer(
         config,
     );
     let path = original_path(&req, config);
-    match authz::decide(verifier, token, &path, config).await {
+    match authz::decide(verifier, Front::Http, token, &path, config).await {
         Decision::Allow { headers } => {
             let mut response = text(StatusCode::OK, "");
             let out = response.headers_mut();

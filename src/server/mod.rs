@@ -16,6 +16,7 @@
 //! has been quiet briefly with nothing in flight), wait for all of them up to
 //! the grace period, then drop what is left.
 
+pub mod admin;
 pub mod authz;
 pub mod grpc;
 pub mod http;

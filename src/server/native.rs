@@ -42,6 +42,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{ServerConfig, unix_now};
+use crate::metrics::Front;
 use crate::protocol::{self, Cause, Op, ProtocolError, Reply, Request};
 use crate::verifier::{Miss, Outcome, Verifier};
 
@@ -119,6 +120,8 @@ struct Pending {
     token: Bytes,
     miss: Miss,
     permit: OwnedSemaphorePermit,
+    /// When the read that brought it completed (request latency).
+    arrived: std::time::Instant,
 }
 
 /// Serves one connection until the client leaves, a framing error, a stalled
@@ -146,6 +149,9 @@ pub async fn serve(
     let mut drain_started: Option<Instant> = drain.borrow().then(Instant::now);
     let mut last_tx = Some(last_tx);
     let mut closing = false;
+    // One clock read per read, not per request: the requests of one read
+    // arrived together.
+    let mut arrived = std::time::Instant::now();
 
     'conn: loop {
         // Answer every complete frame already buffered.
@@ -183,7 +189,15 @@ pub async fn serve(
             };
             let refusing = drain_started.is_some_and(|t| t.elapsed() >= DRAIN_ANSWER);
             closing |= refusing;
-            if let Some(p) = answer(request, permit, &verifier, refusing, &tx, &mut waiters) {
+            if let Some(p) = answer(
+                request,
+                permit,
+                &verifier,
+                refusing,
+                &tx,
+                &mut waiters,
+                arrived,
+            ) {
                 pending.push(p);
             }
         }
@@ -210,7 +224,7 @@ pub async fn serve(
         tokio::select! {
             read = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => arrived = std::time::Instant::now(),
                 // Quiet for the whole wait with nothing in flight: close.
                 Err(_elapsed) if in_flight.available_permits() == config.max_in_flight => {
                     if drain_started.is_some() || last_request.elapsed() >= config.idle_timeout {
@@ -244,6 +258,7 @@ fn answer(
     refusing: bool,
     tx: &mpsc::UnboundedSender<Batch>,
     waiters: &mut Vec<Waiter>,
+    arrived: std::time::Instant,
 ) -> Option<Pending> {
     let id = request.id;
     let reply = match request.op {
@@ -301,10 +316,11 @@ fn answer(
                         selector,
                         token,
                         permit,
+                        arrived,
                     });
                     return None;
                 }
-                Ok(outcome) => reply(id, outcome),
+                Ok(outcome) => reply(id, outcome, verifier, &token, arrived),
                 Err(miss) => {
                     return Some(Pending {
                         id,
@@ -312,6 +328,7 @@ fn answer(
                         token,
                         miss,
                         permit,
+                        arrived,
                     });
                 }
             }
@@ -357,6 +374,9 @@ fn dispatch(
         let shed = misses
             .drain(granted..)
             .map(|p| {
+                verifier
+                    .metrics()
+                    .record_overloaded(Front::Native, p.arrived);
                 let reply = Reply::Undecided {
                     id: p.id,
                     cause: Cause::Overloaded,
@@ -417,10 +437,14 @@ fn verify_group(
                         selector: p.selector,
                         token: p.token,
                         permit: p.permit,
+                        arrived: p.arrived,
                     });
                     None
                 }
-                outcome => Some((reply(p.id, outcome), p.permit)),
+                outcome => Some((
+                    reply(p.id, outcome, verifier, &p.token, p.arrived),
+                    p.permit,
+                )),
             },
         )
         .collect();
@@ -439,6 +463,7 @@ struct Waiter {
     selector: Bytes,
     token: Bytes,
     permit: OwnedSemaphorePermit,
+    arrived: std::time::Instant,
 }
 
 /// Finishes `waiters` on one task, all at once: waiting costs no CPU, their
@@ -463,7 +488,8 @@ fn spawn_waiters(
                     return;
                 }
                 let outcome = w.pending.finish(verifier, &w.selector, &w.token).await;
-                let _ = tx.send(Batch::One((reply(w.id, outcome), w.permit)));
+                let reply = reply(w.id, outcome, verifier, &w.token, w.arrived);
+                let _ = tx.send(Batch::One((reply, w.permit)));
             }
         });
         futures_util::future::join_all(finishing).await;
@@ -471,7 +497,17 @@ fn spawn_waiters(
     });
 }
 
-fn reply(id: u32, outcome: Outcome) -> Reply {
+/// The reply for a decided request, counted in the metrics.
+fn reply(
+    id: u32,
+    outcome: Outcome,
+    verifier: &Verifier,
+    token: &[u8],
+    arrived: std::time::Instant,
+) -> Reply {
+    verifier
+        .metrics()
+        .record(Front::Native, &outcome, token, arrived);
     match outcome {
         Outcome::Valid { result, cached } => Reply::Valid {
             id,

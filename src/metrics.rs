@@ -1,0 +1,800 @@
+//! Metrics and security events: what jwtd tells its operators. The contract
+//! (every name, label and meaning) is `docs/metrics.md`; this module owns
+//! the handles and the anomaly logic, and deliberately nothing about HTTP
+//! (the admin listener is `server::admin`).
+//!
+//! # Shape
+//!
+//! - [`Metrics`] holds every handle, resolved once when it is built (each
+//!   label combination pre-registered, as linkerd does), so a request costs
+//!   a few relaxed atomic adds and one histogram sample. The handles bind to
+//!   the recorder installed when they are built: `jwtd serve` installs the
+//!   Prometheus recorder ([`install`]) before building the verifier; without
+//!   it (tests, `--admin-addr` unset) every handle is a no-op.
+//! - The fronts report each answered request once, with [`Metrics::record`]
+//!   (and the `record_*` variants for what only a proxy front decides).
+//!   From the outcome come the request counter, the latency histogram, the
+//!   anomaly kinds and the security log events.
+//! - The verifier reports what only it knows: cache hits and misses, the
+//!   time of a full verification by algorithm, and the token's `iat` offset
+//!   and lifetime ([`Metrics::verified`]).
+//! - State that already lives elsewhere (cache size, key set health,
+//!   revocation counters) is copied into gauges and counters when
+//!   `/metrics` is rendered ([`Metrics::collect`]) rather than mirrored on
+//!   every change.
+//! - [`Detector`] turns anomaly counts into surge gauges (EWMA baseline per
+//!   kind), ticked once a second by the admin listener's thread.
+//!
+//! # Security events
+//!
+//! Every anomaly is logged at `warn` under the `jwtd::security` target with
+//! the token's fingerprint (12 hex digits of its SHA-256), its `kid` and
+//! `iss` when readable (at most 64 bytes each), never the token. Events are
+//! rate-limited per kind ([`LOG_PER_SECOND`]), the rest counted into the
+//! next event's `suppressed` field.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Histogram};
+
+use crate::verifier::{Outcome, Verifier};
+use crate::verify::{Algorithm, Anomalies, Reject, Verified};
+
+/// Security log events per anomaly kind per second; the rest are counted.
+pub const LOG_PER_SECOND: u32 = 10;
+
+/// An expired token this long past `exp` counts as `expired_replay`.
+pub const REPLAY_AFTER_SECS: i64 = 3600;
+
+/// Latency buckets, seconds: microseconds to a second.
+const LATENCY_BUCKETS: &[f64] = &[
+    2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0,
+];
+/// `now - iat`, seconds: negative is a clock ahead of ours.
+const IAT_OFFSET_BUCKETS: &[f64] = &[
+    -300.0, -60.0, -30.0, -10.0, -1.0, 0.0, 1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 86400.0,
+];
+/// `exp - iat`, seconds: a minute to a month.
+const LIFETIME_BUCKETS: &[f64] = &[
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 604800.0, 2592000.0,
+];
+/// Tokens per revocation batch.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Installs the Prometheus recorder (histograms with jwtd's buckets) and
+/// returns the handle that renders the exposition. Call it before building
+/// anything that registers metrics.
+///
+/// # Errors
+///
+/// A recorder was already installed.
+pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Suffix("roundtrip_seconds".into()), LATENCY_BUCKETS)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("jwtd_token_iat_offset_seconds".into()),
+                IAT_OFFSET_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("jwtd_token_lifetime_seconds".into()),
+                LIFETIME_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("jwtd_revocation_batch_size".into()),
+                BATCH_BUCKETS,
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    builder.install_recorder().map_err(|e| e.to_string())
+}
+
+/// Which front answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// The native protocol.
+    Native = 0,
+    /// The HTTP front (nginx, Envoy HTTP mode).
+    Http = 1,
+    /// The gRPC front (Envoy gRPC mode).
+    Grpc = 2,
+}
+
+impl Front {
+    const ALL: [Front; 3] = [Front::Native, Front::Http, Front::Grpc];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Front::Native => "native",
+            Front::Http => "http",
+            Front::Grpc => "grpc",
+        }
+    }
+}
+
+/// Kinds of anomaly (`jwtd_anomalies_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `alg: none`.
+    AlgNone,
+    /// `alg` does not fit the key its `kid` names.
+    AlgConfusion,
+    /// No trusted key has the `kid`.
+    UnknownKid,
+    /// The signature does not verify.
+    BadSignature,
+    /// Header `jwk`.
+    EmbeddedJwk,
+    /// Header `jku`.
+    Jku,
+    /// Header `x5u`.
+    X5u,
+    /// Header `x5c`.
+    X5c,
+    /// A `crit` header.
+    UnsupportedCrit,
+    /// Not a JWS: structure, base64, header or payload.
+    Malformed,
+    /// Longer than `max_token_bytes`.
+    Oversized,
+    /// Expired more than [`REPLAY_AFTER_SECS`] ago.
+    ExpiredReplay,
+    /// `iat` in the future.
+    IatFuture,
+    /// A revoked token used.
+    Revoked,
+    /// An `iss` no configured issuer has.
+    UnknownIssuer,
+}
+
+impl Kind {
+    /// Every kind, in label order.
+    pub const ALL: [Kind; 15] = [
+        Kind::AlgNone,
+        Kind::AlgConfusion,
+        Kind::UnknownKid,
+        Kind::BadSignature,
+        Kind::EmbeddedJwk,
+        Kind::Jku,
+        Kind::X5u,
+        Kind::X5c,
+        Kind::UnsupportedCrit,
+        Kind::Malformed,
+        Kind::Oversized,
+        Kind::ExpiredReplay,
+        Kind::IatFuture,
+        Kind::Revoked,
+        Kind::UnknownIssuer,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::AlgNone => "alg_none",
+            Kind::AlgConfusion => "alg_confusion",
+            Kind::UnknownKid => "unknown_kid",
+            Kind::BadSignature => "bad_signature",
+            Kind::EmbeddedJwk => "embedded_jwk",
+            Kind::Jku => "jku",
+            Kind::X5u => "x5u",
+            Kind::X5c => "x5c",
+            Kind::UnsupportedCrit => "unsupported_crit",
+            Kind::Malformed => "malformed",
+            Kind::Oversized => "oversized",
+            Kind::ExpiredReplay => "expired_replay",
+            Kind::IatFuture => "iat_future",
+            Kind::Revoked => "revoked",
+            Kind::UnknownIssuer => "unknown_issuer",
+        }
+    }
+
+    fn index(self) -> usize {
+        Kind::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+
+    /// The kind a reject reason is, if any (`expired` needs the token: see
+    /// [`expired_long_ago`]).
+    fn of_reject(reason: Reject) -> Option<Kind> {
+        Some(match reason {
+            Reject::AlgNone => Kind::AlgNone,
+            Reject::KeyAlgorithmMismatch => Kind::AlgConfusion,
+            Reject::UnknownKey => Kind::UnknownKid,
+            Reject::BadSignature => Kind::BadSignature,
+            Reject::Crit => Kind::UnsupportedCrit,
+            Reject::Malformed
+            | Reject::Base64
+            | Reject::Header
+            | Reject::Payload
+            | Reject::Unencoded => Kind::Malformed,
+            Reject::TooLarge => Kind::Oversized,
+            Reject::IssuedInFuture => Kind::IatFuture,
+            Reject::Revoked => Kind::Revoked,
+            Reject::UnknownIssuer => Kind::UnknownIssuer,
+            _ => return None,
+        })
+    }
+}
+
+/// Reasons a proxy front adds to the core's.
+const MISSING_TOKEN: &str = "missing_token";
+
+/// One front's request handles.
+struct FrontHandles {
+    valid: Counter,
+    /// By `Reject::ALL` index.
+    invalid: Vec<Counter>,
+    missing_token: Counter,
+    forbidden: Counter,
+    no_keys: Counter,
+    overloaded: Counter,
+    revocation_unavailable: Counter,
+    unknown_selector: Counter,
+    hit: Histogram,
+    miss: Histogram,
+}
+
+impl FrontHandles {
+    fn new(front: Front) -> FrontHandles {
+        let f = front.as_str();
+        let req = |outcome: &'static str, reason: &'static str| metrics::counter!("jwtd_requests_total", "front" => f, "outcome" => outcome, "reason" => reason);
+        FrontHandles {
+            valid: req("valid", "none"),
+            invalid: Reject::ALL
+                .iter()
+                .map(|r| req("invalid", r.as_str()))
+                .collect(),
+            missing_token: req("invalid", MISSING_TOKEN),
+            forbidden: req("forbidden", "insufficient_scope"),
+            no_keys: req("undecided", "no_keys"),
+            overloaded: req("undecided", "overloaded"),
+            revocation_unavailable: req("undecided", "revocation_unavailable"),
+            unknown_selector: req("error", "unknown_selector"),
+            hit: metrics::histogram!("jwtd_request_duration_seconds", "front" => f, "cache" => "hit"),
+            miss: metrics::histogram!("jwtd_request_duration_seconds", "front" => f, "cache" => "miss"),
+        }
+    }
+}
+
+/// One issuer's state handles.
+struct IssuerHandles {
+    keys: Gauge,
+    updated: Counter,
+    unchanged: Counter,
+    error: Counter,
+    last_success: Gauge,
+    age: Gauge,
+    unknown_kid: Counter,
+    suppressed: Counter,
+}
+
+/// Every handle; see the module doc.
+pub struct Metrics {
+    fronts: Vec<FrontHandles>,
+    /// By `Algorithm::ALL` index.
+    verify: Vec<Histogram>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    iat_offset: Histogram,
+    lifetime: Histogram,
+    anomalies: Vec<Counter>,
+    /// The same counts, readable (the detector's input).
+    anomaly_counts: Vec<AtomicU64>,
+    revoked: Counter,
+    log_limit: Mutex<Vec<LogWindow>>,
+    // Collected at render time.
+    issuers: Vec<IssuerHandles>,
+    ready: Gauge,
+    cache_entries: Gauge,
+    cache_evictions: Counter,
+    revocation_up: Gauge,
+    fail_open: Counter,
+    fail_closed: Counter,
+}
+
+#[derive(Default, Clone, Copy)]
+struct LogWindow {
+    second: u64,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Metrics {
+    /// Registers every handle. `issuers` are the configured issuer names
+    /// (`default` when an issuer has none), in configuration order.
+    pub fn new(issuers: &[String]) -> Metrics {
+        metrics::gauge!("jwtd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        let issuers = issuers
+            .iter()
+            .map(|name| {
+                let refresh = |result: &'static str| {
+                    metrics::counter!("jwtd_jwks_refreshes_total", "issuer" => name.clone(), "result" => result)
+                };
+                IssuerHandles {
+                    keys: metrics::gauge!("jwtd_jwks_keys", "issuer" => name.clone()),
+                    updated: refresh("updated"),
+                    unchanged: refresh("unchanged"),
+                    error: refresh("error"),
+                    last_success: metrics::gauge!("jwtd_jwks_last_success_timestamp_seconds", "issuer" => name.clone()),
+                    age: metrics::gauge!("jwtd_jwks_age_seconds", "issuer" => name.clone()),
+                    unknown_kid: metrics::counter!("jwtd_jwks_unknown_kid_refreshes_total", "issuer" => name.clone()),
+                    suppressed: metrics::counter!("jwtd_jwks_unknown_kid_suppressed_total", "issuer" => name.clone()),
+                }
+            })
+            .collect();
+        let decision =
+            |d: &'static str| metrics::counter!("jwtd_revocation_decisions_total", "decision" => d);
+        let anomalies = Kind::ALL
+            .iter()
+            .map(|k| metrics::counter!("jwtd_anomalies_total", "kind" => k.as_str()))
+            .collect();
+        for k in Kind::ALL {
+            metrics::gauge!("jwtd_anomaly_surge", "kind" => k.as_str()).set(0.0);
+        }
+        Metrics {
+            fronts: Front::ALL.iter().map(|f| FrontHandles::new(*f)).collect(),
+            verify: Algorithm::ALL
+                .iter()
+                .map(|a| metrics::histogram!("jwtd_signature_verify_duration_seconds", "alg" => a.as_str()))
+                .collect(),
+            cache_hits: metrics::counter!("jwtd_cache_hits_total"),
+            cache_misses: metrics::counter!("jwtd_cache_misses_total"),
+            iat_offset: metrics::histogram!("jwtd_token_iat_offset_seconds"),
+            lifetime: metrics::histogram!("jwtd_token_lifetime_seconds"),
+            anomalies,
+            anomaly_counts: Kind::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            revoked: metrics::counter!("jwtd_revoked_total"),
+            log_limit: Mutex::new(vec![LogWindow::default(); Kind::ALL.len()]),
+            issuers,
+            ready: metrics::gauge!("jwtd_ready"),
+            cache_entries: metrics::gauge!("jwtd_cache_entries"),
+            cache_evictions: metrics::counter!("jwtd_cache_evictions_total"),
+            revocation_up: metrics::gauge!("jwtd_revocation_backend_up"),
+            fail_open: decision("fail_open"),
+            fail_closed: decision("fail_closed"),
+        }
+    }
+
+    fn front(&self, front: Front) -> &FrontHandles {
+        &self.fronts[front as usize]
+    }
+
+    /// A cache lookup found a servable result.
+    pub fn cache_hit(&self) {
+        self.cache_hits.increment(1);
+    }
+
+    /// A cache lookup found nothing servable.
+    pub fn cache_miss(&self) {
+        self.cache_misses.increment(1);
+    }
+
+    /// A token verified: the time it took, and its times.
+    pub fn verified(&self, result: &Verified, took: Duration, now: i64) {
+        if let Some(h) = Algorithm::ALL
+            .iter()
+            .position(|a| *a == result.alg)
+            .and_then(|i| self.verify.get(i))
+        {
+            h.record(took.as_secs_f64());
+        }
+        if let Some(iat) = result.claims.iat {
+            self.iat_offset.record(now.saturating_sub(iat) as f64);
+            if let Some(exp) = result.claims.exp {
+                self.lifetime.record(exp.saturating_sub(iat) as f64);
+            }
+        }
+    }
+
+    /// A request answered with `outcome` (never `Pending`), which arrived
+    /// at `started`.
+    pub fn record(&self, front: Front, outcome: &Outcome, token: &[u8], started: Instant) {
+        let f = self.front(front);
+        let elapsed = started.elapsed().as_secs_f64();
+        match outcome {
+            Outcome::Valid { result, cached } => {
+                f.valid.increment(1);
+                if *cached { &f.hit } else { &f.miss }.record(elapsed);
+                if result.anomalies != Anomalies::NONE {
+                    self.header_anomalies(front, result.anomalies, None, token);
+                }
+            }
+            Outcome::Invalid(rejection) => {
+                if let Some(c) = Reject::ALL
+                    .iter()
+                    .position(|r| *r == rejection.reason)
+                    .and_then(|i| f.invalid.get(i))
+                {
+                    c.increment(1);
+                }
+                f.miss.record(elapsed);
+                let reason = rejection.reason;
+                if reason == Reject::Revoked {
+                    self.revoked.increment(1);
+                }
+                let kind = match reason {
+                    Reject::Expired => expired_long_ago(token).then_some(Kind::ExpiredReplay),
+                    other => Kind::of_reject(other),
+                };
+                if let Some(kind) = kind {
+                    self.anomaly(kind, front, reason.as_str(), token);
+                }
+                if rejection.anomalies != Anomalies::NONE {
+                    self.header_anomalies(front, rejection.anomalies, Some(reason), token);
+                }
+            }
+            Outcome::NoKeys => {
+                f.no_keys.increment(1);
+                f.miss.record(elapsed);
+            }
+            Outcome::RevocationUnavailable | Outcome::Pending(_) => {
+                f.revocation_unavailable.increment(1);
+                f.miss.record(elapsed);
+            }
+            Outcome::UnknownSelector => f.unknown_selector.increment(1),
+        }
+    }
+
+    /// A proxy front found no token.
+    pub fn record_missing_token(&self, front: Front, started: Instant) {
+        let f = self.front(front);
+        f.missing_token.increment(1);
+        f.hit.record(started.elapsed().as_secs_f64());
+    }
+
+    /// A valid token refused by a route policy (the valid result itself is
+    /// not counted as `valid`).
+    pub fn record_forbidden(&self, front: Front, cached: bool, started: Instant) {
+        let f = self.front(front);
+        f.forbidden.increment(1);
+        if cached { &f.hit } else { &f.miss }.record(started.elapsed().as_secs_f64());
+    }
+
+    /// A request shed by the verification budget.
+    pub fn record_overloaded(&self, front: Front, started: Instant) {
+        let f = self.front(front);
+        f.overloaded.increment(1);
+        f.miss.record(started.elapsed().as_secs_f64());
+    }
+
+    fn header_anomalies(
+        &self,
+        front: Front,
+        anomalies: Anomalies,
+        reason: Option<Reject>,
+        token: &[u8],
+    ) {
+        let reason = reason.map_or("valid", Reject::as_str);
+        for (bit, kind) in [
+            (Anomalies::EMBEDDED_JWK, Kind::EmbeddedJwk),
+            (Anomalies::JKU, Kind::Jku),
+            (Anomalies::X5U, Kind::X5u),
+            (Anomalies::X5C, Kind::X5c),
+        ] {
+            if anomalies.contains(bit) {
+                self.anomaly(kind, front, reason, token);
+            }
+        }
+    }
+
+    fn anomaly(&self, kind: Kind, front: Front, reason: &str, token: &[u8]) {
+        let i = kind.index();
+        self.anomalies[i].increment(1);
+        self.anomaly_counts[i].fetch_add(1, Ordering::Relaxed);
+        let Some(suppressed) = self.may_log(i) else {
+            return;
+        };
+        let (kid, iss) = peek(token);
+        tracing::warn!(
+            target: "jwtd::security",
+            kind = kind.as_str(),
+            reason,
+            front = front.as_str(),
+            fingerprint = %fingerprint(token),
+            kid = kid.as_deref().unwrap_or("-"),
+            iss = iss.as_deref().unwrap_or("-"),
+            suppressed,
+            "suspicious token"
+        );
+    }
+
+    /// Whether kind `i` may log now; with the count suppressed since its
+    /// last event.
+    fn may_log(&self, i: usize) -> Option<u64> {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut windows = self.log_limit.lock().unwrap_or_else(|e| e.into_inner());
+        let w = windows.get_mut(i)?;
+        if w.second != second {
+            w.second = second;
+            w.logged = 0;
+        }
+        if w.logged >= LOG_PER_SECOND {
+            w.suppressed += 1;
+            return None;
+        }
+        w.logged += 1;
+        Some(std::mem::take(&mut w.suppressed))
+    }
+
+    /// Anomalies counted so far, by `Kind::ALL` index (the detector's
+    /// input).
+    pub fn anomaly_counts(&self) -> Vec<u64> {
+        self.anomaly_counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Copies the state kept elsewhere into its gauges and counters (call
+    /// before rendering).
+    pub fn collect(&self, verifier: &Verifier, draining: bool) {
+        let now = crate::server::unix_now();
+        self.ready.set(if verifier.ready() && !draining {
+            1.0
+        } else {
+            0.0
+        });
+        let cache = verifier.cache();
+        self.cache_entries.set(cache.len() as f64);
+        self.cache_evictions.absolute(cache.evictions());
+        for (n, h) in self.issuers.iter().enumerate() {
+            let Some(issuer) = verifier.issuers().get(n) else {
+                continue;
+            };
+            let health = issuer.health();
+            h.keys
+                .set(issuer.keys().map_or(0, |k| k.keys().len()) as f64);
+            h.updated.absolute(health.updates.load(Ordering::Relaxed));
+            h.unchanged
+                .absolute(health.unchanged.load(Ordering::Relaxed));
+            h.error.absolute(health.failures.load(Ordering::Relaxed));
+            match health.last_good() {
+                Some(t) => {
+                    h.last_success.set(t as f64);
+                    h.age.set(now.saturating_sub(t).max(0) as f64);
+                }
+                None => {
+                    h.last_success.set(0.0);
+                    h.age.set(f64::INFINITY);
+                }
+            }
+            if let Some(gate) = issuer.gate() {
+                h.unknown_kid.absolute(gate.requested());
+                h.suppressed.absolute(gate.suppressed());
+            }
+        }
+        let stats = verifier.revocation().stats();
+        self.revocation_up
+            .set(if stats.backend_up() { 1.0 } else { 0.0 });
+        self.fail_open
+            .absolute(stats.failed_open.load(Ordering::Relaxed));
+        self.fail_closed
+            .absolute(stats.failed_closed.load(Ordering::Relaxed));
+    }
+}
+
+/// Whether `token`'s `exp` is more than [`REPLAY_AFTER_SECS`] ago (read
+/// from the payload; only called for tokens already refused as expired).
+fn expired_long_ago(token: &[u8]) -> bool {
+    let exp = segment_json(token, 1).and_then(|v| v.get("exp").and_then(serde_json::Value::as_f64));
+    exp.is_some_and(|exp| (crate::server::unix_now() as f64) - exp > REPLAY_AFTER_SECS as f64)
+}
+
+/// The `n`th dot-separated segment of `token`, base64url-decoded and parsed
+/// as JSON (a best effort for logs: `None` for anything odd).
+fn segment_json(token: &[u8], n: usize) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let segment = token.split(|b| *b == b'.').nth(n)?;
+    if segment.len() > 16 * 1024 {
+        return None;
+    }
+    let bytes = crate::jwks::B64URL.decode(segment).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The `kid` and `iss` of a token, for logs: truncated to 64 bytes,
+/// control characters replaced.
+fn peek(token: &[u8]) -> (Option<String>, Option<String>) {
+    let text = |v: Option<serde_json::Value>, name: &str| {
+        let v = v?;
+        let s = v.get(name)?.as_str()?;
+        Some(
+            s.chars()
+                .take(64)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
+    };
+    (
+        text(segment_json(token, 0), "kid"),
+        text(segment_json(token, 1), "iss"),
+    )
+}
+
+/// The first 12 hex digits of the token's SHA-256.
+pub fn fingerprint(token: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+    digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Surge detection over the anomaly counts: an EWMA of each kind's
+/// per-second rate as its baseline, and the rate over the last
+/// [`Detector::WINDOW`] seconds against it. Ticked once a second.
+pub struct Detector {
+    last: Vec<u64>,
+    /// Per kind, the last `WINDOW` per-second counts (a ring).
+    recent: Vec<[u64; Detector::WINDOW]>,
+    at: usize,
+    baseline: Vec<f64>,
+    surging: Vec<bool>,
+    gauges: Vec<Gauge>,
+}
+
+impl Detector {
+    /// Seconds the current rate is measured over.
+    pub const WINDOW: usize = 10;
+    /// Baseline time constant, seconds.
+    pub const TAU: f64 = 300.0;
+    /// A surge: the recent rate above this many times the baseline...
+    pub const FACTOR: f64 = 10.0;
+    /// ...and above this many events per second.
+    pub const FLOOR: f64 = 1.0;
+
+    /// A detector starting from `counts` (see [`Metrics::anomaly_counts`]).
+    pub fn new(counts: Vec<u64>) -> Detector {
+        let n = counts.len();
+        Detector {
+            last: counts,
+            recent: vec![[0; Detector::WINDOW]; n],
+            at: 0,
+            baseline: vec![0.0; n],
+            surging: vec![false; n],
+            gauges: Kind::ALL
+                .iter()
+                .map(|k| metrics::gauge!("jwtd_anomaly_surge", "kind" => k.as_str()))
+                .collect(),
+        }
+    }
+
+    /// One second passed; `counts` are the totals now. Returns the kinds
+    /// whose surge state changed (and logs each change).
+    pub fn tick(&mut self, counts: &[u64]) -> Vec<(Kind, bool)> {
+        let mut changes = Vec::new();
+        self.at = (self.at + 1) % Detector::WINDOW;
+        for (i, kind) in Kind::ALL.iter().enumerate() {
+            let (Some(&now), Some(last)) = (counts.get(i), self.last.get_mut(i)) else {
+                continue;
+            };
+            let delta = now.saturating_sub(*last);
+            *last = now;
+            self.recent[i][self.at] = delta;
+            let rate = self.recent[i].iter().sum::<u64>() as f64 / Detector::WINDOW as f64;
+            let baseline = self.baseline[i];
+            // While a kind surges its baseline learns ten times slower: a
+            // long attack stays visible for hours, yet a lasting new normal
+            // is eventually accepted.
+            let tau = if self.surging[i] {
+                Detector::TAU * 10.0
+            } else {
+                Detector::TAU
+            };
+            self.baseline[i] = baseline + (delta as f64 - baseline) * (1.0 - (-1.0 / tau).exp());
+            let was = self.surging[i];
+            let is = if was {
+                rate >= (2.0 * baseline).max(Detector::FLOOR / 2.0)
+            } else {
+                rate > (Detector::FACTOR * baseline).max(Detector::FLOOR)
+            };
+            if is != was {
+                self.surging[i] = is;
+                if let Some(g) = self.gauges.get(i) {
+                    g.set(if is { 1.0 } else { 0.0 });
+                }
+                if is {
+                    tracing::warn!(target: "jwtd::security", kind = kind.as_str(), rate, baseline, "anomaly surge");
+                } else {
+                    tracing::info!(target: "jwtd::security", kind = kind.as_str(), rate, baseline, "anomaly surge over");
+                }
+                changes.push((*kind, is));
+            }
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_distinct_label() {
+        let mut names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Kind::ALL.len());
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+    }
+
+    #[test]
+    fn a_burst_above_the_baseline_surges_and_then_subsides() {
+        let kind = Kind::BadSignature.index();
+        let mut counts = vec![0u64; Kind::ALL.len()];
+        let mut d = Detector::new(counts.clone());
+        // A steady background of 1 every other second: no surge.
+        for s in 0..600 {
+            counts[kind] += s % 2;
+            assert!(d.tick(&counts).is_empty(), "surge at second {s}");
+        }
+        // 50/s: a surge within the window, reported once.
+        let mut changes = Vec::new();
+        for _ in 0..20 {
+            counts[kind] += 50;
+            changes.extend(d.tick(&counts));
+        }
+        assert_eq!(changes, [(Kind::BadSignature, true)]);
+        // Back to the background: over once the window has passed.
+        let mut changes = Vec::new();
+        for s in 0..30 {
+            counts[kind] += s % 2;
+            changes.extend(d.tick(&counts));
+        }
+        assert_eq!(changes, [(Kind::BadSignature, false)]);
+    }
+
+    #[test]
+    fn a_few_events_on_a_quiet_kind_do_not_surge() {
+        let mut counts = vec![0u64; Kind::ALL.len()];
+        let mut d = Detector::new(counts.clone());
+        for s in 0..60 {
+            // 5 events in one second: 0.5/s over the window, under the floor.
+            if s == 30 {
+                counts[Kind::AlgNone.index()] += 5;
+            }
+            assert!(d.tick(&counts).is_empty());
+        }
+    }
+
+    #[test]
+    fn security_logs_are_rate_limited_per_kind() {
+        let m = Metrics::new(&[]);
+        let logged = (0..25).filter(|_| m.may_log(0).is_some()).count();
+        // Within one second, 10; a second boundary in between allows more.
+        assert!((10..=20).contains(&logged), "{logged}");
+        assert!(m.may_log(1).is_some(), "another kind has its own budget");
+    }
+
+    #[test]
+    fn the_fingerprint_is_a_short_hash_and_peek_is_safe_on_garbage() {
+        let fp = fingerprint(b"a.b.c");
+        assert_eq!(fp.len(), 12);
+        assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(peek(b"garbage"), (None, None));
+        assert_eq!(peek(b"..."), (None, None));
+        // {"kid":"k\u0001"} . {"iss":"x"}
+        use base64::Engine;
+        let h = crate::jwks::B64URL.encode(br#"{"kid":"k\u0001"}"#);
+        let p = crate::jwks::B64URL.encode(br#"{"iss":"x"}"#);
+        let token = format!("{h}.{p}.sig");
+        assert_eq!(
+            peek(token.as_bytes()),
+            (Some("k?".to_owned()), Some("x".to_owned()))
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! The admin listener: `/metrics`, `/livez`, `/readyz` on a TCP address
+//! (Prometheus and the kubelet cannot reach a Unix socket). Contract in
+//! `docs/metrics.md`.
+//!
+//! It runs on a thread and a single-threaded runtime of its own, so it
+//! answers while every data-plane worker is busy verifying; the same thread
+//! ticks the anomaly [`Detector`] every second and runs the exporter's
+//! upkeep (without it, histogram samples pile up until a render).
+//!
+//! Liveness is not "this thread answers": the data-plane runtime bumps a
+//! heartbeat every second ([`Admin::heartbeat`]), and `/livez` fails when it
+//! has not moved for [`STALL`], so a wedged runtime gets the pod restarted.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::metrics::Detector;
+use crate::verifier::Verifier;
+
+/// `/livez` fails once the data plane's heartbeat is this old.
+pub const STALL: Duration = Duration::from_secs(10);
+
+/// State shared with the data plane.
+#[derive(Clone)]
+pub struct Admin {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    verifier: Verifier,
+    /// `None`: metrics off (no recorder installed); `/metrics` answers 404.
+    handle: Option<PrometheusHandle>,
+    draining: AtomicBool,
+    /// Milliseconds since `epoch` at the last heartbeat.
+    beat: AtomicU64,
+    epoch: Instant,
+}
+
+impl Admin {
+    /// The admin state for `verifier`, rendering with `handle`.
+    pub fn new(verifier: Verifier, handle: Option<PrometheusHandle>) -> Admin {
+        Admin {
+            inner: Arc::new(Shared {
+                verifier,
+                handle,
+                draining: AtomicBool::new(false),
+                beat: AtomicU64::new(0),
+                epoch: Instant::now(),
+            }),
+        }
+    }
+
+    /// The daemon started draining: not ready any more.
+    pub fn set_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Called every second from the data-plane runtime.
+    pub fn heartbeat(&self) {
+        let ms = u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.inner.beat.store(ms, Ordering::Relaxed);
+    }
+
+    fn stalled(&self) -> bool {
+        let now = self.inner.epoch.elapsed();
+        let beat = Duration::from_millis(self.inner.beat.load(Ordering::Relaxed));
+        now.saturating_sub(beat) > STALL
+    }
+
+    /// Why the daemon is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.inner.draining.load(Ordering::Relaxed) {
+            Some("draining")
+        } else if !self.inner.verifier.ready() {
+            let no_keys = self
+                .inner
+                .verifier
+                .issuers()
+                .iter()
+                .any(|i| i.health().last_good().is_none());
+            Some(if no_keys { "no_keys" } else { "stale_keys" })
+        } else {
+            None
+        }
+    }
+
+    /// Binds `addr` and serves on a thread of its own until `stop` is
+    /// dropped or sent. Returns the bound address (`addr` may name port 0).
+    ///
+    /// # Errors
+    ///
+    /// The bind error.
+    pub fn spawn(
+        &self,
+        addr: SocketAddr,
+        stop: tokio::sync::oneshot::Receiver<()>,
+    ) -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let bound = std_listener.local_addr()?;
+        let admin = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("jwtd-admin".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "admin listener: no runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(admin.serve(std_listener, stop));
+            })?;
+        Ok((bound, thread))
+    }
+
+    async fn serve(
+        self,
+        std_listener: std::net::TcpListener,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin listener");
+                return;
+            }
+        };
+        let mut detector = Detector::new(self.inner.verifier.metrics().anomaly_counts());
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {
+                    detector.tick(&self.inner.verifier.metrics().anomaly_counts());
+                    ticks += 1;
+                    if ticks.is_multiple_of(5) && let Some(h) = &self.inner.handle {
+                        h.run_upkeep();
+                    }
+                }
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let admin = self.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let admin = admin.clone();
+                            async move { Ok::<_, Infallible>(admin.answer(&req)) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(10))
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+        }
+        match req.uri().path() {
+            "/metrics" => match &self.inner.handle {
+                Some(handle) => {
+                    let metrics = self.inner.verifier.metrics();
+                    metrics.collect(&self.inner.verifier, self.not_ready() == Some("draining"));
+                    let mut r = text(StatusCode::OK, handle.render());
+                    r.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                }
+                None => text(StatusCode::NOT_FOUND, "metrics are off\n".into()),
+            },
+            "/livez" => {
+                if self.stalled() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "stalled: the data plane stopped its heartbeat\n".into(),
+                    )
+                } else {
+                    text(StatusCode::OK, "ok\n".into())
+                }
+            }
+            "/readyz" => match self.not_ready() {
+                None => text(StatusCode::OK, "ready\n".into()),
+                Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+            },
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
