@@ -313,6 +313,7 @@ impl Metrics {
     /// Registers every handle. `issuers` are the configured issuer names
     /// (`default` when an issuer has none), in configuration order.
     pub fn new(issuers: &[String]) -> Metrics {
+        describe();
         metrics::gauge!("jwtd_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         let issuers = issuers
             .iter()
@@ -585,6 +586,45 @@ impl Metrics {
     }
 }
 
+/// Every metric, its kind and its help text (`docs/metrics.md` in short).
+const HELP: &[(&str, char, &str)] = &[
+    ("jwtd_build_info", 'g', "Always 1; the version label says which jwtd runs"),
+    ("jwtd_ready", 'g', "1 when every issuer has a key set and the daemon is not draining"),
+    ("jwtd_requests_total", 'c', "Verification requests answered, by front, outcome and reason"),
+    ("jwtd_request_duration_seconds", 'h', "Time from a request's arrival to its decision, by front and cache (hit: answered without verifying)"),
+    ("jwtd_signature_verify_duration_seconds", 'h', "Full verification of a token that verified (the signature dominates), by algorithm"),
+    ("jwtd_cache_hits_total", 'c', "Results served from the cache"),
+    ("jwtd_cache_misses_total", 'c', "Cache lookups that needed a verification"),
+    ("jwtd_cache_evictions_total", 'c', "Cache entries pushed out by newer ones"),
+    ("jwtd_cache_entries", 'g', "Entries in the cache"),
+    ("jwtd_jwks_keys", 'g', "Usable keys in the issuer's current key set"),
+    ("jwtd_jwks_refreshes_total", 'c', "Key set loads by result: updated, unchanged, error (last good set kept)"),
+    ("jwtd_jwks_last_success_timestamp_seconds", 'g', "Unix time of the last good key set load (0: never)"),
+    ("jwtd_jwks_age_seconds", 'g', "Seconds since the last good key set load (+Inf: never)"),
+    ("jwtd_jwks_unknown_kid_refreshes_total", 'c', "Key set refreshes triggered by an unknown kid"),
+    ("jwtd_jwks_unknown_kid_suppressed_total", 'c', "Unknown-kid refreshes not made because of the cooldown"),
+    ("jwtd_revocation_backend_up", 'g', "1 while the revocation store answers"),
+    ("jwtd_revocation_batch_size", 'h', "Tokens per revocation round trip"),
+    ("jwtd_revocation_roundtrip_seconds", 'h', "Time of one revocation batch round trip"),
+    ("jwtd_revocation_decisions_total", 'c', "Verdicts made without the revocation store: fail_open, fail_closed"),
+    ("jwtd_revoked_total", 'c', "Tokens refused as revoked"),
+    ("jwtd_token_iat_offset_seconds", 'h', "now - iat at a token's first verification (negative: issuer clock ahead)"),
+    ("jwtd_token_lifetime_seconds", 'h', "exp - iat of verified tokens"),
+    ("jwtd_anomalies_total", 'c', "Suspicious requests by kind (docs/metrics.md)"),
+    ("jwtd_anomaly_surge", 'g', "1 while the kind's rate is well above its baseline"),
+];
+
+/// Registers every metric's help text with the recorder.
+fn describe() {
+    for (name, kind, help) in HELP {
+        match kind {
+            'c' => metrics::describe_counter!(*name, *help),
+            'g' => metrics::describe_gauge!(*name, *help),
+            _ => metrics::describe_histogram!(*name, *help),
+        }
+    }
+}
+
 /// Whether `token`'s `exp` is more than [`REPLAY_AFTER_SECS`] ago (read
 /// from the payload; only called for tokens already refused as expired).
 fn expired_long_ago(token: &[u8]) -> bool {
@@ -720,6 +760,21 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_documented_metric_has_help_text_and_no_other() {
+        let doc = include_str!("../docs/metrics.md");
+        let documented: std::collections::BTreeSet<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `jwtd_"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let described: std::collections::BTreeSet<&str> = HELP
+            .iter()
+            .map(|(n, _, _)| n.strip_prefix("jwtd_").unwrap_or(n))
+            .collect();
+        assert_eq!(documented, described);
+    }
 
     #[test]
     fn every_kind_has_a_distinct_label() {

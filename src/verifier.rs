@@ -342,8 +342,21 @@ impl Verifier {
     /// complete and validated: this is the one store readers see.
     pub fn set_keys(&self, issuer: usize, keys: KeySet) {
         if let Some(i) = self.inner.issuers.get(issuer) {
+            // The same keys again (a file reloaded unchanged, a refetch
+            // without ETag) count as confirmed, not updated.
+            let same = i.keys.load().as_deref().is_some_and(|current| {
+                current.keys().len() == keys.keys().len()
+                    && keys
+                        .keys()
+                        .iter()
+                        .all(|k| current.contains(k.fingerprint()))
+            });
             i.keys.store(Some(Arc::new(keys)));
-            i.health.updates.fetch_add(1, Ordering::Relaxed);
+            if same {
+                i.health.unchanged.fetch_add(1, Ordering::Relaxed);
+            } else {
+                i.health.updates.fetch_add(1, Ordering::Relaxed);
+            }
             self.confirm_keys(issuer);
         }
     }

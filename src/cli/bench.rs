@@ -357,7 +357,7 @@ async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary
         let start = c * tokens.len() / s.connections;
         tasks.push(tokio::spawn(async move {
             if s2.http {
-                http_connection(stream, &tokens, start, measuring, stop).await
+                http_connection(stream, &s2, &tokens, start, measuring, stop).await
             } else {
                 native_connection(stream, &s2, &tokens, start, pacer, measuring, stop).await
             }
@@ -517,6 +517,7 @@ async fn native_connection(
 
 async fn http_connection(
     mut stream: UnixStream,
+    s: &RunSettings,
     tokens: &[Bytes],
     start: usize,
     measuring: Arc<AtomicBool>,
@@ -525,6 +526,13 @@ async fn http_connection(
     let mut tally = Tally::new();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut i = start;
+    // Open loop: each request has a scheduled time, and its latency counts
+    // from then, so a slow answer that delays the next send is not hidden
+    // (coordinated omission).
+    let interval = s
+        .rate
+        .map(|r| Duration::from_secs_f64(s.connections as f64 / r.max(1) as f64));
+    let mut scheduled = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let token = &tokens[i % tokens.len()];
         i += 1;
@@ -532,9 +540,27 @@ async fn http_connection(
         req.extend_from_slice(b"GET /verify HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ");
         req.extend_from_slice(token);
         req.extend_from_slice(b"\r\n\r\n");
-        let sent = Instant::now();
-        stream.write_all(&req).await?;
-        let status = read_http_response(&mut stream, &mut buf).await?;
+        let sent = match interval {
+            Some(every) => {
+                scheduled += every;
+                tokio::time::sleep_until(scheduled.into()).await;
+                scheduled
+            }
+            None => Instant::now(),
+        };
+        // A server may close a kept-alive connection between two requests
+        // (nginx after `keepalive_requests`): reconnect and send again,
+        // once.
+        let status = match exchange_http(&mut stream, &req, &mut buf).await {
+            Ok(status) => status,
+            Err(_) => {
+                stream = UnixStream::connect(&s.socket)
+                    .await
+                    .with_context(|| format!("reconnect {}", s.socket.display()))?;
+                buf.clear();
+                exchange_http(&mut stream, &req, &mut buf).await?
+            }
+        };
         if measuring.load(Ordering::Relaxed) {
             let outcome = match status {
                 200 => Some(true),
@@ -545,6 +571,15 @@ async fn http_connection(
         }
     }
     Ok(tally)
+}
+
+async fn exchange_http(
+    stream: &mut UnixStream,
+    req: &[u8],
+    buf: &mut BytesMut,
+) -> anyhow::Result<u16> {
+    stream.write_all(req).await?;
+    read_http_response(stream, buf).await
 }
 
 /// Reads one HTTP/1.1 response (Content-Length bodies only) and returns its

@@ -221,3 +221,45 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verifier::VerifierConfig;
+    use crate::verify::Policy;
+
+    fn verifier() -> Verifier {
+        Verifier::new(VerifierConfig::single(Policy::default(), 10, 60))
+    }
+
+    #[test]
+    fn readiness_needs_keys_and_ends_with_draining() {
+        let v = verifier();
+        let admin = Admin::new(v.clone(), None);
+        assert_eq!(admin.not_ready(), Some("no_keys"));
+        let keys = crate::jwks::KeySet::from_jwks(crate::config::DEV_JWKS.as_bytes()).unwrap();
+        v.set_keys(0, keys);
+        assert_eq!(admin.not_ready(), None);
+        admin.set_draining();
+        assert_eq!(admin.not_ready(), Some("draining"));
+    }
+
+    #[test]
+    fn liveness_fails_when_the_heartbeat_stops() {
+        let admin = Admin::new(verifier(), None);
+        admin.heartbeat();
+        assert!(!admin.stalled());
+        // A heartbeat STALL ago or more: stalled.
+        admin.inner.beat.store(0, Ordering::Relaxed);
+        let stalled = Admin {
+            inner: Arc::new(Shared {
+                verifier: admin.inner.verifier.clone(),
+                handle: None,
+                draining: AtomicBool::new(false),
+                beat: AtomicU64::new(0),
+                epoch: Instant::now() - STALL - Duration::from_secs(1),
+            }),
+        };
+        assert!(stalled.stalled());
+    }
+}

@@ -53,8 +53,8 @@ fn redis_cli(args: &[&str]) -> Output {
 }
 
 /// A `redis-server` on a loopback port; killed on drop.
-struct Redis {
-    port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
     /// The server's arguments, kept to restart it on the same port.
     args: Vec<String>,
     child: Option<Child>,
@@ -64,7 +64,7 @@ struct Redis {
 
 impl Redis {
     /// A standalone server.
-    fn start() -> Redis {
+    pub(crate) fn start() -> Redis {
         Redis::launch(false)
     }
 

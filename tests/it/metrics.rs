@@ -1,0 +1,493 @@
+//! The admin listener (`--admin-addr`) of the real `jwtd serve`: the
+//! metrics a mix of good, bad and attack tokens leaves behind (checked by
+//! value, and by `promtool check metrics`), every documented metric
+//! exported, a real Prometheus server scraping it, surge detection with
+//! JSON security logs, and the probes. Contract: `docs/metrics.md`.
+
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jwtd::jwks::B64URL;
+use jwtd::sign::SigningKey;
+use jwtd::verify::Algorithm;
+use serde_json::{Value, json};
+
+use crate::support::{free_port, front_token, jwtd_bin, now, repo_path};
+
+const PROMTOOL_MISSING: &str =
+    "promtool/prometheus not found: run scripts/test (it installs the Debian package prometheus)";
+
+/// `jwtd serve` with the HTTP front and the admin listener; killed on drop.
+struct Daemon {
+    child: Child,
+    http: PathBuf,
+    admin: u16,
+    key: SigningKey,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Daemon {
+        let key = SigningKey::generate(Algorithm::ES256)
+            .expect("key")
+            .with_kid(Some("k1".into()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
+        let http = dir.path().join("http.sock");
+        let admin = free_port();
+        let mut cmd = Command::new(jwtd_bin());
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(dir.path().join("jwtd.sock"))
+            .arg("--http-socket")
+            .arg(&http)
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")]);
+        if !extra.contains(&"--jwks-url") {
+            cmd.arg("--jwks-file").arg(&jwks);
+        }
+        let child = cmd
+            .args(extra)
+            .stderr(std::fs::File::create(dir.path().join("jwtd.log")).expect("log"))
+            .spawn()
+            .expect("spawn jwtd");
+        let d = Daemon {
+            child,
+            http,
+            admin,
+            key,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&d.http).is_err()
+            || TcpStream::connect(("127.0.0.1", admin)).is_err()
+        {
+            assert!(Instant::now() < deadline, "jwtd did not start: {}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("jwtd.log")).unwrap_or_default()
+    }
+
+    fn token(&self, claims: Value) -> String {
+        front_token(&self.key, claims)
+    }
+
+    /// Checks each token (`None`: no Authorization header) on one kept-alive
+    /// connection; returns the statuses.
+    fn check_all(&self, tokens: &[Option<&str>]) -> Vec<u16> {
+        let mut s = UnixStream::connect(&self.http).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        tokens
+            .iter()
+            .map(|t| {
+                let auth = t.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+                write!(s, "GET /verify HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
+                read_status(&mut reader)
+            })
+            .collect()
+    }
+
+    /// `GET path` on the admin listener: status and body.
+    fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin, &format!("GET {path} HTTP/1.0\r\n\r\n"))
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads one response (status line, headers, Content-Length body).
+fn read_status(r: &mut impl BufRead) -> u16 {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).expect("header");
+        if h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).expect("body");
+    status
+}
+
+fn http_get(port: u16, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// The value of the sample whose name and labels are exactly `series`.
+fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("a number"))
+        .unwrap_or_else(|| panic!("no sample {series}"))
+}
+
+fn b64(json: &Value) -> String {
+    use base64::Engine;
+    B64URL.encode(json.to_string())
+}
+
+#[test]
+fn good_bad_and_attack_tokens_move_the_right_counters() {
+    let d = Daemon::start(&[]);
+    let t = now();
+    let valid = d.token(json!({"iat": t - 10, "scope": "read"}));
+    let expired = d.token(json!({"iat": t - 700, "exp": t - 100}));
+    let replayed = d.token(json!({"iat": t - 9000, "exp": t - 7200}));
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none"})),
+        b64(&json!({"sub": "x"}))
+    );
+    // HS256 naming the ES256 key: algorithm confusion.
+    let hmac = SigningKey::generate(Algorithm::HS256)
+        .expect("hmac")
+        .with_kid(Some("k1".into()));
+    let confused = front_token(&hmac, json!({}));
+    let stranger = SigningKey::generate(Algorithm::ES256)
+        .expect("key")
+        .with_kid(Some("k9".into()));
+    let unknown_kid = front_token(&stranger, json!({}));
+    let other = d.token(json!({"sub": "bob"}));
+    let forged = format!(
+        "{}.{}",
+        valid.rsplit_once('.').unwrap().0,
+        other.rsplit_once('.').unwrap().1
+    );
+    let mut header = serde_json::Map::new();
+    header.insert("jwk".into(), d.key.public_jwk());
+    let embedded = d
+        .key
+        .mint(
+            &json!({"sub": "alice", "iss": "x", "iat": t - 5, "exp": t + 600}),
+            &header,
+        )
+        .expect("mint");
+
+    let statuses = d.check_all(&[
+        Some(&valid),
+        Some(&valid),
+        Some(&valid),
+        Some(&embedded),
+        Some(&expired),
+        Some(&replayed),
+        Some("garbage"),
+        Some(&none),
+        Some(&confused),
+        Some(&unknown_kid),
+        Some(&forged),
+        None,
+    ]);
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 401, 401, 401, 401, 401, 401, 401, 401]
+    );
+
+    let m = d.metrics();
+    let req = |outcome: &str, reason: &str| {
+        sample(
+            &m,
+            &format!(
+                r#"jwtd_requests_total{{front="http",outcome="{outcome}",reason="{reason}"}}"#
+            ),
+        )
+    };
+    assert_eq!(req("valid", "none"), 4.0);
+    assert_eq!(req("invalid", "expired"), 2.0);
+    assert_eq!(req("invalid", "malformed"), 1.0);
+    assert_eq!(req("invalid", "alg_none"), 1.0);
+    assert_eq!(req("invalid", "key_algorithm_mismatch"), 1.0);
+    assert_eq!(req("invalid", "unknown_key"), 1.0);
+    assert_eq!(req("invalid", "bad_signature"), 1.0);
+    assert_eq!(req("invalid", "missing_token"), 1.0);
+    assert_eq!(req("invalid", "revoked"), 0.0);
+    assert_eq!(
+        sample(
+            &m,
+            r#"jwtd_requests_total{front="native",outcome="valid",reason="none"}"#
+        ),
+        0.0,
+        "every front is labelled apart"
+    );
+    for (kind, n) in [
+        ("alg_none", 1.0),
+        ("alg_confusion", 1.0),
+        ("unknown_kid", 1.0),
+        ("bad_signature", 1.0),
+        ("malformed", 1.0),
+        ("expired_replay", 1.0),
+        ("embedded_jwk", 1.0),
+        ("jku", 0.0),
+        ("revoked", 0.0),
+    ] {
+        assert_eq!(
+            sample(&m, &format!(r#"jwtd_anomalies_total{{kind="{kind}"}}"#)),
+            n,
+            "{kind}"
+        );
+    }
+    assert_eq!(sample(&m, "jwtd_cache_hits_total"), 2.0);
+    assert_eq!(sample(&m, "jwtd_cache_misses_total"), 9.0);
+    assert_eq!(sample(&m, "jwtd_cache_entries"), 2.0);
+    assert_eq!(
+        sample(
+            &m,
+            r#"jwtd_signature_verify_duration_seconds_count{alg="ES256"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"jwtd_request_duration_seconds_count{front="http",cache="hit"}"#
+        ),
+        3.0,
+        "two hits and the missing token"
+    );
+    assert_eq!(sample(&m, "jwtd_token_lifetime_seconds_count"), 2.0);
+    assert_eq!(
+        sample(&m, r#"jwtd_token_iat_offset_seconds_bucket{le="-1"}"#),
+        0.0,
+        "no token from the future"
+    );
+    assert_eq!(sample(&m, "jwtd_ready"), 1.0);
+    assert_eq!(sample(&m, r#"jwtd_jwks_keys{issuer="default"}"#), 1.0);
+    assert_eq!(
+        sample(
+            &m,
+            r#"jwtd_jwks_refreshes_total{issuer="default",result="updated"}"#
+        ),
+        1.0
+    );
+    assert!(sample(&m, r#"jwtd_jwks_age_seconds{issuer="default"}"#) < 60.0);
+
+    // The exposition is what Prometheus accepts (names, types, help).
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(PROMTOOL_MISSING);
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Security events name the token by fingerprint, never by value.
+    let log = d.log();
+    assert!(log.contains("suspicious token"), "{log}");
+    for token in [&none, &confused, &forged, &embedded] {
+        assert!(!log.contains(token.as_str()), "a token was logged");
+        assert!(!log.contains(token.rsplit('.').next().unwrap_or("-")) || token.ends_with('.'));
+    }
+}
+
+#[test]
+fn every_documented_metric_is_exported() {
+    let redis = crate::revocation::Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let d = Daemon::start(&["--redis", &url]);
+    // A miss (a revocation round trip) and a hit.
+    let token = d.token(json!({"iat": now(), "jti": "j1"}));
+    assert_eq!(d.check_all(&[Some(&token), Some(&token)]), [200, 200]);
+    let m = d.metrics();
+    let doc = std::fs::read_to_string(repo_path("docs/metrics.md")).expect("docs/metrics.md");
+    let documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `jwtd_"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    assert!(documented.len() >= 20, "{documented:?}");
+    for name in documented {
+        let name = format!("jwtd_{name}");
+        let exported = m.lines().any(|l| {
+            l.strip_prefix(&name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket"))
+        });
+        assert!(exported, "{name} is documented but not exported");
+    }
+    assert_eq!(sample(&m, "jwtd_revocation_backend_up"), 1.0);
+    assert!(sample(&m, "jwtd_revocation_batch_size_count") >= 1.0);
+}
+
+#[test]
+fn a_real_prometheus_scrapes_jwtd() {
+    let d = Daemon::start(&[]);
+    let token = d.token(json!({}));
+    assert_eq!(d.check_all(&[Some(&token)]), [200]);
+    let port = free_port();
+    let config = d.dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{ scrape_interval: 1s }}\nscrape_configs:\n- job_name: jwtd\n  static_configs:\n  - targets: ['127.0.0.1:{}']\n",
+            d.admin
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            d.dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(PROMTOOL_MISSING);
+    let query = "sum(jwtd_requests_total%7Bfront%3D%22http%22%2Coutcome%3D%22valid%22%7D)";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let value = loop {
+        if Instant::now() > deadline {
+            let _ = prometheus.kill();
+            panic!("Prometheus never returned the counter: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        if TcpStream::connect(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let (_, body) = http_get(
+            port,
+            &format!("GET /api/v1/query?query={query} HTTP/1.0\r\n\r\n"),
+        );
+        last = body.clone();
+        let Ok(v) = serde_json::from_str::<Value>(&body) else {
+            continue;
+        };
+        if let Some(value) = v["data"]["result"][0]["value"][1].as_str() {
+            break value.to_owned();
+        }
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(value, "1", "{last}");
+}
+
+#[test]
+fn an_attack_burst_raises_the_surge_gauge_and_logs_json_events() {
+    let d = Daemon::start(&["--log-format", "json"]);
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none"})),
+        b64(&json!({"sub": "x"}))
+    );
+    let burst: Vec<Option<&str>> = (0..300).map(|_| Some(none.as_str())).collect();
+    assert!(d.check_all(&burst).iter().all(|s| *s == 401));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = d.metrics();
+        if sample(&m, r#"jwtd_anomaly_surge{kind="alg_none"}"#) == 1.0 {
+            assert_eq!(
+                sample(&m, r#"jwtd_anomaly_surge{kind="bad_signature"}"#),
+                0.0
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no surge:\n{m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = d.log();
+    let events: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "jwtd::security")
+        .collect();
+    let surge = events
+        .iter()
+        .find(|v| v["fields"]["message"] == "anomaly surge")
+        .unwrap_or_else(|| panic!("no surge event: {log}"));
+    assert_eq!(surge["fields"]["kind"], "alg_none");
+    let suspicious: Vec<&Value> = events
+        .iter()
+        .filter(|v| v["fields"]["message"] == "suspicious token")
+        .collect();
+    // Rate-limited: 300 attempts, at most 10 a second logged.
+    assert!(
+        !suspicious.is_empty() && suspicious.len() <= 40,
+        "{} events",
+        suspicious.len()
+    );
+    let first = &suspicious[0]["fields"];
+    assert_eq!(first["kind"], "alg_none");
+    assert_eq!(first["fingerprint"].as_str().map(str::len), Some(12));
+    assert!(!log.contains(&none), "the token was logged");
+}
+
+#[test]
+fn the_probes_say_live_and_why_not_ready() {
+    let d = Daemon::start(&["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
+    assert_eq!(d.admin_get("/livez"), (200, "ok\n".to_owned()));
+    assert_eq!(d.admin_get("/readyz"), (503, "no_keys\n".to_owned()));
+    assert_eq!(sample(&d.metrics(), "jwtd_ready"), 0.0);
+    assert_eq!(
+        sample(&d.metrics(), r#"jwtd_jwks_age_seconds{issuer="default"}"#),
+        f64::INFINITY
+    );
+    assert_eq!(d.admin_get("/nope").0, 404);
+    let (status, _) = http_get(
+        d.admin,
+        "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(status, 405);
+
+    let ready = Daemon::start(&[]);
+    assert_eq!(ready.admin_get("/readyz"), (200, "ready\n".to_owned()));
+}
