@@ -18,9 +18,9 @@
 #   nginx-*-c1       the same two at 1 connection: no queueing anywhere, so
 #                    auth - plain is the round trip the subrequest adds
 #   nginx-*-half     the same two paced open loop (--rate) at half the
-#                    nginx-plain throughput; flagged in the summary when the
-#                    load generator did not honour the rate (at c18e867
-#                    `bench run --http` ignores --rate: closed loop)
+#                    nginx-auth throughput (latency counted from each
+#                    request's scheduled time); flagged in the summary if the
+#                    load generator could not hold the rate
 #   node-one         the Node jose peer (../shared/peers), the same one token
 #   node-es256       the peer, the same 10,000 tokens
 # CPU per request: jwtd's from `--server-pid` (/proc, over the measured
@@ -229,7 +229,7 @@ EOF
     cell nginx-auth "$conns" --socket "$ng/auth.sock" --tokens "$work/one.txt"
     cell nginx-plain-c1 1 --socket "$ng/plain.sock" --tokens "$work/one.txt"
     cell nginx-auth-c1 1 --socket "$ng/auth.sock" --tokens "$work/one.txt"
-    half=$(( $(rps_of nginx-plain) / 2 ))
+    half=$(( $(rps_of nginx-auth) / 2 ))
     cell nginx-plain-half "$conns" --rate "$half" --socket "$ng/plain.sock" --tokens "$work/one.txt"
     cell nginx-auth-half "$conns" --rate "$half" --socket "$ng/auth.sock" --tokens "$work/one.txt"
     cpu_groups=()

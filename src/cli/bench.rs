@@ -357,7 +357,7 @@ async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary
         let start = c * tokens.len() / s.connections;
         tasks.push(tokio::spawn(async move {
             if s2.http {
-                http_connection(stream, &s2, &tokens, start, measuring, stop).await
+                http_connection(stream, &s2, &tokens, start, pacer, measuring, stop).await
             } else {
                 native_connection(stream, &s2, &tokens, start, pacer, measuring, stop).await
             }
@@ -520,6 +520,7 @@ async fn http_connection(
     s: &RunSettings,
     tokens: &[Bytes],
     start: usize,
+    pacer: Option<Arc<tokio::sync::Notify>>,
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Tally> {
@@ -540,13 +541,18 @@ async fn http_connection(
         req.extend_from_slice(b"GET /verify HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ");
         req.extend_from_slice(token);
         req.extend_from_slice(b"\r\n\r\n");
-        let sent = match interval {
-            Some(every) => {
+        let sent = match (interval, &pacer) {
+            (Some(every), Some(pacer)) => {
+                // Woken by the pacer thread's 100 us ticks: tokio's timer
+                // has millisecond granularity, too coarse for per-connection
+                // intervals below a millisecond.
                 scheduled += every;
-                tokio::time::sleep_until(scheduled.into()).await;
+                while Instant::now() < scheduled && !stop.load(Ordering::Relaxed) {
+                    pacer.notified().await;
+                }
                 scheduled
             }
-            None => Instant::now(),
+            _ => Instant::now(),
         };
         // A server may close a kept-alive connection between two requests
         // (nginx after `keepalive_requests`): reconnect and send again,
