@@ -56,7 +56,7 @@ cells() { # prefix
     cell "$1-http" --socket "$work/http.sock" --http --tokens "$work/one.txt"
 }
 
-for round in 1 2 3; do
+for round in 1 2 3 4 5; do
     echo "round $round" >&2
     start_jwtd
     cells off
@@ -81,7 +81,7 @@ rows = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     rows.setdefault(r["cell"], []).append(r["result"])
-print(f"\n## Metrics on vs off ({sys.argv[2]} s per cell, 16 connections; hits and http: median of 3 rounds)\n")
+print(f"\n## Metrics on vs off ({sys.argv[2]} s per cell, 16 connections; hits and http: median of 5 rounds)\n")
 print("| cell | req/s | p50 us | p99 us | server CPU us/req |")
 print("|---|---|---|---|---|")
 med = {}

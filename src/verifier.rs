@@ -415,8 +415,9 @@ impl Verifier {
             // Served only while the key that verified it is still trusted:
             // a key removed by a swap stops vouching at once, and a result
             // cached by a verification that raced the swap is refused too.
+            // Hits are counted by the fronts with their answer (batched per
+            // read on the native protocol); misses here.
             Some(hit) if self.still_trusted(&hit) => {
-                self.inner.metrics.cache_hit();
                 Ok(self.valid(hit.result, true, now, Some(key), hit.probe))
             }
             Some(_) => {

@@ -124,6 +124,14 @@ struct Pending {
     arrived: std::time::Instant,
 }
 
+/// The read being answered: when it arrived (one clock read per read, not
+/// per request: its requests arrived together), and its plain cache hits,
+/// counted in the metrics at once when the read is done.
+struct Read {
+    arrived: std::time::Instant,
+    hits: u64,
+}
+
 /// Serves one connection until the client leaves, a framing error, a stalled
 /// writer, idle timeout, or drain.
 pub async fn serve(
@@ -151,7 +159,10 @@ pub async fn serve(
     let mut closing = false;
     // One clock read per read, not per request: the requests of one read
     // arrived together.
-    let mut arrived = std::time::Instant::now();
+    let mut batch_read = Read {
+        arrived: std::time::Instant::now(),
+        hits: 0,
+    };
 
     'conn: loop {
         // Answer every complete frame already buffered.
@@ -196,11 +207,16 @@ pub async fn serve(
                 refusing,
                 &tx,
                 &mut waiters,
-                arrived,
+                &mut batch_read,
             ) {
                 pending.push(p);
             }
         }
+        verifier.metrics().record_hits(
+            Front::Native,
+            std::mem::take(&mut batch_read.hits),
+            batch_read.arrived,
+        );
         // Hits waiting for a revocation lookup: one task for the read, so
         // their lookups join one batch.
         spawn_waiters(std::mem::take(&mut waiters), &verifier, &tx, None);
@@ -224,7 +240,7 @@ pub async fn serve(
         tokio::select! {
             read = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(_)) => arrived = std::time::Instant::now(),
+                Ok(Ok(_)) => batch_read.arrived = std::time::Instant::now(),
                 // Quiet for the whole wait with nothing in flight: close.
                 Err(_elapsed) if in_flight.available_permits() == config.max_in_flight => {
                     if drain_started.is_some() || last_request.elapsed() >= config.idle_timeout {
@@ -258,9 +274,10 @@ fn answer(
     refusing: bool,
     tx: &mpsc::UnboundedSender<Batch>,
     waiters: &mut Vec<Waiter>,
-    arrived: std::time::Instant,
+    read: &mut Read,
 ) -> Option<Pending> {
     let id = request.id;
+    let arrived = read.arrived;
     let reply = match request.op {
         _ if refusing => Reply::Error {
             id,
@@ -319,6 +336,13 @@ fn answer(
                         arrived,
                     });
                     return None;
+                }
+                Ok(Outcome::Valid {
+                    result,
+                    cached: true,
+                }) if result.anomalies == crate::verify::Anomalies::NONE => {
+                    read.hits += 1;
+                    valid_reply(id, &result, true)
                 }
                 Ok(outcome) => reply(id, outcome, verifier, &token, arrived),
                 Err(miss) => {
@@ -509,12 +533,7 @@ fn reply(
         .metrics()
         .record(Front::Native, &outcome, token, arrived);
     match outcome {
-        Outcome::Valid { result, cached } => Reply::Valid {
-            id,
-            cached,
-            anomalies: result.anomalies,
-            claims: result.claims.raw.clone(),
-        },
+        Outcome::Valid { result, cached } => valid_reply(id, &result, cached),
         Outcome::Invalid(rejection) => {
             tracing::debug!(reason = rejection.reason.as_str(), "token rejected");
             Reply::Invalid {
@@ -545,6 +564,15 @@ fn reply(
                 cause: Cause::RevocationUnavailable,
             },
         },
+    }
+}
+
+fn valid_reply(id: u32, result: &crate::verify::Verified, cached: bool) -> Reply {
+    Reply::Valid {
+        id,
+        cached,
+        anomalies: result.anomalies,
+        claims: result.claims.raw.clone(),
     }
 }
 
