@@ -36,11 +36,19 @@ stop_jwtd() {
     kill -TERM "$jwtd_pid"
     wait "$jwtd_pid" 2>/dev/null || true
 }
-# Scrapes /metrics once a second while a cell runs (when metrics are on).
+# Scrapes /metrics once a second while a cell runs (when metrics are on):
+# one process for the whole cell, so the scraper's own start-up is not
+# charged to the "on" cells.
 scraper() {
-    while sleep 1; do
-        python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$admin_port/metrics').read()" 2>/dev/null || true
-    done
+    exec python3 -c "
+import time, urllib.request
+while True:
+    time.sleep(1)
+    try:
+        urllib.request.urlopen('http://127.0.0.1:$admin_port/metrics').read()
+    except OSError:
+        pass
+"
 }
 results="$work/results.jsonl"
 cell() { # name, then bench run flags

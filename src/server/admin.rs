@@ -185,7 +185,9 @@ impl Admin {
                 Some(handle) => {
                     let metrics = self.inner.verifier.metrics();
                     metrics.collect(&self.inner.verifier, self.not_ready() == Some("draining"));
-                    let mut r = text(StatusCode::OK, handle.render());
+                    let mut body = handle.render();
+                    body.push_str(&metrics.render_latency());
+                    let mut r = text(StatusCode::OK, body);
                     r.headers_mut().insert(
                         CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
