@@ -4,9 +4,7 @@
 //! `ext_authz` filter sends, in its default form (a header map) and with
 //! `encode_raw_headers` (a header list with raw values).
 
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
@@ -20,83 +18,16 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use hyper_util::rt::TokioIo;
 use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
-use serde_json::{Value, json};
+use serde_json::json;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::support::{free_port, front_token, jwtd_bin, now};
+use crate::support::{Sidecar, free_port, front_token, now};
 
-/// `jwtd serve` with a gRPC front; killed on drop.
-struct Front {
-    child: Child,
-    grpc: PathBuf,
-    key: SigningKey,
-    _dir: tempfile::TempDir,
-}
-
-impl Front {
-    /// Trusting a fresh ES256 key with kid `k1` (unless `extra` names a
-    /// `--jwks-url`); `config` is the TOML of a config file (for
-    /// `[[routes]]`), `extra` more flags.
-    fn start(config: &str, extra: &[&str]) -> Front {
-        let key = SigningKey::generate(Algorithm::ES256)
-            .expect("key")
-            .with_kid(Some("k1".into()));
-        let dir = tempfile::tempdir().expect("temp dir");
-        let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
-        let toml = dir.path().join("jwtd.toml");
-        std::fs::write(&toml, config).expect("config");
-        let grpc = dir.path().join("grpc.sock");
-        let mut cmd = Command::new(jwtd_bin());
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(dir.path().join("jwtd.sock"))
-            .arg("--grpc-socket")
-            .arg(&grpc);
-        // Unless the test brings its own key source.
-        if !extra.contains(&"--jwks-url") {
-            cmd.arg("--jwks-file").arg(&jwks);
-        }
-        let child = cmd
-            .arg("--config")
-            .arg(&toml)
-            .args(extra)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn jwtd");
-        let mut front = Front {
-            child,
-            grpc,
-            key,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&front.grpc).is_err() {
-            assert!(
-                matches!(front.child.try_wait(), Ok(None)),
-                "jwtd exited at start"
-            );
-            assert!(Instant::now() < deadline, "the gRPC front is not listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        front
-    }
-
-    fn token(&self, claims: Value) -> String {
-        front_token(&self.key, claims)
-    }
-
-    fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Front {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `jwtd serve` with a gRPC front (see [`Sidecar`]): `config` is the TOML
+/// of its config file (for `[[routes]]`), `extra` more flags.
+fn start(config: &str, extra: &[&str]) -> Sidecar {
+    Sidecar::start("--grpc-socket", config, extra)
 }
 
 /// A tonic client (one channel: one HTTP/2 connection) on its own
@@ -305,8 +236,8 @@ const INVALID: &str = "Bearer error=\"invalid_token\"";
 
 #[test]
 fn a_valid_token_is_ok_with_claim_headers_that_overwrite_and_absent_claims_removed() {
-    let front = Front::start("", &["--forward-payload", "true"]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &["--forward-payload", "true"]);
+    let mut grpc = Client::unix(&front.socket);
     // No scope claim: x-jwt-scope must not reach the upstream, even forged.
     let token = front.token(json!({"aud": ["api", "other"]}));
     let auth = bearer(&token);
@@ -348,8 +279,8 @@ fn a_valid_token_is_ok_with_claim_headers_that_overwrite_and_absent_claims_remov
 
 #[test]
 fn missing_and_invalid_tokens_are_unauthenticated_401_with_rfc_6750_challenges() {
-    let front = Front::start("", &[]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &[]);
+    let mut grpc = Client::unix(&front.socket);
     let missing = grpc.check(check("/", &[])).expect("check");
     let d = unauthenticated(&missing);
     assert_eq!(
@@ -392,8 +323,8 @@ fn missing_and_invalid_tokens_are_unauthenticated_401_with_rfc_6750_challenges()
 
 #[test]
 fn the_debug_header_names_the_reason_only_when_enabled() {
-    let front = Front::start("", &["--debug-reason", "true"]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &["--debug-reason", "true"]);
+    let mut grpc = Client::unix(&front.socket);
     let expired = front.token(json!({"exp": now() - 3600}));
     let r = grpc
         .check(check("/", &[("authorization", &bearer(&expired))]))
@@ -425,8 +356,8 @@ fn routes_are_permission_denied_403_by_the_path_without_its_query() {
         prefix = "/ops/"
         claims = { "realm_access.roles" = ["ops", "sre"] }
     "#;
-    let front = Front::start(routes, &[]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start(routes, &[]);
+    let mut grpc = Client::unix(&front.socket);
     let reader = bearer(&front.token(json!({"scope": "read"})));
     let admin = bearer(&front.token(json!({"scp": ["read", "admin"], "tier": "gold"})));
     let silver = bearer(&front.token(json!({"scope": "read admin", "tier": "silver"})));
@@ -477,8 +408,8 @@ fn routes_are_permission_denied_403_by_the_path_without_its_query() {
 
 #[test]
 fn strip_token_and_a_custom_token_header() {
-    let front = Front::start("", &["--strip-token", "true"]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &["--strip-token", "true"]);
+    let mut grpc = Client::unix(&front.socket);
     let token = front.token(json!({"aud": "api", "scope": "read"}));
     let r = grpc
         .check(check("/", &[("authorization", &bearer(&token))]))
@@ -497,8 +428,8 @@ fn strip_token_and_a_custom_token_header() {
         x-roles = "realm_access.roles"
         x-missing = "nope"
     "#;
-    let front = Front::start(config, &[]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start(config, &[]);
+    let mut grpc = Client::unix(&front.socket);
     let token = front.token(json!({"realm_access": {"roles": ["ops", "dev"]}}));
     for value in [token.clone(), bearer(&token)] {
         let r = grpc
@@ -523,8 +454,8 @@ fn strip_token_and_a_custom_token_header() {
 
 #[test]
 fn a_cookie_or_query_token_counts_only_when_named() {
-    let front = Front::start("", &["--token-cookie", "session"]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &["--token-cookie", "session"]);
+    let mut grpc = Client::unix(&front.socket);
     let token = front.token(json!({}));
     let cookie = format!("theme=dark; session={token}");
     let r = grpc
@@ -540,8 +471,8 @@ fn a_cookie_or_query_token_counts_only_when_named() {
         .expect("check");
     unauthenticated(&r);
 
-    let front = Front::start("", &["--token-query", "access_token"]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &["--token-query", "access_token"]);
+    let mut grpc = Client::unix(&front.socket);
     let token = front.token(json!({}));
     let r = grpc
         .check(check(&format!("/x?a=1&access_token={token}"), &[]))
@@ -560,11 +491,11 @@ fn a_cookie_or_query_token_counts_only_when_named() {
 
 #[test]
 fn raw_headers_are_decided_like_the_header_map() {
-    let front = Front::start(
+    let front = start(
         "",
         &["--token-cookie", "session", "--forward-payload", "true"],
     );
-    let mut grpc = Client::unix(&front.grpc);
+    let mut grpc = Client::unix(&front.socket);
     let token = front.token(json!({"aud": "api"}));
     let expired = front.token(json!({"exp": now() - 3600}));
     let (auth, old, cookie) = (
@@ -619,8 +550,8 @@ fn raw_headers_are_decided_like_the_header_map() {
 
 #[test]
 fn a_check_without_http_attributes_is_invalid_argument() {
-    let mut front = Front::start("", &[]);
-    let mut grpc = Client::unix(&front.grpc);
+    let mut front = start("", &[]);
+    let mut grpc = Client::unix(&front.socket);
     let no_http = CheckRequest {
         attributes: Some(AttributeContext {
             request: Some(Request::default()),
@@ -642,8 +573,8 @@ fn a_check_without_http_attributes_is_invalid_argument() {
 
 #[test]
 fn no_keys_yet_is_unavailable_never_ok() {
-    let front = Front::start("", &["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
+    let mut grpc = Client::unix(&front.socket);
     let token = front.token(json!({}));
     for _ in 0..3 {
         let e = grpc
@@ -655,8 +586,8 @@ fn no_keys_yet_is_unavailable_never_ok() {
 
 #[test]
 fn many_concurrent_checks_on_one_channel_are_each_answered() {
-    let front = Front::start("", &[]);
-    let mut grpc = Client::unix(&front.grpc);
+    let front = start("", &[]);
+    let mut grpc = Client::unix(&front.socket);
     let expired = bearer(&front.token(json!({"exp": now() - 3600})));
     // Each valid token has its own subject, so an answer given to the wrong
     // stream would show.
@@ -707,7 +638,7 @@ fn many_concurrent_checks_on_one_channel_are_each_answered() {
 #[test]
 fn the_front_also_serves_on_tcp_when_asked() {
     let addr = format!("127.0.0.1:{}", free_port());
-    let front = Front::start("", &["--grpc-listen", &addr]);
+    let front = start("", &["--grpc-listen", &addr]);
     let token = front.token(json!({}));
     let auth = bearer(&token);
     let mut tcp = Client::tcp(&addr);
@@ -717,7 +648,7 @@ fn the_front_also_serves_on_tcp_when_asked() {
     assert_eq!(upstream(allowed(&r), "x-jwt-sub"), Some("alice"));
     unauthenticated(&tcp.check(check("/", &[])).expect("check over TCP"));
     // The Unix socket is still served.
-    let mut unix = Client::unix(&front.grpc);
+    let mut unix = Client::unix(&front.socket);
     allowed(
         &unix
             .check(check("/", &[("authorization", &auth)]))
@@ -727,12 +658,12 @@ fn the_front_also_serves_on_tcp_when_asked() {
 
 #[test]
 fn an_oversized_check_is_refused_and_the_daemon_keeps_serving() {
-    let mut front = Front::start("", &[]);
+    let mut front = start("", &[]);
     let token = front.token(json!({}));
     let auth = bearer(&token);
     // Just under MAX_CHECK_BYTES (1 MiB): decided as usual.
     let big = "a".repeat(1024 * 1024 - 64 * 1024);
-    let mut grpc = Client::unix(&front.grpc);
+    let mut grpc = Client::unix(&front.socket);
     let r = grpc
         .check(check("/", &[("authorization", &auth), ("x-big", &big)]))
         .expect("a check under the limit");
@@ -747,7 +678,7 @@ fn an_oversized_check_is_refused_and_the_daemon_keeps_serving() {
         "{e:?}"
     );
     assert!(front.is_running());
-    let mut grpc = Client::unix(&front.grpc);
+    let mut grpc = Client::unix(&front.socket);
     let r = grpc
         .check(check("/", &[("authorization", &auth)]))
         .expect("a normal check on a new channel");
@@ -756,8 +687,8 @@ fn an_oversized_check_is_refused_and_the_daemon_keeps_serving() {
 
 #[test]
 fn sigterm_while_connected_removes_the_socket_and_exits_0() {
-    let mut front = Front::start("", &[]);
-    let mut grpc = Client::unix(&front.grpc);
+    let mut front = start("", &[]);
+    let mut grpc = Client::unix(&front.socket);
     let token = front.token(json!({}));
     allowed(
         &grpc
@@ -782,6 +713,6 @@ fn sigterm_while_connected_removes_the_socket_and_exits_0() {
         }
     });
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert!(!front.grpc.exists(), "the gRPC socket file is removed");
+    assert!(!front.socket.exists(), "the gRPC socket file is removed");
     drop(grpc);
 }

@@ -4,79 +4,17 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use jwtd::sign::SigningKey;
-use jwtd::verify::Algorithm;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{front_token, jwtd_bin, now};
+use crate::support::{Sidecar, now};
 
-/// `jwtd serve` with an HTTP front; killed on drop.
-struct Front {
-    child: Child,
-    http: PathBuf,
-    key: SigningKey,
-    _dir: tempfile::TempDir,
-}
-
-impl Front {
-    /// Trusting a fresh ES256 key (unless `extra` names a `--jwks-url`);
-    /// `config` is the TOML of a config file (for `[[routes]]`), `extra`
-    /// more flags.
-    fn start(config: &str, extra: &[&str]) -> Front {
-        let key = SigningKey::generate(Algorithm::ES256)
-            .expect("key")
-            .with_kid(Some("k1".into()));
-        let dir = tempfile::tempdir().expect("temp dir");
-        let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
-        let toml = dir.path().join("jwtd.toml");
-        std::fs::write(&toml, config).expect("config");
-        let http = dir.path().join("http.sock");
-        let mut cmd = Command::new(jwtd_bin());
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(dir.path().join("jwtd.sock"))
-            .arg("--http-socket")
-            .arg(&http);
-        // Unless the test brings its own key source.
-        if !extra.contains(&"--jwks-url") {
-            cmd.arg("--jwks-file").arg(&jwks);
-        }
-        let child = cmd
-            .arg("--config")
-            .arg(&toml)
-            .args(extra)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn jwtd");
-        let front = Front {
-            child,
-            http,
-            key,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&front.http).is_err() {
-            assert!(Instant::now() < deadline, "the HTTP front is not listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        front
-    }
-
-    fn token(&self, claims: Value) -> String {
-        front_token(&self.key, claims)
-    }
-}
-
-impl Drop for Front {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `jwtd serve` with an HTTP front (see [`Sidecar`]): `config` is the TOML
+/// of its config file (for `[[routes]]`), `extra` more flags.
+fn start(config: &str, extra: &[&str]) -> Sidecar {
+    Sidecar::start("--http-socket", config, extra)
 }
 
 /// One parsed response.
@@ -143,8 +81,8 @@ fn connect(path: &Path) -> UnixStream {
 }
 
 /// What nginx's `auth_request` subrequest looks like (literal unix: form).
-fn nginx_check(front: &Front, headers: &str) -> Answer {
-    let mut s = connect(&front.http);
+fn nginx_check(front: &Sidecar, headers: &str) -> Answer {
+    let mut s = connect(&front.socket);
     exchange(
         &mut s,
         &format!("GET /verify HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"),
@@ -153,7 +91,7 @@ fn nginx_check(front: &Front, headers: &str) -> Answer {
 
 #[test]
 fn a_valid_token_is_200_with_its_claim_headers() {
-    let front = Front::start("", &["--forward-payload", "true"]);
+    let front = start("", &["--forward-payload", "true"]);
     let token = front.token(json!({"aud": ["api", "other"], "scope": "read write"}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(a.status, 200, "{a:?}");
@@ -179,7 +117,7 @@ fn a_valid_token_is_200_with_its_claim_headers() {
 
 #[test]
 fn missing_and_invalid_tokens_are_401_with_rfc_6750_challenges() {
-    let front = Front::start("", &[]);
+    let front = start("", &[]);
     let a = nginx_check(&front, "");
     assert_eq!(a.status, 401);
     assert_eq!(
@@ -212,7 +150,7 @@ fn missing_and_invalid_tokens_are_401_with_rfc_6750_challenges() {
 
 #[test]
 fn the_debug_header_names_the_reason_only_when_enabled() {
-    let front = Front::start("", &["--debug-reason", "true"]);
+    let front = start("", &["--debug-reason", "true"]);
     let expired = front.token(json!({"exp": now() - 3600}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {expired}\r\n"));
     assert_eq!(a.header("x-jwt-reason"), Some("expired"));
@@ -220,9 +158,9 @@ fn the_debug_header_names_the_reason_only_when_enabled() {
 
 #[test]
 fn keep_alive_serves_many_checks_on_one_connection_with_any_method_and_path() {
-    let front = Front::start("", &[]);
+    let front = start("", &[]);
     let token = front.token(json!({}));
-    let mut s = connect(&front.http);
+    let mut s = connect(&front.socket);
     // As Envoy sends them: the original method, path_prefix + path.
     for (method, path) in [
         ("GET", "/verify/app"),
@@ -252,11 +190,11 @@ fn routes_require_their_scopes_with_403() {
         prefix = "/api/admin/"
         scopes = ["admin"]
     "#;
-    let front = Front::start(routes, &["--http-path-prefix", "/verify"]);
+    let front = start(routes, &["--http-path-prefix", "/verify"]);
     let reader = front.token(json!({"scope": "read"}));
     let admin = front.token(json!({"scp": ["read", "admin"]}));
     let check = |path: &str, token: &str, original: Option<&str>| {
-        let mut s = connect(&front.http);
+        let mut s = connect(&front.socket);
         let original = original.map_or(String::new(), |o| format!("X-Original-URI: {o}\r\n"));
         exchange(
             &mut s,
@@ -282,20 +220,20 @@ fn routes_require_their_scopes_with_403() {
 
 #[test]
 fn cookies_always_and_query_parameters_only_when_named() {
-    let front = Front::start("", &["--token-cookie", "session"]);
+    let front = start("", &["--token-cookie", "session"]);
     let token = front.token(json!({}));
     let a = nginx_check(&front, &format!("Cookie: theme=dark; session={token}\r\n"));
     assert_eq!(a.status, 200);
-    let mut s = connect(&front.http);
+    let mut s = connect(&front.socket);
     let a = exchange(
         &mut s,
         &format!("GET /verify?access_token={token} HTTP/1.0\r\n\r\n"),
     );
     assert_eq!(a.status, 401, "a query token without token_query");
 
-    let front = Front::start("", &["--token-query", "access_token"]);
+    let front = start("", &["--token-query", "access_token"]);
     let token = front.token(json!({}));
-    let mut s = connect(&front.http);
+    let mut s = connect(&front.socket);
     let a = exchange(
         &mut s,
         &format!("GET /verify?x=1&access_token={token} HTTP/1.0\r\n\r\n"),
@@ -305,7 +243,7 @@ fn cookies_always_and_query_parameters_only_when_named() {
 
 #[test]
 fn no_keys_yet_is_503_never_allowed() {
-    let front = Front::start("", &["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
+    let front = start("", &["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
     let token = front.token(json!({}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(a.status, 503, "{a:?}");
@@ -313,7 +251,7 @@ fn no_keys_yet_is_503_never_allowed() {
 
 #[test]
 fn claims_the_token_lacks_are_listed_for_envoy_to_remove() {
-    let front = Front::start("", &[]);
+    let front = start("", &[]);
     let token = front.token(json!({"aud": "api"}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(a.status, 200);
@@ -336,7 +274,7 @@ fn claim_headers_token_header_and_strip_token_are_configurable() {
         x-tenant = "https://example.com/tenant"
         x-missing = "nope"
     "#;
-    let front = Front::start(config, &[]);
+    let front = start(config, &[]);
     let token = front.token(json!({
         "realm_access": {"roles": ["ops", "dev"]},
         "https://example.com/tenant": "acme",
@@ -372,7 +310,7 @@ fn routes_can_require_claim_values() {
         [[routes]]
         prefix = "/ops/status"
     "#;
-    let front = Front::start(routes, &[]);
+    let front = start(routes, &[]);
     let ops = front.token(json!({"realm_access": {"roles": ["dev", "ops"]}, "tier": "gold"}));
     let dev = front.token(json!({"realm_access": {"roles": ["dev"]}, "tier": "gold"}));
     let no_tier = front.token(json!({"realm_access": {"roles": ["ops"]}}));
@@ -406,7 +344,7 @@ fn routes_can_require_claim_values() {
 fn the_front_also_listens_on_tcp_when_asked() {
     let port = crate::support::free_port();
     let addr = format!("127.0.0.1:{port}");
-    let front = Front::start("", &["--http-listen", &addr]);
+    let front = start("", &["--http-listen", &addr]);
     let token = front.token(json!({}));
     let mut s = std::net::TcpStream::connect(&addr).expect("the TCP front");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -425,17 +363,17 @@ fn the_front_also_listens_on_tcp_when_asked() {
 
 #[test]
 fn idle_and_slow_connections_are_closed_after_idle_timeout() {
-    let front = Front::start("", &["--idle-timeout", "1s"]);
+    let front = start("", &["--idle-timeout", "1s"]);
     let token = front.token(json!({}));
     // Kept alive after a check, then idle.
-    let mut idle = connect(&front.http);
+    let mut idle = connect(&front.socket);
     let a = exchange(
         &mut idle,
         &format!("GET /verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"),
     );
     assert_eq!(a.status, 200);
     // Half a request header, never finished.
-    let mut slow = connect(&front.http);
+    let mut slow = connect(&front.socket);
     slow.write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     let started = Instant::now();

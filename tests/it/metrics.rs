@@ -7,8 +7,7 @@
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jwtd::jwks::B64URL;
@@ -16,74 +15,47 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 use serde_json::{Value, json};
 
-use crate::support::{free_port, front_token, jwtd_bin, now, repo_path};
+use crate::support::{Sidecar, free_port, front_token, now, repo_path};
 
 const PROMTOOL_MISSING: &str =
     "promtool/prometheus not found: run scripts/test (it installs the Debian package prometheus)";
 
-/// `jwtd serve` with the HTTP front and the admin listener; killed on drop.
+/// `jwtd serve` with the HTTP front and the admin listener (a [`Sidecar`]).
 struct Daemon {
-    child: Child,
-    http: PathBuf,
+    sidecar: Sidecar,
     admin: u16,
-    key: SigningKey,
-    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Sidecar;
+    fn deref(&self) -> &Sidecar {
+        &self.sidecar
+    }
 }
 
 impl Daemon {
     fn start(extra: &[&str]) -> Daemon {
-        let key = SigningKey::generate(Algorithm::ES256)
-            .expect("key")
-            .with_kid(Some("k1".into()));
-        let dir = tempfile::tempdir().expect("temp dir");
-        let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
-        let http = dir.path().join("http.sock");
         let admin = free_port();
-        let mut cmd = Command::new(jwtd_bin());
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(dir.path().join("jwtd.sock"))
-            .arg("--http-socket")
-            .arg(&http)
-            .args(["--admin-addr", &format!("127.0.0.1:{admin}")]);
-        if !extra.contains(&"--jwks-url") {
-            cmd.arg("--jwks-file").arg(&jwks);
-        }
-        let child = cmd
-            .args(extra)
-            .stderr(std::fs::File::create(dir.path().join("jwtd.log")).expect("log"))
-            .spawn()
-            .expect("spawn jwtd");
-        let d = Daemon {
-            child,
-            http,
-            admin,
-            key,
-            dir,
-        };
+        let addr = format!("127.0.0.1:{admin}");
+        let mut args = vec!["--admin-addr", &addr];
+        args.extend_from_slice(extra);
+        let sidecar = Sidecar::start("--http-socket", "", &args);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&d.http).is_err()
-            || TcpStream::connect(("127.0.0.1", admin)).is_err()
-        {
-            assert!(Instant::now() < deadline, "jwtd did not start: {}", d.log());
+        while TcpStream::connect(("127.0.0.1", admin)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "no admin listener: {}",
+                sidecar.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("jwtd.log")).unwrap_or_default()
-    }
-
-    fn token(&self, claims: Value) -> String {
-        front_token(&self.key, claims)
+        Daemon { sidecar, admin }
     }
 
     /// Checks each token (`None`: no Authorization header) on one kept-alive
     /// connection; returns the statuses.
     fn check_all(&self, tokens: &[Option<&str>]) -> Vec<u16> {
-        let mut s = UnixStream::connect(&self.http).expect("connect");
+        let mut s = UnixStream::connect(&self.socket).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
         tokens
@@ -105,13 +77,6 @@ impl Daemon {
         let (status, body) = self.admin_get("/metrics");
         assert_eq!(status, 200, "{body}");
         body
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

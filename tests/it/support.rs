@@ -79,3 +79,87 @@ pub fn front_token(key: &SigningKey, extra: Value) -> String {
     }
     key.mint(&all, &Default::default()).expect("mint")
 }
+
+/// `jwtd serve` for the proxy-front tests (HTTP, gRPC, metrics): trusting a
+/// fresh ES256 key with kid `k1` in `dir/jwks.json` (unless the flags name a
+/// `--jwks-url`), with `dir/jwtd.toml` as its config file and its log in
+/// `dir/jwtd.log`. Killed on drop.
+pub struct Sidecar {
+    pub child: std::process::Child,
+    /// The front's socket, `dir/front.sock`.
+    pub socket: PathBuf,
+    pub key: SigningKey,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// Serves the front named by `front_flag` (`--http-socket`,
+    /// `--grpc-socket`) on `dir/front.sock`, with `config` as the TOML of
+    /// its config file and `extra` flags; returns once that socket accepts.
+    pub fn start(front_flag: &str, config: &str, extra: &[&str]) -> Sidecar {
+        use std::time::{Duration, Instant};
+        let key = SigningKey::generate(Algorithm::ES256)
+            .expect("key")
+            .with_kid(Some("k1".into()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
+        let toml = dir.path().join("jwtd.toml");
+        std::fs::write(&toml, config).expect("config");
+        let socket = dir.path().join("front.sock");
+        let mut cmd = std::process::Command::new(jwtd_bin());
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(dir.path().join("jwtd.sock"))
+            .arg(front_flag)
+            .arg(&socket)
+            .arg("--config")
+            .arg(&toml);
+        if !extra.contains(&"--jwks-url") {
+            cmd.arg("--jwks-file").arg(&jwks);
+        }
+        let child = cmd
+            .args(extra)
+            .stderr(std::fs::File::create(dir.path().join("jwtd.log")).expect("log"))
+            .spawn()
+            .expect("spawn jwtd");
+        let mut sidecar = Sidecar {
+            child,
+            socket,
+            key,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&sidecar.socket).is_err() {
+            assert!(
+                sidecar.is_running(),
+                "jwtd exited at start: {}",
+                sidecar.log()
+            );
+            assert!(Instant::now() < deadline, "the front is not listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sidecar
+    }
+
+    /// A token from its key: `front_token` claims plus `claims`.
+    pub fn token(&self, claims: Value) -> String {
+        front_token(&self.key, claims)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What jwtd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("jwtd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
