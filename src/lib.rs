@@ -24,7 +24,14 @@
 //! metrics   metric handles (resolved once), anomaly kinds, surge detector,
 //!           rate-limited security log events (docs/metrics.md)
 //! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
-//! server/   listeners: socket hygiene, accept loop, drain; native connections
+//! server/   listeners: socket hygiene, accept loop, drain
+//!   native    the native protocol's connections
+//!   authz     the proxy fronts' shared decision (token lookup, claim
+//!             headers, route policies)
+//!   http      HTTP/1.1 front (nginx auth_request, Envoy ext_authz HTTP)
+//!   grpc      gRPC front (Envoy ext_authz gRPC, Istio)
+//!   listen    a front's listeners: Unix socket or TCP, connection limit
+//!   admin     /metrics, /livez, /readyz on a thread of its own
 //! client    Rust client for the native protocol (pipelined, replies by id)
 //! config    serve settings: flags > JWTD_* env > TOML > defaults, all errors at once
 //! sign      the signing side (mint, keygen, tests); never on a request path
