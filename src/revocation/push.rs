@@ -6,7 +6,7 @@
 //!
 //! While the subscription is down, announcements are lost; so every local
 //! answer that a missed announcement could have made stale is dropped each
-//! time it (re)subscribes (see [`super::Revocation::forget_all`]), and such
+//! time it (re)subscribes (see `Revocation::forget_all`), and such
 //! answers never outlive `cache_ttl` anyway.
 //!
 //! A connection can die without a reset (a partition, a node gone): the
