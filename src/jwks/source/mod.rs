@@ -3,7 +3,7 @@
 //!
 //! | source | module | refreshed |
 //! |---|---|---|
-//! | local file (JWK set or PEM) | [`file`] | when the file changes (polled every second, symlink swaps included) |
+//! | local file (JWK set or PEM) | [`mod@file`] | when the file changes (polled every second, symlink swaps included) |
 //! | JWKS URL | [`remote`] | on a schedule from `Cache-Control: max-age` within bounds, jittered; and on an unknown `kid` (single flight, cooldown) |
 //! | OIDC discovery | [`remote`] | as a JWKS URL, with `jwks_uri` read from the issuer's discovery document at every refresh |
 //!
