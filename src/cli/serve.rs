@@ -454,12 +454,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         max_connections: config.max_connections,
         max_streams: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
         idle_timeout: config.idle_timeout,
+        verify_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_verifying)),
     };
     if !http_listeners.is_empty() {
         tracing::info!(socket = ?fronts.http_socket, listen = ?fronts.http_listen, "HTTP front serving");
         front_tasks.push(tokio::spawn(server::http::run(
             http_listeners,
-            limits,
+            limits.clone(),
             verifier.clone(),
             fronts.authz.clone(),
             drain_signal(grace_rx.clone()),

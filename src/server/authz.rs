@@ -22,7 +22,8 @@
 //!     `proxy_set_header` value is empty);
 //!   - `Deny` 401 (no token, or an invalid one) or 403 (a route's scope or
 //!     claim requirement unmet), with the RFC 6750 challenge;
-//!   - `Undecided` (no keys yet, revocation store down under fail-closed):
+//!   - `Undecided` (no keys yet, revocation store down under fail-closed,
+//!     or every verification slot busy: `overloaded`):
 //!     each front answers with what its proxy treats as an *error*, never
 //!     as "allowed".
 //! - The precise reason is in every `Deny`/`Undecided` for logs and the
@@ -42,6 +43,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use super::unix_now;
 use crate::metrics::Front;
@@ -156,7 +158,7 @@ pub enum Decision {
     },
     /// Could not decide: the proxy must treat it as an error.
     Undecided {
-        /// `no_keys` or `revocation_unavailable`.
+        /// `no_keys`, `revocation_unavailable` or `overloaded`.
         reason: &'static str,
     },
 }
@@ -212,6 +214,7 @@ pub fn find_token<'a>(
 /// original path; a query or fragment is ignored).
 pub async fn decide(
     verifier: &Verifier,
+    slots: &Semaphore,
     front: Front,
     token: Option<&str>,
     path: &str,
@@ -230,9 +233,23 @@ pub async fn decide(
     };
     let token = token.as_bytes();
     let now = unix_now();
+    // A miss holds a verification slot until it is decided (a pending
+    // refresh or revocation lookup included); none free: overloaded.
+    let mut _slot = None;
     let outcome = match verifier.check_cached(b"", token, now) {
         Ok(outcome) => outcome,
-        Err(miss) => verifier.check_uncached(miss, b"", token, now),
+        Err(miss) => match slots.try_acquire() {
+            Ok(permit) => {
+                _slot = Some(permit);
+                verifier.check_uncached(miss, b"", token, now)
+            }
+            Err(_) => {
+                metrics.record_overloaded(front, started);
+                return Decision::Undecided {
+                    reason: "overloaded",
+                };
+            }
+        },
     };
     let outcome = match outcome {
         Outcome::Pending(p) => p.finish(verifier, b"", token).await,
@@ -550,6 +567,37 @@ mod tests {
         assert!(claim_matches(payload.get("level"), &allowed(&["3"])));
         assert!(!claim_matches(payload.get("admin"), &allowed(&["true"])));
         assert!(!claim_matches(payload.get("missing"), &allowed(&["x"])));
+    }
+
+    #[tokio::test]
+    async fn a_miss_without_a_free_verification_slot_is_overloaded_a_hit_is_not() {
+        use crate::verifier::VerifierConfig;
+        use crate::verify::{Algorithm, Policy};
+        let key = crate::sign::SigningKey::generate(Algorithm::ES256)
+            .unwrap()
+            .with_kid(Some("k1".into()));
+        let jwks = serde_json::json!({"keys": [key.public_jwk()]}).to_string();
+        let verifier = Verifier::new(VerifierConfig::single(Policy::default(), 10, 600));
+        verifier.set_keys(0, crate::jwks::KeySet::from_jwks(jwks.as_bytes()).unwrap());
+        let token = key
+            .mint(
+                &serde_json::json!({"sub": "a", "exp": unix_now() + 600}),
+                &serde_json::Map::new(),
+            )
+            .unwrap();
+        let config = AuthzConfig::default();
+        let (none, one) = (Semaphore::new(0), Semaphore::new(1));
+        let decide_with = |slots| decide(&verifier, slots, Front::Http, Some(&token), "/", &config);
+        assert_eq!(
+            decide_with(&none).await,
+            Decision::Undecided {
+                reason: "overloaded"
+            }
+        );
+        assert!(matches!(decide_with(&one).await, Decision::Allow { .. }));
+        assert_eq!(one.available_permits(), 1, "the slot is given back");
+        // Now cached: answered without a slot.
+        assert!(matches!(decide_with(&none).await, Decision::Allow { .. }));
     }
 
     #[test]

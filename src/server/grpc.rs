@@ -69,6 +69,7 @@ pub async fn run(
     let service = AuthorizationServer::new(Check {
         verifier,
         config: Arc::new(config),
+        slots: limits.verify_slots.clone(),
     })
     .max_decoding_message_size(MAX_CHECK_BYTES);
     let (grace_tx, grace_rx) = tokio::sync::oneshot::channel();
@@ -98,6 +99,8 @@ pub async fn run(
 struct Check {
     verifier: Verifier,
     config: Arc<AuthzConfig>,
+    /// See [`Limits::verify_slots`].
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[tonic::async_trait]
@@ -153,7 +156,15 @@ impl Authorization for Check {
             query,
             config,
         );
-        let decision = authz::decide(&self.verifier, Front::Grpc, token, path, config).await;
+        let decision = authz::decide(
+            &self.verifier,
+            &self.slots,
+            Front::Grpc,
+            token,
+            path,
+            config,
+        )
+        .await;
         Ok(tonic::Response::new(response(decision, config)?))
     }
 }

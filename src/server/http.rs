@@ -18,7 +18,8 @@
 //!   never passes a header whose `proxy_set_header` value is empty.
 //! - **401** (missing or invalid token) and **403** (route policy unmet)
 //!   with the RFC 6750 `WWW-Authenticate` challenge and a generic body.
-//! - **Could not decide: 503.** Both proxies treat it as an error and never
+//! - **Could not decide: 503** (no keys yet, revocation store down and
+//!   failing closed, or `overloaded`: every verification slot busy). Both proxies treat it as an error and never
 //!   as "allowed": nginx answers the client 500, Envoy its `status_on_error`
 //!   (403 by default; only `failure_mode_allow: true` would let it pass).
 //! - `x-jwt-reason` carries the precise reason only with `debug_reason`.
@@ -39,7 +40,7 @@ use hyper::body::Incoming;
 use hyper::header::{COOKIE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::authz::{self, AuthzConfig, Decision, Deny};
@@ -69,14 +70,15 @@ pub async fn run(
             stream = accepted.recv() => {
                 let Some(stream) = stream else { continue };
                 let (verifier, config, mut drain) = (verifier.clone(), config.clone(), drain_rx.clone());
+                let (slots, idle_timeout) = (limits.verify_slots.clone(), limits.idle_timeout);
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let (verifier, config) = (verifier.clone(), config.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &verifier, &config).await) }
+                        let (verifier, config, slots) = (verifier.clone(), config.clone(), slots.clone());
+                        async move { Ok::<_, Infallible>(answer(req, &verifier, &slots, &config).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
-                        .header_read_timeout(limits.idle_timeout)
+                        .header_read_timeout(idle_timeout)
                         .serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {
@@ -104,6 +106,7 @@ pub async fn run(
 async fn answer(
     req: Request<Incoming>,
     verifier: &Verifier,
+    slots: &Semaphore,
     config: &AuthzConfig,
 ) -> Response<Full<Bytes>> {
     let headers = req.headers();
@@ -119,7 +122,7 @@ async fn answer(
         config,
     );
     let path = original_path(&req, config);
-    match authz::decide(verifier, Front::Http, token, &path, config).await {
+    match authz::decide(verifier, slots, Front::Http, token, &path, config).await {
         Decision::Allow { headers } => {
             let mut response = text(StatusCode::OK, "");
             let out = response.headers_mut();

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 /// Limits of a proxy front (`max_connections`, `max_in_flight` and
 /// `idle_timeout`, as for the native socket).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Connections open at once, over all of the front's listeners.
     pub max_connections: usize,
@@ -26,6 +26,11 @@ pub struct Limits {
     /// HTTP: a connection that sends no complete request headers for this
     /// long is closed (idle keep-alive included).
     pub idle_timeout: Duration,
+    /// Cache misses in verification at once (`max_verifying`), shared by
+    /// the proxy fronts (the native socket has its own budget); beyond it a
+    /// check is answered "could not decide" (`overloaded`) at once instead
+    /// of queueing behind the signature checks.
+    pub verify_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A bound front listener.
