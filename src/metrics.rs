@@ -370,6 +370,23 @@ pub struct Metrics {
     revocation_up: Gauge,
     fail_open: Counter,
     fail_closed: Counter,
+    /// Verification budgets reported at render time: the gauge of what is
+    /// in use, the semaphore handing out the slots, and its capacity.
+    in_use: Mutex<Vec<(Gauge, std::sync::Arc<tokio::sync::Semaphore>, usize)>>,
+    /// Open connections by front (counted by [`OpenConnection`] guards, not
+    /// from the connection semaphores: the accept loops hold a slot while
+    /// they wait for the next client).
+    open: Vec<(std::sync::Arc<AtomicU64>, Gauge)>,
+}
+
+/// Keeps one connection counted in `jwtd_connections{front}` while alive.
+#[derive(Debug)]
+pub struct OpenConnection(std::sync::Arc<AtomicU64>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -433,7 +450,46 @@ impl Metrics {
             revocation_up: metrics::gauge!("jwtd_revocation_backend_up"),
             fail_open: decision("fail_open"),
             fail_closed: decision("fail_closed"),
+            in_use: Mutex::new(Vec::new()),
+            open: Front::ALL
+                .iter()
+                .map(|f| {
+                    (
+                        std::sync::Arc::new(AtomicU64::new(0)),
+                        metrics::gauge!("jwtd_connections", "front" => f.as_str()),
+                    )
+                })
+                .collect(),
         }
+    }
+
+    /// A connection of `front` opened; it counts until the guard drops.
+    pub fn connection_opened(&self, front: Front) -> OpenConnection {
+        let count = self.open[front as usize].0.clone();
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(count)
+    }
+
+    /// `front`'s `max_connections` (`jwtd_connections_limit`).
+    pub fn connection_limit(&self, front: Front, max: usize) {
+        metrics::gauge!("jwtd_connections_limit", "front" => front.as_str()).set(max as f64);
+    }
+
+    /// Reports a verification budget's use (`jwtd_verifying{budget}` and
+    /// its `_limit`): `capacity` slots handed out by `slots`; `budget` is
+    /// `native` or `proxy`.
+    pub fn watch_verifying(
+        &self,
+        budget: &'static str,
+        slots: std::sync::Arc<tokio::sync::Semaphore>,
+        capacity: usize,
+    ) {
+        metrics::gauge!("jwtd_verifying_limit", "budget" => budget).set(capacity as f64);
+        let used = metrics::gauge!("jwtd_verifying", "budget" => budget);
+        self.in_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((used, slots, capacity));
     }
 
     fn front(&self, front: Front) -> &FrontHandles {
@@ -681,6 +737,13 @@ impl Metrics {
                 h.suppressed.absolute(gate.suppressed());
             }
         }
+        for (gauge, slots, capacity) in self.in_use.lock().unwrap_or_else(|e| e.into_inner()).iter()
+        {
+            gauge.set(capacity.saturating_sub(slots.available_permits()) as f64);
+        }
+        for (count, gauge) in &self.open {
+            gauge.set(count.load(Ordering::Relaxed) as f64);
+        }
         let stats = verifier.revocation().stats();
         self.revocation_up
             .set(if stats.backend_up() { 1.0 } else { 0.0 });
@@ -795,6 +858,14 @@ const HELP: &[(&str, char, &str)] = &[
         'h',
         "exp - iat of verified tokens",
     ),
+    ("jwtd_connections", 'g', "Open connections, by front"),
+    ("jwtd_connections_limit", 'g', "max_connections, by front"),
+    (
+        "jwtd_verifying",
+        'g',
+        "Cache misses in verification now, by budget (native, proxy)",
+    ),
+    ("jwtd_verifying_limit", 'g', "max_verifying, by budget"),
     (
         "jwtd_anomalies_total",
         'c',

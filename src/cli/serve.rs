@@ -456,6 +456,13 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         idle_timeout: config.idle_timeout,
         verify_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_verifying)),
     };
+    if !http_listeners.is_empty() || !grpc_listeners.is_empty() {
+        verifier.metrics().watch_verifying(
+            "proxy",
+            limits.verify_slots.clone(),
+            config.max_verifying,
+        );
+    }
     if !http_listeners.is_empty() {
         tracing::info!(socket = ?fronts.http_socket, listen = ?fronts.http_listen, "HTTP front serving");
         front_tasks.push(tokio::spawn(server::http::run(

@@ -63,7 +63,8 @@ pub async fn run(
     config: AuthzConfig,
     shutdown: impl Future<Output = Duration>,
 ) {
-    let (accepted, accepting) = listen::accept_all(listeners, limits.max_connections);
+    let (accepted, accepting) =
+        listen::accept_all(listeners, limits.max_connections, &verifier, Front::Grpc);
     let incoming =
         tokio_stream::StreamExt::map(ReceiverStream::new(accepted), Ok::<_, std::io::Error>);
     let service = AuthorizationServer::new(Check {

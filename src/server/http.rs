@@ -60,7 +60,8 @@ pub async fn run(
     shutdown: impl Future<Output = Duration>,
 ) {
     let config = Arc::new(config);
-    let (mut accepted, accepting) = listen::accept_all(listeners, limits.max_connections);
+    let (mut accepted, accepting) =
+        listen::accept_all(listeners, limits.max_connections, &verifier, Front::Http);
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

@@ -47,6 +47,7 @@ pub enum Listener {
 pub struct Stream {
     io: Io,
     _slot: Option<OwnedSemaphorePermit>,
+    _open: Option<crate::metrics::OpenConnection>,
 }
 
 #[derive(Debug)]
@@ -59,16 +60,20 @@ enum Io {
 /// Accepts on every listener, at most `max_connections` open at once (over
 /// all of them; further clients wait in the kernel backlog), and hands the
 /// connections over the returned channel. The accept loops stop, closing
-/// the listeners, when the [`Accepting`] guard is dropped.
+/// the listeners, when the [`Accepting`] guard is dropped. Open connections
+/// are counted in `verifier`'s metrics under `front`.
 pub fn accept_all(
     listeners: Vec<Listener>,
     max_connections: usize,
+    verifier: &crate::verifier::Verifier,
+    front: crate::metrics::Front,
 ) -> (mpsc::Receiver<Stream>, Accepting) {
     let (tx, rx) = mpsc::channel(1);
     let slots = Arc::new(Semaphore::new(max_connections));
+    verifier.metrics().connection_limit(front, max_connections);
     let mut tasks = JoinSet::new();
     for listener in listeners {
-        let (tx, slots) = (tx.clone(), slots.clone());
+        let (tx, slots, verifier) = (tx.clone(), slots.clone(), verifier.clone());
         tasks.spawn(async move {
             loop {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -77,6 +82,7 @@ pub fn accept_all(
                 match listener.accept().await {
                     Ok(mut stream) => {
                         stream._slot = Some(slot);
+                        stream._open = Some(verifier.metrics().connection_opened(front));
                         if tx.send(stream).await.is_err() {
                             return;
                         }
@@ -124,6 +130,7 @@ impl Listener {
             Listener::Unix(l) => Ok(Stream {
                 io: Io::Unix(l.accept().await?.0),
                 _slot: None,
+                _open: None,
             }),
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
@@ -131,6 +138,7 @@ impl Listener {
                 Ok(Stream {
                     io: Io::Tcp(s),
                     _slot: None,
+                    _open: None,
                 })
             }
         }

@@ -204,6 +204,9 @@ pub async fn run(
     let config = Arc::new(config);
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let budget = native::Budget::new(config.max_verifying);
+    let metrics = verifier.metrics();
+    metrics.connection_limit(crate::metrics::Front::Native, config.max_connections);
+    metrics.watch_verifying("native", budget.slots(), config.max_verifying);
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -232,7 +235,11 @@ pub async fn run(
         };
         let (verifier, config, drain) = (verifier.clone(), config.clone(), drain_rx.clone());
         let budget = budget.clone();
+        let open = verifier
+            .metrics()
+            .connection_opened(crate::metrics::Front::Native);
         connections.spawn(async move {
+            let _open = open;
             native::serve(stream, verifier, &config, budget, drain).await;
             drop(permit);
         });

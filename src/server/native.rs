@@ -80,6 +80,11 @@ impl Budget {
             running: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
+
+    /// The slots, for the metrics.
+    pub fn slots(&self) -> Arc<Semaphore> {
+        self.0.slots.clone()
+    }
 }
 
 /// Marks one verification group as running while alive.

@@ -263,6 +263,15 @@ fn good_bad_and_attack_tokens_move_the_right_counters() {
         "no token from the future"
     );
     assert_eq!(sample(&m, "jwtd_ready"), 1.0);
+    assert_eq!(
+        sample(&m, r#"jwtd_connections_limit{front="http"}"#),
+        1024.0
+    );
+    assert_eq!(
+        sample(&m, r#"jwtd_verifying_limit{budget="proxy"}"#),
+        4096.0
+    );
+    assert_eq!(sample(&m, r#"jwtd_verifying{budget="proxy"}"#), 0.0);
     assert_eq!(sample(&m, r#"jwtd_jwks_keys{issuer="default"}"#), 1.0);
     assert_eq!(
         sample(
@@ -300,6 +309,27 @@ fn good_bad_and_attack_tokens_move_the_right_counters() {
     for token in [&none, &confused, &forged, &embedded] {
         assert!(!log.contains(token.as_str()), "a token was logged");
         assert!(!log.contains(token.rsplit('.').next().unwrap_or("-")) || token.ends_with('.'));
+    }
+}
+
+#[test]
+fn open_connections_are_counted_by_front() {
+    let d = Daemon::start(&[]);
+    let held: Vec<UnixStream> = (0..3)
+        .map(|_| UnixStream::connect(&d.socket).expect("connect"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(&d.metrics(), r#"jwtd_connections{front="http"}"#) != 3.0 {
+        assert!(Instant::now() < deadline, "{}", d.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(held);
+    while sample(&d.metrics(), r#"jwtd_connections{front="http"}"#) != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "closed connections still counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
