@@ -949,14 +949,14 @@ fn fronts(c: &mut Check, raw: &RawConfig, socket: &Path) -> Fronts {
                     || (forward_payload && header == authz::PAYLOAD_HEADER)
                     || claim_headers
                         .iter()
-                        .any(|h: &ClaimHeader| h.header == header)
+                        .any(|h: &ClaimHeader| *h.header == *header)
                 {
                     c.problems.push(format!(
                         "claim_headers: {header:?} is set twice (or is the token or payload header)"
                     ));
                 } else {
                     claim_headers.push(ClaimHeader {
-                        header,
+                        header: header.into(),
                         claim: claim.to_owned(),
                     });
                 }

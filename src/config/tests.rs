@@ -490,7 +490,7 @@ fn front_settings_are_read() {
     let mut headers: Vec<(&str, &str)> = a
         .claim_headers
         .iter()
-        .map(|h| (h.header.as_str(), h.claim.as_str()))
+        .map(|h| (&*h.header, h.claim.as_str()))
         .collect();
     headers.sort_unstable();
     assert_eq!(

@@ -59,6 +59,17 @@ pub async fn run(
     config: AuthzConfig,
     shutdown: impl Future<Output = Duration>,
 ) {
+    // Header names built once: every allowed request sends them.
+    let names: Arc<Names> = Arc::new(Names {
+        claims: config
+            .claim_headers
+            .iter()
+            .map(|h| &*h.header)
+            .chain([authz::PAYLOAD_HEADER])
+            .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+            .collect(),
+        token: HeaderName::from_bytes(config.token_header.as_bytes()).ok(),
+    });
     let config = Arc::new(config);
     let (mut accepted, accepting) =
         listen::accept_all(listeners, limits.max_connections, &verifier, Front::Http);
@@ -72,10 +83,14 @@ pub async fn run(
                 let Some(stream) = stream else { continue };
                 let (verifier, config, mut drain) = (verifier.clone(), config.clone(), drain_rx.clone());
                 let (slots, idle_timeout) = (limits.verify_slots.clone(), limits.idle_timeout);
+                let names = names.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        let (verifier, config, slots) = (verifier.clone(), config.clone(), slots.clone());
-                        async move { Ok::<_, Infallible>(answer(req, &verifier, &slots, &config).await) }
+                        let (verifier, config, slots, names) =
+                            (verifier.clone(), config.clone(), slots.clone(), names.clone());
+                        async move {
+                            Ok::<_, Infallible>(answer(req, &verifier, &slots, &config, &names).await)
+                        }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -103,12 +118,20 @@ pub async fn run(
     connections.abort_all();
 }
 
+/// Header names of the claim headers (in `claim_headers` order, then the
+/// payload header) and of the token header, built once.
+struct Names {
+    claims: Vec<HeaderName>,
+    token: Option<HeaderName>,
+}
+
 /// The answer to one check request.
 async fn answer(
     req: Request<Incoming>,
     verifier: &Verifier,
     slots: &Semaphore,
     config: &AuthzConfig,
+    names: &Names,
 ) -> Response<Full<Bytes>> {
     let headers = req.headers();
     let token = authz::find_token(
@@ -128,8 +151,11 @@ async fn answer(
             let mut response = text(StatusCode::OK, "");
             let out = response.headers_mut();
             let mut remove = Vec::new();
-            for (name, value) in &headers {
-                let name = HeaderName::from_bytes(name.as_bytes());
+            for (i, (name, value)) in headers.iter().enumerate() {
+                let name = match names.claims.get(i).filter(|n| n.as_str() == &**name) {
+                    Some(known) => Ok(known.clone()),
+                    None => HeaderName::from_bytes(name.as_bytes()),
+                };
                 match (name, value.as_deref().map(HeaderValue::from_str)) {
                     (Ok(name), Some(Ok(value))) => {
                         out.insert(name, value);
@@ -139,9 +165,9 @@ async fn answer(
                 }
             }
             if config.strip_token
-                && let Ok(name) = HeaderName::from_bytes(config.token_header.as_bytes())
+                && let Some(name) = &names.token
             {
-                remove.push(name);
+                remove.push(name.clone());
             }
             if !remove.is_empty() {
                 let list: Vec<&str> = remove.iter().map(HeaderName::as_str).collect();
