@@ -21,7 +21,8 @@
 //!     `x-envoy-auth-headers-to-remove` (nginx never passes a header whose
 //!     `proxy_set_header` value is empty);
 //!   - `Deny` 401 (no token, or an invalid one) or 403 (a route's scope or
-//!     claim requirement unmet), with the RFC 6750 challenge;
+//!     claim requirement unmet, on the [`normalize_path`]ed path), with the
+//!     RFC 6750 challenge;
 //!   - `Undecided` (no keys yet, revocation store down under fail-closed,
 //!     or every verification slot busy: `overloaded`):
 //!     each front answers with what its proxy treats as an *error*, never
@@ -322,7 +323,8 @@ fn wanted_members(raw: &[u8], config: &AuthzConfig) -> Value {
 
 fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decision {
     let payload = wanted_members(&result.claims.raw, config);
-    let path = path.split(['?', '#']).next().unwrap_or("");
+    let path = normalize_path(path);
+    let path = path.as_str();
     if let Some(route) = route_for(&config.routes, path) {
         let scopes = scopes(&payload);
         let missing_scope = route.scopes.iter().find(|s| !scopes.contains(&s.as_str()));
@@ -367,6 +369,66 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
         ));
     }
     Decision::Allow { headers }
+}
+
+/// The path routes are matched against: the query and fragment cut off,
+/// percent-escapes decoded (`%61dmin` is `admin`, `%2F` a `/`), `\\` read as
+/// `/`, repeated slashes merged, and `.`/`..` segments resolved (RFC 3986
+/// 5.2.4), so `/api//admin`, `/api/./admin`, `/api/x/../admin` and
+/// `/api/%61dmin` all meet the `/api/admin/` route. The app behind the proxy
+/// may read the path any of these ways; reading it the way that meets the
+/// most routes can only require more, never less. Case is kept: paths are
+/// case-sensitive.
+pub fn normalize_path(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    // Decode percent-escapes (a malformed one stays as it is) into bytes.
+    let raw = path.as_bytes();
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            raw[i],
+            raw.get(i + 1).copied().and_then(hex),
+            raw.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                decoded.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'\\', _, _) => {
+                decoded.push(b'/');
+                i += 1;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    // A trailing slash (or a final `.`/`..`) names a directory: keep it, so
+    // `/api/admin/` still meets the `/api/admin/` prefix.
+    let last = decoded.rsplit('/').next().unwrap_or("");
+    if out.is_empty() || decoded.ends_with('/') || last == "." || last == ".." {
+        out.push('/');
+    }
+    out
 }
 
 /// The longest route whose prefix starts `path`.
@@ -501,6 +563,40 @@ mod tests {
         assert_eq!(route_for(&routes, "/api/orders").unwrap().scopes, ["read"]);
         assert!(route_for(&routes, "/health").unwrap().scopes.is_empty());
         assert!(route_for(&routes[..2], "/health").is_none());
+    }
+
+    #[test]
+    fn paths_are_normalized_so_no_spelling_slips_past_a_route() {
+        for (raw, normal) in [
+            ("/api/admin/users?x=1#f", "/api/admin/users"),
+            ("/api//admin/users", "/api/admin/users"),
+            ("/api/./admin/users", "/api/admin/users"),
+            ("/api/x/../admin/users", "/api/admin/users"),
+            ("/api/%61dmin/users", "/api/admin/users"),
+            ("/api%2Fadmin%2fusers", "/api/admin/users"),
+            ("/api\\admin\\users", "/api/admin/users"),
+            ("/../../api/admin/", "/api/admin/"),
+            ("/api/admin/.", "/api/admin/"),
+            ("/api/admin/x/..", "/api/admin/"),
+            ("", "/"),
+            ("/", "/"),
+            ("/%zz%4", "/%zz%4"),
+            ("/API/Admin", "/API/Admin"),
+        ] {
+            assert_eq!(normalize_path(raw), normal, "{raw}");
+        }
+        let routes = [route("/api/admin/", &["admin"])];
+        for sneaky in [
+            "/api//admin/x",
+            "/api/%61dmin/x",
+            "/api/./admin/",
+            "/x/../api/admin/y",
+        ] {
+            assert!(
+                route_for(&routes, &normalize_path(sneaky)).is_some(),
+                "{sneaky} slipped past"
+            );
+        }
     }
 
     #[test]

@@ -216,6 +216,25 @@ fn routes_require_their_scopes_with_403() {
         403
     );
     assert_eq!(check("/verify", &reader, Some("/public")).status, 200);
+    // No spelling of the path slips past the route (the app may decode or
+    // normalize it): escapes, repeated slashes, dot segments.
+    for sneaky in [
+        "/api/%61dmin/users",
+        "/api//admin/users",
+        "/api/./admin/users",
+        "/api/x/../admin/users",
+    ] {
+        assert_eq!(
+            check("/verify", &reader, Some(sneaky)).status,
+            403,
+            "{sneaky}"
+        );
+        assert_eq!(
+            check(&format!("/verify{sneaky}"), &reader, None).status,
+            403,
+            "{sneaky} (Envoy style)"
+        );
+    }
 }
 
 #[test]
