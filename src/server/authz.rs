@@ -175,9 +175,15 @@ pub fn find_token<'a>(
 ) -> Option<&'a str> {
     if let Some(value) = header {
         let value = value.trim();
-        let (scheme, rest) = value.split_at(value.len().min(7));
-        let token = if scheme.eq_ignore_ascii_case("bearer ") {
-            rest.trim_start()
+        // Bytes, not chars: a header from Envoy may hold any UTF-8, and byte
+        // 7 of it need not be a char boundary (`value.get(7..)` is safe once
+        // the first seven bytes are the ASCII "bearer ").
+        let bearer = value
+            .as_bytes()
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "));
+        let token = if bearer {
+            value.get(7..).unwrap_or("").trim_start()
         } else if config.token_header == "authorization" {
             // Another scheme (Basic...): no bearer token here.
             return None;
@@ -323,10 +329,20 @@ fn wanted_members(raw: &[u8], config: &AuthzConfig) -> Value {
 
 fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decision {
     let payload = wanted_members(&result.claims.raw, config);
-    let path = normalize_path(path);
-    let path = path.as_str();
-    if let Some(route) = route_for(&config.routes, path) {
-        let scopes = scopes(&payload);
+    // Every route any reading of the path meets applies: the proxy and the
+    // app may each read it differently (see `path_readings`).
+    let mut met: Vec<&Route> = Vec::new();
+    if !config.routes.is_empty() {
+        for reading in path_readings(path) {
+            if let Some(route) = route_for(&config.routes, &reading)
+                && !met.iter().any(|r| std::ptr::eq(*r, route))
+            {
+                met.push(route);
+            }
+        }
+    }
+    let scopes = scopes(&payload);
+    for route in met {
         let missing_scope = route.scopes.iter().find(|s| !scopes.contains(&s.as_str()));
         let failed_claim = route
             .claims
@@ -334,7 +350,8 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
             .find(|(name, allowed)| !claim_matches(claim(&payload, name), allowed));
         if missing_scope.is_some() || failed_claim.is_some() {
             tracing::debug!(
-                %path,
+                path = ?path,
+                route = %route.prefix,
                 scope = missing_scope.map(String::as_str),
                 claim = failed_claim.map(|(n, _)| n.as_str()),
                 "token lacks what the route requires"
@@ -371,17 +388,81 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
     Decision::Allow { headers }
 }
 
-/// The path routes are matched against: the query and fragment cut off,
-/// percent-escapes decoded (`%61dmin` is `admin`, `%2F` a `/`), `\\` read as
-/// `/`, repeated slashes merged, and `.`/`..` segments resolved (RFC 3986
-/// 5.2.4), so `/api//admin`, `/api/./admin`, `/api/x/../admin` and
-/// `/api/%61dmin` all meet the `/api/admin/` route. The app behind the proxy
-/// may read the path any of these ways; reading it the way that meets the
-/// most routes can only require more, never less. Case is kept: paths are
-/// case-sensitive.
-pub fn normalize_path(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    // Decode percent-escapes (a malformed one stays as it is) into bytes.
+/// The readings of a request path that routes are matched against, since
+/// the proxy and the app behind it may each read a path differently:
+///
+/// - as sent (the query and fragment cut off): what a proxy routing on the
+///   raw path sees;
+/// - normalized ([`normalize_path`]): percent-escapes decoded (repeatedly:
+///   `%2561` is `a`), `\\` read as `/`, repeated slashes merged, `.`/`..`
+///   resolved: what most frameworks see;
+/// - normalized with `;` path parameters cut from each segment: what
+///   servlet containers see (`/api/x/..;/admin` is `/api/admin`).
+///
+/// Every route any reading meets applies (all their requirements must
+/// hold), so a spelling can only require more, never less: not
+/// `/api/%61dmin` past an `/api/admin/` route, nor `/api/admin/../public`
+/// (raw: an admin path) past it under a looser `/api/` one.
+pub fn path_readings(path: &str) -> [String; 3] {
+    let raw = path.split(['?', '#']).next().unwrap_or("");
+    let raw = if raw.starts_with('/') {
+        raw.to_owned()
+    } else {
+        format!("/{raw}")
+    };
+    [raw, normalize_path(path, false), normalize_path(path, true)]
+}
+
+/// `path` normalized (see [`path_readings`]); with `cut_params`, each
+/// segment also loses what follows a `;`.
+pub fn normalize_path(path: &str, cut_params: bool) -> String {
+    let mut path = path.split(['?', '#']).next().unwrap_or("").to_owned();
+    // Decode until stable (bounded): a double-encoded `%2561` is `a` to an
+    // app that decodes twice.
+    for _ in 0..3 {
+        let decoded = percent_decode(&path);
+        if decoded == path {
+            break;
+        }
+        path = decoded;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split(['/', '\\']) {
+        let segment = if cut_params {
+            segment.split(';').next().unwrap_or("")
+        } else {
+            segment
+        };
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    // A trailing slash (or a final `.`/`..`) names a directory: keep it, so
+    // `/api/admin/` still meets the `/api/admin/` prefix.
+    let last = path.rsplit(['/', '\\']).next().unwrap_or("");
+    let last = if cut_params {
+        last.split(';').next().unwrap_or("")
+    } else {
+        last
+    };
+    if out.is_empty() || last.is_empty() || last == "." || last == ".." {
+        out.push('/');
+    }
+    out
+}
+
+/// Percent-escapes decoded (a malformed one stays as it is; bytes that are
+/// not UTF-8 become U+FFFD).
+fn percent_decode(path: &str) -> String {
     let raw = path.as_bytes();
     let mut decoded = Vec::with_capacity(raw.len());
     let mut i = 0;
@@ -396,46 +477,22 @@ pub fn normalize_path(path: &str) -> String {
                 decoded.push((h * 16 + l) as u8);
                 i += 3;
             }
-            (b'\\', _, _) => {
-                decoded.push(b'/');
-                i += 1;
-            }
             (b, _, _) => {
                 decoded.push(b);
                 i += 1;
             }
         }
     }
-    let decoded = String::from_utf8_lossy(&decoded);
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len() + 1);
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    // A trailing slash (or a final `.`/`..`) names a directory: keep it, so
-    // `/api/admin/` still meets the `/api/admin/` prefix.
-    let last = decoded.rsplit('/').next().unwrap_or("");
-    if out.is_empty() || decoded.ends_with('/') || last == "." || last == ".." {
-        out.push('/');
-    }
-    out
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// The longest route whose prefix starts `path`.
+/// A prefix ending in `/` also meets the path without it (`/api/admin/`
+/// covers `/api/admin`, which many apps serve as the section's index).
 pub fn route_for<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
     routes
         .iter()
-        .filter(|r| path.starts_with(&r.prefix))
+        .filter(|r| path.starts_with(&r.prefix) || r.prefix.strip_suffix('/') == Some(path))
         .max_by_key(|r| r.prefix.len())
 }
 
@@ -573,6 +630,7 @@ mod tests {
             ("/api/./admin/users", "/api/admin/users"),
             ("/api/x/../admin/users", "/api/admin/users"),
             ("/api/%61dmin/users", "/api/admin/users"),
+            ("/api/%2561dmin/users", "/api/admin/users"),
             ("/api%2Fadmin%2fusers", "/api/admin/users"),
             ("/api\\admin\\users", "/api/admin/users"),
             ("/../../api/admin/", "/api/admin/"),
@@ -583,20 +641,45 @@ mod tests {
             ("/%zz%4", "/%zz%4"),
             ("/API/Admin", "/API/Admin"),
         ] {
-            assert_eq!(normalize_path(raw), normal, "{raw}");
+            assert_eq!(normalize_path(raw, false), normal, "{raw}");
         }
-        let routes = [route("/api/admin/", &["admin"])];
+        assert_eq!(normalize_path("/api/x/..;/admin/u", true), "/api/admin/u");
+        assert_eq!(
+            normalize_path("/api/admin;jsessionid=1/u", true),
+            "/api/admin/u"
+        );
+    }
+
+    #[test]
+    fn every_reading_of_the_path_brings_its_route() {
+        let routes = [route("/api/", &[]), route("/api/admin/", &["admin"])];
+        let met = |path: &str| -> Vec<&str> {
+            let mut met: Vec<&str> = path_readings(path)
+                .iter()
+                .filter_map(|p| route_for(&routes, p))
+                .map(|r| r.prefix.as_str())
+                .collect();
+            met.sort_unstable();
+            met.dedup();
+            met
+        };
         for sneaky in [
             "/api//admin/x",
             "/api/%61dmin/x",
+            "/api/%2561dmin/x",
             "/api/./admin/",
             "/x/../api/admin/y",
+            "/api/public/..;/admin/users",
+            "/api/admin",
         ] {
             assert!(
-                route_for(&routes, &normalize_path(sneaky)).is_some(),
+                met(sneaky).contains(&"/api/admin/"),
                 "{sneaky} slipped past"
             );
         }
+        // Out of a protected prefix by `..`: raw, it is still an admin path.
+        assert_eq!(met("/api/admin/../public/x"), ["/api/", "/api/admin/"]);
+        assert_eq!(met("/api/public/x"), ["/api/"]);
     }
 
     #[test]
@@ -627,6 +710,9 @@ mod tests {
             None
         );
         assert_eq!(find_token(Some("Bearer "), cookies, None, &config), None);
+        // Multi-byte characters around byte 7 (Envoy passes UTF-8 through).
+        assert_eq!(find_token(Some("Beareré.b.c"), [], None, &config), None);
+        assert_eq!(find_token(Some("ééééé"), [], None, &config), None);
         assert_eq!(find_token(None, cookies, None, &config), Some("c.c.c"));
         assert_eq!(
             find_token(None, ["jwt="], Some("x=1&access_token=q.q.q"), &config),
@@ -643,6 +729,10 @@ mod tests {
         assert_eq!(
             find_token(Some("Bearer t.t.t"), [], None, &config),
             Some("t.t.t")
+        );
+        assert_eq!(
+            find_token(Some("abcdefé.x"), [], None, &config),
+            Some("abcdefé.x")
         );
     }
 

@@ -23,8 +23,10 @@
 //!   as "allowed": nginx answers the client 500, Envoy its `status_on_error`
 //!   (403 by default; only `failure_mode_allow: true` would let it pass).
 //! - `x-jwt-reason` carries the precise reason only with `debug_reason`.
-//! - The route path is nginx's `X-Original-URI` header when present, else
-//!   the request path without `path_prefix`.
+//! - The route path (and the query, for `token_query`) is nginx's
+//!   `X-Original-URI` header when present and no `path_prefix` is set, else
+//!   the request's own without `path_prefix` (Envoy HTTP mode: a client
+//!   cannot pick its route with a forged header).
 //!
 //! Verification runs on the connection's task (an ES256 check is ~70 us);
 //! hyper spreads connections over the runtime's workers.
@@ -134,6 +136,7 @@ async fn answer(
     names: &Names,
 ) -> Response<Full<Bytes>> {
     let headers = req.headers();
+    let path = original_uri(&req, config);
     let token = authz::find_token(
         headers
             .get(config.token_header.as_str())
@@ -142,10 +145,10 @@ async fn answer(
             .get_all(COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok()),
-        req.uri().query(),
+        // The client's query (behind nginx: in X-Original-URI).
+        path.split_once('?').map(|(_, q)| q),
         config,
     );
-    let path = original_path(&req, config);
     match authz::decide(verifier, slots, Front::Http, token, &path, config).await {
         Decision::Allow { headers } => {
             let mut response = text(StatusCode::OK, "");
@@ -209,23 +212,33 @@ fn debug_reason(response: &mut Response<Full<Bytes>>, config: &AuthzConfig, reas
     }
 }
 
-/// The path the client asked the proxy for.
-fn original_path(req: &Request<Incoming>, config: &AuthzConfig) -> String {
-    let uri = match req
+/// The URI (path and query) the client asked the proxy for: nginx's
+/// `X-Original-URI` header, else the request's own, without
+/// `http_path_prefix`. With a prefix set (Envoy HTTP mode, which sends
+/// `path_prefix` + the client's path) the header is ignored: a client could
+/// send one through a wide `allowed_headers` and pick its own route.
+fn original_uri(req: &Request<Incoming>, config: &AuthzConfig) -> String {
+    let header = req
         .headers()
         .get("x-original-uri")
         .and_then(|v| v.to_str().ok())
-    {
-        Some(original) => original,
+        .filter(|_| config.path_prefix.is_empty());
+    let uri = match header {
+        Some(original) => original.to_owned(),
         None => {
             let path = req.uri().path();
-            path.strip_prefix(config.path_prefix.as_str())
+            let path = path
+                .strip_prefix(config.path_prefix.as_str())
                 .filter(|_| !config.path_prefix.is_empty())
-                .unwrap_or(path)
+                .unwrap_or(path);
+            match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            }
         }
     };
     if uri.starts_with('/') {
-        uri.to_owned()
+        uri
     } else {
         format!("/{uri}")
     }

@@ -190,10 +190,13 @@ fn routes_require_their_scopes_with_403() {
         prefix = "/api/admin/"
         scopes = ["admin"]
     "#;
-    let front = start(routes, &["--http-path-prefix", "/verify"]);
-    let reader = front.token(json!({"scope": "read"}));
-    let admin = front.token(json!({"scp": ["read", "admin"]}));
-    let check = |path: &str, token: &str, original: Option<&str>| {
+    // Envoy style: path_prefix + the client's path; X-Original-URI ignored.
+    let envoy = start(routes, &["--http-path-prefix", "/verify"]);
+    // nginx style: the client's URI in X-Original-URI.
+    let nginx = start(routes, &[]);
+    let reader = envoy.token(json!({"scope": "read"}));
+    let admin = envoy.token(json!({"scp": ["read", "admin"]}));
+    let check = |front: &Sidecar, path: &str, token: &str, original: Option<&str>| {
         let mut s = connect(&front.socket);
         let original = original.map_or(String::new(), |o| format!("X-Original-URI: {o}\r\n"));
         exchange(
@@ -201,36 +204,51 @@ fn routes_require_their_scopes_with_403() {
             &format!("GET {path} HTTP/1.0\r\nAuthorization: Bearer {token}\r\n{original}\r\n"),
         )
     };
-    // Envoy style: the path after path_prefix.
-    assert_eq!(check("/verify/api/orders", &reader, None).status, 200);
-    let denied = check("/verify/api/admin/users", &reader, None);
+    assert_eq!(
+        check(&envoy, "/verify/api/orders", &reader, None).status,
+        200
+    );
+    let denied = check(&envoy, "/verify/api/admin/users", &reader, None);
     assert_eq!(denied.status, 403);
     assert_eq!(
         denied.header("www-authenticate"),
         Some("Bearer error=\"insufficient_scope\", scope=\"admin\"")
     );
-    assert_eq!(check("/verify/api/admin/users", &admin, None).status, 200);
-    // nginx style: the original URI in a header, the query ignored.
     assert_eq!(
-        check("/verify", &reader, Some("/api/admin/x?y=1")).status,
+        check(&envoy, "/verify/api/admin/users", &admin, None).status,
+        200
+    );
+    assert_eq!(
+        check(&envoy, "/verify/api/admin/users", &reader, Some("/public")).status,
+        403,
+        "a client-sent X-Original-URI picked its route in Envoy mode"
+    );
+    // nginx: the original URI, the query ignored.
+    let nginx_reader = nginx.token(json!({"scope": "read"}));
+    let r = nginx_reader.as_str();
+    assert_eq!(
+        check(&nginx, "/verify", r, Some("/api/admin/x?y=1")).status,
         403
     );
-    assert_eq!(check("/verify", &reader, Some("/public")).status, 200);
+    assert_eq!(check(&nginx, "/verify", r, Some("/public")).status, 200);
     // No spelling of the path slips past the route (the app may decode or
-    // normalize it): escapes, repeated slashes, dot segments.
+    // normalize it): escapes, repeated slashes, dot segments, `;`.
     for sneaky in [
         "/api/%61dmin/users",
         "/api//admin/users",
         "/api/./admin/users",
         "/api/x/../admin/users",
+        "/api/x/..;/admin/users",
+        "/api/admin/../orders",
+        "/api/admin",
     ] {
         assert_eq!(
-            check("/verify", &reader, Some(sneaky)).status,
+            check(&nginx, "/verify", r, Some(sneaky)).status,
             403,
             "{sneaky}"
         );
         assert_eq!(
-            check(&format!("/verify{sneaky}"), &reader, None).status,
+            check(&envoy, &format!("/verify{sneaky}"), &reader, None).status,
             403,
             "{sneaky} (Envoy style)"
         );
@@ -256,6 +274,13 @@ fn cookies_always_and_query_parameters_only_when_named() {
     let a = exchange(
         &mut s,
         &format!("GET /verify?x=1&access_token={token} HTTP/1.0\r\n\r\n"),
+    );
+    assert_eq!(a.status, 200);
+    // Behind nginx the client's query is in X-Original-URI.
+    let mut s = connect(&front.socket);
+    let a = exchange(
+        &mut s,
+        &format!("GET /verify HTTP/1.0\r\nX-Original-URI: /app?access_token={token}\r\n\r\n"),
     );
     assert_eq!(a.status, 200);
 }

@@ -233,11 +233,12 @@ fn with_jwtd_gone_nginx_fails_closed_with_500() {
 fn forged_claim_headers_never_reach_the_app() {
     let stack = Stack::start();
     let token = stack.token(json!({}));
-    let forged = "X-Jwt-Scope: admin\r\nX-Jwt-Sub: mallory\r\n";
+    let forged = "X-Jwt-Scope: admin\r\nX-Jwt-Sub: mallory\r\nX-Jwt-Aud: internal\r\n";
     let (status, _, _) = stack.get_with("/admin/users", Some(&token), forged);
     assert_eq!(status, 403, "the forged scope opened the admin route");
     let (status, _, body) = stack.get_with("/orders", Some(&token), forged);
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("sub=alice "), "{body}");
     assert!(body.contains("scope= "), "the forged scope passed: {body}");
+    assert!(body.contains("aud= "), "the forged audience passed: {body}");
 }
