@@ -945,9 +945,11 @@ pub fn fingerprint(token: &[u8]) -> String {
 /// [`Detector::WINDOW`] seconds against it. Ticked once a second.
 pub struct Detector {
     last: Vec<u64>,
-    /// Per kind, the last `WINDOW` per-second counts (a ring).
-    recent: Vec<[u64; Detector::WINDOW]>,
+    /// Per kind, the last `WINDOW` per-second rates (a ring).
+    recent: Vec<[f64; Detector::WINDOW]>,
     at: usize,
+    /// Ticks so far (the first `WINDOW` only learn).
+    ticks: usize,
     baseline: Vec<f64>,
     surging: Vec<bool>,
     gauges: Vec<Gauge>,
@@ -968,8 +970,9 @@ impl Detector {
         let n = counts.len();
         Detector {
             last: counts,
-            recent: vec![[0; Detector::WINDOW]; n],
+            recent: vec![[0.0; Detector::WINDOW]; n],
             at: 0,
+            ticks: 0,
             baseline: vec![0.0; n],
             surging: vec![false; n],
             gauges: Kind::ALL
@@ -979,19 +982,37 @@ impl Detector {
         }
     }
 
-    /// One second passed; `counts` are the totals now. Returns the kinds
-    /// whose surge state changed (and logs each change).
-    pub fn tick(&mut self, counts: &[u64]) -> Vec<(Kind, bool)> {
+    /// `secs` seconds passed (about one: the admin thread's tick, which may
+    /// run late); `counts` are the totals now. Returns the kinds whose surge
+    /// state changed (and logs each change).
+    ///
+    /// The first [`Detector::WINDOW`] ticks only learn: then each baseline
+    /// is seeded with the *median* per-second rate of that window, so a
+    /// steady background at start-up is normal (not a surge that takes half
+    /// an hour to fade), while a burst in those seconds (a few busy seconds
+    /// among quiet ones) is not mistaken for it and surges at once.
+    pub fn tick(&mut self, counts: &[u64], secs: f64) -> Vec<(Kind, bool)> {
+        let secs = secs.max(0.001);
         let mut changes = Vec::new();
+        self.ticks += 1;
         self.at = (self.at + 1) % Detector::WINDOW;
+        let warming = self.ticks < Detector::WINDOW;
         for (i, kind) in Kind::ALL.iter().enumerate() {
             let (Some(&now), Some(last)) = (counts.get(i), self.last.get_mut(i)) else {
                 continue;
             };
-            let delta = now.saturating_sub(*last);
+            let per_second = now.saturating_sub(*last) as f64 / secs;
             *last = now;
-            self.recent[i][self.at] = delta;
-            let rate = self.recent[i].iter().sum::<u64>() as f64 / Detector::WINDOW as f64;
+            self.recent[i][self.at] = per_second;
+            let rate = self.recent[i].iter().sum::<f64>() / Detector::WINDOW as f64;
+            if warming {
+                continue;
+            }
+            if self.ticks == Detector::WINDOW {
+                let mut window = self.recent[i];
+                window.sort_by(f64::total_cmp);
+                self.baseline[i] = window[Detector::WINDOW / 2];
+            }
             let baseline = self.baseline[i];
             // While a kind surges its baseline learns ten times slower: a
             // long attack stays visible for hours, yet a lasting new normal
@@ -1001,7 +1022,7 @@ impl Detector {
             } else {
                 Detector::TAU
             };
-            self.baseline[i] = baseline + (delta as f64 - baseline) * (1.0 - (-1.0 / tau).exp());
+            self.baseline[i] = baseline + (per_second - baseline) * (1.0 - (-secs / tau).exp());
             let was = self.surging[i];
             let is = if was {
                 rate >= (2.0 * baseline).max(Detector::FLOOR / 2.0)
@@ -1100,22 +1121,58 @@ mod tests {
         // A steady background of 1 every other second: no surge.
         for s in 0..600 {
             counts[kind] += s % 2;
-            assert!(d.tick(&counts).is_empty(), "surge at second {s}");
+            assert!(d.tick(&counts, 1.0).is_empty(), "surge at second {s}");
         }
         // 50/s: a surge within the window, reported once.
         let mut changes = Vec::new();
         for _ in 0..20 {
             counts[kind] += 50;
-            changes.extend(d.tick(&counts));
+            changes.extend(d.tick(&counts, 1.0));
         }
         assert_eq!(changes, [(Kind::BadSignature, true)]);
         // Back to the background: over once the window has passed.
         let mut changes = Vec::new();
         for s in 0..30 {
             counts[kind] += s % 2;
-            changes.extend(d.tick(&counts));
+            changes.extend(d.tick(&counts, 1.0));
         }
         assert_eq!(changes, [(Kind::BadSignature, false)]);
+    }
+
+    #[test]
+    fn a_steady_rate_at_start_up_is_normal_and_a_burst_at_start_up_is_not() {
+        let kind = Kind::UnknownKid.index();
+        // 5/s from the first second on: learned, never a surge.
+        let mut counts = vec![0u64; Kind::ALL.len()];
+        let mut d = Detector::new(counts.clone());
+        for s in 0..300 {
+            counts[kind] += 5;
+            assert!(d.tick(&counts, 1.0).is_empty(), "surge at second {s}");
+        }
+        // 300 at once in the first second, then quiet: a surge when the
+        // warm-up ends.
+        let mut counts = vec![0u64; Kind::ALL.len()];
+        let mut d = Detector::new(counts.clone());
+        counts[kind] += 300;
+        let mut changes = Vec::new();
+        for _ in 0..Detector::WINDOW {
+            changes.extend(d.tick(&counts, 1.0));
+        }
+        assert_eq!(changes, [(Kind::UnknownKid, true)]);
+    }
+
+    #[test]
+    fn a_late_tick_is_not_read_as_a_faster_rate() {
+        let kind = Kind::BadSignature.index();
+        let mut counts = vec![0u64; Kind::ALL.len()];
+        let mut d = Detector::new(counts.clone());
+        for _ in 0..600 {
+            counts[kind] += 2;
+            assert!(d.tick(&counts, 1.0).is_empty());
+        }
+        // The admin thread stalled 30 s: 60 more events, still 2/s.
+        counts[kind] += 60;
+        assert!(d.tick(&counts, 30.0).is_empty());
     }
 
     #[test]
@@ -1127,7 +1184,7 @@ mod tests {
             if s == 30 {
                 counts[Kind::AlgNone.index()] += 5;
             }
-            assert!(d.tick(&counts).is_empty());
+            assert!(d.tick(&counts, 1.0).is_empty());
         }
     }
 

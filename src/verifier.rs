@@ -404,6 +404,7 @@ impl Verifier {
             return Ok(Outcome::UnknownSelector);
         }
         if !self.inner.cache.is_enabled() {
+            self.inner.metrics.cache_miss();
             return Err(Miss { key: None });
         }
         let key = Cache::key(selector, token);

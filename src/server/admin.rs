@@ -144,11 +144,15 @@ impl Admin {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
+        let mut last_tick = Instant::now();
         loop {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = tick.tick() => {
-                    detector.tick(&self.inner.verifier.metrics().anomaly_counts());
+                    let now = Instant::now();
+                    let secs = now.duration_since(last_tick).as_secs_f64();
+                    last_tick = now;
+                    detector.tick(&self.inner.verifier.metrics().anomaly_counts(), secs);
                     ticks += 1;
                     if ticks.is_multiple_of(5) && let Some(h) = &self.inner.handle {
                         h.run_upkeep();
