@@ -262,23 +262,17 @@ pub async fn decide(
         Outcome::Pending(p) => p.finish(verifier, b"", token).await,
         other => other,
     };
-    let decision = match &outcome {
-        Outcome::Valid { result, cached } => {
-            let decision = allow_or_forbid(result, path, config);
-            if let Decision::Allow { .. } = decision {
-                metrics.record(front, &outcome, token, started);
-            } else {
-                metrics.record_forbidden(front, *cached, started);
-            }
-            return decision;
-        }
-        _ => {
+    if let Outcome::Valid { result, cached } = &outcome {
+        let decision = allow_or_forbid(result, path, config);
+        if let Decision::Allow { .. } = decision {
             metrics.record(front, &outcome, token, started);
-            outcome
+        } else {
+            metrics.record_forbidden(front, *cached, started);
         }
-    };
-    match decision {
-        Outcome::Valid { result, .. } => allow_or_forbid(&result, path, config),
+        return decision;
+    }
+    metrics.record(front, &outcome, token, started);
+    match outcome {
         Outcome::Invalid(rejection) => {
             tracing::debug!(reason = rejection.reason.as_str(), "token rejected");
             Decision::Deny {
@@ -288,13 +282,15 @@ pub async fn decide(
             }
         }
         Outcome::NoKeys => Decision::Undecided { reason: "no_keys" },
-        // No selector is sent, and a pending check has been finished above;
-        // both arms are unreachable in practice and fail safe.
-        Outcome::RevocationUnavailable | Outcome::UnknownSelector | Outcome::Pending(_) => {
-            Decision::Undecided {
-                reason: "revocation_unavailable",
-            }
-        }
+        // Valid was answered above, no selector is sent, and a pending check
+        // has been finished: only RevocationUnavailable reaches here in
+        // practice, and the rest fail safe.
+        Outcome::RevocationUnavailable
+        | Outcome::Valid { .. }
+        | Outcome::UnknownSelector
+        | Outcome::Pending(_) => Decision::Undecided {
+            reason: "revocation_unavailable",
+        },
     }
 }
 
@@ -380,8 +376,10 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
         .collect();
     if config.forward_payload {
         use base64::Engine;
+        static NAME: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| Arc::from(PAYLOAD_HEADER));
         headers.push((
-            Arc::from(PAYLOAD_HEADER),
+            NAME.clone(),
             Some(crate::jwks::B64URL.encode(&result.claims.raw)),
         ));
     }

