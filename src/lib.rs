@@ -36,6 +36,7 @@
 //! config    serve settings: flags > JWTD_* env > TOML > defaults, all errors at once
 //! sign      the signing side (mint, keygen, tests); never on a request path
 //! pem       minimal PEM block reader/writer
+//! redact    URLs safe to log (no userinfo, no query string)
 //! ```
 //!
 //! The binary adds `src/cli/` (one module per subcommand: serve, verify,
@@ -84,6 +85,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod pem;
 pub mod protocol;
+pub mod redact;
 pub mod revocation;
 pub mod server;
 pub mod sign;
