@@ -29,9 +29,15 @@ use crate::server::authz::{self, AuthzConfig, ClaimHeader, Route};
 use crate::verifier::{IssuerConfig, VerifierConfig};
 use crate::verify::{self, AlgSet, Algorithm, Policy};
 
-/// The development key set compiled into the binary, used when no key
-/// source is configured so that `jwtd serve` runs out of the box.
+/// The development key set compiled into the binary, served only with an
+/// explicit `--dev` (`JWTD_DEV=1`, `dev = true`): its private key is
+/// published in `deploy/dev/`, so anyone could mint tokens it accepts.
 pub const DEV_JWKS: &str = include_str!("../deploy/dev/jwks.json");
+
+/// The one issuer accepted with `--dev` (`deploy/dev/README.md`): a token
+/// minted for the dev set with any other `iss` is refused, so a dev daemon
+/// never vouches for tokens that look like a real issuer's.
+pub const DEV_ISSUER: &str = "https://jwtd.dev.invalid";
 
 /// Longest refresh period, cooldown or fetch timeout accepted.
 const MAX_REFRESH: Duration = Duration::from_secs(30 * 86_400);
@@ -153,6 +159,8 @@ pub struct RawConfig {
     pub issuers: Option<Vec<RawIssuer>>,
     /// `[[routes]]` tables (config file only).
     pub routes: Option<Vec<RawRoute>>,
+    /// Serve the embedded development key set (`true`/`false`).
+    pub dev: Option<String>,
 }
 
 /// One `[[routes]]` table.
@@ -203,13 +211,28 @@ macro_rules! fields {
             unknown_kid_cooldown, unknown_kid_wait, max_stale, revocation_fail, revocation_prefix,
             revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl,
             http_socket, http_listen, grpc_socket, grpc_listen, token_header, token_cookie,
-            token_query, forward_payload, debug_reason, strip_token, http_path_prefix;
+            token_query, forward_payload, debug_reason, strip_token, http_path_prefix, dev;
             audiences, algorithms, required_claims, redis, claim_headers
         )
     };
 }
 
 impl RawConfig {
+    /// The names of the settings this source gives.
+    pub fn given(&self) -> Vec<&'static str> {
+        macro_rules! given {
+            ($($s:ident),*; $($l:ident),*) => {{
+                let mut names = Vec::new();
+                $(if self.$s.is_some() { names.push(stringify!($s)); })*
+                $(if self.$l.is_some() { names.push(stringify!($l)); })*
+                if self.issuers.is_some() { names.push("issuers"); }
+                if self.routes.is_some() { names.push("routes"); }
+                names
+            }};
+        }
+        fields!(given)
+    }
+
     /// Fills every unset setting from `lower` (a lower-precedence source).
     pub fn or(self, lower: RawConfig) -> RawConfig {
         macro_rules! merge {
@@ -238,7 +261,7 @@ impl RawConfig {
             ($($s:ident),*; $($l:ident),*) => {
                 RawConfig {
                     $($s: get(&format!("JWTD_{}", stringify!($s).to_uppercase())),)*
-                    $($l: get(&format!("JWTD_{}", env_list_name(stringify!($l)))).map(split),)*
+                    $($l: get(&env_name(stringify!($l))).map(split),)*
                     // Several issuers and routes need the structure of the
                     // config file.
                     issuers: None,
@@ -281,7 +304,8 @@ impl RawConfig {
             .remove("routes")
             .and_then(|v| route_tables(v, problems));
         for key in table.keys() {
-            problems.push(format!("config file: unknown setting {key:?}"));
+            let known = setting_names().into_iter().chain(["issuers", "routes"]);
+            problems.push(unknown_key("", key, known));
         }
         raw
     }
@@ -376,7 +400,8 @@ fn route_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<Ra
             )),
         }
         for key in t.keys() {
-            problems.push(format!("config file: routes[{n}]: unknown setting {key:?}"));
+            let known = ["prefix", "scopes", "claims"].into_iter();
+            problems.push(unknown_key(&at, key, known));
         }
         out.push(route);
     }
@@ -432,24 +457,289 @@ fn issuer_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<R
             required_claims: take_list(t, &at, "required_claims", problems),
         };
         for key in t.keys() {
-            problems.push(format!(
-                "config file: issuers[{n}]: unknown setting {key:?}"
-            ));
+            problems.push(unknown_key(&at, key, ISSUER_KEYS.iter().copied()));
         }
         out.push(raw);
     }
     Some(out)
 }
 
-/// Environment variable names of list settings.
-fn env_list_name(field: &str) -> &'static str {
-    match field {
-        "audiences" => "AUDIENCES",
-        "algorithms" => "ALGORITHMS",
-        "redis" => "REDIS",
-        "claim_headers" => "CLAIM_HEADERS",
-        _ => "REQUIRE",
+/// The keys of an `[[issuers]]` table.
+const ISSUER_KEYS: [&str; 10] = [
+    "issuer",
+    "jwks_file",
+    "jwks_url",
+    "discovery",
+    "leeway",
+    "typ",
+    "max_lifetime",
+    "audiences",
+    "algorithms",
+    "required_claims",
+];
+
+/// The problem for an unknown key `at``key` of the config file, with the
+/// known key it was probably meant to be.
+fn unknown_key<'a>(at: &str, key: &str, known: impl Iterator<Item = &'a str>) -> String {
+    match closest(key, known) {
+        Some(k) => format!("config file: {at}{key}: unknown setting; did you mean {k}?"),
+        None => format!("config file: {at}{key}: unknown setting"),
     }
+}
+
+/// Environment variable names (after `JWTD_`) of list settings: the
+/// setting's name upper-cased, except `required_claims`, whose flag and
+/// variable are `--require` / `JWTD_REQUIRE`.
+fn env_list_name(field: &str) -> String {
+    match field {
+        "required_claims" => "REQUIRE".to_owned(),
+        other => other.to_uppercase(),
+    }
+}
+
+/// The command-line flag of a setting (list settings read one item per
+/// flag, hence the singular names).
+fn flag_name(setting: &str) -> String {
+    match setting {
+        "audiences" => "--audience".to_owned(),
+        "required_claims" => "--require".to_owned(),
+        "claim_headers" => "--claim-header".to_owned(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// The environment variable of a setting.
+fn env_name(setting: &str) -> String {
+    macro_rules! is_list {
+        ($($s:ident),*; $($l:ident),*) => { [$(stringify!($l)),*].contains(&setting) };
+    }
+    if fields!(is_list) {
+        format!("JWTD_{}", env_list_name(setting))
+    } else {
+        format!("JWTD_{}", setting.to_uppercase())
+    }
+}
+
+/// Every setting's name (the TOML key), scalars and lists.
+fn setting_names() -> Vec<&'static str> {
+    macro_rules! names {
+        ($($s:ident),*; $($l:ident),*) => { vec![$(stringify!($s),)* $(stringify!($l),)*] };
+    }
+    fields!(names)
+}
+
+/// Every `JWTD_*` variable `jwtd serve` reads.
+pub fn env_names() -> Vec<String> {
+    setting_names().into_iter().map(env_name).collect()
+}
+
+/// One problem per `JWTD_*` variable among `names` that no setting reads:
+/// a misspelt variable is otherwise silently ignored, and the setting it
+/// meant keeps its default (`JWTD_AUDIENCE` would leave audiences
+/// unchecked). Each names the variable and, when one is close, the one
+/// that was probably meant.
+pub fn unknown_env<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Vec<String> {
+    let known = env_names();
+    let mut problems = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        if !name.starts_with("JWTD_") || known.iter().any(|k| k == name) {
+            continue;
+        }
+        // A list setting's TOML name used as a variable
+        // (JWTD_REQUIRED_CLAIMS) means its variable (JWTD_REQUIRE).
+        let by_setting = setting_names()
+            .into_iter()
+            .find(|s| format!("JWTD_{}", s.to_uppercase()) == name)
+            .map(env_name);
+        let hint = by_setting
+            .or_else(|| closest(name, known.iter().map(String::as_str)).map(str::to_owned));
+        problems.push(match hint {
+            Some(h) => format!("{name}: not a jwtd setting; did you mean {h}?"),
+            None => format!(
+                "{name}: not a jwtd setting (docs/configuration.md lists the JWTD_* variables)"
+            ),
+        });
+    }
+    problems.sort();
+    problems
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough
+/// to be a typo (at most 2 edits, and fewer than a third of the word).
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = 2.min(word.len() / 3).max(1);
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over bytes (setting names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// Where a setting's value came from, so that a problem names what the user
+/// has to change: the flag, the variable, or the file and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag.
+    Flag(String),
+    /// An environment variable.
+    Env(String),
+    /// A line of the config file (`None` where the parser gave no position).
+    File(String, Option<usize>),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Flag(flag) => f.write_str(flag),
+            Origin::Env(var) => f.write_str(var),
+            Origin::File(path, Some(line)) => write!(f, "{path}:{line}"),
+            Origin::File(path, None) => f.write_str(path),
+        }
+    }
+}
+
+/// The origin of every setting that was given, keyed by the name problems
+/// start with (`leeway`, `issuers[0].leeway`, `routes[1].prefix`).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    given: std::collections::HashMap<String, Origin>,
+    /// The config file's name, for problems of the file as a whole.
+    file: Option<String>,
+}
+
+impl Origins {
+    /// Records where each setting given in `flags`, `env` and the file
+    /// (`file`: its path, text and parsed settings) came from; the highest
+    /// precedence source wins, as in [`RawConfig::or`].
+    pub fn new(
+        flags: &RawConfig,
+        env: &RawConfig,
+        file: Option<(&str, &str, &RawConfig)>,
+    ) -> Origins {
+        let mut given = std::collections::HashMap::new();
+        if let Some((path, text, raw)) = file {
+            let lines = toml_lines(text);
+            for name in raw.given() {
+                given.insert(
+                    name.to_owned(),
+                    Origin::File(path.to_owned(), lines.get(name).copied()),
+                );
+            }
+            // Keys inside tables (`issuers[0].leeway`), by their line.
+            for (key, line) in lines {
+                given
+                    .entry(key)
+                    .or_insert_with(|| Origin::File(path.to_owned(), Some(line)));
+            }
+        }
+        for name in env.given() {
+            given.insert(name.to_owned(), Origin::Env(env_name(name)));
+        }
+        for name in flags.given() {
+            given.insert(name.to_owned(), Origin::Flag(flag_name(name)));
+        }
+        Origins {
+            given,
+            file: file.map(|(path, _, _)| path.to_owned()),
+        }
+    }
+
+    /// Where the setting `name` came from, if it was given.
+    pub fn of(&self, name: &str) -> Option<&Origin> {
+        self.given.get(name)
+    }
+
+    /// `problem` prefixed with the origin of the setting it starts with
+    /// (`JWTD_LEEWAY: leeway: ...`, `jwtd.toml:3: leeway: ...`); problems of
+    /// the file itself (`config file: ...`) name the file and, where known,
+    /// the line. Problems about no single given setting are returned as
+    /// they are.
+    pub fn locate(&self, problem: &str) -> String {
+        if let Some(rest) = problem.strip_prefix("config file: ") {
+            let file = self.file.as_deref().unwrap_or("config file");
+            let key = rest.split(": ").next().unwrap_or_default();
+            return match self.given.get(key) {
+                Some(Origin::File(_, Some(line))) => format!("{file}:{line}: {rest}"),
+                _ => format!("{file}: {rest}"),
+            };
+        }
+        let Some((key, _)) = problem.split_once(": ") else {
+            return problem.to_owned();
+        };
+        // A table's setting that the table leaves unset was inherited from
+        // the top level: that is where to change it.
+        let inherited = key
+            .split_once("].")
+            .map(|(_, setting)| setting)
+            .unwrap_or(key);
+        match self.given.get(key).or_else(|| self.given.get(inherited)) {
+            Some(origin) => format!("{origin}: {problem}"),
+            None => problem.to_owned(),
+        }
+    }
+}
+
+/// The line of every key of a TOML document, by the name problems use:
+/// `leeway`, `issuers[0]` (the table's header), `issuers[0].leeway`,
+/// `routes[1].claims.role`, `claim_headers.x-user`. Empty when the text
+/// does not parse (the parse error carries its own position).
+fn toml_lines(text: &str) -> std::collections::HashMap<String, usize> {
+    use toml::de::{DeTable, DeValue};
+    fn line(text: &str, offset: usize) -> usize {
+        text.as_bytes()[..offset.min(text.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+    fn walk(
+        text: &str,
+        prefix: &str,
+        table: &DeTable<'_>,
+        out: &mut std::collections::HashMap<String, usize>,
+    ) {
+        for (key, value) in table {
+            let name = format!("{prefix}{}", key.get_ref());
+            out.insert(name.clone(), line(text, key.span().start));
+            match value.get_ref() {
+                DeValue::Table(inner) => walk(text, &format!("{name}."), inner, out),
+                DeValue::Array(items) => {
+                    for (n, item) in items.iter().enumerate() {
+                        if let DeValue::Table(inner) = item.get_ref() {
+                            let at = format!("{name}[{n}]");
+                            out.insert(at.clone(), line(text, item.span().start));
+                            walk(text, &format!("{at}."), inner, out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    if let Ok(doc) = DeTable::parse(text) {
+        walk(text, "", doc.get_ref(), &mut out);
+    }
+    out
 }
 
 /// Where one issuer's keys come from.
@@ -572,11 +862,12 @@ impl Check {
         })
     }
 
-    /// A boolean: `true` or `false` (default false).
+    /// A boolean: `true` or `false`, also `1` or `0` (as `JWTD_DEV=1`);
+    /// default false.
     fn flag(&mut self, name: &str, v: Option<&str>) -> bool {
         match v.map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
             Some(other) => {
                 self.problems
                     .push(format!("{name}: {other:?} is neither true nor false"));
@@ -738,11 +1029,18 @@ impl Config {
         // With [[issuers]] tables, even one, every table must name its issuer
         // and its key source: nothing falls back to the development keys.
         let tables = raw.issuers.as_ref().is_some_and(|t| !t.is_empty());
+        let dev = c.flag("dev", raw.dev.as_deref());
+        if dev && tables {
+            c.problems.push(
+                "dev: the embedded development key set cannot be combined with [[issuers]] tables"
+                    .to_owned(),
+            );
+        }
         let mut sources = Vec::new();
         let mut issuers = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (prefix, table) in &issuer_tables {
-            let (source, issuer) = key_source(&mut c, prefix, table, tables);
+            let (source, issuer) = key_source(&mut c, prefix, table, tables, dev);
             let policy = policy(&mut c, prefix, table, issuer, max_token_bytes);
             if let Some(iss) = &policy.issuer
                 && !names.insert(iss.clone())
@@ -1152,6 +1450,7 @@ fn key_source(
     prefix: &str,
     t: &RawIssuer,
     table: bool,
+    dev: bool,
 ) -> (IssuerSource, Option<String>) {
     let given = [&t.jwks_file, &t.jwks_url, &t.discovery]
         .iter()
@@ -1161,6 +1460,12 @@ fn key_source(
         c.problems.push(format!(
             "{prefix}jwks_file, jwks_url, discovery: set exactly one key source, not {given}"
         ));
+    }
+    if dev && given > 0 && !table {
+        c.problems.push(
+            "dev: the embedded development key set cannot be combined with jwks_file, jwks_url or discovery"
+                .to_owned(),
+        );
     }
     let mut issuer = t.issuer.clone();
     let remote = |c: &mut Check, name: &str, endpoint: Result<Endpoint, String>| match endpoint {
@@ -1213,12 +1518,30 @@ fn key_source(
             source: KeySource::EmbeddedDev,
             keys: None,
         }
-    } else {
+    } else if dev {
+        // Only the dev issuer: the published key must not vouch for tokens
+        // that claim to come from anywhere else.
+        match &issuer {
+            Some(iss) if iss != DEV_ISSUER => c.problems.push(format!(
+                "issuer: {iss:?} with dev: the development key set serves only {DEV_ISSUER:?}"
+            )),
+            _ => issuer = Some(DEV_ISSUER.to_owned()),
+        }
         IssuerSource {
             source: KeySource::EmbeddedDev,
             keys: KeySet::from_jwks(DEV_JWKS.as_bytes())
                 .map_err(|e| c.problems.push(format!("embedded dev key set: {e}")))
                 .ok(),
+        }
+    } else {
+        c.problems.push(
+            "no key source: set jwks_file, jwks_url or discovery (or [[issuers]] tables in the config file); \
+             for the published development key set, and never in production, pass --dev (JWTD_DEV=1, dev = true)"
+                .to_owned(),
+        );
+        IssuerSource {
+            source: KeySource::EmbeddedDev,
+            keys: None,
         }
     };
     if table && issuer.is_none() {
@@ -1263,10 +1586,10 @@ fn policy(
             .map(|a| Box::from(a.as_str()))
             .collect(),
         leeway: leeway.as_secs(),
-        required: match &t.required_claims {
-            None => vec!["exp".into()],
-            Some(list) => list.iter().map(|s| Box::from(s.trim())).collect(),
-        },
+        required: required_claims(t.required_claims.as_deref()).unwrap_or_else(|e| {
+            c.problems.push(format!("{prefix}required_claims: {e}"));
+            vec!["exp".into()]
+        }),
         max_lifetime,
         typ: t.typ.as_deref().map(Box::from),
         max_token_bytes,
@@ -1286,6 +1609,55 @@ fn policy(
         ));
     }
     policy
+}
+
+/// The claims a token must carry, from the `required_claims` list
+/// (`--require`): `exp` and every claim listed. The list adds to `exp`; it
+/// never silently drops it (a token without `exp` would be valid forever,
+/// and cached up to `cache_max_ttl`). Accepting tokens without `exp` needs
+/// the explicit item `-exp`. Empty items are ignored.
+///
+/// # Errors
+///
+/// A `-claim` item other than `-exp` (only `exp` is required by default, so
+/// nothing else can be removed), or a list that both requires and removes
+/// `exp`.
+///
+/// ```
+/// use jwtd::config::required_claims;
+/// assert_eq!(required_claims(None).unwrap(), vec![Box::from("exp")]);
+/// assert_eq!(required_claims(Some(&["sub".into()])).unwrap(), vec![Box::from("exp"), Box::from("sub")]);
+/// assert_eq!(required_claims(Some(&["sub".into(), "-exp".into()])).unwrap(), vec![Box::from("sub")]);
+/// ```
+pub fn required_claims(list: Option<&[String]>) -> Result<Vec<Box<str>>, String> {
+    let items: Vec<&str> = list
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.trim())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let without_exp = items.contains(&"-exp");
+    if let Some(other) = items
+        .iter()
+        .find(|c| c.starts_with('-') && **c != "-exp")
+    {
+        return Err(format!(
+            "{other:?}: only exp is required by default, so only -exp can remove a claim"
+        ));
+    }
+    if without_exp && items.contains(&"exp") {
+        return Err("lists both exp and -exp".to_owned());
+    }
+    let mut required: Vec<Box<str>> = Vec::new();
+    if !without_exp {
+        required.push("exp".into());
+    }
+    for claim in items.into_iter().filter(|c| !c.starts_with('-')) {
+        if !required.iter().any(|r| **r == *claim) {
+            required.push(claim.into());
+        }
+    }
+    Ok(required)
 }
 
 /// Validates a tracing filter without the subscriber crate (the library

@@ -1,4 +1,5 @@
-//! Text that is safe to log: URLs without their credentials.
+//! Text that is safe to log: URLs without their credentials, and strings
+//! from tokens that cannot forge or hide log lines.
 //!
 //! Every URL jwtd logs or puts in an error (Redis, JWKS, discovery, a
 //! redirect target) goes through [`url`] first. A Redis URL carries its
@@ -59,6 +60,51 @@ pub fn urls<S: AsRef<str>>(urls: &[S]) -> String {
         .join(", ")
 }
 
+/// `s` cut to `max_chars` characters, with every character that could
+/// forge a log line or hide what it says written as a `\u{..}` escape:
+/// control characters (newlines, escape sequences), the Unicode line and
+/// paragraph separators (U+2028, U+2029: JSON parsers in JavaScript and many
+/// log viewers break lines there), and the bidirectional formatting
+/// characters (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069:
+/// "Trojan Source" reordering). A backslash is doubled, so an escape in the
+/// output always came from here.
+///
+/// For strings taken from tokens or key sets (`kid`, `iss`), in text and
+/// JSON logs alike: JSON escaping alone leaves U+2028 and U+202E as they are.
+///
+/// ```
+/// assert_eq!(jwtd::redact::text("a\u{202e}b\nc", 64), "a\\u{202e}b\\u{a}c");
+/// assert_eq!(jwtd::redact::text("abcdef", 3), "abc");
+/// ```
+pub fn text(s: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max_chars * 4));
+    for c in s.chars().take(max_chars) {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if unsafe_in_logs(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Characters [`text`] escapes.
+fn unsafe_in_logs(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +127,25 @@ mod tests {
             assert_eq!(url(given), shown, "{given}");
         }
         assert!(!url("redis://a:b@c@d/").contains('b'));
+    }
+
+    #[test]
+    fn token_text_cannot_forge_or_reorder_log_lines() {
+        for (given, shown) in [
+            ("kid-1", "kid-1"),
+            ("a\nb", "a\\u{a}b"),
+            ("a\r\n2026-12-05 INFO forged", "a\\u{d}\\u{a}2026-12-05 INFO forged"),
+            ("\u{1b}[31mred", "\\u{1b}[31mred"),
+            ("x\u{2028}y\u{2029}z", "x\\u{2028}y\\u{2029}z"),
+            ("\u{202e}fdp.exe", "\\u{202e}fdp.exe"),
+            ("\u{2066}\u{2069}\u{200f}\u{61c}", "\\u{2066}\\u{2069}\\u{200f}\\u{61c}"),
+            ("back\\slash", "back\\\\slash"),
+            ("ünïcödé ok", "ünïcödé ok"),
+        ] {
+            assert_eq!(text(given, 64), shown, "{given:?}");
+        }
+        // Cut by characters, never inside one.
+        assert_eq!(text("ééé", 2), "éé");
     }
 
     #[test]

@@ -32,8 +32,8 @@ pub struct Args {
     /// Clock skew allowed on exp/nbf/iat (e.g. 30, 30s, 2m; at most 5m).
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = super::duration_secs)]
     leeway: u64,
-    /// Claims that must be present, comma-separated [default: exp]; pass an
-    /// empty value to require none.
+    /// Claims that must be present besides exp, comma-separated; `-exp`
+    /// accepts tokens without exp (e.g. --require=sub,-exp).
     #[arg(long, value_name = "CLAIM,...", value_delimiter = ',')]
     require: Option<Vec<String>>,
     /// Required header typ (e.g. at+jwt).
@@ -63,15 +63,10 @@ fn configure(args: &Args) -> Result<(Policy, KeySet), Vec<String>> {
             Err(e) => problems.push(format!("--algorithms: {e}")),
         }
     }
-    let required = match &args.require {
-        None => vec!["exp".into()],
-        Some(list) => list
-            .iter()
-            .map(|c| c.trim())
-            .filter(|c| !c.is_empty())
-            .map(Box::from)
-            .collect(),
-    };
+    let required = jwtd::config::required_claims(args.require.as_deref()).unwrap_or_else(|e| {
+        problems.push(format!("--require: {e}"));
+        Vec::new()
+    });
     let policy = Policy {
         algorithms: if args.algorithms.is_empty() {
             AlgSet::all()

@@ -32,8 +32,8 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon on a Unix socket (see `jwtd serve --help`; with no
-    /// arguments it serves the embedded development key set).
+    /// Run the daemon on a Unix socket (see `jwtd serve --help`; `jwtd
+    /// serve --dev` tries it out on the embedded development key set).
     Serve(serve::Args),
     /// Ask a running daemon about one token.
     ///
@@ -67,8 +67,10 @@ enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // With no subcommand, jwtd serves with its defaults: README's first
-    // command is just `cargo run`.
+    // With no subcommand, jwtd serves as configured by JWTD_* variables (a
+    // container's entry point); with no key source configured that stops
+    // with exit 64 naming the settings that give keys: the development set
+    // needs an explicit `--dev`.
     let command = cli
         .command
         .unwrap_or(Command::Serve(serve::Args::default()));

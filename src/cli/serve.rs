@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use jwtd::config::{Config, EXIT_CONFIG, KeySource, RawConfig};
+use jwtd::config::{Config, EXIT_CONFIG, KeySource, Origins, RawConfig};
 use jwtd::jwks::source;
 use jwtd::revocation::Revocation;
 use jwtd::server::admin::Admin;
@@ -26,8 +26,9 @@ pub struct Args {
     /// Socket file permissions, octal [default: 0660].
     #[arg(long, value_name = "MODE")]
     socket_mode: Option<String>,
-    /// Trusted JWK set or PEM public key file, re-read when it changes
-    /// [default: the embedded development set].
+    /// Trusted JWK set or PEM public key file, re-read when it changes.
+    /// One key source (this, --jwks-url, --discovery, [[issuers]] in the
+    /// config file, or --dev) is required.
     #[arg(long, value_name = "FILE")]
     jwks_file: Option<String>,
     /// Trusted JWK set URL, fetched in the background (https, or http to
@@ -50,7 +51,8 @@ pub struct Args {
     /// Clock skew allowed on exp/nbf/iat [default: 30s; at most 5m].
     #[arg(long, value_name = "DURATION")]
     leeway: Option<String>,
-    /// Required claims, comma-separated [default: exp].
+    /// Claims required besides exp, comma-separated; the item -exp accepts
+    /// tokens without exp (e.g. --require=sub,-exp) [default: exp only].
     #[arg(long, value_name = "CLAIM,...", value_delimiter = ',')]
     require: Option<Vec<String>>,
     /// Required header typ (e.g. at+jwt).
@@ -208,6 +210,11 @@ pub struct Args {
     /// (Envoy's path_prefix) [default: none].
     #[arg(long, value_name = "PREFIX")]
     http_path_prefix: Option<String>,
+    /// Serve the embedded DEVELOPMENT key set (issuer https://jwtd.dev.invalid),
+    /// whose private key is published in deploy/dev/: for trying jwtd out,
+    /// never in production.
+    #[arg(long)]
+    dev: bool,
 }
 
 impl Args {
@@ -268,16 +275,23 @@ impl Args {
             http_path_prefix: self.http_path_prefix.clone(),
             issuers: None,
             routes: None,
+            dev: self.dev.then(|| "true".to_owned()),
         }
     }
 }
 
-/// Gathers flags, environment and file, then validates; prints every problem.
+/// Gathers flags, environment and file, then validates; prints every
+/// problem, each naming where the bad value came from (the flag, the
+/// `JWTD_*` variable, or the file and line).
 fn configure(args: &Args) -> Result<Config, ExitCode> {
     let mut problems = Vec::new();
+    let mut text = String::new();
     let file = match &args.config {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => RawConfig::from_toml(&text, &mut problems),
+            Ok(t) => {
+                text = t;
+                RawConfig::from_toml(&text, &mut problems)
+            }
             Err(e) => {
                 problems.push(format!("--config {path}: {e}"));
                 RawConfig::default()
@@ -285,10 +299,19 @@ fn configure(args: &Args) -> Result<Config, ExitCode> {
         },
         None => RawConfig::default(),
     };
-    let raw = args
-        .raw()
-        .or(RawConfig::from_env(|k| std::env::var(k).ok()))
-        .or(file);
+    let vars: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("JWTD_"))
+        .collect();
+    problems.extend(jwtd::config::unknown_env(&vars));
+    let flags = args.raw();
+    let env = RawConfig::from_env(|k| std::env::var(k).ok());
+    let origins = Origins::new(
+        &flags,
+        &env,
+        args.config.as_deref().map(|path| (path, text.as_str(), &file)),
+    );
+    let raw = flags.or(env).or(file);
     match Config::from_raw(raw) {
         Ok(config) if problems.is_empty() => Ok(config),
         Ok(_) => Err(problems),
@@ -299,7 +322,7 @@ fn configure(args: &Args) -> Result<Config, ExitCode> {
     }
     .map_err(|problems| {
         for p in &problems {
-            eprintln!("jwtd: config: {p}");
+            eprintln!("jwtd: config: {}", origins.locate(p));
         }
         eprintln!(
             "jwtd: {} configuration problem(s); not starting",
@@ -570,7 +593,8 @@ fn start_sources(
         }
         match &issuer.source {
             KeySource::EmbeddedDev => tracing::warn!(
-                "no key source configured: trusting the embedded DEVELOPMENT key set (deploy/dev/jwks.json); never use this in production"
+                issuer = jwtd::config::DEV_ISSUER,
+                "--dev: trusting the embedded DEVELOPMENT key set (deploy/dev/jwks.json), whose private key is published; never use this in production"
             ),
             KeySource::File(path) => {
                 tracing::info!(issuer = %name, path = %path.display(), "key set loaded; watching the file");

@@ -1,21 +1,194 @@
 use super::*;
 
+/// Settings from `JWTD_*` variables. Tests of other settings that name no
+/// key source run on the development set (`JWTD_DEV=1`), as `serve --dev`.
 fn raw(pairs: &[(&str, &str)]) -> RawConfig {
-    let map: std::collections::HashMap<String, String> = pairs
+    let mut map: std::collections::HashMap<String, String> = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
+    if !["JWTD_JWKS_FILE", "JWTD_JWKS_URL", "JWTD_DISCOVERY", "JWTD_DEV"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+    {
+        map.insert("JWTD_DEV".into(), "1".into());
+    }
     RawConfig::from_env(|k| map.get(k).cloned())
 }
 
+/// Only the environment given, nothing added.
+fn env_only(pairs: &[(&str, &str)]) -> RawConfig {
+    let map: std::collections::HashMap<&str, &str> = pairs.iter().copied().collect();
+    RawConfig::from_env(|k| map.get(k).map(|v| (*v).to_owned()))
+}
+
 #[test]
-fn defaults_run_on_the_embedded_dev_key_set() {
-    let c = Config::from_raw(RawConfig::default()).expect("defaults are valid");
-    assert_eq!(c.sources.len(), 1);
-    assert_eq!(c.sources[0].source, KeySource::EmbeddedDev);
-    assert_eq!(c.sources[0].keys.as_ref().unwrap().keys().len(), 1);
+fn without_a_key_source_serve_refuses_to_start_and_says_which_settings_give_keys() {
+    let problems = Config::from_raw(RawConfig::default()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    for named in ["jwks_file", "jwks_url", "discovery", "[[issuers]]", "--dev"] {
+        assert!(problems[0].contains(named), "{named} in {problems:?}");
+    }
+    // Other settings do not change that.
+    let problems = Config::from_raw(env_only(&[("JWTD_ISSUER", "https://idp")])).unwrap_err();
+    assert!(problems[0].starts_with("no key source"), "{problems:?}");
+}
+
+#[test]
+fn dev_serves_the_embedded_set_for_the_dev_issuer_only() {
+    for spelling in ["1", "true"] {
+        let c = Config::from_raw(env_only(&[("JWTD_DEV", spelling)])).expect("dev is valid");
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.sources[0].source, KeySource::EmbeddedDev);
+        assert_eq!(c.sources[0].keys.as_ref().unwrap().keys().len(), 1);
+        assert_eq!(
+            c.verifier.issuers[0].policy.issuer.as_deref(),
+            Some(DEV_ISSUER)
+        );
+    }
+    let mut problems = Vec::new();
+    let file = RawConfig::from_toml("dev = true\n", &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(Config::from_raw(file).is_ok());
+    // JWTD_DEV=0 is not dev.
+    assert!(Config::from_raw(env_only(&[("JWTD_DEV", "0")])).is_err());
+    // The dev set never vouches for another issuer, nor mixes with real keys.
+    for (pairs, expected) in [
+        (
+            vec![("JWTD_DEV", "1"), ("JWTD_ISSUER", "https://idp.example")],
+            "issuer: \"https://idp.example\" with dev",
+        ),
+        (
+            vec![("JWTD_DEV", "1"), ("JWTD_JWKS_URL", "https://idp.example/jwks")],
+            "dev: the embedded development key set cannot be combined",
+        ),
+        (vec![("JWTD_DEV", "yes please")], "dev: \"yes please\""),
+    ] {
+        let problems = Config::from_raw(env_only(&pairs)).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} in {problems:#?}"
+        );
+    }
+    let mut problems = Vec::new();
+    let file = RawConfig::from_toml(
+        "dev = true\n[[issuers]]\nissuer = \"a\"\njwks_file = \"/x\"\n",
+        &mut problems,
+    );
+    let problems = Config::from_raw(file).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.contains("[[issuers]]") && p.starts_with("dev:")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn unknown_jwtd_variables_are_problems_with_a_suggestion() {
+    let problems = unknown_env([
+        "JWTD_JWKS_URI",
+        "JWTD_AUDIENCE",
+        "JWTD_REQUIRED_CLAIMS",
+        "JWTD_LEEWAY",
+        "JWTD_DEV",
+        "JWTD_FROBNICATE",
+        "HOME",
+        "XJWTD_LEEWAY",
+    ]);
+    assert_eq!(
+        problems,
+        vec![
+            "JWTD_AUDIENCE: not a jwtd setting; did you mean JWTD_AUDIENCES?",
+            "JWTD_FROBNICATE: not a jwtd setting (docs/configuration.md lists the JWTD_* variables)",
+            "JWTD_JWKS_URI: not a jwtd setting; did you mean JWTD_JWKS_URL?",
+            "JWTD_REQUIRED_CLAIMS: not a jwtd setting; did you mean JWTD_REQUIRE?",
+        ]
+    );
+    // Every variable a setting reads is known.
+    assert!(unknown_env(env_names()).is_empty());
+    for name in env_names() {
+        assert!(name.starts_with("JWTD_") && name == name.to_uppercase(), "{name}");
+    }
+}
+
+#[test]
+fn problems_name_the_variable_the_flag_or_the_file_line() {
+    let text = "# jwtd\nsocket = \"/run/x.sock\"\nleeway = \"1h\"\nleewy = 3\n\n[[issuers]]\nissuer = \"a\"\njwks_uri = \"https://a\"\n";
+    let mut problems = Vec::new();
+    let file = RawConfig::from_toml(text, &mut problems);
+    let env = env_only(&[("JWTD_CACHE_MAX_TTL", "0"), ("JWTD_MAX_STALE", "1500ms")]);
+    let flags = RawConfig {
+        max_connections: Some("0".into()),
+        ..RawConfig::default()
+    };
+    let origins = Origins::new(&flags, &env, Some(("/etc/jwtd.toml", text, &file)));
+    problems.extend(Config::from_raw(flags.or(env).or(file)).unwrap_err());
+    let located: Vec<String> = problems.iter().map(|p| origins.locate(p)).collect();
+    for expected in [
+        "/etc/jwtd.toml:4: leewy: unknown setting; did you mean leeway?",
+        "/etc/jwtd.toml:8: issuers[0].jwks_uri: unknown setting; did you mean jwks_url?",
+        "/etc/jwtd.toml:3: issuers[0].leeway: ",
+        "JWTD_CACHE_MAX_TTL: cache_max_ttl: must be at least 1s",
+        "JWTD_MAX_STALE: max_stale: ",
+        "--max-connections: max_connections: 0 is outside",
+    ] {
+        assert!(
+            located.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} in {located:#?}"
+        );
+    }
+    // A syntax error names the file; the parser's message names the line.
+    let mut problems = Vec::new();
+    let bad = "socket = \"a\"\nleeway = \n";
+    RawConfig::from_toml(bad, &mut problems);
+    let origins = Origins::new(
+        &RawConfig::default(),
+        &RawConfig::default(),
+        Some(("j.toml", bad, &RawConfig::default())),
+    );
+    let located = origins.locate(&problems[0]);
+    assert!(located.starts_with("j.toml: ") && located.contains("line 2"), "{located}");
+}
+
+#[test]
+fn required_claims_add_to_exp_and_only_minus_exp_removes_it() {
+    let list = |items: &[&str]| -> Vec<String> { items.iter().map(|s| (*s).to_owned()).collect() };
+    let boxed = |items: &[&str]| -> Vec<Box<str>> { items.iter().map(|s| Box::from(*s)).collect() };
+    assert_eq!(required_claims(None).unwrap(), boxed(&["exp"]));
+    assert_eq!(required_claims(Some(&[])).unwrap(), boxed(&["exp"]));
+    assert_eq!(required_claims(Some(&list(&[""]))).unwrap(), boxed(&["exp"]));
+    assert_eq!(
+        required_claims(Some(&list(&["sub", "jti"]))).unwrap(),
+        boxed(&["exp", "sub", "jti"])
+    );
+    assert_eq!(
+        required_claims(Some(&list(&["exp", "sub", "sub"]))).unwrap(),
+        boxed(&["exp", "sub"])
+    );
+    assert_eq!(required_claims(Some(&list(&["-exp"]))).unwrap(), boxed(&[]));
+    assert_eq!(
+        required_claims(Some(&list(&["sub", " -exp "]))).unwrap(),
+        boxed(&["sub"])
+    );
+    assert!(required_claims(Some(&list(&["-sub"]))).is_err());
+    assert!(required_claims(Some(&list(&["exp", "-exp"]))).is_err());
+    // Through the settings: JWTD_REQUIRE=sub still requires exp.
+    let c = Config::from_raw(raw(&[("JWTD_REQUIRE", "sub")])).unwrap();
+    assert_eq!(c.verifier.issuers[0].policy.required, boxed(&["exp", "sub"]));
+    let problems = Config::from_raw(raw(&[("JWTD_REQUIRE", "-iat")])).unwrap_err();
+    assert!(problems[0].starts_with("required_claims: \"-iat\""), "{problems:?}");
+}
+
+#[test]
+fn defaults_with_dev() {
+    let c = Config::from_raw(raw(&[])).expect("defaults are valid");
     assert_eq!(c.socket_mode, 0o660);
-    assert_eq!(c.verifier.issuers[0].policy, Policy::default());
+    assert_eq!(
+        c.verifier.issuers[0].policy,
+        Policy {
+            issuer: Some(DEV_ISSUER.into()),
+            ..Policy::default()
+        }
+    );
     assert_eq!(c.verifier.cache_entries, 100_000);
     assert_eq!(c.verifier.cache_max_ttl, 600);
     assert_eq!(c.max_frame_bytes, 65_536);
@@ -116,13 +289,13 @@ fn toml_problems_are_all_reported() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("unknown setting \"frobnicate\"")),
+            .any(|p| p.contains("frobnicate: unknown setting")),
         "{problems:?}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("unknown setting \"colour\"")),
+            .any(|p| p.contains("colour: unknown setting")),
         "{problems:?}"
     );
     assert!(
@@ -397,7 +570,7 @@ fn unknown_keys_in_issuer_tables_are_problems() {
     );
     assert_eq!(
         problems,
-        ["config file: issuers[0]: unknown setting \"jwks_uri\""]
+        ["config file: issuers[0].jwks_uri: unknown setting; did you mean jwks_url?"]
     );
 }
 
@@ -453,6 +626,7 @@ fn refresh_settings_are_bounded() {
 fn front_settings_are_read() {
     let c = from_toml(
         r#"
+        dev = true
         http_socket = "/run/jwtd/http.sock"
         grpc_socket = "/run/jwtd/grpc.sock"
         grpc_listen = "127.0.0.1:9191"
@@ -508,7 +682,7 @@ fn front_settings_are_read() {
     );
 
     // Defaults: the four x-jwt-* headers, the Authorization header.
-    let c = from_toml("").unwrap();
+    let c = from_toml("dev = true").unwrap();
     assert_eq!(c.fronts.authz, crate::server::authz::AuthzConfig::default());
     assert_eq!(c.fronts.authz.claim_headers.len(), 4);
     // The environment and the command line write mappings as a list.
@@ -525,7 +699,7 @@ fn front_settings_are_read() {
         problems,
         [
             "config file: routes[0].claims: expected a table of claim = [values], found array",
-            "config file: routes[0]: unknown setting \"method\"",
+            "config file: routes[0].method: unknown setting",
         ]
     );
 }

@@ -462,13 +462,37 @@ fn check_require_custom_claim() {
 }
 
 #[test]
-fn check_require_empty_accepts_a_token_without_exp() {
+fn require_never_silently_drops_exp() {
     let keys = keygen("ES256", &[]);
-    let token = mint(keys.private(), &["--no-exp"]);
-    // exp is required by default.
+    let token = mint(
+        keys.private(),
+        &["--no-exp", "--claims", r#"{"tenant":"t1"}"#],
+    );
+    // exp is required by default, and a list of claims adds to it: neither
+    // an empty list nor one naming other claims accepts a token without exp.
     assert_rejected(&check(&["--jwks", keys.jwks()], &token), "missing_claim");
-    let v = assert_valid(&check(&["--jwks", keys.jwks(), "--require="], &token));
+    for require in ["--require=", "--require=tenant", "--require=tenant,sub"] {
+        assert_rejected(
+            &check(&["--jwks", keys.jwks(), require], &token),
+            "missing_claim",
+        );
+    }
+    // Only the explicit -exp accepts it.
+    let v = assert_valid(&check(
+        &["--jwks", keys.jwks(), "--require=tenant,-exp"],
+        &token,
+    ));
     assert!(v["claims"].get("exp").is_none(), "{v}");
+    // Removing any other claim is a usage error, not a silent no-op.
+    let out = run_jwtd(
+        &["check", "--jwks", keys.jwks(), "--require=-sub", &token],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only -exp"),
+        "{out:?}"
+    );
 }
 
 #[test]
