@@ -467,7 +467,7 @@ fn a_stale_socket_is_replaced_but_a_live_one_is_not_stolen() {
     let d = Daemon::start(&[]);
     // Live: a second daemon on the same path must refuse and leave it alone.
     let out = Command::new(jwtd_bin())
-        .args(["serve", "--socket"])
+        .args(["serve", "--dev", "--socket"])
         .arg(&d.socket)
         .output()
         .unwrap();
@@ -484,7 +484,7 @@ fn a_stale_socket_is_replaced_but_a_live_one_is_not_stolen() {
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
     let mut child = Command::new(jwtd_bin())
-        .args(["serve", "--socket"])
+        .args(["serve", "--dev", "--socket"])
         .arg(&stale)
         .stderr(Stdio::null())
         .spawn()
@@ -501,11 +501,15 @@ fn a_stale_socket_is_replaced_but_a_live_one_is_not_stolen() {
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
     let out = Command::new(jwtd_bin())
-        .args(["serve", "--socket"])
+        .args(["serve", "--dev", "--socket"])
         .arg(&file)
         .output()
         .unwrap();
     assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a socket"),
+        "{out:?}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
 }
 
@@ -589,6 +593,126 @@ fn bad_config_lists_every_problem_and_exits_64() {
             err.lines()
                 .any(|l| l.starts_with("jwtd: config:") && l.contains(needle)),
             "{needle:?} missing from:\n{err}"
+        );
+    }
+}
+
+/// `jwtd serve` with `extra` flags and `env` variables (and no inherited
+/// `JWTD_*` ones), to its exit: for configurations that must not start.
+fn serve_refused(extra: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(jwtd_bin());
+    cmd.arg("serve")
+        .arg("--socket")
+        .arg(dir.path().join("jwtd.sock"))
+        .args(extra)
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("JWTD_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        !dir.path().join("jwtd.sock").exists(),
+        "bound a socket: {err}"
+    );
+    err
+}
+
+#[test]
+fn serve_without_a_key_source_exits_64_naming_the_settings_that_give_keys() {
+    let err = serve_refused(&[], &[]);
+    for named in ["no key source", "jwks_file", "jwks_url", "discovery", "--dev"] {
+        assert!(err.contains(named), "{named:?} missing from:\n{err}");
+    }
+    // No subcommand is `serve` with its defaults: the same refusal.
+    let out = Command::new(jwtd_bin())
+        .env_remove("JWTD_DEV")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+}
+
+#[test]
+fn dev_serves_the_published_set_for_the_dev_issuer_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("jwtd.sock");
+    let mut child = Command::new(jwtd_bin())
+        .arg("serve")
+        .arg("--dev")
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while StdStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "jwtd --dev did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sock = socket.to_string_lossy().into_owned();
+    let key = crate::support::repo_path("deploy/dev/signing-key.pem");
+    let key = key.to_string_lossy();
+    let verify = |iss: &str| {
+        let token = crate::support::run_jwtd(
+            &["mint", "--key", &key, "--iss", iss, "--aud", "jwtd-dev"],
+            None,
+        );
+        assert!(token.status.success(), "{token:?}");
+        let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+        crate::support::run_jwtd(&["verify", "--socket", &sock, &token], None)
+    };
+    let good = verify("https://jwtd.dev.invalid");
+    assert_eq!(good.status.code(), Some(0), "{good:?}");
+    // The same published key, claiming to be a real issuer: refused.
+    let forged = verify("https://login.example.com");
+    assert_eq!(forged.status.code(), Some(1), "{forged:?}");
+    assert!(
+        String::from_utf8_lossy(&forged.stdout).contains("\"issuer\""),
+        "{forged:?}"
+    );
+    let _ = child.kill();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let _ = child.wait();
+    assert!(err.contains("DEVELOPMENT key set"), "{err}");
+    // Through the environment and the file as well; never beside real keys.
+    serve_refused(&["--dev", "--issuer", "https://login.example.com"], &[]);
+    serve_refused(&["--jwks-file", "deploy/dev/jwks.json"], &[("JWTD_DEV", "1")]);
+}
+
+#[test]
+fn unknown_jwtd_variables_and_keys_stop_the_start_naming_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jwtd.toml");
+    std::fs::write(
+        &config,
+        "dev = true\n\nleeway = \"10m\"\naudience = [\"api\"]\n",
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let err = serve_refused(
+        &["--config", &config, "--max-connections", "0"],
+        &[
+            ("JWTD_JWKS_URI", "https://idp.example/jwks"),
+            ("JWTD_AUDIENCE", "api"),
+            ("JWTD_CACHE_MAX_TTL", "0"),
+        ],
+    );
+    for line in [
+        "jwtd: config: JWTD_JWKS_URI: not a jwtd setting; did you mean JWTD_JWKS_URL?".to_owned(),
+        "jwtd: config: JWTD_AUDIENCE: not a jwtd setting; did you mean JWTD_AUDIENCES?".to_owned(),
+        "jwtd: config: JWTD_CACHE_MAX_TTL: cache_max_ttl: ".to_owned(),
+        "jwtd: config: --max-connections: max_connections: ".to_owned(),
+        format!("jwtd: config: {config}:3: leeway: "),
+        format!("jwtd: config: {config}:4: audience: unknown setting; did you mean audiences?"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.starts_with(&line)),
+            "{line:?} missing from:\n{err}"
         );
     }
 }
