@@ -912,18 +912,14 @@ fn segment_json(token: &[u8], n: usize) -> Option<serde_json::Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The `kid` and `iss` of a token, for logs: truncated to 64 bytes,
-/// control characters replaced.
+/// The `kid` and `iss` of a token, for logs: truncated to 64 characters,
+/// with control, line-separator and bidi-override characters escaped
+/// ([`crate::redact::text`]), in text and JSON logs alike.
 fn peek(token: &[u8]) -> (Option<String>, Option<String>) {
     let text = |v: Option<serde_json::Value>, name: &str| {
         let v = v?;
         let s = v.get(name)?.as_str()?;
-        Some(
-            s.chars()
-                .take(64)
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect(),
-        )
+        Some(crate::redact::text(s, 64))
     };
     (
         text(segment_json(token, 0), "kid"),
@@ -1204,14 +1200,17 @@ mod tests {
         assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(peek(b"garbage"), (None, None));
         assert_eq!(peek(b"..."), (None, None));
-        // {"kid":"k\u0001"} . {"iss":"x"}
+        // {"kid":"k\u0001\u2028"} . {"iss":"\u202ex"}
         use base64::Engine;
-        let h = crate::jwks::B64URL.encode(br#"{"kid":"k\u0001"}"#);
-        let p = crate::jwks::B64URL.encode(br#"{"iss":"x"}"#);
+        let h = crate::jwks::B64URL.encode(br#"{"kid":"k\u0001\u2028"}"#);
+        let p = crate::jwks::B64URL.encode(br#"{"iss":"\u202ex"}"#);
         let token = format!("{h}.{p}.sig");
         assert_eq!(
             peek(token.as_bytes()),
-            (Some("k?".to_owned()), Some("x".to_owned()))
+            (
+                Some("k\\u{1}\\u{2028}".to_owned()),
+                Some("\\u{202e}x".to_owned())
+            )
         );
     }
 }

@@ -702,8 +702,14 @@ async fn signal(signals: Signals, grace: Duration) -> Duration {
 fn init_tracing(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, and never with NO_COLOR
+    // set and not empty (https://no-color.org): escape codes in a log file or a log shipper's
+    // input are noise at best, and confuse parsers.
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -717,6 +717,46 @@ fn unknown_jwtd_variables_and_keys_stop_the_start_naming_where_they_are() {
     }
 }
 
+/// What `jwtd serve --dev --log-format text` writes to stderr in its first
+/// second, through a pipe or (`tty`) a pseudo-terminal made by `script`.
+fn startup_log(tty: bool, env: &[(&str, &str)]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("jwtd.sock");
+    let serve = format!(
+        "{} serve --dev --socket {}",
+        jwtd_bin(),
+        socket.to_string_lossy()
+    );
+    let mut cmd = if tty {
+        // script runs the command on a new pseudo-terminal and copies what
+        // it writes there to stdout; -e returns the command's status.
+        let mut c = Command::new("script");
+        c.args(["-qec", &format!("timeout -s INT 1 {serve}"), "/dev/null"]);
+        c
+    } else {
+        let mut c = Command::new("timeout");
+        c.args(["-s", "INT", "1"]).args(serve.split(' '));
+        c
+    };
+    cmd.env_remove("NO_COLOR").envs(env.iter().copied());
+    let out = cmd.stdin(Stdio::null()).output().expect("script and timeout (util-linux, coreutils)");
+    let log = if tty { out.stdout } else { out.stderr };
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.contains("jwtd serving"), "{text}");
+    log
+}
+
+#[test]
+fn log_colours_only_on_a_terminal_and_never_with_no_color() {
+    let has_escape = |log: &[u8]| log.contains(&0x1b);
+    assert!(!has_escape(&startup_log(false, &[])), "colours into a pipe");
+    assert!(has_escape(&startup_log(true, &[])), "no colours on a terminal");
+    assert!(
+        !has_escape(&startup_log(true, &[("NO_COLOR", "1")])),
+        "colours despite NO_COLOR"
+    );
+}
+
 #[test]
 fn jwtd_verify_prints_the_verdict_and_exits_by_it() {
     let d = Daemon::start(&[]);
