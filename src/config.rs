@@ -1637,10 +1637,7 @@ pub fn required_claims(list: Option<&[String]>) -> Result<Vec<Box<str>>, String>
         .filter(|c| !c.is_empty())
         .collect();
     let without_exp = items.contains(&"-exp");
-    if let Some(other) = items
-        .iter()
-        .find(|c| c.starts_with('-') && **c != "-exp")
-    {
+    if let Some(other) = items.iter().find(|c| c.starts_with('-') && **c != "-exp") {
         return Err(format!(
             "{other:?}: only exp is required by default, so only -exp can remove a claim"
         ));

@@ -134,11 +134,17 @@ mod tests {
         for (given, shown) in [
             ("kid-1", "kid-1"),
             ("a\nb", "a\\u{a}b"),
-            ("a\r\n2026-12-05 INFO forged", "a\\u{d}\\u{a}2026-12-05 INFO forged"),
+            (
+                "a\r\n2026-12-05 INFO forged",
+                "a\\u{d}\\u{a}2026-12-05 INFO forged",
+            ),
             ("\u{1b}[31mred", "\\u{1b}[31mred"),
             ("x\u{2028}y\u{2029}z", "x\\u{2028}y\\u{2029}z"),
             ("\u{202e}fdp.exe", "\\u{202e}fdp.exe"),
-            ("\u{2066}\u{2069}\u{200f}\u{61c}", "\\u{2066}\\u{2069}\\u{200f}\\u{61c}"),
+            (
+                "\u{2066}\u{2069}\u{200f}\u{61c}",
+                "\\u{2066}\\u{2069}\\u{200f}\\u{61c}",
+            ),
             ("back\\slash", "back\\\\slash"),
             ("ünïcödé ok", "ünïcödé ok"),
         ] {

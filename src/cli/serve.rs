@@ -309,7 +309,9 @@ fn configure(args: &Args) -> Result<Config, ExitCode> {
     let origins = Origins::new(
         &flags,
         &env,
-        args.config.as_deref().map(|path| (path, text.as_str(), &file)),
+        args.config
+            .as_deref()
+            .map(|path| (path, text.as_str(), &file)),
     );
     let raw = flags.or(env).or(file);
     match Config::from_raw(raw) {
@@ -706,7 +708,8 @@ fn init_tracing(filter: &str, json: bool) {
     // set and not empty (https://no-color.org): escape codes in a log file or a log shipper's
     // input are noise at best, and confuse parsers.
     use std::io::IsTerminal;
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

@@ -7,9 +7,14 @@ fn raw(pairs: &[(&str, &str)]) -> RawConfig {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    if !["JWTD_JWKS_FILE", "JWTD_JWKS_URL", "JWTD_DISCOVERY", "JWTD_DEV"]
-        .iter()
-        .any(|k| map.contains_key(*k))
+    if ![
+        "JWTD_JWKS_FILE",
+        "JWTD_JWKS_URL",
+        "JWTD_DISCOVERY",
+        "JWTD_DEV",
+    ]
+    .iter()
+    .any(|k| map.contains_key(*k))
     {
         map.insert("JWTD_DEV".into(), "1".into());
     }
@@ -59,7 +64,10 @@ fn dev_serves_the_embedded_set_for_the_dev_issuer_only() {
             "issuer: \"https://idp.example\" with dev",
         ),
         (
-            vec![("JWTD_DEV", "1"), ("JWTD_JWKS_URL", "https://idp.example/jwks")],
+            vec![
+                ("JWTD_DEV", "1"),
+                ("JWTD_JWKS_URL", "https://idp.example/jwks"),
+            ],
             "dev: the embedded development key set cannot be combined",
         ),
         (vec![("JWTD_DEV", "yes please")], "dev: \"yes please\""),
@@ -77,7 +85,9 @@ fn dev_serves_the_embedded_set_for_the_dev_issuer_only() {
     );
     let problems = Config::from_raw(file).unwrap_err();
     assert!(
-        problems.iter().any(|p| p.contains("[[issuers]]") && p.starts_with("dev:")),
+        problems
+            .iter()
+            .any(|p| p.contains("[[issuers]]") && p.starts_with("dev:")),
         "{problems:#?}"
     );
 }
@@ -106,7 +116,10 @@ fn unknown_jwtd_variables_are_problems_with_a_suggestion() {
     // Every variable a setting reads is known.
     assert!(unknown_env(env_names()).is_empty());
     for name in env_names() {
-        assert!(name.starts_with("JWTD_") && name == name.to_uppercase(), "{name}");
+        assert!(
+            name.starts_with("JWTD_") && name == name.to_uppercase(),
+            "{name}"
+        );
     }
 }
 
@@ -146,7 +159,10 @@ fn problems_name_the_variable_the_flag_or_the_file_line() {
         Some(("j.toml", bad, &RawConfig::default())),
     );
     let located = origins.locate(&problems[0]);
-    assert!(located.starts_with("j.toml: ") && located.contains("line 2"), "{located}");
+    assert!(
+        located.starts_with("j.toml: ") && located.contains("line 2"),
+        "{located}"
+    );
 }
 
 #[test]
@@ -155,7 +171,10 @@ fn required_claims_add_to_exp_and_only_minus_exp_removes_it() {
     let boxed = |items: &[&str]| -> Vec<Box<str>> { items.iter().map(|s| Box::from(*s)).collect() };
     assert_eq!(required_claims(None).unwrap(), boxed(&["exp"]));
     assert_eq!(required_claims(Some(&[])).unwrap(), boxed(&["exp"]));
-    assert_eq!(required_claims(Some(&list(&[""]))).unwrap(), boxed(&["exp"]));
+    assert_eq!(
+        required_claims(Some(&list(&[""]))).unwrap(),
+        boxed(&["exp"])
+    );
     assert_eq!(
         required_claims(Some(&list(&["sub", "jti"]))).unwrap(),
         boxed(&["exp", "sub", "jti"])
@@ -173,9 +192,15 @@ fn required_claims_add_to_exp_and_only_minus_exp_removes_it() {
     assert!(required_claims(Some(&list(&["exp", "-exp"]))).is_err());
     // Through the settings: JWTD_REQUIRE=sub still requires exp.
     let c = Config::from_raw(raw(&[("JWTD_REQUIRE", "sub")])).unwrap();
-    assert_eq!(c.verifier.issuers[0].policy.required, boxed(&["exp", "sub"]));
+    assert_eq!(
+        c.verifier.issuers[0].policy.required,
+        boxed(&["exp", "sub"])
+    );
     let problems = Config::from_raw(raw(&[("JWTD_REQUIRE", "-iat")])).unwrap_err();
-    assert!(problems[0].starts_with("required_claims: \"-iat\""), "{problems:?}");
+    assert!(
+        problems[0].starts_with("required_claims: \"-iat\""),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -437,6 +462,24 @@ fn every_documented_setting_is_known_and_every_setting_is_documented() {
         !format!("{raw:?}").contains("None"),
         "undocumented setting: {raw:?}"
     );
+    // The flag and variable columns name what the code reads.
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let key = cells[1].trim_matches('`');
+        // Only the main table has flag and environment columns.
+        if cells.len() < 6 || !setting_names().contains(&key) {
+            continue;
+        }
+        let (flag, env) = (flag_name(key), env_name(key));
+        assert!(
+            cells[2].starts_with(&format!("`{flag}")),
+            "{key}: flag {flag} in {row}"
+        );
+        assert!(
+            cells[3].starts_with(&format!("`{env}`")),
+            "{key}: {env} in {row}"
+        );
+    }
 }
 
 fn from_toml(text: &str) -> Result<Config, Vec<String>> {

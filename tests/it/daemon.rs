@@ -624,7 +624,13 @@ fn serve_refused(extra: &[&str], env: &[(&str, &str)]) -> String {
 #[test]
 fn serve_without_a_key_source_exits_64_naming_the_settings_that_give_keys() {
     let err = serve_refused(&[], &[]);
-    for named in ["no key source", "jwks_file", "jwks_url", "discovery", "--dev"] {
+    for named in [
+        "no key source",
+        "jwks_file",
+        "jwks_url",
+        "discovery",
+        "--dev",
+    ] {
         assert!(err.contains(named), "{named:?} missing from:\n{err}");
     }
     // No subcommand is `serve` with its defaults: the same refusal.
@@ -676,12 +682,20 @@ fn dev_serves_the_published_set_for_the_dev_issuer_only() {
     );
     let _ = child.kill();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let _ = child.wait();
     assert!(err.contains("DEVELOPMENT key set"), "{err}");
     // Through the environment and the file as well; never beside real keys.
     serve_refused(&["--dev", "--issuer", "https://login.example.com"], &[]);
-    serve_refused(&["--jwks-file", "deploy/dev/jwks.json"], &[("JWTD_DEV", "1")]);
+    serve_refused(
+        &["--jwks-file", "deploy/dev/jwks.json"],
+        &[("JWTD_DEV", "1")],
+    );
 }
 
 #[test]
@@ -739,7 +753,10 @@ fn startup_log(tty: bool, env: &[(&str, &str)]) -> Vec<u8> {
         c
     };
     cmd.env_remove("NO_COLOR").envs(env.iter().copied());
-    let out = cmd.stdin(Stdio::null()).output().expect("script and timeout (util-linux, coreutils)");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("script and timeout (util-linux, coreutils)");
     let log = if tty { out.stdout } else { out.stderr };
     let text = String::from_utf8_lossy(&log);
     assert!(text.contains("jwtd serving"), "{text}");
@@ -750,7 +767,10 @@ fn startup_log(tty: bool, env: &[(&str, &str)]) -> Vec<u8> {
 fn log_colours_only_on_a_terminal_and_never_with_no_color() {
     let has_escape = |log: &[u8]| log.contains(&0x1b);
     assert!(!has_escape(&startup_log(false, &[])), "colours into a pipe");
-    assert!(has_escape(&startup_log(true, &[])), "no colours on a terminal");
+    assert!(
+        has_escape(&startup_log(true, &[])),
+        "no colours on a terminal"
+    );
     assert!(
         !has_escape(&startup_log(true, &[("NO_COLOR", "1")])),
         "colours despite NO_COLOR"
