@@ -161,7 +161,7 @@ impl Redis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -173,11 +173,17 @@ impl Redis {
     }
 
     /// How many `MGET`s the server has run.
-    fn mget_calls(&self) -> u64 {
+    pub(crate) fn mget_calls(&self) -> u64 {
+        self.calls("mget")
+    }
+
+    /// How many times the server has run `command` (lower case).
+    pub(crate) fn calls(&self, command: &str) -> u64 {
         let stats = self.cli(&["info", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
         stats
             .lines()
-            .find_map(|line| line.strip_prefix("cmdstat_mget:calls="))
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
             .map_or(0, |rest| {
                 let calls = rest.split(',').next().unwrap_or_default();
                 calls.parse().expect("a call count")
