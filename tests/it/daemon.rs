@@ -1087,7 +1087,7 @@ async fn revocations_through_the_socket_reach_the_in_memory_store() {
 
     // The CLI, through the socket: every token of alice issued until now.
     let out = Command::new(jwtd_bin())
-        .args(["revoke", "--sub", "alice", "--socket"])
+        .args(["revoke", "--sub", "alice", "--issuer", "", "--socket"])
         .arg(&d.socket)
         .output()
         .unwrap();
