@@ -25,7 +25,8 @@
 //! entry that expires soonest goes (it protects for the shortest time; a
 //! subject entry without Redis never expires, so it goes last). Every such
 //! eviction is counted ([`Known::evicted`]) and the first is logged: with
-//! Redis, an evicted revocation is still enforced through lookups.
+//! Redis, an evicted revocation is still enforced through lookups. Measured:
+//! 276 bytes per entry with 65-byte keys, about 18 MB for a full table.
 //!
 //! Nothing is looked up here until something was revoked ([`Known::is_empty`]
 //! is one relaxed load), and a check that finds nothing costs one hash
@@ -41,8 +42,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// refuses keeps it longer.
 pub const SUBJECT_KEEP: i64 = 86_400;
 
-/// Default most entries (about 200 bytes each with keys of ~60 bytes: some
-/// 13 MB when full).
+/// Most entries (276 bytes each with 65-byte keys, measured: about 18 MB
+/// when full; `docs/revocation.md`).
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
 /// What is known of one key.
@@ -240,7 +241,7 @@ impl Known {
                 tracing::warn!(
                     capacity = self.capacity,
                     "known revocations full: dropping the one that expires soonest \
-                     (with Redis it is still enforced through lookups); counted in the revocation counters"
+                     (with Redis it is still enforced through lookups)"
                 );
             }
         }
