@@ -30,12 +30,13 @@
 //!
 //! Nothing is looked up here until something was revoked ([`Known::is_empty`]
 //! is one relaxed load), and a check that finds nothing costs one hash
-//! lookup under a mutex per key.
+//! lookup per key under a shared (read) lock; only inserts, which sweep the
+//! expired entries, and prolonging a subject take the write lock. Cached
+//! tokens whose memo is in force skip this table altogether.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// How long a subject cut-off learnt with Redis is kept locally (from the
 /// later of its time and the moment it was learnt), unless a token it
@@ -90,7 +91,7 @@ impl Table {
 /// Revocations known locally. See the module doc.
 #[derive(Debug)]
 pub struct Known {
-    table: Mutex<Table>,
+    table: RwLock<Table>,
     capacity: usize,
     /// Subject entries never expire (no Redis behind this table).
     subjects_forever: bool,
@@ -115,7 +116,7 @@ impl Known {
     /// table is the only record (no Redis), so subject cut-offs never expire.
     pub fn new(capacity: usize, subjects_forever: bool) -> Known {
         Known {
-            table: Mutex::new(Table::default()),
+            table: RwLock::new(Table::default()),
             capacity: capacity.max(1),
             subjects_forever,
             used: AtomicBool::new(false),
@@ -123,10 +124,14 @@ impl Known {
         }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        // No code under this lock can panic; a poisoned table is still
-        // consistent.
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    // No code under this lock can panic; a poisoned table is still
+    // consistent.
+    fn read(&self) -> RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether nothing was ever known here.
@@ -136,7 +141,7 @@ impl Known {
 
     /// Entries held (expired ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.table().map.len()
+        self.read().map.len()
     }
 
     /// Entries dropped by the cap while still in force.
@@ -154,24 +159,29 @@ impl Known {
         }
     }
 
-    /// What is known of `key` at `now` (an expired entry is dropped).
+    /// What is known of `key` at `now`. Checks share the table (a read
+    /// lock); expired entries are swept by the inserts.
     pub fn get(&self, key: &str, now: i64) -> Option<Fact> {
         if self.is_empty() {
             return None;
         }
-        let mut table = self.table();
+        let table = self.read();
         let entry = table.map.get(key)?;
-        if now >= entry.expires_at {
-            table.remove(key);
-            return None;
-        }
-        Some(entry.fact)
+        (now < entry.expires_at).then_some(entry.fact)
     }
 
     /// Prolongs `key`'s entry to at least `until` (a token it refused could
     /// pass until then).
     pub fn prolong(&self, key: &str, until: i64) {
-        let mut table = self.table();
+        if self
+            .read()
+            .map
+            .get(key)
+            .is_none_or(|entry| entry.expires_at >= until)
+        {
+            return;
+        }
+        let mut table = self.write();
         if let Some((key, entry)) = table.map.get_key_value(key)
             && entry.expires_at < until
         {
@@ -187,7 +197,14 @@ impl Known {
         if expires_at <= now {
             return Inserted::Expired;
         }
-        let mut table = self.table();
+        let mut table = self.write();
+        // Sweep what expired (the oldest first; a few at a time on
+        // average, as many as were inserted).
+        while let Some((at, old)) = table.by_expiry.first().cloned()
+            && at <= now
+        {
+            table.remove(&old);
+        }
         if let Some((shared, entry)) = table.map.get_key_value(key) {
             let shared = shared.clone();
             let wider = match (entry.fact, fact) {
@@ -212,7 +229,7 @@ impl Known {
             };
         }
         if table.map.len() >= self.capacity {
-            self.make_room(&mut table, now);
+            self.make_room(&mut table);
         }
         let key: Arc<str> = Arc::from(key);
         table.by_expiry.insert((expires_at, key.clone()));
@@ -221,20 +238,9 @@ impl Known {
         Inserted::New
     }
 
-    /// Drops expired entries; if none was, the one expiring soonest.
-    fn make_room(&self, table: &mut Table, now: i64) {
-        let expired: Vec<Arc<str>> = table
-            .by_expiry
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, key)| key.clone())
-            .collect();
-        if !expired.is_empty() {
-            for key in expired {
-                table.remove(&key);
-            }
-            return;
-        }
+    /// Drops the entry expiring soonest (the expired ones are gone
+    /// already: [`Known::insert`] sweeps them first).
+    fn make_room(&self, table: &mut Table) {
         if let Some((_, key)) = table.by_expiry.first().cloned() {
             table.remove(&key);
             if self.evicted.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -260,7 +266,8 @@ mod tests {
         assert_eq!(k.insert("j", Fact::Jti, 100, 0), Inserted::New);
         assert_eq!(k.get("j", 99), Some(Fact::Jti));
         assert_eq!(k.get("j", 100), None, "expired");
-        assert_eq!(k.len(), 0, "an expired entry is dropped when read");
+        assert_eq!(k.insert("t", Fact::Jti, 200, 100), Inserted::New);
+        assert_eq!(k.len(), 1, "an expired entry is swept by an insert");
 
         assert_eq!(k.insert("s", Fact::Subject(50), 1000, 0), Inserted::New);
         assert_eq!(k.insert("s", Fact::Subject(40), 500, 0), Inserted::Same);
