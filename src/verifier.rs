@@ -299,6 +299,17 @@ impl Verifier {
         &self.inner.revocation
     }
 
+    /// Whether a token with `iss` (`None`: without `iss`) could be accepted
+    /// here, so a revocation for it could match something: one issuer that
+    /// checks no `iss` serves every one; otherwise `iss` must be one that
+    /// is configured.
+    pub fn serves_issuer(&self, iss: Option<&str>) -> bool {
+        self.inner.issuers.iter().any(|i| match &i.default.issuer {
+            None => self.inner.issuers.len() == 1,
+            Some(configured) => iss == Some(&**configured),
+        })
+    }
+
     /// A valid result, through the revocation check. `id` is its cache
     /// key, where its revocation memo lives; `probe` what that memo said.
     fn valid(

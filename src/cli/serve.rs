@@ -400,11 +400,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     } else {
         match Revocation::redis(config.revocation.clone(), &config.redis) {
             Ok(r) => {
-                tracing::info!(redis = ?config.redis, fail_open = config.revocation.fail_open, "revocation store: Redis");
+                tracing::info!(redis = %jwtd::redact::urls(&config.redis), fail_open = config.revocation.fail_open, "revocation store: Redis");
                 r
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot set up the revocation store");
+                let error = jwtd::revocation::scrub(&e.to_string(), &config.redis);
+                tracing::error!(%error, "cannot set up the revocation store");
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -115,6 +115,12 @@ pub enum ProtocolError {
     BadRevoke,
     /// The revocation store refused or could not be reached.
     RevokeFailed,
+    /// A REVOKE for an issuer this daemon does not serve: it would match
+    /// nothing.
+    UnknownIssuer,
+    /// A REVOKE that can match no token (a `jti` whose `exp` is more than
+    /// 300 s past).
+    NothingToRevoke,
 }
 
 impl std::fmt::Display for ProtocolError {
@@ -140,6 +146,12 @@ impl ProtocolError {
                 "bad revoke request: expected {\"jti\",\"exp\"} or {\"sub\"[,\"before\"]}, optional \"iss\""
             }
             ProtocolError::RevokeFailed => "the revocation store could not be written",
+            ProtocolError::UnknownIssuer => {
+                "this daemon does not serve that issuer: the revocation would match nothing"
+            }
+            ProtocolError::NothingToRevoke => {
+                "the revocation can match no token: its exp is more than 300 s past"
+            }
         }
     }
 
@@ -155,6 +167,8 @@ impl ProtocolError {
             ProtocolError::ShuttingDown => 7,
             ProtocolError::BadRevoke => 8,
             ProtocolError::RevokeFailed => 9,
+            ProtocolError::UnknownIssuer => 10,
+            ProtocolError::NothingToRevoke => 11,
         }
     }
 
@@ -163,7 +177,11 @@ impl ProtocolError {
     pub fn is_fatal(self) -> bool {
         !matches!(
             self,
-            ProtocolError::UnknownSelector | ProtocolError::BadRevoke | ProtocolError::RevokeFailed
+            ProtocolError::UnknownSelector
+                | ProtocolError::BadRevoke
+                | ProtocolError::RevokeFailed
+                | ProtocolError::UnknownIssuer
+                | ProtocolError::NothingToRevoke
         )
     }
 
@@ -179,6 +197,8 @@ impl ProtocolError {
             ShuttingDown,
             BadRevoke,
             RevokeFailed,
+            UnknownIssuer,
+            NothingToRevoke,
         ]
         .into_iter()
         .find(|e| e.code() == code)

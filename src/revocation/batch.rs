@@ -129,6 +129,20 @@ enum Conn {
 }
 
 impl Conn {
+    /// `GET key` and `TTL key` (`None`: the key has no expiry).
+    async fn get_with_ttl(
+        &mut self,
+        key: &str,
+    ) -> redis::RedisResult<Option<(Vec<u8>, Option<i64>)>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("TTL").arg(key);
+        let (value, ttl): (Option<Vec<u8>>, i64) = match self {
+            Conn::Single(c) => pipe.query_async(c).await?,
+            Conn::Cluster(c) => pipe.query_async(c).await?,
+        };
+        Ok(value.map(|v| (v, (ttl >= 0).then_some(ttl))))
+    }
+
     async fn mget(&mut self, keys: &[&str]) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
         let mut cmd = redis::cmd("MGET");
         cmd.arg(keys);
@@ -147,6 +161,7 @@ struct Request {
 /// The handle checks enqueue lookups on.
 pub struct Batcher {
     tx: mpsc::UnboundedSender<Request>,
+    shared: Arc<Shared>,
 }
 
 impl Batcher {
@@ -169,11 +184,44 @@ impl Batcher {
         });
         runtime.spawn(run(
             rx,
-            shared,
+            shared.clone(),
             config.window,
             config.batch_max.max(1).saturating_mul(2),
         ));
-        Batcher { tx }
+        Batcher { tx, shared }
+    }
+
+    /// Reads one key outside the batches (a pushed revocation read back):
+    /// its value and remaining time to live (`None`: no expiry), or `None`
+    /// when it is absent. Uses the batches' connection (made if there is
+    /// none); `Err` (why) when Redis did not answer within `timeout`.
+    pub async fn read(
+        &self,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Option<(Vec<u8>, Option<i64>)>, String> {
+        let shared = &self.shared;
+        let read = async {
+            let existing = shared.conn().clone();
+            let mut conn = match existing {
+                Some(c) => c,
+                None => {
+                    let c = shared
+                        .target
+                        .connect(shared.timeout)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                    *shared.conn() = Some(c.clone());
+                    c
+                }
+            };
+            conn.get_with_ttl(key)
+                .await
+                .map_err(|e| format!("GET: {e}"))
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
     }
 
     /// The values of `keys`, asked in the next batch; `Err` if no answer

@@ -23,38 +23,53 @@
 //! # The path of one check ([`Revocation::check_local`], then [`Revocation::check`])
 //!
 //! 1. A token without `jti` and `sub` is clear: there is nothing to look up.
-//! 2. **Local answers** ([`local`]): each key's last answer is kept, a
+//! 2. **Memo**: a cached token's last "not revoked" decision, in force
+//!    while the answers it rests on are and no revocation became known
+//!    since (see [`local::Memo`]).
+//! 3. **Known revocations** ([`known`]): revocations this daemon carried
+//!    out, received (pushed), or found by a lookup. They decide "revoked"
+//!    on their own, until the token's `exp` + 300 s, whatever Redis answers
+//!    later or whether it answers at all: a Redis that lost its data says
+//!    "absent", and that never takes a known revocation back.
+//! 4. **Local answers** ([`local`]): each key's last answer is kept, a
 //!    revoked `jti` until the token's `exp`, anything else for `cache_ttl`
 //!    (1 s). Most checks end here, inline, without a task switch.
-//! 3. **Batched lookup** ([`batch`]): the missing keys join the batcher's
+//! 5. **Batched lookup** ([`batch`]): the missing keys join the batcher's
 //!    queue; it sends what it holds as one `MGET` per issuer when the batch
 //!    is full or the window (250 µs) ends, with duplicate keys asked once.
 //!    One multiplexed, auto-reconnecting connection (or the cluster client)
-//!    carries every batch.
-//! 4. **Push**: a subscriber on the channel drops a key's local answer the
+//!    carries every batch. A revocation found becomes known (3).
+//! 6. **Push**: a subscriber on the channel drops a key's local answer the
 //!    moment `jwtd revoke` announces it, so a revocation takes effect within
-//!    milliseconds, not `cache_ttl`. When the subscription drops and comes
-//!    back, every local "not revoked" answer is dropped (announcements may
-//!    have been missed); known revocations stay.
+//!    milliseconds, not `cache_ttl`, and reads the key back to make it known
+//!    (3). When the subscription drops and comes back, every local "not
+//!    revoked" answer is dropped (announcements may have been missed); known
+//!    revocations stay.
+//!
+//! Every revocation that becomes known bumps the push epoch, which retires
+//! every memo: a memo in force was made after the last one became known,
+//! by a decision that consulted them.
 //!
 //! # When Redis is slow or down
 //!
 //! Each batch has a deadline (`timeout`); a failed or late batch answers
 //! every request in it [`Decision::Unavailable`], which the verifier turns
 //! into "could not decide" (UNDECIDED `revocation_unavailable`) unless
-//! revocation fails open, in which case the token counts as clear. After
+//! revocation fails open, in which case the token counts as clear; a known
+//! revocation is "revoked" in both modes. After
 //! [`batch::BREAKER_FAILURES`] failed batches in a row the circuit opens:
 //! lookups fail at once, without adding the timeout to every request, and
 //! one probe batch is let through every [`batch::BREAKER_PROBE`], so
 //! checking resumes within a fraction of a second of Redis returning.
 //!
-//! Without Redis, an in-memory store ([`memory`]) answers every check
-//! inline; it is what the embedded default runs, written through the native
-//! REVOKE op ([`Revocation::revoke`], `jwtd revoke --socket`).
+//! Without Redis, the known revocations are the whole store: every check
+//! is answered inline; they are written through the native REVOKE op
+//! ([`Revocation::revoke`], `jwtd revoke --socket`), and subject cut-offs
+//! never expire there.
 
 pub mod batch;
+pub mod known;
 pub mod local;
-pub mod memory;
 pub mod push;
 
 use std::sync::Arc;
@@ -65,8 +80,8 @@ use aws_lc_rs::digest;
 
 use crate::verify::Verified;
 use batch::Batcher;
+use known::{Fact, Inserted, Known};
 use local::{LocalAnswers, Memo, Probe};
-use memory::MemoryStore;
 
 /// Revocation settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +163,8 @@ impl Stats {
 
 /// Where answers come from.
 enum Store {
-    Memory(MemoryStore),
+    /// No store but the known revocations.
+    Memory,
     Remote(Batcher),
 }
 
@@ -159,7 +175,10 @@ struct Inner {
     /// daemon.
     urls: Vec<String>,
     local: LocalAnswers,
-    /// Bumped by every pushed revocation and reconnect: retires every
+    /// Revocations known here, whatever the store says.
+    known: Known,
+    /// Bumped by every pushed revocation, reconnect and newly known
+    /// revocation: retires every
     /// [`Memo`], and keeps a lookup that raced a push from caching its
     /// answers.
     epoch: AtomicU64,
@@ -208,6 +227,12 @@ pub fn sub_key(prefix: &str, iss: Option<&str>, sub: &str) -> String {
 fn is_jti_key(key: &str) -> bool {
     key.find('}')
         .is_some_and(|close| key[close + 1..].starts_with(":jti:"))
+}
+
+/// Whether `key` is a subject key (`...}:sub:...` right after the hash tag).
+fn is_sub_key(key: &str) -> bool {
+    key.find('}')
+        .is_some_and(|close| key[close + 1..].starts_with(":sub:"))
 }
 
 /// The channel revocations are announced on.
@@ -267,9 +292,10 @@ fn parse_before(value: &[u8]) -> i64 {
 }
 
 impl Revocation {
-    /// A checker on the in-memory store.
+    /// A checker without Redis: the known revocations are the whole store
+    /// (subject cut-offs never expire there).
     pub fn memory(config: RevocationConfig) -> Revocation {
-        Revocation::with_store(config, |_| Store::Memory(MemoryStore::default()))
+        Revocation::with_store(config, Store::Memory, Vec::new(), Arc::default())
     }
 
     /// A checker on Redis: `urls` holds one `redis://` URL, or several
@@ -285,7 +311,8 @@ impl Revocation {
     ///
     /// # Errors
     ///
-    /// If a URL is malformed, or the thread cannot be started.
+    /// If a URL is malformed, or the thread cannot be started (the message
+    /// names no credential: see [`scrub`]).
     pub fn redis(
         config: RevocationConfig,
         urls: &[String],
@@ -297,32 +324,28 @@ impl Revocation {
             redis::RedisError::from((redis::ErrorKind::Io, "revocation thread", e.to_string()))
         })?;
         let batcher = Batcher::spawn(&io, target, &config, stats.clone());
-        let revocation = Revocation {
-            inner: Arc::new(Inner {
-                local: LocalAnswers::new(config.cache_entries),
-                epoch: AtomicU64::new(0),
-                urls: urls.to_vec(),
-                config,
-                store: Store::Remote(batcher),
-                stats,
-            }),
-        };
+        let revocation =
+            Revocation::with_store(config, Store::Remote(batcher), urls.to_vec(), stats);
         io.spawn(push::subscribe(subscribe_to, revocation.clone()));
         Ok(revocation)
     }
 
     fn with_store(
         config: RevocationConfig,
-        store: impl FnOnce(&RevocationConfig) -> Store,
+        store: Store,
+        urls: Vec<String>,
+        stats: Arc<Stats>,
     ) -> Revocation {
+        let alone = matches!(store, Store::Memory);
         Revocation {
             inner: Arc::new(Inner {
                 local: LocalAnswers::new(config.cache_entries),
+                known: Known::new(known::DEFAULT_CAPACITY, alone),
                 epoch: AtomicU64::new(0),
-                urls: Vec::new(),
-                store: store(&config),
+                urls,
+                store,
                 config,
-                stats: Arc::new(Stats::default()),
+                stats,
             }),
         }
     }
@@ -335,6 +358,11 @@ impl Revocation {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    /// The revocations known here.
+    pub fn known(&self) -> &Known {
+        &self.inner.known
     }
 
     /// The keys `token` is checked under.
@@ -352,8 +380,8 @@ impl Revocation {
     pub fn memo_probe(&self) -> impl FnOnce(&mut Memo) -> Probe + use<> {
         let epoch = match self.inner.store {
             Store::Remote(_) => Some(self.inner.epoch.load(Ordering::Acquire)),
-            // The memory store answers exactly and at once: no memo.
-            Store::Memory(_) => None,
+            // Without Redis every answer is exact and at once: no memo.
+            Store::Memory => None,
         };
         move |memo| match epoch {
             Some(epoch) => memo.probe(epoch, Instant::now()),
@@ -361,9 +389,9 @@ impl Revocation {
         }
     }
 
-    /// Decides from what is known locally: the memory store, the token's
-    /// memo (`probe`, [`Probe::Miss`] for a token not in the cache), or the
-    /// local answers of a remote store.
+    /// Decides from what is known locally: the token's memo (`probe`,
+    /// [`Probe::Miss`] for a token not in the cache), the known
+    /// revocations, and the local answers of a remote store.
     pub fn check_local(&self, token: &Verified, now: i64, probe: Probe) -> Local {
         let claims = &token.claims;
         if claims.jti.is_none() && claims.sub.is_none() {
@@ -371,28 +399,68 @@ impl Revocation {
         }
         match &self.inner.store {
             // Nothing revoked (the usual case): no key to build.
-            Store::Memory(m) if m.is_empty() => Local::Decided(Decision::Clear, None),
-            Store::Memory(m) => {
-                let keys = self.keys(token);
-                let jti = keys.jti.as_deref().and_then(|k| m.get(k, now));
-                let sub = keys.sub.as_deref().and_then(|k| m.get(k, now));
-                Local::Decided(
-                    decide(jti.is_some(), sub.as_deref().map(parse_before), token),
-                    None,
-                )
+            Store::Memory if self.inner.known.is_empty() => Local::Decided(Decision::Clear, None),
+            Store::Memory => {
+                let revoked = self.known_revokes(&self.keys(token), token, now);
+                Local::Decided(decide(revoked, None, token), None)
             }
+            // A memo in force was made after the last revocation became
+            // known (each one retires every memo): it stands.
             Store::Remote(_) => match probe {
                 Probe::Clear => Local::Decided(Decision::Clear, None),
                 Probe::Refresh => Local::Refresh,
-                Probe::Miss => self.decide_from_answers(token).unwrap_or(Local::Lookup),
+                Probe::Miss => {
+                    // The epoch before the known revocations: one learnt
+                    // after this read retires the memo made below.
+                    let epoch = self.inner.epoch.load(Ordering::Acquire);
+                    let keys = self.keys(token);
+                    if self.known_revokes(&keys, token, now) {
+                        return Local::Decided(Decision::Revoked, None);
+                    }
+                    self.decide_from_answers(token, &keys, epoch)
+                        .unwrap_or(Local::Lookup)
+                }
             },
         }
     }
 
-    /// Decides from the keys' local answers, if both are known.
-    fn decide_from_answers(&self, token: &Verified) -> Option<Local> {
-        let epoch = self.inner.epoch.load(Ordering::Acquire);
-        let keys = self.keys(token);
+    /// Whether a known revocation covers `token`. A subject cut-off that
+    /// does is kept at least as long as the token could pass.
+    fn known_revokes(&self, keys: &TokenKeys, token: &Verified, now: i64) -> bool {
+        let known = &self.inner.known;
+        if known.is_empty() {
+            return false;
+        }
+        if keys
+            .jti
+            .as_deref()
+            .is_some_and(|k| known.get(k, now).is_some())
+        {
+            return true;
+        }
+        let Some(sub) = keys.sub.as_deref() else {
+            return false;
+        };
+        match known.get(sub, now) {
+            Some(Fact::Subject(before)) if subject_revokes(before, token.claims.iat) => {
+                known.prolong(sub, now.saturating_add(revoked_for(token.claims.exp, now)));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a revocation as known; one that is new (or wider) retires
+    /// every memo.
+    fn remember(&self, key: &str, fact: Fact, expires_at: i64, now: i64) {
+        if self.inner.known.insert(key, fact, expires_at, now) == Inserted::New {
+            self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Decides from the keys' local answers, if both are known. `epoch`:
+    /// read before the known revocations were consulted.
+    fn decide_from_answers(&self, token: &Verified, keys: &TokenKeys, epoch: u64) -> Option<Local> {
         let local = &self.inner.local;
         let far = Instant::now() + Duration::from_secs(86_400);
         let (jti, jti_until) = match keys.jti.as_deref() {
@@ -441,12 +509,17 @@ impl Revocation {
         self.inner.stats.looked_up.fetch_add(1, Ordering::Relaxed);
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         let keys = self.keys(token);
+        if self.known_revokes(&keys, token, now) {
+            return (Decision::Revoked, None);
+        }
         let asked: Vec<String> = keys.jti.iter().chain(keys.sub.iter()).cloned().collect();
         let answers = match batcher
             .lookup(asked.clone(), self.inner.config.timeout)
             .await
         {
             Ok(answers) => answers,
+            // Known meanwhile (a REVOKE, a push): revoked, store or not.
+            Err(()) if self.known_revokes(&keys, token, now) => return (Decision::Revoked, None),
             Err(()) => return (self.unavailable(), None),
         };
         let mut jti_revoked = false;
@@ -463,25 +536,40 @@ impl Revocation {
             } else {
                 self.inner.config.cache_ttl
             };
-            if is_jti {
-                jti_revoked = value.is_some();
-            } else {
-                before = value.as_deref().map(parse_before);
+            // A revocation found is known from now on: a Redis that loses
+            // it later (FLUSHALL, a restart without persistence) cannot
+            // take it back.
+            if is_jti && value.is_some() {
+                jti_revoked = true;
+                let until = now.saturating_add(revoked_for(token.claims.exp, now));
+                self.remember(key, Fact::Jti, until, now);
+            } else if !is_jti && let Some(value) = value.as_deref() {
+                let t = parse_before(value);
+                before = Some(t);
+                let mut until = self.inner.known.subject_expiry(t, now);
+                if subject_revokes(t, token.claims.iat) {
+                    until = until.max(now.saturating_add(revoked_for(token.claims.exp, now)));
+                }
+                self.remember(key, Fact::Subject(t), until, now);
             }
             until = until.min(Instant::now() + keep);
             self.inner.local.insert(key.clone(), value, keep);
         }
-        // A revocation pushed while we asked may postdate these answers:
-        // they serve this request, but are not kept. `forget` bumps the
-        // epoch before it drops its key, so checking after inserting leaves
-        // no gap for a stale answer to survive.
+        // A revocation pushed or learnt while we asked may postdate these
+        // answers: they serve this request, but are not kept. `forget` and
+        // `remember` bump the epoch before the lookups that follow read
+        // it, so checking after inserting leaves no gap for a stale answer
+        // to survive.
         let keep_answers = self.inner.epoch.load(Ordering::Acquire) == epoch;
         if !keep_answers {
             for key in &asked {
                 self.inner.local.remove(key);
             }
         }
-        let decision = decide(jti_revoked, before, token);
+        let mut decision = decide(jti_revoked, before, token);
+        if decision == Decision::Clear && self.known_revokes(&keys, token, now) {
+            decision = Decision::Revoked;
+        }
         let memo =
             (decision == Decision::Clear && keep_answers).then(|| Memo::clear_until(until, epoch));
         (decision, memo)
@@ -501,52 +589,53 @@ impl Revocation {
     }
 
     /// Carries out a revocation asked through the daemon (the native REVOKE
-    /// op): into the in-memory store, or written to Redis and announced, as
-    /// `jwtd revoke --redis` does. Returns the key written.
+    /// op): known here at once, then, with Redis, written there and
+    /// announced, as `jwtd revoke --redis` does. Returns the key written.
+    ///
+    /// A revocation Redis could not take is still enforced by this daemon
+    /// (it is known), but reported as failed: the fleet does not have it.
     ///
     /// # Errors
     ///
-    /// A message, when Redis cannot be written.
+    /// [`RevokeError::MatchesNothing`] for a revocation no token can match
+    /// (checked first: then nothing is recorded), [`RevokeError::Store`]
+    /// when Redis cannot be written.
     pub async fn revoke(
         &self,
         iss: Option<&str>,
         what: &Revoke,
         now: i64,
-    ) -> Result<String, String> {
-        let prefix = &self.inner.config.prefix;
-        match &self.inner.store {
-            Store::Memory(m) => {
-                let (key, value, expires) = match what {
-                    // Until the last second any verifier could accept it.
-                    Revoke::Jti { jti, exp } => (
-                        jti_key(prefix, iss, jti),
-                        b"1".to_vec(),
-                        Some(exp.saturating_add(MAX_LEEWAY)),
-                    ),
-                    Revoke::Subject { sub, before } => (
-                        sub_key(prefix, iss, sub),
-                        before.to_string().into_bytes(),
-                        None,
-                    ),
-                };
-                m.insert(key.clone(), value, expires, now);
-                Ok(key)
-            }
-            Store::Remote(_) => {
-                let written =
-                    revoke(&self.inner.urls, prefix, iss, what, Duration::from_secs(5)).await;
-                let (key, _) = written.map_err(|e| e.to_string())?;
-                // Ours at once, whatever the announcement does.
-                self.drop_answer(&key);
-                Ok(key)
-            }
+    ) -> Result<String, RevokeError> {
+        if let Some(why) = matches_nothing(what, now) {
+            return Err(RevokeError::MatchesNothing(why));
         }
+        let prefix = &self.inner.config.prefix;
+        let key = match what {
+            // Until the last second any verifier could accept it.
+            Revoke::Jti { jti, exp } => {
+                let key = jti_key(prefix, iss, jti);
+                self.remember(&key, Fact::Jti, exp.saturating_add(MAX_LEEWAY), now);
+                key
+            }
+            Revoke::Subject { sub, before } => {
+                let key = sub_key(prefix, iss, sub);
+                let until = self.inner.known.subject_expiry(*before, now);
+                self.remember(&key, Fact::Subject(*before), until, now);
+                key
+            }
+        };
+        if let Store::Remote(_) = &self.inner.store {
+            let written = revoke(&self.inner.urls, prefix, iss, what, Duration::from_secs(5)).await;
+            written.map_err(|e| RevokeError::Store(scrub(&e.to_string(), &self.inner.urls)))?;
+            // Ours at once, whatever the announcement does.
+            self.drop_answer(&key);
+        }
+        Ok(key)
     }
 
-    /// Writes a raw value into the in-memory store (no effect on a remote
-    /// store), for tests of values [`Revocation::revoke`] never writes
-    /// (garbage subject times). `expires_at` is a Unix second (`None`:
-    /// never).
+    /// Records a raw value as known (for tests of values
+    /// [`Revocation::revoke`] never writes, such as garbage subject times).
+    /// `expires_at` is a Unix second (`None`: never).
     #[cfg(test)]
     pub(crate) fn revoke_local(
         &self,
@@ -555,20 +644,55 @@ impl Revocation {
         expires_at: Option<i64>,
         now: i64,
     ) -> bool {
-        match &self.inner.store {
-            Store::Memory(m) => {
-                m.insert(key.to_owned(), value, expires_at, now);
-                true
-            }
-            Store::Remote(_) => false,
-        }
+        let fact = if is_jti_key(key) {
+            Fact::Jti
+        } else {
+            Fact::Subject(parse_before(&value))
+        };
+        self.remember(key, fact, expires_at.unwrap_or(i64::MAX), now);
+        true
     }
 
     /// A pushed revocation: forget the local answer for `key`, and every
-    /// per-token decision (any of them may rest on it).
+    /// per-token decision (any of them may rest on it). The key is then
+    /// read back ([`Revocation::learn`]) to make it known.
     pub(crate) fn forget(&self, key: &str) {
         self.inner.stats.pushed.fetch_add(1, Ordering::Relaxed);
         self.drop_answer(key);
+    }
+
+    /// Reads a pushed key back from Redis and records it as known: a jti
+    /// until the key's own expiry (`exp` + 300 s as `jwtd revoke` writes
+    /// it), a subject's cut-off as [`Known::subject_expiry`] says. A key
+    /// already gone, or not a revocation key, teaches nothing.
+    pub(crate) async fn learn(&self, key: &str) {
+        let Store::Remote(batcher) = &self.inner.store else {
+            return;
+        };
+        let jti = is_jti_key(key);
+        if !jti && !is_sub_key(key) {
+            return;
+        }
+        match batcher.read(key, LEARN_TIMEOUT).await {
+            Ok(Some((value, ttl))) => {
+                let now = unix_now();
+                if jti {
+                    // A key without expiry (written by hand): as a token
+                    // without exp.
+                    let until = now.saturating_add(ttl.unwrap_or_else(|| revoked_for(None, now)));
+                    self.remember(key, Fact::Jti, until, now);
+                } else {
+                    let before = parse_before(&value);
+                    let until = self.inner.known.subject_expiry(before, now);
+                    self.remember(key, Fact::Subject(before), until, now);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(
+                error = %scrub(&e, &self.inner.urls),
+                "could not read a pushed revocation back"
+            ),
+        }
     }
 
     /// Drops `key`'s answer and retires every memo (the epoch first: see
@@ -581,12 +705,89 @@ impl Revocation {
     /// The push connection (re)started: a missed announcement may have
     /// made any answer stale but a revoked jti (which is never taken back;
     /// a subject's time may have moved later), so only those are kept.
+    /// Known revocations are not touched.
     pub(crate) fn forget_all(&self) {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.inner
             .local
             .retain(|key, value| value.is_some() && is_jti_key(key));
     }
+
+    /// Redis URLs, for redacting errors (empty without Redis).
+    pub(crate) fn urls(&self) -> &[String] {
+        &self.inner.urls
+    }
+}
+
+/// How long a pushed key may take to read back.
+const LEARN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The current Unix time.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Why [`Revocation::revoke`] did not revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeError {
+    /// The revocation could match no token (why).
+    MatchesNothing(String),
+    /// Redis could not be written (the error, without credentials).
+    Store(String),
+}
+
+impl std::fmt::Display for RevokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RevokeError::MatchesNothing(why) => write!(f, "nothing to revoke: {why}"),
+            RevokeError::Store(e) => write!(f, "the revocation store could not be written: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RevokeError {}
+
+/// Why `what` can match no token at `now`, if it cannot: an empty `jti` or
+/// subject, or a token that expired beyond every verifier's leeway
+/// (`exp` + 300 s).
+pub fn matches_nothing(what: &Revoke, now: i64) -> Option<String> {
+    match what {
+        Revoke::Jti { jti, .. } if jti.is_empty() => Some("the jti is empty".to_owned()),
+        Revoke::Jti { exp, .. } if exp.saturating_add(MAX_LEEWAY) <= now => Some(format!(
+            "the token expired at {exp}, more than {MAX_LEEWAY} s ago: no verifier accepts it any more"
+        )),
+        Revoke::Subject { sub, .. } if sub.is_empty() => Some("the subject is empty".to_owned()),
+        _ => None,
+    }
+}
+
+/// `text` (an error message) without the credentials of `urls`: each URL
+/// is replaced by its redacted form ([`crate::redact::url`]), and any
+/// password it carries by `***`, wherever it appears.
+pub fn scrub(text: &str, urls: &[String]) -> String {
+    let mut out = text.to_owned();
+    for url in urls {
+        if url.is_empty() {
+            continue;
+        }
+        out = out.replace(url.as_str(), &crate::redact::url(url));
+        if let Some(secret) = userinfo_secret(url) {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}
+
+/// The password (or lone user name) in a URL's userinfo, if any, at least
+/// 3 characters long (shorter ones would blank out unrelated text).
+fn userinfo_secret(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    let secret = userinfo.split_once(':').map_or(userinfo, |(_, pw)| pw);
+    (secret.len() >= 3).then_some(secret)
 }
 
 /// What `jwtd revoke` revokes.

@@ -2,7 +2,9 @@
 //! `jwtd revoke` publishes each key it writes. A message drops that key's
 //! local answer (and retires every per-token memo), so the next check asks
 //! Redis and sees the revocation: milliseconds, not the `cache_ttl` of a
-//! "not revoked" answer.
+//! "not revoked" answer. The key is then read back (`GET`, `TTL`, on a task
+//! of its own) and the revocation becomes known to this daemon
+//! (`super::known`): a Redis that loses it later cannot take it back.
 //!
 //! While the subscription is down, announcements are lost; so every local
 //! answer that a missed announcement could have made stale is dropped each
@@ -49,7 +51,8 @@ pub async fn subscribe(clients: Vec<redis::Client>, revocation: Revocation) {
                 tracing::warn!(%channel, "revocation push channel lost; reconnecting");
             }
             Ok(Err(e)) if !warned => {
-                tracing::warn!(error = %e, "revocation push channel unreachable; retrying");
+                let error = super::scrub(&e.to_string(), revocation.urls());
+                tracing::warn!(%error, "revocation push channel unreachable; retrying");
                 warned = true;
             }
             _ => {}
@@ -70,6 +73,8 @@ async fn listen(pubsub: redis::aio::PubSub, revocation: &Revocation) {
                 Some(msg) => {
                     if let Ok(key) = msg.get_payload::<String>() {
                         revocation.forget(&key);
+                        let revocation = revocation.clone();
+                        tokio::spawn(async move { revocation.learn(&key).await });
                     }
                 }
                 None => return,

@@ -1,6 +1,7 @@
-//! The revocation checker without Redis: key layout, the in-memory store's
-//! decisions, and the fail policy against a Redis that is not there (the
-//! real-Redis tests are in `tests/it/revocation.rs`).
+//! The revocation checker without Redis: key layout, the decisions of the
+//! known revocations alone, and the fail policy against a Redis that is not
+//! there, which a known revocation overrides (the real-Redis tests are in
+//! `tests/it/revocation.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -119,18 +120,6 @@ fn the_memory_store_revokes_by_jti_and_by_subject_time() {
         r.check_local(&token(iss, None, None, None), 0, Probe::Miss),
         Local::Decided(Decision::Clear, None)
     );
-}
-
-#[test]
-fn the_memory_store_sweeps_expired_entries() {
-    let m = memory::MemoryStore::default();
-    for n in 0..1023 {
-        m.insert(format!("k{n}"), vec![], Some(10), 0);
-    }
-    // The 1024th insert, at a time past every expiry, sweeps them.
-    m.insert("live".to_owned(), vec![1], None, 100);
-    assert_eq!(m.get("live", 100), Some(vec![1]));
-    assert_eq!(m.get("k0", 0), None, "expired entry kept");
 }
 
 fn unreachable(fail_open: bool) -> Revocation {
@@ -260,4 +249,101 @@ async fn a_revoked_jti_outlives_its_exp_by_the_largest_leeway() {
     let at = |now| r.check_local(&t, now, Probe::Miss);
     assert_eq!(at(1000 + 299), Local::Decided(Decision::Revoked, None));
     assert_eq!(at(1000 + 300), Local::Decided(Decision::Clear, None));
+}
+
+#[tokio::test]
+async fn a_known_revocation_is_revoked_with_the_store_down_in_both_fail_modes() {
+    for fail_open in [false, true] {
+        let r = unreachable(fail_open);
+        let by_jti = token(Some("i"), Some("alice"), Some("t1"), Some(1));
+        let by_sub = token(Some("i"), Some("bob"), Some("t9"), Some(1));
+        let what = Revoke::Jti {
+            jti: "t1".to_owned(),
+            exp: 2_000,
+        };
+        // Redis cannot be written: reported, but enforced here all the same.
+        let written = r.revoke(Some("i"), &what, 0).await;
+        assert!(matches!(written, Err(RevokeError::Store(_))), "{written:?}");
+        let what = Revoke::Subject {
+            sub: "bob".to_owned(),
+            before: 10,
+        };
+        assert!(r.revoke(Some("i"), &what, 0).await.is_err());
+        for t in [&by_jti, &by_sub] {
+            assert_eq!(
+                r.check_local(t, 0, Probe::Miss),
+                Local::Decided(Decision::Revoked, None),
+                "fail_open {fail_open}: decided without a lookup"
+            );
+            assert_eq!(r.check(t, 0).await, (Decision::Revoked, None));
+            // Until exp + 300 s.
+            assert_eq!(r.check(t, 2_299).await.0, Decision::Revoked);
+        }
+        assert_eq!(r.stats().looked_up.load(Ordering::Relaxed), 0);
+        // A token of bob issued after the cut-off is not covered.
+        let later = token(Some("i"), Some("bob"), None, Some(11));
+        let expected = if fail_open {
+            Decision::Clear
+        } else {
+            Decision::Unavailable
+        };
+        assert_eq!(r.check(&later, 0).await.0, expected);
+        // The jti entry ends 300 s after exp.
+        assert_eq!(
+            r.check_local(
+                &token(Some("i"), None, Some("t1"), None),
+                2_300,
+                Probe::Miss
+            ),
+            Local::Lookup
+        );
+    }
+}
+
+#[tokio::test]
+async fn revocations_that_can_match_nothing_are_refused_and_not_recorded() {
+    let r = Revocation::memory(RevocationConfig::default());
+    let expired = Revoke::Jti {
+        jti: "t1".to_owned(),
+        exp: 1_000,
+    };
+    // Still within the grace: accepted.
+    assert!(r.revoke(None, &expired, 1_299).await.is_ok());
+    let r = Revocation::memory(RevocationConfig::default());
+    let refused = r.revoke(None, &expired, 1_300).await;
+    assert!(
+        matches!(&refused, Err(RevokeError::MatchesNothing(why)) if why.contains("1000")),
+        "{refused:?}"
+    );
+    assert!(r.known().is_empty(), "nothing recorded");
+    for what in [
+        Revoke::Jti {
+            jti: String::new(),
+            exp: 5_000,
+        },
+        Revoke::Subject {
+            sub: String::new(),
+            before: 5,
+        },
+    ] {
+        assert!(matches_nothing(&what, 0).is_some(), "{what:?}");
+    }
+}
+
+#[test]
+fn errors_lose_the_credentials_of_redis_urls() {
+    let urls = vec![
+        "redis://:hunter22@cache:6379/0".to_owned(),
+        "redis://admin:s3cr3t@other".to_owned(),
+    ];
+    let text = "cannot reach redis://:hunter22@cache:6379/0 (auth hunter22); admin:s3cr3t@other";
+    let shown = scrub(text, &urls);
+    for secret in ["hunter22", "s3cr3t"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("redis://***@cache:6379/0"), "{shown}");
+    assert_eq!(scrub("plain", &urls), "plain");
+    assert_eq!(userinfo_secret("redis://h:1"), None);
+    assert_eq!(userinfo_secret("redis://:pw@h"), None, "too short to blank");
+    assert_eq!(userinfo_secret("redis://user@h"), Some("user"));
 }

@@ -24,8 +24,10 @@
 //! - **Idle**: no complete request for `idle_timeout` with nothing in flight
 //!   closes the connection (trickling bytes does not count as activity).
 //! - **Framing errors** are answered with ERROR *after* every earlier request
-//!   has been answered, then the connection closes; a request-level error
-//!   (unknown selector) is answered and the connection goes on.
+//!   has been answered (cache hits waiting for a revocation lookup and
+//!   misses of the same read included), then the connection closes; a
+//!   request-level error (unknown selector) is answered and the connection
+//!   goes on.
 //! - **Drain** (shutdown): keep answering for one second; after that,
 //!   requests get ERROR `shutting_down` and the connection closes once its
 //!   replies are written; a quiet connection with nothing in flight closes
@@ -262,7 +264,16 @@ pub async fn serve(
             () = tx.closed() => break,
         }
     }
-    // Misses read before a framing error are still answered.
+    // Whatever ended the loop, everything read is answered: a framing
+    // error leaves it in the middle of a read, before that read's hits
+    // waiting for a revocation lookup were handed over, and its misses
+    // were dispatched.
+    verifier.metrics().record_hits(
+        Front::Native,
+        std::mem::take(&mut batch_read.hits),
+        batch_read.arrived,
+    );
+    spawn_waiters(std::mem::take(&mut waiters), &verifier, &tx, None);
     dispatch(&mut pending, &verifier, &budget, groups, &tx);
     // Closing our sender lets the writer finish once every spawned group has
     // sent its replies; then it sends the final ERROR, if any.
@@ -296,34 +307,12 @@ fn answer(
             // An administrative write, possibly to Redis: off the reader.
             let (verifier, tx) = (verifier.clone(), tx.clone());
             tokio::spawn(async move {
-                let now = unix_now();
-                let reply = match crate::revocation::parse_revoke(&body, now) {
-                    None => Reply::Error {
+                let reply = match revoke(&verifier, &body).await {
+                    Ok(key) => Reply::Done {
                         id,
-                        error: ProtocolError::BadRevoke,
+                        key: Bytes::from(key),
                     },
-                    Some((iss, what)) => {
-                        match verifier
-                            .revocation()
-                            .revoke(iss.as_deref(), &what, now)
-                            .await
-                        {
-                            Ok(key) => {
-                                tracing::info!(%key, "revoked through the socket");
-                                Reply::Done {
-                                    id,
-                                    key: Bytes::from(key),
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "revocation through the socket failed");
-                                Reply::Error {
-                                    id,
-                                    error: ProtocolError::RevokeFailed,
-                                }
-                            }
-                        }
-                    }
+                    Err(error) => Reply::Error { id, error },
                 };
                 let _ = tx.send(Batch::One((reply, permit)));
             });
@@ -365,6 +354,40 @@ fn answer(
     };
     let _ = tx.send(Batch::One((reply, permit)));
     None
+}
+
+/// Carries out a REVOKE request: the key written, or why not. A revocation
+/// that can match nothing (an issuer this daemon does not serve, a token
+/// long expired) is refused, never reported done.
+async fn revoke(verifier: &Verifier, body: &[u8]) -> Result<String, ProtocolError> {
+    use crate::revocation::RevokeError;
+    let now = unix_now();
+    let (iss, what) = crate::revocation::parse_revoke(body, now).ok_or(ProtocolError::BadRevoke)?;
+    if !verifier.serves_issuer(iss.as_deref()) {
+        tracing::info!(
+            iss = iss.as_deref().unwrap_or("(none)"),
+            "revocation through the socket refused: issuer not served"
+        );
+        return Err(ProtocolError::UnknownIssuer);
+    }
+    match verifier
+        .revocation()
+        .revoke(iss.as_deref(), &what, now)
+        .await
+    {
+        Ok(key) => {
+            tracing::info!(%key, "revoked through the socket");
+            Ok(key)
+        }
+        Err(RevokeError::MatchesNothing(why)) => {
+            tracing::info!(%why, "revocation through the socket refused");
+            Err(ProtocolError::NothingToRevoke)
+        }
+        Err(e @ RevokeError::Store(_)) => {
+            tracing::warn!(error = %e, "revocation through the socket failed (enforced here only)");
+            Err(ProtocolError::RevokeFailed)
+        }
+    }
 }
 
 /// Verifies (and empties) a read's misses: what the budget cannot take is

@@ -829,6 +829,76 @@ fn a_framing_error_is_answered_after_every_earlier_request() {
     assert!(is_eof(&mut s));
 }
 
+/// With Redis, answers can wait for a revocation lookup: cache hits whose
+/// revocation memo ran out, and misses. One read holding such requests and
+/// then a malformed frame: every request is answered, then the ERROR, then
+/// the connection closes.
+#[test]
+fn a_framing_error_is_answered_after_requests_waiting_for_redis() {
+    let redis = crate::revocation::Redis::start();
+    let url = redis.url();
+    let d = Daemon::start(&["--redis", &url, "--revocation-cache-ttl", "100ms"]);
+    let token = |what: &str, n: u32| {
+        d.token(
+            json!({"jti": format!("{what}-{n}"), "sub": format!("{what}-{n}"), "exp": now() + 600}),
+        )
+    };
+    let hits: Vec<String> = (0..16).map(|n| token("hit", n)).collect();
+    let misses: Vec<String> = (0..16).map(|n| token("miss", n)).collect();
+
+    // Cache the hits, once the daemon reaches Redis (until then it cannot
+    // decide: revocation fails closed).
+    let mut s = connect(&d.socket);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut frames = BytesMut::new();
+        for (id, t) in (0u32..).zip(&hits) {
+            protocol::encode_verify(&mut frames, id, b"", t.as_bytes());
+        }
+        s.write_all(&frames).unwrap();
+        let (replies, _) = read_replies(&mut s, hits.len());
+        if replies.iter().all(|r| matches!(r, Reply::Valid { .. })) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never valid: {replies:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Their memos and the local answers (100 ms) run out: each hit now
+    // waits for a lookup.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut frames = BytesMut::new();
+    for (id, t) in (0u32..).zip(hits.iter().chain(&misses)) {
+        protocol::encode_verify(&mut frames, id, b"", t.as_bytes());
+    }
+    frames.extend_from_slice(&raw_frame(9, 7, 1, 0, 99, b"\0"));
+    assert!(frames.len() < 16 * 1024, "one read: {} bytes", frames.len());
+    let mgets = redis.mget_calls();
+    let mut s = connect(&d.socket);
+    s.write_all(&frames).unwrap();
+    let n = hits.len() + misses.len();
+    let (replies, _) = read_replies(&mut s, n + 1);
+    assert_eq!(replies.len(), n + 1, "{replies:?}");
+    let mut answered = vec![false; n];
+    for r in &replies[..n] {
+        let Reply::Valid { id, cached, .. } = r else {
+            panic!("{r:?} in {replies:?}");
+        };
+        let id = usize::try_from(*id).unwrap();
+        assert_eq!(*cached, id < hits.len(), "{r:?}");
+        assert!(!std::mem::replace(&mut answered[id], true), "twice: {r:?}");
+    }
+    assert_eq!(
+        replies[n],
+        Reply::Error {
+            id: 99,
+            error: ProtocolError::BadVersion
+        }
+    );
+    assert!(is_eof(&mut s));
+    assert!(redis.mget_calls() > mgets, "the answers waited for Redis");
+}
+
 #[test]
 fn verification_beyond_the_budget_is_answered_overloaded() {
     let d = Daemon::start_with(
@@ -1201,7 +1271,7 @@ async fn revocations_through_the_socket_reach_the_in_memory_store() {
 
     // The CLI, through the socket: every token of alice issued until now.
     let out = Command::new(jwtd_bin())
-        .args(["revoke", "--sub", "alice", "--socket"])
+        .args(["revoke", "--sub", "alice", "--issuer", "", "--socket"])
         .arg(&d.socket)
         .output()
         .unwrap();

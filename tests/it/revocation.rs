@@ -60,20 +60,27 @@ pub(crate) struct Redis {
     child: Option<Child>,
     /// The server's `--dir` and its log.
     dir: tempfile::TempDir,
+    /// Its `--requirepass`, if any (redis-cli gives it).
+    password: Option<String>,
 }
 
 impl Redis {
     /// A standalone server.
     pub(crate) fn start() -> Redis {
-        Redis::launch(false)
+        Redis::launch(false, &[])
+    }
+
+    /// A standalone server with extra arguments (e.g. `--requirepass`).
+    fn start_with(extra: &[&str]) -> Redis {
+        Redis::launch(false, extra)
     }
 
     /// A server ready to join a cluster (no slots yet).
     fn start_cluster_node() -> Redis {
-        Redis::launch(true)
+        Redis::launch(true, &[])
     }
 
-    fn launch(cluster: bool) -> Redis {
+    fn launch(cluster: bool, extra: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("redis temp dir");
         let port = free_port();
         let mut args: Vec<String> = vec![
@@ -88,6 +95,7 @@ impl Redis {
             "--dir".into(),
             dir.path().display().to_string(),
         ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         if cluster {
             let config = dir.path().join(format!("nodes-{port}.conf"));
             args.extend([
@@ -102,11 +110,17 @@ impl Redis {
                 free_port().to_string(),
             ]);
         }
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .and_then(|i| extra.get(i + 1))
+            .map(|p| (*p).to_owned());
         let mut redis = Redis {
             port,
             args,
             child: None,
             dir,
+            password,
         };
         redis.spawn();
         redis
@@ -161,23 +175,33 @@ impl Redis {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// `redis-cli -p PORT ARGS...`: what it printed.
     fn cli(&self, args: &[&str]) -> String {
         let port = self.port.to_string();
-        let out = redis_cli(&[&["-p", &port], args].concat());
+        let mut all = vec!["-p", &port];
+        if let Some(password) = &self.password {
+            all.extend(["--no-auth-warning", "-a", password]);
+        }
+        let out = redis_cli(&[&all[..], args].concat());
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// How many `MGET`s the server has run.
-    fn mget_calls(&self) -> u64 {
+    pub(crate) fn mget_calls(&self) -> u64 {
+        self.calls("mget")
+    }
+
+    /// How many times the server has run `command` (lower case).
+    pub(crate) fn calls(&self, command: &str) -> u64 {
         let stats = self.cli(&["info", "commandstats"]);
+        let prefix = format!("cmdstat_{command}:calls=");
         stats
             .lines()
-            .find_map(|line| line.strip_prefix("cmdstat_mget:calls="))
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
             .map_or(0, |rest| {
                 let calls = rest.split(',').next().unwrap_or_default();
                 calls.parse().expect("a call count")
@@ -656,7 +680,10 @@ async fn a_revoked_jti_is_rejected_within_100ms_even_when_cached() {
     assert_valid_and_cached(&d, &client, &token).await;
     assert_valid_and_cached(&d, &client, &sibling).await;
 
-    let (out, exited) = revoke(&redis.url(), &["--jti", "t-1", "--exp", &exp.to_string()]);
+    let (out, exited) = revoke(
+        &redis.url(),
+        &["--jti", "t-1", "--exp", &exp.to_string(), "--issuer", ""],
+    );
     assert_eq!(out["revoked"], "jwtd:{-}:jti:t-1", "{out}");
     assert_eq!(out["announced_to"], 1, "the daemon is subscribed: {out}");
     let took = time_to_revoked(&d, &client, &token, exited).await;
@@ -963,7 +990,14 @@ fn jwtd_revoke_reports_an_unreachable_redis() {
     let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let start = Instant::now();
     let mut child = jwtd("revoke")
-        .args(["--redis", "redis://127.0.0.1:1", "--sub", "x"])
+        .args([
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--sub",
+            "x",
+            "--issuer",
+            "",
+        ])
         .stdout(std::fs::File::create(&stdout).expect("stdout file"))
         .stderr(std::fs::File::create(&stderr).expect("stderr file"))
         .spawn()
@@ -1014,4 +1048,454 @@ async fn a_revocation_through_one_sidecar_reaches_redis_and_the_others() {
     let took = time_to_revoked(&b, &client_b, &token, done).await;
     println!("revoked on the other sidecar {took:?} after the REVOKE reply");
     assert!(took <= PUSH_LIMIT, "only {took:?} later{}", b.log());
+}
+
+// ---------------------------------------------------------------------------
+// Known revocations: never forgotten.
+
+/// Verifies `token` back to back for `period`: every answer must be
+/// revoked (local answers live 100 ms in these tests, so the period spans
+/// several of their lifetimes).
+async fn stays_revoked(d: &Jwtd, client: &Client, token: &str, period: Duration, what: &str) {
+    let start = Instant::now();
+    let mut asked = 0;
+    while start.elapsed() < period || asked == 0 {
+        let reply = verify(client, token).await;
+        assert!(
+            is_revoked(&reply),
+            "{what}: {reply:?} after {:?} ({asked} revoked before){}",
+            start.elapsed(),
+            d.log()
+        );
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls until `redis` has run `GET` at least `n` times.
+async fn until_gets(d: &Jwtd, redis: &Redis, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.calls("get") < n {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never read the announced keys back ({} GETs, {n} expected){}",
+            redis.calls("get"),
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Revocations made through the daemon, pushed by another `jwtd revoke`,
+/// by jti and by subject, stay in force when Redis loses its data (FLUSHALL,
+/// then a restart without persistence), in both fail modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_revocations_survive_a_redis_that_lost_its_data() {
+    for mode in ["closed", "open"] {
+        let mut redis = Redis::start();
+        let d = Jwtd::start(
+            &redis.url(),
+            &["--revocation-fail", mode, "--revocation-cache-ttl", "100ms"],
+        );
+        let client = d.client().await;
+        wait_connected(&d, &client, &redis).await;
+
+        let exp = now() + 3600;
+        let mint = |jti: &str, sub: &str| {
+            d.tokens
+                .mint(&json!({"jti": jti, "sub": sub, "iat": now() - 5, "exp": exp}))
+        };
+        let here = mint("here", "u-here");
+        let pushed = mint("pushed", "u-pushed");
+        let subject = mint("s-1", "u-subject");
+        for token in [&here, &pushed, &subject] {
+            assert_valid_and_cached(&d, &client, token).await;
+        }
+
+        let gets = redis.calls("get");
+        // Through this daemon's socket...
+        let body = json!({"jti": "here", "exp": exp}).to_string();
+        let reply = client.revoke(body.as_bytes()).await.expect("revoke");
+        assert!(matches!(reply, Reply::Done { .. }), "{reply:?}{}", d.log());
+        // ... and from outside, announced on the push channel.
+        let exp_arg = exp.to_string();
+        revoke(
+            &redis.url(),
+            &["--jti", "pushed", "--exp", &exp_arg, "--issuer", ""],
+        );
+        revoke(&redis.url(), &["--sub", "u-subject", "--issuer", ""]);
+        // Each announcement is read back: the revocations are known.
+        until_gets(&d, &redis, gets + 3).await;
+
+        redis.cli(&["flushall"]);
+        assert_eq!(redis.cli(&["dbsize"]).trim(), "0", "flushed");
+        for (what, token) in [("here", &here), ("pushed", &pushed), ("subject", &subject)] {
+            let what = format!("fail {mode}, after FLUSHALL: {what}");
+            stays_revoked(&d, &client, token, Duration::from_secs(1), &what).await;
+        }
+
+        // Killed, and back empty.
+        redis.kill();
+        redis.spawn();
+        until_valid(&d, &client, Duration::from_secs(10)).await;
+        for (what, token) in [("here", &here), ("pushed", &pushed), ("subject", &subject)] {
+            let what = format!("fail {mode}, after a restart without data: {what}");
+            stays_revoked(&d, &client, token, Duration::from_millis(500), &what).await;
+        }
+    }
+}
+
+/// Redis stopped and revocation failing open: fresh tokens pass, known
+/// revocations (a jti, a subject) still do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_revocations_hold_with_redis_down_failing_open() {
+    let mut redis = Redis::start();
+    let d = Jwtd::start(
+        &redis.url(),
+        &[
+            "--revocation-fail",
+            "open",
+            "--revocation-cache-ttl",
+            "100ms",
+        ],
+    );
+    let client = d.client().await;
+    wait_connected(&d, &client, &redis).await;
+
+    let exp = now() + 3600;
+    let by_jti = d
+        .tokens
+        .mint(&json!({"jti": "down-1", "sub": "u-keeps", "iat": now() - 5, "exp": exp}));
+    let by_sub = d
+        .tokens
+        .mint(&json!({"jti": "down-2", "sub": "u-cut", "iat": now() - 5, "exp": exp}));
+    assert_valid_and_cached(&d, &client, &by_jti).await;
+    assert_valid_and_cached(&d, &client, &by_sub).await;
+
+    let body = json!({"jti": "down-1", "exp": exp}).to_string();
+    let reply = client.revoke(body.as_bytes()).await.expect("revoke");
+    assert!(matches!(reply, Reply::Done { .. }), "{reply:?}{}", d.log());
+    let (_, exited) = revoke(&redis.url(), &["--sub", "u-cut", "--issuer", ""]);
+    time_to_revoked(&d, &client, &by_sub, exited).await;
+
+    redis.kill();
+    // Failing open: a fresh token passes with Redis down.
+    until_valid(&d, &client, Duration::from_secs(5)).await;
+    stays_revoked(
+        &d,
+        &client,
+        &by_jti,
+        Duration::from_secs(1),
+        "jti, Redis down",
+    )
+    .await;
+    stays_revoked(
+        &d,
+        &client,
+        &by_sub,
+        Duration::from_secs(1),
+        "subject, Redis down",
+    )
+    .await;
+    let fresh = verify(&client, &d.tokens.fresh()).await;
+    assert!(is_valid(&fresh), "still failing open: {fresh:?}{}", d.log());
+}
+
+// ---------------------------------------------------------------------------
+// `jwtd revoke`: from a token, and never a success that matches nothing.
+
+/// `jwtd revoke ARGS...`, with `stdin` if given: its output.
+fn revoke_output(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = jwtd("revoke")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jwtd revoke");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("jwtd revoke")
+}
+
+/// Asserts `jwtd revoke` failed with `code`, printed nothing on stdout and
+/// said something containing `says` on stderr; returns stderr.
+fn assert_refused(out: &Output, code: i32, says: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "a refusal printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(stderr.contains(says), "expected {says:?} in: {stderr}");
+    stderr
+}
+
+/// [`wait_connected`] for a daemon that requires `iss`: fresh tokens of
+/// that issuer.
+async fn wait_connected_as(d: &Jwtd, client: &Client, redis: &Redis, iss: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let token = d.tokens.mint(&json!({
+            "iss": iss,
+            "jti": format!("fresh-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            "exp": now() + 3600,
+        }));
+        let reply = verify(client, &token).await;
+        if is_valid(&reply) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never valid: {reply:?}{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    while redis.subscribers("jwtd:revocations") == 0 {
+        assert!(Instant::now() < deadline, "never subscribed{}", d.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwtd_revoke_takes_jti_exp_iss_and_sub_from_the_token() {
+    let redis = Redis::start();
+    let iss = "https://issuer.test";
+    let d = Jwtd::start(&redis.url(), &["--issuer", iss]);
+    let client = d.client().await;
+    wait_connected_as(&d, &client, &redis, iss).await;
+    let tag = issuer_tag(iss);
+    let exp = now() + 3600;
+    let mint = |jti: &str, sub: &str| {
+        d.tokens
+            .mint(&json!({"iss": iss, "jti": jti, "sub": sub, "iat": now() - 5, "exp": exp}))
+    };
+
+    // --redis, the token as an argument: its jti, under its issuer, until
+    // its exp + 300 s.
+    let one = mint("tok-1", "u-1");
+    assert_valid_and_cached(&d, &client, &one).await;
+    let (out, exited) = revoke(&redis.url(), &["--token", &one]);
+    let key = format!("jwtd:{{{tag}}}:jti:tok-1");
+    assert_eq!(out["revoked"], key.as_str(), "{out}");
+    time_to_revoked(&d, &client, &one, exited).await;
+    let expires: i64 = redis.cli(&["expiretime", &key]).trim().parse().unwrap();
+    assert_eq!(expires, exp + 300, "the key expires 300 s after the token");
+
+    // --socket, the token on stdin, --all-of-subject: every token of u-2.
+    let two = mint("tok-2", "u-2");
+    let sibling = mint("tok-3", "u-2");
+    let socket = d.socket.display().to_string();
+    let out = revoke_output(
+        &["--socket", &socket, "--token", "-", "--all-of-subject"],
+        Some(&format!("{two}\n")),
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let key = format!("jwtd:{{{tag}}}:sub:u-2");
+    assert_eq!(printed["revoked"], key.as_str(), "{printed}");
+    for token in [&two, &sibling] {
+        let reply = verify(&client, token).await;
+        assert!(is_revoked(&reply), "{reply:?}{}", d.log());
+    }
+    // Under the token's issuer: the daemon wrote the key to Redis.
+    let before: i64 = redis.cli(&["get", &key]).trim().parse().expect("T");
+    assert!((now() - 10..=now()).contains(&before), "T = {before}");
+
+    // --help says the token is not verified.
+    let help = jwtd("revoke").arg("--help").output().expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("NOT VERIFIED"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwtd_revoke_never_reports_a_revocation_that_matches_nothing() {
+    let redis = Redis::start();
+    let iss = "https://issuer.test";
+    let d = Jwtd::start(&redis.url(), &["--issuer", iss]);
+    let client = d.client().await;
+    wait_connected_as(&d, &client, &redis, iss).await;
+    let url = redis.url();
+    let socket = d.socket.display().to_string();
+    let exp = (now() + 3600).to_string();
+    let long_ago = (now() - 301).to_string();
+
+    // Without --token, the issuer must be named.
+    assert_refused(
+        &revoke_output(&["--redis", &url, "--jti", "a", "--exp", &exp], None),
+        2,
+        "--issuer",
+    );
+    // Not a token.
+    for bad in ["not-a-token", "a.b", "e30.e30.c2ln", "a.b.c.d.e"] {
+        assert_refused(
+            &revoke_output(&["--redis", &url, "--token", bad], None),
+            2,
+            "--token",
+        );
+    }
+    // A token without jti, revoked alone; without sub, by subject.
+    let no_jti = d
+        .tokens
+        .mint(&json!({"iss": iss, "sub": "s", "exp": now() + 60}));
+    assert_refused(
+        &revoke_output(&["--redis", &url, "--token", &no_jti], None),
+        2,
+        "no jti",
+    );
+    let no_sub = d
+        .tokens
+        .mint(&json!({"iss": iss, "jti": "j", "exp": now() + 60}));
+    assert_refused(
+        &revoke_output(
+            &["--redis", &url, "--token", &no_sub, "--all-of-subject"],
+            None,
+        ),
+        2,
+        "no sub",
+    );
+    // Expired beyond the 300 s grace (flags, or the token's own exp);
+    // empty jti and subject.
+    let expired = d
+        .tokens
+        .mint(&json!({"iss": iss, "jti": "old", "exp": now() - 301}));
+    for (args, says) in [
+        (
+            vec!["--jti", "old", "--exp", &long_ago, "--issuer", ""],
+            "expired",
+        ),
+        (vec!["--token", &expired], "expired"),
+        (vec!["--jti", "", "--exp", &exp, "--issuer", ""], "empty"),
+        (vec!["--sub", "", "--issuer", ""], "empty"),
+    ] {
+        for to in [["--redis", &url], ["--socket", &socket]] {
+            let all = [&to[..], &args[..]].concat();
+            assert_refused(&revoke_output(&all, None), 2, says);
+        }
+    }
+    // Through the socket: an issuer the daemon does not serve, and tokens
+    // without iss (it requires one).
+    let stranger = d
+        .tokens
+        .mint(&json!({"iss": "https://stranger.test", "jti": "x", "exp": now() + 60}));
+    for args in [
+        vec!["--sub", "alice", "--issuer", "https://stranger.test"],
+        vec!["--jti", "x", "--exp", &exp, "--issuer", ""],
+        vec!["--token", &stranger],
+    ] {
+        let all = [&["--socket", &socket][..], &args[..]].concat();
+        let stderr = assert_refused(&revoke_output(&all, None), 1, "does not serve");
+        assert!(stderr.contains("nothing revoked"), "{stderr}");
+    }
+    // The daemon's own check, for clients other than jwtd revoke.
+    let old = json!({"jti": "old", "exp": now() - 301, "iss": iss}).to_string();
+    let reply = client.revoke(old.as_bytes()).await.expect("revoke");
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                error: jwtd::protocol::ProtocolError::NothingToRevoke,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    // Nothing of it reached Redis.
+    assert_eq!(redis.cli(&["dbsize"]).trim(), "0", "{}", d.log());
+
+    // The same through the socket with the issuer served: done.
+    let out = revoke_output(
+        &["--socket", &socket, "--sub", "alice", "--issuer", iss],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(redis.cli(&["dbsize"]).trim(), "1");
+}
+
+// ---------------------------------------------------------------------------
+// Credentials.
+
+/// A Redis password in the URL reaches neither the daemon's log nor `jwtd
+/// revoke`'s output: Redis reachable, unreachable, or refusing the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_passwords_never_reach_logs_or_errors() {
+    const SECRET: &str = "Sup3rSecretPw";
+    const WRONG: &str = "Wr0ngPassword";
+    let redis = Redis::start_with(&["--requirepass", SECRET]);
+    let url = format!("redis://:{SECRET}@127.0.0.1:{}", redis.port);
+    let d = Jwtd::start(&url, &[]);
+    let client = d.client().await;
+    wait_connected(&d, &client, &redis).await;
+    revoke(&url, &["--sub", "x", "--issuer", ""]);
+
+    // Unreachable: the daemon warns about its push channel, and a REVOKE
+    // through it fails.
+    let dead = format!("redis://:{SECRET}@127.0.0.1:1");
+    let down = Jwtd::start(&dead, &[]);
+    let down_client = down.client().await;
+    let reply = down_client.revoke(br#"{"sub":"y"}"#).await.expect("revoke");
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                error: jwtd::protocol::ProtocolError::RevokeFailed,
+                ..
+            }
+        ),
+        "{reply:?}{}",
+        down.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(down.log().contains("push channel unreachable")
+        && down.log().contains("revocation through the socket failed"))
+    {
+        assert!(Instant::now() < deadline, "no warning{}", down.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let unreachable = revoke_output(&["--redis", &dead, "--sub", "y", "--issuer", ""], None);
+    let said = assert_refused(&unreachable, 1, "redis://***@127.0.0.1:1");
+    // Through the socket of the daemon that cannot reach Redis.
+    let socket = down.socket.display().to_string();
+    let through = revoke_output(&["--socket", &socket, "--sub", "y", "--issuer", ""], None);
+    assert_refused(&through, 1, "could not be written");
+    // Refused password.
+    let wrong = format!("redis://:{WRONG}@127.0.0.1:{}", redis.port);
+    let refused = revoke_output(&["--redis", &wrong, "--sub", "y", "--issuer", ""], None);
+    assert_refused(&refused, 1, "redis://***@127.0.0.1");
+
+    let log = d.log();
+    assert!(log.contains("redis://***@127.0.0.1"), "{log}");
+    for (what, text) in [
+        ("daemon", log),
+        ("daemon without Redis", down.log()),
+        ("jwtd revoke, unreachable", said),
+        (
+            "jwtd revoke, through the socket",
+            String::from_utf8_lossy(&through.stderr).into_owned(),
+        ),
+        (
+            "jwtd revoke, wrong password",
+            String::from_utf8_lossy(&refused.stderr).into_owned(),
+        ),
+    ] {
+        assert!(
+            !text.contains(SECRET) && !text.contains(WRONG),
+            "{what} shows the password: {text}"
+        );
+    }
 }
