@@ -37,7 +37,7 @@
 //! the conformance vectors and cheap to call from any front.
 
 mod alg;
-mod json;
+pub(crate) mod json;
 mod outcome;
 
 use std::borrow::Cow;

@@ -392,7 +392,7 @@ impl Fetcher {
                 max_age: response.max_age,
             });
         }
-        let keys = KeySet::from_jwks(&response.body)?;
+        let keys = KeySet::from_public_jwks(&response.body)?;
         // Remembered only for a good set: a bad one must be fetched whole
         // again, not confirmed by its ETag.
         self.jwks_etag = response.etag;
