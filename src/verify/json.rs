@@ -307,6 +307,16 @@ pub(crate) enum Number {
 }
 
 impl Number {
+    /// Whether the number lies in `0 ..= max` (fractions included, so
+    /// `max + 0.5` is out).
+    pub fn in_range(self, max: i64) -> bool {
+        match self {
+            Number::Int(i) => (0..=max).contains(&i),
+            // Every bound jwtd uses is exact in an f64 (below 2^53).
+            Number::Float(f) => (0.0..=max as f64).contains(&f),
+        }
+    }
+
     /// Whole seconds, rounding down (for `exp`: never extends validity).
     pub fn floor(self) -> i64 {
         match self {

@@ -327,7 +327,7 @@ pub async fn watch_remote(
             .checked_add(jitter(delay))
             .unwrap_or(now + Duration::from_secs(86_400));
         match gate {
-            Some(g) => g.sleep(deadline).await,
+            Some(g) => g.sleep(deadline, fetcher.min_gap()).await,
             None => tokio::time::sleep_until(deadline).await,
         }
     }
@@ -356,6 +356,12 @@ fn failed(verifier: &Verifier, issuer: usize, source: &str, e: &FetchError, what
 }
 
 impl Fetcher {
+    /// The shortest time between the starts of two fetches
+    /// ([`crate::jwks::refresh::min_gap`]).
+    fn min_gap(&self) -> Duration {
+        crate::jwks::refresh::min_gap(self.settings.refresh_min)
+    }
+
     /// Delay after a good fetch.
     fn next_refresh(&self, max_age: Option<Duration>) -> Duration {
         let s = &self.settings;
