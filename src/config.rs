@@ -153,6 +153,8 @@ pub struct RawConfig {
     pub issuers: Option<Vec<RawIssuer>>,
     /// `[[routes]]` tables (config file only).
     pub routes: Option<Vec<RawRoute>>,
+    /// Integer.
+    pub max_kidless_keys: Option<String>,
 }
 
 /// One `[[routes]]` table.
@@ -190,6 +192,8 @@ pub struct RawIssuer {
     pub typ: Option<String>,
     /// Duration.
     pub max_lifetime: Option<String>,
+    /// Integer.
+    pub max_kidless_keys: Option<String>,
 }
 
 macro_rules! fields {
@@ -203,7 +207,8 @@ macro_rules! fields {
             unknown_kid_cooldown, unknown_kid_wait, max_stale, revocation_fail, revocation_prefix,
             revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl,
             http_socket, http_listen, grpc_socket, grpc_listen, token_header, token_cookie,
-            token_query, forward_payload, debug_reason, strip_token, http_path_prefix;
+            token_query, forward_payload, debug_reason, strip_token, http_path_prefix,
+            max_kidless_keys;
             audiences, algorithms, required_claims, redis, claim_headers
         )
     };
@@ -430,6 +435,7 @@ fn issuer_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<R
             audiences: take_list(t, &at, "audiences", problems),
             algorithms: take_list(t, &at, "algorithms", problems),
             required_claims: take_list(t, &at, "required_claims", problems),
+            max_kidless_keys: take_scalar(t, &at, "max_kidless_keys", problems),
         };
         for key in t.keys() {
             problems.push(format!(
@@ -1102,6 +1108,7 @@ fn issuer_list(c: &mut Check, raw: &RawConfig) -> Vec<(String, RawIssuer)> {
         required_claims: raw.required_claims.clone(),
         typ: raw.typ.clone(),
         max_lifetime: raw.max_lifetime.clone(),
+        max_kidless_keys: raw.max_kidless_keys.clone(),
     };
     let Some(tables) = &raw.issuers else {
         return vec![(String::new(), top)];
@@ -1137,6 +1144,10 @@ fn issuer_list(c: &mut Check, raw: &RawConfig) -> Vec<(String, RawIssuer)> {
                     .or_else(|| top.required_claims.clone()),
                 typ: t.typ.clone().or_else(|| top.typ.clone()),
                 max_lifetime: t.max_lifetime.clone().or_else(|| top.max_lifetime.clone()),
+                max_kidless_keys: t
+                    .max_kidless_keys
+                    .clone()
+                    .or_else(|| top.max_kidless_keys.clone()),
                 ..t.clone()
             };
             (format!("issuers[{n}]."), table)
@@ -1270,6 +1281,12 @@ fn policy(
         max_lifetime,
         typ: t.typ.as_deref().map(Box::from),
         max_token_bytes,
+        max_kidless_keys: c.number(
+            &format!("{prefix}max_kidless_keys"),
+            t.max_kidless_keys.as_deref(),
+            verify::DEFAULT_MAX_KIDLESS_KEYS,
+            (0, verify::MAX_KIDLESS_KEYS),
+        ),
         ..Policy::default()
     };
     // Range problems of max_token_bytes are reported once, by the caller.

@@ -208,6 +208,10 @@ pub struct Args {
     /// (Envoy's path_prefix) [default: none].
     #[arg(long, value_name = "PREFIX")]
     http_path_prefix: Option<String>,
+    /// Most keys a token without kid is tried against; beyond, it is refused
+    /// unknown_key without a signature check [default: 4].
+    #[arg(long, value_name = "N")]
+    max_kidless_keys: Option<String>,
 }
 
 impl Args {
@@ -268,6 +272,7 @@ impl Args {
             http_path_prefix: self.http_path_prefix.clone(),
             issuers: None,
             routes: None,
+            max_kidless_keys: self.max_kidless_keys.clone(),
         }
     }
 }
