@@ -1205,7 +1205,7 @@ fn key_source(
     } else if let Some(url) = &t.jwks_url {
         let endpoint = reqwest::Url::parse(url)
             .map(Endpoint::Jwks)
-            .map_err(|e| format!("{url:?} is not a URL: {e}"));
+            .map_err(|e| format!("{:?} is not a URL: {e}", crate::redact::url(url)));
         remote(c, "jwks_url", endpoint)
     } else if let Some(url) = &t.discovery {
         // The discovery URL is the issuer identifier (OIDC Discovery 4.3).

@@ -587,7 +587,7 @@ fn start_sources(
                 )));
             }
             KeySource::Remote(endpoint) => {
-                tracing::info!(issuer = %name, url = %endpoint.url(), "fetching the key set");
+                tracing::info!(issuer = %name, url = %jwtd::redact::url(endpoint.url().as_str()), "fetching the key set");
                 let client = match &client {
                     Some(c) => Clone::clone(c),
                     None => client
