@@ -10,10 +10,15 @@
 //!   `refresh_interval`. With `max_stale` set, never later than half of it,
 //!   so a healthy issuer never goes stale between two scheduled fetches. After a failure, after 1 s, doubling per failure up
 //!   to `refresh_min`. Every delay is jittered down by up to 20%, so a fleet
-//!   of sidecars started together does not fetch in lockstep.
+//!   of sidecars started together does not fetch in lockstep. Whatever the
+//!   delay, no fetch starts less than `min(5 s, refresh_min)` after the
+//!   previous one started ([`crate::jwks::refresh::min_gap`]).
 //! - **Unknown kid.** The issuer's [`RefreshGate`] cuts a sleep short when a
-//!   request meets a kid the set lacks (single flight, cooldown; see
-//!   `jwks::refresh`).
+//!   request meets a kid the set lacks (single flight, a cooldown that only
+//!   such requests use up, the minimum gap; see `jwks::refresh`).
+//! - **No secrets.** Sets are parsed with [`KeySet::from_public_jwks`]: an
+//!   `oct` key in a published set is skipped with a warning, since anyone
+//!   who can read the set could sign with it.
 //! - **Revalidation.** The `ETag` of the last good set is sent back as
 //!   `If-None-Match`; `304 Not Modified` confirms the current set (and counts
 //!   as a good fetch for staleness) without parsing anything.
