@@ -563,7 +563,7 @@ impl<'de> Visitor<'de> for Build<'_> {
                     if !fresh && slot.is_none() {
                         **slot = Some(name.clone().into_owned());
                     }
-                    Role::Jwk(&mut **slot)
+                    Role::Jwk(slot)
                 }
                 _ if !fresh => {
                     return Err(de::Error::custom(format_args!(
@@ -571,7 +571,7 @@ impl<'de> Visitor<'de> for Build<'_> {
                         &*name
                     )));
                 }
-                Role::Document(list) if name == "keys" => Role::Keys(&mut **list),
+                Role::Document(list) if name == "keys" => Role::Keys(list),
                 _ => Role::Strict,
             };
             let value = map.next_value_seed(Build(child))?;

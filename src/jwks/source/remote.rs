@@ -264,7 +264,8 @@ struct Response {
 /// What a refresh round produced.
 enum Fetched {
     Updated {
-        keys: KeySet,
+        /// Boxed: a set is large next to the other variant.
+        keys: Box<KeySet>,
         max_age: Option<Duration>,
     },
     Unchanged {
@@ -329,7 +330,7 @@ pub async fn watch_remote(
             Ok(Fetched::Updated { keys, max_age }) => {
                 log_skipped(&keys);
                 tracing::info!(%source, keys = keys.keys().len(), "key set fetched");
-                verifier.set_keys(issuer, keys);
+                verifier.set_keys(issuer, *keys);
                 failures = 0;
                 fetcher.next_refresh(max_age)
             }
@@ -430,7 +431,7 @@ impl Fetcher {
         // again, not confirmed by its ETag.
         self.jwks_etag = response.etag;
         Ok(Fetched::Updated {
-            keys,
+            keys: Box::new(keys),
             max_age: response.max_age,
         })
     }
