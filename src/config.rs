@@ -161,6 +161,8 @@ pub struct RawConfig {
     pub routes: Option<Vec<RawRoute>>,
     /// Serve the embedded development key set (`true`/`false`).
     pub dev: Option<String>,
+    /// Integer.
+    pub max_kidless_keys: Option<String>,
 }
 
 /// One `[[routes]]` table.
@@ -198,6 +200,8 @@ pub struct RawIssuer {
     pub typ: Option<String>,
     /// Duration.
     pub max_lifetime: Option<String>,
+    /// Integer.
+    pub max_kidless_keys: Option<String>,
 }
 
 macro_rules! fields {
@@ -211,7 +215,8 @@ macro_rules! fields {
             unknown_kid_cooldown, unknown_kid_wait, max_stale, revocation_fail, revocation_prefix,
             revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl,
             http_socket, http_listen, grpc_socket, grpc_listen, token_header, token_cookie,
-            token_query, forward_payload, debug_reason, strip_token, http_path_prefix, dev;
+            token_query, forward_payload, debug_reason, strip_token, http_path_prefix, dev,
+            max_kidless_keys;
             audiences, algorithms, required_claims, redis, claim_headers
         )
     };
@@ -455,6 +460,7 @@ fn issuer_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<R
             audiences: take_list(t, &at, "audiences", problems),
             algorithms: take_list(t, &at, "algorithms", problems),
             required_claims: take_list(t, &at, "required_claims", problems),
+            max_kidless_keys: take_scalar(t, &at, "max_kidless_keys", problems),
         };
         for key in t.keys() {
             problems.push(unknown_key(&at, key, ISSUER_KEYS.iter().copied()));
@@ -465,7 +471,7 @@ fn issuer_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<R
 }
 
 /// The keys of an `[[issuers]]` table.
-const ISSUER_KEYS: [&str; 10] = [
+const ISSUER_KEYS: [&str; 11] = [
     "issuer",
     "jwks_file",
     "jwks_url",
@@ -476,6 +482,7 @@ const ISSUER_KEYS: [&str; 10] = [
     "audiences",
     "algorithms",
     "required_claims",
+    "max_kidless_keys",
 ];
 
 /// The problem for an unknown key `at``key` of the config file, with the
@@ -1400,6 +1407,7 @@ fn issuer_list(c: &mut Check, raw: &RawConfig) -> Vec<(String, RawIssuer)> {
         required_claims: raw.required_claims.clone(),
         typ: raw.typ.clone(),
         max_lifetime: raw.max_lifetime.clone(),
+        max_kidless_keys: raw.max_kidless_keys.clone(),
     };
     let Some(tables) = &raw.issuers else {
         return vec![(String::new(), top)];
@@ -1435,6 +1443,10 @@ fn issuer_list(c: &mut Check, raw: &RawConfig) -> Vec<(String, RawIssuer)> {
                     .or_else(|| top.required_claims.clone()),
                 typ: t.typ.clone().or_else(|| top.typ.clone()),
                 max_lifetime: t.max_lifetime.clone().or_else(|| top.max_lifetime.clone()),
+                max_kidless_keys: t
+                    .max_kidless_keys
+                    .clone()
+                    .or_else(|| top.max_kidless_keys.clone()),
                 ..t.clone()
             };
             (format!("issuers[{n}]."), table)
@@ -1499,7 +1511,7 @@ fn key_source(
     } else if let Some(url) = &t.jwks_url {
         let endpoint = reqwest::Url::parse(url)
             .map(Endpoint::Jwks)
-            .map_err(|e| format!("{url:?} is not a URL: {e}"));
+            .map_err(|e| format!("{:?} is not a URL: {e}", crate::redact::url(url)));
         remote(c, "jwks_url", endpoint)
     } else if let Some(url) = &t.discovery {
         // The discovery URL is the issuer identifier (OIDC Discovery 4.3).
@@ -1593,6 +1605,12 @@ fn policy(
         max_lifetime,
         typ: t.typ.as_deref().map(Box::from),
         max_token_bytes,
+        max_kidless_keys: c.number(
+            &format!("{prefix}max_kidless_keys"),
+            t.max_kidless_keys.as_deref(),
+            verify::DEFAULT_MAX_KIDLESS_KEYS,
+            (0, verify::MAX_KIDLESS_KEYS),
+        ),
         ..Policy::default()
     };
     // Range problems of max_token_bytes are reported once, by the caller.

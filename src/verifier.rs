@@ -252,11 +252,12 @@ impl Verifier {
                     .collect();
                 Issuer {
                     keys: ArcSwapOption::empty(),
+                    gate: i.unknown_kid.map(|(cooldown, wait)| {
+                        let name = i.policy.issuer.as_deref().unwrap_or("default");
+                        RefreshGate::new(name, cooldown, wait)
+                    }),
                     default: i.policy,
                     by_selector,
-                    gate: i
-                        .unknown_kid
-                        .map(|(cooldown, wait)| RefreshGate::new(cooldown, wait)),
                     max_stale: i.max_stale,
                     health: Health::default(),
                 }
@@ -480,6 +481,7 @@ impl Verifier {
             selector,
             chosen: Cell::new(None),
             no_keys: Cell::new(false),
+            kidless: Cell::new(false),
         };
         let started = std::time::Instant::now();
         let verdict = verify::verify_with(token, &call, now);
@@ -503,8 +505,11 @@ impl Verifier {
             }
             Err(_) if call.no_keys.get() => Outcome::NoKeys,
             Err(rejection) => {
+                // A kid-less token refused for the number of keys it could
+                // match names no missing key: a refresh would not help.
                 if may_refresh
                     && rejection.reason == Reject::UnknownKey
+                    && !call.kidless.get()
                     && let Some(wait) = issuer.and_then(|i| i.gate.as_ref()?.unknown_kid())
                 {
                     return Outcome::Pending(Pending {
@@ -628,6 +633,8 @@ struct Call<'v> {
     selector: &'v [u8],
     chosen: Cell<Option<usize>>,
     no_keys: Cell<bool>,
+    /// A kid-less token was refused for matching too many keys.
+    kidless: Cell<bool>,
 }
 
 /// A loaded key set, kept alive for one verification.
@@ -656,6 +663,10 @@ impl Trust for Call<'_> {
 
     fn by_issuer(&self) -> bool {
         self.inner.issuers.len() > 1
+    }
+
+    fn kidless_refused(&self) {
+        self.kidless.set(true);
     }
 
     fn select(&self, iss: Option<&str>) -> Result<(Loaded, &Policy), Reject> {
@@ -989,8 +1000,8 @@ mod tests {
             cache_max_ttl: 600,
         });
         v.set_keys(0, set_of(&[&old]));
-        let token = mint(&new, json!({"iss": "https://a", "exp": i64::MAX / 2}));
         let now = crate::server::unix_now();
+        let token = mint(&new, json!({"iss": "https://a", "exp": now + 3600}));
         let miss = v.check_cached(b"", &token, now).unwrap_err();
         let Outcome::Pending(refreshing) = v.check_uncached(miss, b"", &token, now) else {
             panic!("expected a refresh")
@@ -1010,16 +1021,46 @@ mod tests {
             "{outcome:?}"
         );
         // A second unknown kid within the cooldown is refused at once.
-        let stranger = mint(
-            &es256("x"),
-            json!({"iss": "https://a", "exp": i64::MAX / 2}),
-        );
+        let stranger = mint(&es256("x"), json!({"iss": "https://a", "exp": now + 3600}));
         let miss = v.check_cached(b"", &stranger, now).unwrap_err();
         assert_eq!(
             reason(v.check_uncached(miss, b"", &stranger, now)),
             Reject::UnknownKey
         );
         assert_eq!(v.issuers()[0].gate().unwrap().suppressed(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_kidless_token_matching_too_many_keys_asks_for_no_refresh() {
+        let keys: Vec<SigningKey> = (0..10).map(|n| es256(&format!("k{n}"))).collect();
+        let v = Verifier::new(VerifierConfig {
+            issuers: vec![issuer("https://a", &[], true)],
+            cache_entries: 100,
+            cache_max_ttl: 600,
+        });
+        v.set_keys(0, set_of(&keys.iter().collect::<Vec<_>>()));
+        let now = crate::server::unix_now();
+        let payload = json!({"iss": "https://a", "exp": now + 3600}).to_string();
+        let token = keys[9]
+            .sign_parts(br#"{"alg":"ES256"}"#, payload.as_bytes())
+            .unwrap()
+            .into_bytes();
+        let miss = v.check_cached(b"", &token, now).unwrap_err();
+        // Answered at once (not Pending on a refresh), and nothing asked.
+        assert_eq!(
+            reason(v.check_uncached(miss, b"", &token, now)),
+            Reject::UnknownKey
+        );
+        let gate = v.issuers()[0].gate().unwrap();
+        assert_eq!((gate.requested(), gate.suppressed()), (0, 0));
+        // An unknown kid still asks for one.
+        let stranger = mint(&es256("x"), json!({"iss": "https://a", "exp": now + 3600}));
+        let miss = v.check_cached(b"", &stranger, now).unwrap_err();
+        assert!(matches!(
+            v.check_uncached(miss, b"", &stranger, now),
+            Outcome::Pending(_)
+        ));
+        assert_eq!(gate.requested(), 1);
     }
 
     #[tokio::test]

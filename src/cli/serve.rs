@@ -215,6 +215,10 @@ pub struct Args {
     /// never in production.
     #[arg(long)]
     dev: bool,
+    /// Most keys a token without kid is tried against; beyond, it is refused
+    /// unknown_key without a signature check [default: 4].
+    #[arg(long, value_name = "N")]
+    max_kidless_keys: Option<String>,
 }
 
 impl Args {
@@ -276,6 +280,7 @@ impl Args {
             issuers: None,
             routes: None,
             dev: self.dev.then(|| "true".to_owned()),
+            max_kidless_keys: self.max_kidless_keys.clone(),
         }
     }
 }
@@ -609,7 +614,7 @@ fn start_sources(
                 )));
             }
             KeySource::Remote(endpoint) => {
-                tracing::info!(issuer = %name, url = %endpoint.url(), "fetching the key set");
+                tracing::info!(issuer = %name, url = %jwtd::redact::url(endpoint.url().as_str()), "fetching the key set");
                 let client = match &client {
                     Some(c) => Clone::clone(c),
                     None => client

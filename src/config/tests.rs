@@ -789,3 +789,44 @@ fn bad_front_settings_are_all_reported() {
         );
     }
 }
+
+#[test]
+fn max_kidless_keys_is_a_policy_setting_inherited_by_issuer_tables() {
+    let dev = format!("{}/deploy/dev/jwks.json", env!("CARGO_MANIFEST_DIR"));
+    let c = from_toml(&format!(
+        r#"
+        max_kidless_keys = 2
+
+        [[issuers]]
+        issuer = "https://a.example"
+        jwks_file = "{dev}"
+
+        [[issuers]]
+        issuer = "https://b.example"
+        jwks_file = "{dev}"
+        max_kidless_keys = 0
+        "#
+    ))
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    let limits: Vec<usize> = c
+        .verifier
+        .issuers
+        .iter()
+        .map(|i| i.policy.max_kidless_keys)
+        .collect();
+    assert_eq!(limits, [2, 0]);
+    let default = from_toml(&format!("jwks_file = \"{dev}\"")).expect("valid");
+    assert_eq!(default.verifier.issuers[0].policy.max_kidless_keys, 4);
+    let env = RawConfig::from_env(|k| (k == "JWTD_MAX_KIDLESS_KEYS").then(|| "7".to_owned()));
+    assert_eq!(env.max_kidless_keys.as_deref(), Some("7"));
+    for bad in ["1025", "-1", "many"] {
+        let problems = from_toml(&format!(
+            "jwks_file = \"{dev}\"\nmax_kidless_keys = \"{bad}\""
+        ))
+        .expect_err(bad);
+        assert!(
+            problems.iter().any(|p| p.starts_with("max_kidless_keys:")),
+            "{bad}: {problems:?}"
+        );
+    }
+}

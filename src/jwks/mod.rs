@@ -9,9 +9,16 @@
 //! binding is a property of the key, not a check someone can forget.
 //!
 //! Real key sets hold keys jwtd must not use (`use: enc`, unknown `kty`,
-//! 1024-bit RSA, short EC coordinates, Ed448). Each such key is skipped and
+//! 1024-bit RSA, short EC coordinates, Ed448, Ed25519 points of small
+//! order, a JWK with a member written twice). Each such key is skipped and
 //! recorded as a [`SkippedKey`] naming its index and kid, for the caller to
 //! log as a warning; only a set with *no* usable signing key is an error.
+//!
+//! Where the set comes from matters for one kind of key: an `oct` (HMAC)
+//! secret is a signing key, so one published in a set fetched over the
+//! network ([`KeySet::from_public_jwks`]: `jwks_url`, discovery) would let
+//! anyone who can read that set mint tokens. There it is skipped; a local
+//! key file ([`KeySet::from_jwks`]) may hold one.
 //!
 //! This module turns bytes into a validated `KeySet`; [`source`] watches
 //! where the bytes come from and publishes each new validated set.
@@ -20,6 +27,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::hmac;
 use aws_lc_rs::rsa::PublicKeyComponents;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaParameters, VerificationAlgorithm};
@@ -267,6 +275,20 @@ pub enum KeyProblem {
     /// A PEM block that is not a public key.
     #[error("PEM block \"{0}\" is not a public key")]
     NotAPublicKey(String),
+    /// An `oct` (HMAC) secret in a set fetched over the network: whoever
+    /// can read the set could sign tokens with it.
+    #[error(
+        "symmetric (oct) key in a published key set: anyone who can read the set could mint tokens with it (put HMAC secrets in a jwks_file)"
+    )]
+    SecretInPublicSet,
+    /// A member written twice in the JWK (at any depth): two parsers could
+    /// read two different keys.
+    #[error("member \"{0}\" appears twice")]
+    DuplicateMember(String),
+    /// An Ed25519 public key of small order (the identity or another
+    /// torsion point): signatures under it can be forged without any secret.
+    #[error("Ed25519 public key is a point of small order (order 1, 2, 4 or 8): a forgeable key")]
+    SmallOrder,
 }
 
 /// Why a whole set cannot be loaded.
@@ -311,6 +333,9 @@ pub struct KeySet {
     skipped: Vec<SkippedKey>,
     /// Fingerprints of `keys`, for [`KeySet::contains`].
     fingerprints: std::collections::HashSet<KeyFingerprint>,
+    /// How many keys serve each algorithm (indexed by `Algorithm as
+    /// usize`), for [`KeySet::kidless_candidates`].
+    serving: [u32; Algorithm::ALL.len()],
 }
 
 impl fmt::Debug for KeySet {
@@ -323,15 +348,38 @@ impl fmt::Debug for KeySet {
 }
 
 impl KeySet {
-    /// Parses a JWK set (`{"keys":[...]}`, RFC 7517 5).
+    /// Parses a JWK set (`{"keys":[...]}`, RFC 7517 5) from a trusted
+    /// place (a local key file): `oct` secrets are usable.
+    ///
+    /// A member written twice inside one JWK skips that key
+    /// ([`KeyProblem::DuplicateMember`]); a member written twice anywhere
+    /// else (two `keys` arrays, say) refuses the whole set
+    /// ([`KeySetError::Json`]), as a duplicate refuses a whole token.
     ///
     /// # Errors
     ///
     /// If the text is not a JWK set or no key in it is usable. Unusable keys
     /// in an otherwise good set are not errors; see [`KeySet::skipped`].
     pub fn from_jwks(json: &[u8]) -> Result<KeySet, KeySetError> {
-        let value: Value =
-            serde_json::from_slice(json).map_err(|e| KeySetError::Json(e.to_string()))?;
+        KeySet::parse_jwks(json, true)
+    }
+
+    /// Parses a JWK set fetched over the network (`jwks_url`, OIDC
+    /// discovery): as [`KeySet::from_jwks`], except that `oct` secrets are
+    /// skipped ([`KeyProblem::SecretInPublicSet`]). A published set is
+    /// readable by anyone; a secret in it is no secret.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeySet::from_jwks`]; a set of only `oct` keys has no usable key.
+    pub fn from_public_jwks(json: &[u8]) -> Result<KeySet, KeySetError> {
+        KeySet::parse_jwks(json, false)
+    }
+
+    fn parse_jwks(json: &[u8], secrets: bool) -> Result<KeySet, KeySetError> {
+        let text = crate::verify::json::parse_jwk_set(json)
+            .map_err(|e| KeySetError::Json(e.to_string()))?;
+        let value = text.value;
         let Some(keys) = value.get("keys").and_then(Value::as_array) else {
             return Err(match value {
                 Value::Object(_) => KeySetError::NoKeysArray,
@@ -341,11 +389,14 @@ impl KeySet {
         let mut set = KeySet::default();
         for (index, jwk) in keys.iter().enumerate() {
             let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
-            match jwk
-                .as_object()
-                .ok_or(KeyProblem::NotAnObject)
-                .and_then(parse_jwk)
-            {
+            let parsed = match text.duplicates.get(index) {
+                Some(Some(name)) => Err(KeyProblem::DuplicateMember(name.clone())),
+                _ => jwk
+                    .as_object()
+                    .ok_or(KeyProblem::NotAnObject)
+                    .and_then(|jwk| parse_jwk(jwk, secrets)),
+            };
+            match parsed {
                 Ok(key) => set.push(key),
                 Err(problem) => set.skipped.push(SkippedKey {
                     index,
@@ -418,7 +469,19 @@ impl KeySet {
             self.by_kid.entry(kid.clone()).or_default().push(index);
         }
         self.fingerprints.insert(key.fingerprint);
+        for alg in key.algorithms() {
+            self.serving[alg as usize] += 1;
+        }
         self.keys.push(key);
+    }
+
+    /// How many keys a token without `kid` signed with `alg` would be tried
+    /// against: every key serving `alg`. The core refuses such a token
+    /// without any signature check when this exceeds
+    /// [`crate::verify::Policy::max_kidless_keys`].
+    #[inline]
+    pub fn kidless_candidates(&self, alg: Algorithm) -> usize {
+        self.serving[alg as usize] as usize
     }
 
     /// Whether the set holds the key with this fingerprint.
@@ -485,7 +548,9 @@ fn bytes(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, KeyPro
         .map_err(|_| KeyProblem::Invalid(name, "base64url value"))
 }
 
-fn parse_jwk(jwk: &Map<String, Value>) -> Result<Key, KeyProblem> {
+/// One JWK; `secrets` says whether an `oct` key may be used (a local file)
+/// or not (a published set).
+fn parse_jwk(jwk: &Map<String, Value>, secrets: bool) -> Result<Key, KeyProblem> {
     let kid = member(jwk, "kid")?.map(Arc::from);
     if let Some(usage) = member(jwk, "use")?
         && usage != "sig"
@@ -554,6 +619,7 @@ fn parse_jwk(jwk: &Map<String, Value>) -> Result<Key, KeyProblem> {
             }
             ed25519_key(&x)?
         }
+        "oct" if !secrets => return Err(KeyProblem::SecretInPublicSet),
         "oct" => {
             check_family(alg, |f| f == Family::Hmac, "oct")?;
             hmac_key(&bytes(jwk, "k")?, alg)?
@@ -663,13 +729,71 @@ fn ec_key(curve: Curve, key: &[u8]) -> Result<Parsed, KeyProblem> {
     })
 }
 
+/// `key` is the raw 32-byte point or an SPKI.
 fn ed25519_key(key: &[u8]) -> Result<Parsed, KeyProblem> {
     let parsed = ParsedPublicKey::new(&signature::ED25519, key).map_err(rejected)?;
+    // The SPKI of an Ed25519 key ends with the 32-byte point, whichever form
+    // it was loaded from.
+    let spki = parsed.as_der().map_err(rejected)?;
+    let point = spki
+        .as_ref()
+        .last_chunk::<32>()
+        .ok_or_else(|| KeyProblem::Rejected("Ed25519 key shorter than 32 bytes".to_owned()))?;
+    if ed25519_small_order(point) {
+        return Err(KeyProblem::SmallOrder);
+    }
     Ok(Parsed {
         kind: KeyKind::Ed25519,
         handles: vec![(Algorithm::EdDSA, Handle::Signature(parsed))],
         material: digest_of(&[key]),
     })
+}
+
+/// The y coordinates (little-endian, sign bit clear) of every Ed25519 point
+/// of small order, as libsodium's `has_small_order` blocklist lists them
+/// (also listed in "Taming the many EdDSAs", Chalkias et al., 2020): with the sign
+/// bit of x either way they cover the 8 torsion points (orders 1, 2, 4, 8)
+/// and their non-canonical encodings (y = p and y = p + 1, and x = -0).
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 7] = {
+    let mut p_minus_1 = [0xff; 32];
+    p_minus_1[0] = 0xec;
+    p_minus_1[31] = 0x7f;
+    let mut p = p_minus_1;
+    p[0] = 0xed;
+    let mut p_plus_1 = p_minus_1;
+    p_plus_1[0] = 0xee;
+    let mut one = [0; 32];
+    one[0] = 1;
+    [
+        // y = 0: the two points of order 4.
+        [0; 32],
+        // y = 1: the identity (order 1).
+        one,
+        // The four points of order 8 (two y values, x either sign).
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        // y = p - 1 = -1: the point of order 2.
+        p_minus_1,
+        // y = p and y = p + 1: non-canonical 0 and 1.
+        p,
+        p_plus_1,
+    ]
+};
+
+/// Whether an encoded Ed25519 point is of small order (order 1, 2, 4 or 8,
+/// canonical or not). Such a key verifies signatures anyone can make.
+fn ed25519_small_order(point: &[u8; 32]) -> bool {
+    let mut y = *point;
+    y[31] &= 0x7f;
+    ED25519_SMALL_ORDER_Y.contains(&y)
 }
 
 fn hmac_key(secret: &[u8], alg: Option<Algorithm>) -> Result<Parsed, KeyProblem> {
@@ -713,8 +837,11 @@ fn parse_public_der(der: &[u8]) -> Result<Parsed, KeyProblem> {
             return Ok(parsed);
         }
     }
-    ed25519_key(der).map_err(|_| {
-        KeyProblem::Rejected("not an RSA, EC (P-256/384/521) or Ed25519 public key".to_owned())
+    ed25519_key(der).map_err(|problem| match problem {
+        KeyProblem::SmallOrder => problem,
+        _ => {
+            KeyProblem::Rejected("not an RSA, EC (P-256/384/521) or Ed25519 public key".to_owned())
+        }
     })
 }
 

@@ -994,3 +994,273 @@ impl CloneWithKid for SigningKey {
             .with_kid(Some(kid.to_owned()))
     }
 }
+
+// ------------------------------------------------------- published key sets
+
+#[test]
+fn oct_keys_of_a_published_set_are_skipped_naming_their_kid() {
+    let jwks = json!({"keys": [
+        with(oct(32), "kid", json!("hmac-1")),
+        with(bare(Algorithm::ES256), "kid", json!("ec-1")),
+    ]})
+    .to_string();
+    let set = KeySet::from_public_jwks(jwks.as_bytes()).expect("the EC key keeps it usable");
+    assert_eq!(kids(set.keys().iter()), [Some("ec-1".to_owned())]);
+    assert_eq!(
+        set.skipped(),
+        [SkippedKey {
+            index: 0,
+            kid: Some("hmac-1".into()),
+            problem: KeyProblem::SecretInPublicSet,
+        }]
+    );
+    let text = set.skipped()[0].to_string();
+    assert!(
+        text.contains("\"hmac-1\"") && text.contains("oct"),
+        "{text}"
+    );
+    // The same text in a local key file keeps its secret.
+    let local = KeySet::from_jwks(jwks.as_bytes()).expect("loads");
+    assert_eq!(local.keys().len(), 2);
+    assert!(local.skipped().is_empty());
+}
+
+#[test]
+fn a_published_set_of_only_oct_keys_has_no_usable_key() {
+    let jwks = json!({"keys": [
+        with(oct(32), "kid", json!("a")),
+        with(with(oct(64), "kid", json!("b")), "alg", json!("HS512")),
+    ]})
+    .to_string();
+    let err = KeySet::from_public_jwks(jwks.as_bytes()).expect_err("nothing usable");
+    let KeySetError::NoUsableKey(skipped) = &err else {
+        panic!("expected NoUsableKey, got {err:?}");
+    };
+    assert_eq!(skipped.len(), 2);
+    assert!(
+        skipped
+            .iter()
+            .all(|s| s.problem == KeyProblem::SecretInPublicSet),
+        "{skipped:?}"
+    );
+}
+
+// ------------------------------------------------------- duplicate members
+
+/// `jwk`'s JSON text with `member` written once more at its start.
+fn text_with_leading(jwk: &Value, member: &str) -> String {
+    format!("{{{member},{}", &jwk.to_string()[1..])
+}
+
+#[test]
+fn a_jwk_with_a_duplicate_member_is_skipped_naming_its_kid() {
+    let good = with(bare(Algorithm::ES256), "kid", json!("good")).to_string();
+    let twice = text_with_leading(
+        &with(bare(Algorithm::ES256), "kid", json!("twice")),
+        r#""kty":"oct""#,
+    );
+    let escaped = text_with_leading(
+        &with(bare(Algorithm::ES256), "kid", json!("escaped")),
+        r#""\u0063rv":"P-384""#,
+    );
+    let nested = text_with_leading(
+        &with(bare(Algorithm::ES256), "kid", json!("nested")),
+        r#""ext":{"a":[{"b":1,"b":2}]}"#,
+    );
+    let text = format!(r#"{{"keys":[{good},{twice},{escaped},{nested}]}}"#);
+    for set in [
+        KeySet::from_jwks(text.as_bytes()).expect("the good key loads"),
+        KeySet::from_public_jwks(text.as_bytes()).expect("the good key loads"),
+    ] {
+        assert_eq!(kids(set.keys().iter()), [Some("good".to_owned())]);
+        let skipped: Vec<_> = set
+            .skipped()
+            .iter()
+            .map(|s| (s.index, s.kid.as_deref(), s.problem.clone()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (1, Some("twice"), KeyProblem::DuplicateMember("kty".into())),
+                (
+                    2,
+                    Some("escaped"),
+                    KeyProblem::DuplicateMember("crv".into())
+                ),
+                (3, Some("nested"), KeyProblem::DuplicateMember("b".into())),
+            ]
+        );
+        let line = set.skipped()[0].to_string();
+        assert!(
+            line.contains("\"twice\"") && line.contains("\"kty\" appears twice"),
+            "{line}"
+        );
+    }
+    // Even a duplicate that repeats the same value is refused.
+    let same = text_with_leading(
+        &with(bare(Algorithm::ES256), "kid", json!("same")),
+        r#""kty":"EC""#,
+    );
+    let err = KeySet::from_jwks(format!(r#"{{"keys":[{same}]}}"#).as_bytes())
+        .expect_err("its one key is skipped");
+    assert!(err.to_string().contains("\"kty\" appears twice"), "{err}");
+}
+
+#[test]
+fn a_duplicate_member_outside_the_keys_refuses_the_whole_set() {
+    let good = json!([with(bare(Algorithm::ES256), "kid", json!("a"))]).to_string();
+    for text in [
+        format!(r#"{{"keys":{good},"keys":[]}}"#),
+        format!(r#"{{"keys":[],"keys":{good}}}"#),
+        format!(r#"{{"keys":{good},"\u006beys":{good}}}"#),
+        format!(r#"{{"keys":{good},"meta":{{"a":1,"a":2}}}}"#),
+    ] {
+        for result in [
+            KeySet::from_jwks(text.as_bytes()),
+            KeySet::from_public_jwks(text.as_bytes()),
+        ] {
+            match result {
+                Err(KeySetError::Json(message)) => {
+                    assert!(message.contains("duplicate member"), "{text}: {message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------- Ed25519 small order
+
+/// Every encoding of an Ed25519 point of small order (libsodium's
+/// `has_small_order` blocklist, spelled out): the 8 torsion points in their
+/// canonical encodings, then the non-canonical ones (x = -0 for the two
+/// points with x = 0; y = p and y = p + 1, with either sign bit).
+const SMALL_ORDER_POINTS: [(&str, &str); 14] = [
+    (
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "identity (order 1)",
+    ),
+    (
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "(0, -1), order 2",
+    ),
+    (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "(sqrt(-1), 0), order 4",
+    ),
+    (
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "(-sqrt(-1), 0), order 4",
+    ),
+    (
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "order 8",
+    ),
+    (
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "order 8",
+    ),
+    (
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "order 8",
+    ),
+    (
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "order 8",
+    ),
+    (
+        "0100000000000000000000000000000000000000000000000000000000000080",
+        "identity, x = -0",
+    ),
+    (
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "order 2, x = -0",
+    ),
+    (
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "y = p (0), order 4",
+    ),
+    (
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "y = p (0), sign bit set",
+    ),
+    (
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "y = p + 1 (1), the identity",
+    ),
+    (
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "y = p + 1 (1), sign bit set",
+    ),
+];
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn ed25519_keys_of_small_order_are_skipped_as_jwks() {
+    for (n, (point, what)) in SMALL_ORDER_POINTS.iter().enumerate() {
+        let kid = format!("torsion-{n}");
+        let jwk =
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": B64URL.encode(unhex(point))});
+        let s = skip(jwk);
+        assert_eq!(s.problem, KeyProblem::SmallOrder, "{what}: {point}");
+        assert_eq!(s.kid.as_deref(), Some(kid.as_str()));
+    }
+}
+
+#[test]
+fn ed25519_keys_of_small_order_are_skipped_as_pem() {
+    // The fixed SPKI prefix of an Ed25519 public key (RFC 8410).
+    let prefix = unhex("302a300506032b6570032100");
+    for (point, what) in SMALL_ORDER_POINTS {
+        let der = [prefix.as_slice(), &unhex(point)].concat();
+        let err = KeySet::from_pem(&pem_public("PUBLIC KEY", &der), Some("t"))
+            .expect_err("its one key is skipped");
+        let KeySetError::NoUsableKey(skipped) = &err else {
+            panic!("{what}: expected NoUsableKey, got {err:?}");
+        };
+        assert_eq!(skipped[0].problem, KeyProblem::SmallOrder, "{what}");
+    }
+}
+
+#[test]
+fn ed25519_keys_next_to_small_order_encodings_still_load() {
+    // A real key loads; so does one whose encoding differs from a torsion
+    // point's only where the check masks nothing (it is not small order,
+    // whatever aws-lc-rs thinks of it later).
+    let real = bare(Algorithm::EdDSA);
+    assert_eq!(algorithms_of(real), [Algorithm::EdDSA]);
+    let mut near = unhex(SMALL_ORDER_POINTS[0].0);
+    near[0] = 9;
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": B64URL.encode(&near)});
+    let set = set_of(&[jwk]);
+    if let Err(KeySetError::NoUsableKey(skipped)) = &set {
+        assert_ne!(skipped[0].problem, KeyProblem::SmallOrder);
+    }
+}
+
+// ------------------------------------------------------- kid-less candidates
+
+#[test]
+fn kidless_candidates_count_the_keys_serving_each_algorithm() {
+    let set = set_of(&[
+        with(bare(Algorithm::ES256), "kid", json!("a")),
+        with(bare(Algorithm::ES256), "kid", json!("b")),
+        with(bare(Algorithm::RS256), "kid", json!("r")),
+        with(oct(48), "kid", json!("h")),
+    ])
+    .expect("loads");
+    assert_eq!(set.kidless_candidates(Algorithm::ES256), 2);
+    assert_eq!(set.kidless_candidates(Algorithm::PS384), 1);
+    assert_eq!(set.kidless_candidates(Algorithm::HS384), 1);
+    assert_eq!(set.kidless_candidates(Algorithm::HS512), 0);
+    assert_eq!(set.kidless_candidates(Algorithm::EdDSA), 0);
+    let mut more = set.clone();
+    more.extend(set);
+    assert_eq!(more.kidless_candidates(Algorithm::ES256), 4);
+}

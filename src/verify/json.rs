@@ -178,7 +178,16 @@ impl<'de> Names<'de> {
     const SMALL: usize = 16;
 
     fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
-        let fresh = match &mut self.large {
+        if self.is_new(name) {
+            Ok(())
+        } else {
+            Err(E::custom("duplicate member name"))
+        }
+    }
+
+    /// Records `name`; false when it was already there.
+    fn is_new(&mut self, name: Cow<'de, str>) -> bool {
+        match &mut self.large {
             Some(set) => set.insert(name),
             None if self.small.contains(&name) => false,
             None => {
@@ -188,11 +197,6 @@ impl<'de> Names<'de> {
                 }
                 true
             }
-        };
-        if fresh {
-            Ok(())
-        } else {
-            Err(E::custom("duplicate member name"))
         }
     }
 }
@@ -303,6 +307,16 @@ pub(crate) enum Number {
 }
 
 impl Number {
+    /// Whether the number lies in `0 ..= max` (fractions included, so
+    /// `max + 0.5` is out).
+    pub fn in_range(self, max: i64) -> bool {
+        match self {
+            Number::Int(i) => (0..=max).contains(&i),
+            // Every bound jwtd uses is exact in an f64 (below 2^53).
+            Number::Float(f) => (0.0..=max as f64).contains(&f),
+        }
+    }
+
     /// Whole seconds, rounding down (for `exp`: never extends validity).
     pub fn floor(self) -> i64 {
         match self {
@@ -413,6 +427,159 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
             names.insert(name)?;
         }
         Ok(p)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JWK sets.
+
+/// A JWK set document as [`parse_jwk_set`] read it.
+#[derive(Debug)]
+pub(crate) struct JwkSetText {
+    /// The whole document, as `serde_json` would have read it.
+    pub value: serde_json::Value,
+    /// One entry per element of the top-level `keys` array (when it is an
+    /// array): the first member name found twice in that element, at any
+    /// depth inside it.
+    pub duplicates: Vec<Option<String>>,
+}
+
+/// Parses a JWK set document with the duplicate-member rule tokens follow.
+///
+/// A member name found twice *inside one element* of the top-level `keys`
+/// array is recorded for that element ([`JwkSetText::duplicates`]): the
+/// caller skips that key and names it, and the rest of the set stays usable.
+/// A name found twice anywhere else (two `keys` members in the top-level
+/// object, or a duplicate inside another top-level member) is an error for
+/// the whole document, since no key of it can be read one way only.
+pub(crate) fn parse_jwk_set(bytes: &[u8]) -> Result<JwkSetText, serde_json::Error> {
+    let mut duplicates = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Build(Role::Document(&mut duplicates)).deserialize(&mut de)?;
+    de.end()?;
+    Ok(JwkSetText { value, duplicates })
+}
+
+/// Where a value sits in a JWK set document, which decides what a duplicate
+/// member name means there.
+enum Role<'a> {
+    /// Outside any key: a duplicate refuses the document.
+    Strict,
+    /// The document itself: if an object, its `keys` member is read as
+    /// [`Role::Keys`].
+    Document(&'a mut Vec<Option<String>>),
+    /// The top-level `keys` member: if an array, each element is read as
+    /// [`Role::Jwk`] with its own entry in this list.
+    Keys(&'a mut Vec<Option<String>>),
+    /// Inside one key: the first duplicate name is recorded here and the
+    /// later value dropped.
+    Jwk(&'a mut Option<String>),
+}
+
+/// Builds a `serde_json::Value` (serde_json's recursion limit still
+/// applies), enforcing the duplicate rule of its [`Role`].
+struct Build<'a>(Role<'a>);
+
+impl<'de> DeserializeSeed<'de> for Build<'_> {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Build<'_> {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // JSON text has no NaN or infinity: the fallback is unreachable.
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        match self.0 {
+            Role::Keys(list) => loop {
+                let n = list.len();
+                list.push(None);
+                match seq.next_element_seed(Build(Role::Jwk(&mut list[n])))? {
+                    Some(v) => items.push(v),
+                    None => {
+                        list.pop();
+                        break;
+                    }
+                }
+            },
+            Role::Jwk(slot) => {
+                while let Some(v) = seq.next_element_seed(Build(Role::Jwk(&mut *slot)))? {
+                    items.push(v);
+                }
+            }
+            Role::Strict | Role::Document(_) => {
+                while let Some(v) = seq.next_element_seed(Build(Role::Strict))? {
+                    items.push(v);
+                }
+            }
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut role = self.0;
+        let mut names = Names::default();
+        let mut members = serde_json::Map::new();
+        while let Some(Name(name)) = map.next_key()? {
+            let fresh = names.is_new(name.clone());
+            let child = match &mut role {
+                Role::Jwk(slot) => {
+                    if !fresh && slot.is_none() {
+                        **slot = Some(name.clone().into_owned());
+                    }
+                    Role::Jwk(slot)
+                }
+                _ if !fresh => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate member {:?}",
+                        &*name
+                    )));
+                }
+                Role::Document(list) if name == "keys" => Role::Keys(list),
+                _ => Role::Strict,
+            };
+            let value = map.next_value_seed(Build(child))?;
+            if fresh {
+                members.insert(name.into_owned(), value);
+            }
+        }
+        Ok(serde_json::Value::Object(members))
     }
 }
 
@@ -533,6 +700,52 @@ mod tests {
         let req: Vec<Box<str>> = vec!["exp".into(), "scope".into(), "tenant".into()];
         let p = parse_payload(br#"{"exp":1,"tenant":"t"}"#, 4, &req).unwrap();
         assert_eq!(p.required_seen, 0b101);
+    }
+
+    #[test]
+    fn jwk_set_duplicates_inside_a_key_are_recorded_per_key() {
+        let text = parse_jwk_set(
+            br#"{"keys":[{"kid":"a","kty":"EC"},{"kid":"b","kty":"EC","kty":"oct"},{"kid":"c","x":{"y":1,"\u0079":2}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            text.duplicates,
+            [None, Some("kty".to_owned()), Some("y".to_owned())]
+        );
+        // The first value is kept, the later one dropped.
+        assert_eq!(text.value["keys"][1]["kty"], "EC");
+        assert_eq!(text.value["keys"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn jwk_set_duplicates_outside_the_keys_refuse_the_document() {
+        for doc in [
+            r#"{"keys":[],"keys":[{"kty":"oct"}]}"#,
+            r#"{"keys":[],"\u006beys":[]}"#,
+            r#"{"keys":[],"meta":{"a":1,"a":2}}"#,
+            r#"[{"a":1,"a":2}]"#,
+        ] {
+            let e = parse_jwk_set(doc.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("duplicate member"), "{doc}: {e}");
+        }
+    }
+
+    #[test]
+    fn jwk_set_reads_like_serde_json_without_duplicates() {
+        let doc = r#"{"keys":[{"kty":"RSA","n":"x","e":"AQAB","n2":[1,-2,3.5,null,true]}],"x":{}}"#;
+        let text = parse_jwk_set(doc.as_bytes()).unwrap();
+        let plain: serde_json::Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(text.value, plain);
+        assert_eq!(text.duplicates, [None]);
+        // Not an object, or "keys" not an array: read, nothing recorded.
+        assert!(parse_jwk_set(b"[1]").unwrap().duplicates.is_empty());
+        assert!(
+            parse_jwk_set(br#"{"keys":{"a":1}}"#)
+                .unwrap()
+                .duplicates
+                .is_empty()
+        );
+        assert!(parse_jwk_set(b"{} x").is_err());
     }
 
     #[test]

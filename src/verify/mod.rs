@@ -20,15 +20,21 @@
 //! 4. **Keys.** A token with `kid` is checked only against keys with that kid;
 //!    if none of them serves `alg` the reject is
 //!    [`Reject::KeyAlgorithmMismatch`] (algorithm confusion). Without `kid`,
-//!    every key that serves `alg` is tried. A key serves an algorithm only if
+//!    every key that serves `alg` is tried, but only if there are at most
+//!    [`Policy::max_kidless_keys`] of them: beyond that the token is
+//!    [`Reject::UnknownKey`] without any signature check, so a forged
+//!    kid-less token cannot cost one check per key of a large set (the
+//!    [`Trust`] hears of it, so that no key refresh is asked for). A key
+//!    serves an algorithm only if
 //!    its type, curve, size and own JWK `alg` allow it (see [`crate::jwks`]),
 //!    so an RSA public key can never be used as an HMAC secret.
 //! 5. **Signature**, with keys parsed at load time. Payload and signature are
 //!    base64url-decoded before any crypto, so garbage costs no cryptography.
 //! 6. **Claims**, only after the signature holds, so operators never see
-//!    reasons drawn from forged content: registered claim types, required
-//!    claims, `exp`/`nbf`/`iat` with leeway, maximum lifetime, `iss`, `aud`,
-//!    header `typ`.
+//!    reasons drawn from forged content: registered claim types (a
+//!    NumericDate is a number in `0 ..=` [`MAX_NUMERIC_DATE`], the end of
+//!    year 9999), required claims, `exp`/`nbf`/`iat` with leeway, maximum
+//!    lifetime, `iss`, `aud`, header `typ`.
 //!
 //! # What this module does not do
 //!
@@ -37,7 +43,7 @@
 //! the conformance vectors and cheap to call from any front.
 
 mod alg;
-mod json;
+pub(crate) mod json;
 mod outcome;
 
 use std::borrow::Cow;
@@ -59,10 +65,18 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 pub const MAX_LEEWAY_SECS: u64 = 300;
 /// Default maximum JSON nesting depth (the top-level object counts as 1).
 pub const DEFAULT_MAX_JSON_DEPTH: u32 = 16;
+/// Default [`Policy::max_kidless_keys`].
+pub const DEFAULT_MAX_KIDLESS_KEYS: usize = 4;
+/// Largest [`Policy::max_kidless_keys`] a policy may configure.
+pub const MAX_KIDLESS_KEYS: usize = 1024;
 /// Largest signature any supported key produces (RSA-8192).
 const MAX_SIGNATURE_BYTES: usize = 1024;
 /// Headers up to this many decoded bytes are decoded on the stack.
 const HEADER_STACK_BYTES: usize = 384;
+/// The last NumericDate accepted: 9999-12-31T23:59:59Z. An `exp`, `nbf` or
+/// `iat` beyond it (or before 1970) is [`Reject::ClaimType`]: no issuer
+/// means such a date, and `exp: 1e300` must not read as "never expires".
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
 /// What a valid token must satisfy. Built once from configuration, then
 /// shared read-only.
@@ -89,11 +103,16 @@ pub struct Policy {
     pub max_token_bytes: usize,
     /// Deepest JSON nesting accepted in header and payload.
     pub max_json_depth: u32,
+    /// A token without `kid` is tried against every key serving its `alg`;
+    /// when more keys than this could match, it is refused `unknown_key`
+    /// without any signature check.
+    pub max_kidless_keys: usize,
 }
 
 impl Default for Policy {
     /// Every algorithm (keys bind each to its own), no issuer or audience
-    /// check, `exp` required, 30 s leeway, 16 KiB tokens, depth 16.
+    /// check, `exp` required, 30 s leeway, 16 KiB tokens, depth 16, kid-less
+    /// tokens tried against at most 4 keys.
     fn default() -> Self {
         Policy {
             algorithms: AlgSet::all(),
@@ -105,6 +124,7 @@ impl Default for Policy {
             typ: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             max_json_depth: DEFAULT_MAX_JSON_DEPTH,
+            max_kidless_keys: DEFAULT_MAX_KIDLESS_KEYS,
         }
     }
 }
@@ -150,6 +170,12 @@ impl Policy {
             out.push(format!(
                 "max JSON depth: {} is outside 2 ..= 64",
                 self.max_json_depth
+            ));
+        }
+        if self.max_kidless_keys > MAX_KIDLESS_KEYS {
+            out.push(format!(
+                "max_kidless_keys: {} is above the maximum of {MAX_KIDLESS_KEYS}",
+                self.max_kidless_keys
             ));
         }
         out
@@ -208,6 +234,11 @@ pub trait Trust {
     ///
     /// The reject to answer without trying any key.
     fn select(&self, iss: Option<&str>) -> Result<(Self::Keys<'_>, &Policy), Reject>;
+
+    /// A token without `kid` was refused [`Reject::UnknownKey`] because more
+    /// than [`Policy::max_kidless_keys`] keys could match it (not because
+    /// its key is missing: a refresh of the set would not help).
+    fn kidless_refused(&self) {}
 }
 
 /// One key set and one policy: the single-issuer [`Trust`].
@@ -345,6 +376,10 @@ fn verify_inner<T: Trust>(
     // 4 and 5. Key selection and signature.
     let signing_input = &token[..d2];
     let kid = header.kid.as_deref();
+    if kid.is_none() && keys.kidless_candidates(alg) > policy.max_kidless_keys {
+        trust.kidless_refused();
+        return Err(Reject::UnknownKey);
+    }
     let (mut named, mut fits) = (false, false);
     let mut verified_by = None;
     for key in keys.candidates(kid) {
@@ -424,6 +459,14 @@ fn check_claims(p: &json::Payload<'_>, policy: &Policy, now: i64) -> Result<Time
         p.iat == Field::WrongType,
     ];
     if wrong.into_iter().any(|w| w) {
+        return Err(Reject::ClaimType);
+    }
+    // A NumericDate is a time between 1970 and the end of year 9999;
+    // anything else is no date at all (RFC 7519 2 leaves the range open,
+    // which is how `exp: 1e300` would mean "never expires").
+    let insane =
+        |f: &Field<Number>| matches!(f, Field::Present(n) if !n.in_range(MAX_NUMERIC_DATE));
+    if [&p.exp, &p.nbf, &p.iat].into_iter().any(insane) {
         return Err(Reject::ClaimType);
     }
     let tracked = policy.required.len().min(MAX_REQUIRED_CLAIMS);

@@ -5,6 +5,7 @@ use super::*;
 
 use serde_json::{Map, Value, json};
 
+use crate::jwks::B64URL;
 use crate::sign::SigningKey;
 
 const NOW: i64 = 1_000_000;
@@ -285,9 +286,12 @@ fn exp_is_expired_from_exp_plus_leeway_on() {
                 Err(Reject::Expired),
             ),
             (&format!(r#"{{"exp":{}.0}}"#, NOW - 29), Ok(())),
-            (r#"{"exp":9223372036854775807}"#, Ok(())),
-            (r#"{"exp":1e300}"#, Ok(())),
-            (r#"{"exp":-1}"#, Err(Reject::Expired)),
+            (&format!(r#"{{"exp":{MAX_NUMERIC_DATE}}}"#), Ok(())),
+            (r#"{"exp":0}"#, Err(Reject::Expired)),
+            // Out of range: no date at all, whatever it would compare to.
+            (r#"{"exp":9223372036854775807}"#, Err(Reject::ClaimType)),
+            (r#"{"exp":1e300}"#, Err(Reject::ClaimType)),
+            (r#"{"exp":-1}"#, Err(Reject::ClaimType)),
         ],
     );
 }
@@ -327,8 +331,12 @@ fn nbf_is_valid_from_nbf_minus_leeway_on() {
                 &format!(r#"{{"nbf":{}.1}}"#, NOW + 30),
                 Err(Reject::NotYetValid),
             ),
-            (r#"{"nbf":9223372036854775807}"#, Err(Reject::NotYetValid)),
-            (r#"{"nbf":18446744073709551615}"#, Err(Reject::NotYetValid)),
+            (
+                &format!(r#"{{"nbf":{MAX_NUMERIC_DATE}}}"#),
+                Err(Reject::NotYetValid),
+            ),
+            (r#"{"nbf":9223372036854775807}"#, Err(Reject::ClaimType)),
+            (r#"{"nbf":18446744073709551615}"#, Err(Reject::ClaimType)),
         ],
     );
     let strict = Policy {
@@ -412,22 +420,68 @@ fn larger_leeway_widens_every_time_window() {
 
 #[test]
 fn time_checks_saturate_at_the_extremes() {
+    // The clock, not the token, at the ends of i64: nothing overflows.
     table(
         &open(),
         i64::MAX,
         &[
-            (r#"{"exp":9223372036854775807}"#, Err(Reject::Expired)),
-            (r#"{"nbf":9223372036854775807}"#, Ok(())),
+            (
+                &format!(r#"{{"exp":{MAX_NUMERIC_DATE}}}"#),
+                Err(Reject::Expired),
+            ),
+            (&format!(r#"{{"nbf":{MAX_NUMERIC_DATE}}}"#), Ok(())),
         ],
     );
     table(
         &open(),
         i64::MIN,
         &[
-            (r#"{"exp":-9223372036854775808}"#, Ok(())),
-            (r#"{"iat":-9223372036854775808}"#, Ok(())),
+            (r#"{"exp":0}"#, Ok(())),
+            (r#"{"iat":0}"#, Err(Reject::IssuedInFuture)),
         ],
     );
+}
+
+#[test]
+fn numeric_dates_outside_1970_to_9999_are_claim_type() {
+    let out = [
+        "-1",
+        "-0.5",
+        "-9223372036854775808",
+        "-1e300",
+        "253402300800",
+        "253402300799.5",
+        "9223372036854775807",
+        "18446744073709551615",
+        "1e300",
+        "1.7976931348623157e308",
+    ];
+    let inside = ["0", "0.0", "-0.0", "1", "253402300799", "253402300798.5"];
+    for claim in ["exp", "nbf", "iat"] {
+        let mut rows: Vec<(String, Result<(), Reject>)> = Vec::new();
+        for value in out {
+            rows.push((format!(r#"{{"{claim}":{value}}}"#), Err(Reject::ClaimType)));
+        }
+        // In range: judged as a time (at a `now` where every one of them
+        // passes its own check).
+        let now = match claim {
+            "exp" => -1_000,
+            _ => MAX_NUMERIC_DATE,
+        };
+        for value in inside {
+            rows.push((format!(r#"{{"{claim}":{value}}}"#), Ok(())));
+        }
+        let rows: Vec<(&str, Result<(), Reject>)> =
+            rows.iter().map(|(p, r)| (p.as_str(), *r)).collect();
+        table(&open(), now, &rows);
+        // Out of range is a type problem, reported before a missing claim.
+        let policy = Policy {
+            required: boxed(&["tenant"]),
+            ..open()
+        };
+        let payload = format!(r#"{{"{claim}":-1}}"#);
+        table(&policy, NOW, &[(&payload, Err(Reject::ClaimType))]);
+    }
 }
 
 #[test]
@@ -512,7 +566,7 @@ fn no_max_lifetime_means_any_lifetime() {
         &open(),
         NOW,
         &[
-            (r#"{"iat":0,"exp":9223372036854775807}"#, Ok(())),
+            (&format!(r#"{{"iat":0,"exp":{MAX_NUMERIC_DATE}}}"#), Ok(())),
             (&format!(r#"{{"iat":{NOW}}}"#), Ok(())),
         ],
     );
@@ -605,6 +659,7 @@ fn policy_problems_reports_every_problem_at_once() {
         typ: Some("".into()),
         max_token_bytes: 10,
         max_json_depth: 1,
+        max_kidless_keys: MAX_KIDLESS_KEYS + 1,
     };
     let problems = policy.problems();
     let expected = [
@@ -617,6 +672,7 @@ fn policy_problems_reports_every_problem_at_once() {
         "typ: empty string",
         "max token size: 10 bytes is outside 64 B ..= 1 MiB",
         "max JSON depth: 1 is outside 2 ..= 64",
+        "max_kidless_keys: 1025 is above the maximum of 1024",
     ];
     assert_eq!(problems, expected, "one message per problem, in order");
 }
@@ -865,4 +921,99 @@ fn verify_applies_issuer_audience_and_required_claims() {
         let r = verify(token.as_bytes(), &keys, &policy, now).expect_err("rejected");
         assert_eq!(r.reason, want, "{policy:?}");
     }
+}
+
+// ------------------------------------------------------- kid-less tokens
+
+/// `n` ES256 keys, each with a kid, and the set of their public halves.
+fn many(n: usize) -> (Vec<SigningKey>, KeySet) {
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|i| {
+            SigningKey::generate(Algorithm::ES256)
+                .expect("generate")
+                .with_kid(Some(format!("k{i}")))
+        })
+        .collect();
+    let jwks: Vec<Value> = keys.iter().map(SigningKey::public_jwk).collect();
+    let set = KeySet::from_jwks(json!({ "keys": jwks }).to_string().as_bytes()).expect("loads");
+    (keys, set)
+}
+
+/// A token signed by `key` whose header names no kid.
+fn kidless(key: &SigningKey) -> String {
+    let payload = json!({"exp": NOW + 600}).to_string();
+    key.sign_parts(br#"{"alg":"ES256"}"#, payload.as_bytes())
+        .expect("sign")
+}
+
+/// `token` with its signature replaced by 64 bytes of zeros (the right
+/// length for ES256, so only a signature check can refuse it).
+fn forged(token: &str) -> String {
+    let (signed, _) = token.rsplit_once('.').expect("three parts");
+    format!("{signed}.{}", B64URL.encode([0u8; 64]))
+}
+
+fn verdict(token: &str, keys: &KeySet, policy: &Policy) -> Result<(), Reject> {
+    verify(token.as_bytes(), keys, policy, NOW)
+        .map(|_| ())
+        .map_err(|r| r.reason)
+}
+
+#[test]
+fn kidless_tokens_are_tried_against_at_most_max_kidless_keys() {
+    let policy = Policy::default();
+    assert_eq!(policy.max_kidless_keys, 4);
+    let (signers, ten) = many(10);
+    let (four_signers, four) = many(4);
+    // Four keys: every one is tried, the signer's holds; a forgery is
+    // refused by the signature checks (bad_signature).
+    let last = kidless(&four_signers[3]);
+    assert_eq!(verdict(&last, &four, &policy), Ok(()));
+    assert_eq!(
+        verdict(&forged(&last), &four, &policy),
+        Err(Reject::BadSignature)
+    );
+    // Ten keys: refused before any signature check. A forgery gets the same
+    // answer as a good token (unknown_key, not bad_signature): no key was
+    // tried.
+    for token in [kidless(&signers[0]), kidless(&signers[9])] {
+        assert_eq!(verdict(&token, &ten, &policy), Err(Reject::UnknownKey));
+        assert_eq!(
+            verdict(&forged(&token), &ten, &policy),
+            Err(Reject::UnknownKey)
+        );
+    }
+    // Tokens naming their kid are unaffected.
+    let named = signers[9]
+        .mint(&json!({"exp": NOW + 600}), &Map::new())
+        .expect("mint");
+    assert_eq!(verdict(&named, &ten, &policy), Ok(()));
+    // The bound is the policy's.
+    let wide = Policy {
+        max_kidless_keys: 10,
+        ..Policy::default()
+    };
+    assert_eq!(verdict(&kidless(&signers[9]), &ten, &wide), Ok(()));
+    let none = Policy {
+        max_kidless_keys: 0,
+        ..Policy::default()
+    };
+    assert_eq!(
+        verdict(&kidless(&four_signers[0]), &four, &none),
+        Err(Reject::UnknownKey)
+    );
+}
+
+#[test]
+fn only_keys_serving_the_tokens_alg_count_against_the_bound() {
+    let (_, mut set) = many(6);
+    // Six ES256 keys, plus one Ed25519 key: an EdDSA token without kid has
+    // one candidate.
+    let (ed, ed_set) = keyed(Algorithm::EdDSA, Some("ed"));
+    set.extend(ed_set);
+    let payload = json!({"exp": NOW + 600}).to_string();
+    let token = ed
+        .sign_parts(br#"{"alg":"EdDSA"}"#, payload.as_bytes())
+        .expect("sign");
+    assert_eq!(verdict(&token, &set, &Policy::default()), Ok(()));
 }

@@ -1394,31 +1394,38 @@ fn fractional_dates_are_rounded_towards_refusal() {
 }
 
 #[test]
-fn negative_dates_are_ordinary_times() {
-    assert_eq!(at(r#"{"exp":-1}"#, 0, 0).unwrap_err(), Reject::Expired);
-    at(r#"{"exp":-1}"#, -2, 0).unwrap();
-    at(r#"{"exp":-1}"#, 0, 30).unwrap();
-    assert_eq!(at(r#"{"exp":-0.5}"#, -1, 0).unwrap_err(), Reject::Expired);
-    at(r#"{"nbf":-100,"iat":-100,"exp":100}"#, 0, 0).unwrap();
-    assert_eq!(at(r#"{"nbf":-1}"#, -2, 0).unwrap_err(), Reject::NotYetValid);
-    assert_eq!(
-        at(r#"{"iat":-0.5}"#, -1, 0).unwrap_err(),
-        Reject::IssuedInFuture
-    );
-    assert_eq!(
-        at(r#"{"exp":-9223372036854775808}"#, NOW, 300).unwrap_err(),
-        Reject::Expired
-    );
-    assert_eq!(
-        at(r#"{"exp":-1e300}"#, NOW, 300).unwrap_err(),
-        Reject::Expired
-    );
-    at(r#"{"nbf":-9223372036854775808,"iat":-1e300}"#, NOW, 300).unwrap();
+fn negative_dates_are_claim_type() {
+    // A NumericDate before 1970 is no date jwtd accepts (docs/verification.md),
+    // whatever the clock says: not "long expired", not "valid since ever".
+    for claims in [
+        r#"{"exp":-1}"#,
+        r#"{"exp":-0.5}"#,
+        r#"{"nbf":-100,"exp":100}"#,
+        r#"{"nbf":-1}"#,
+        r#"{"iat":-0.5}"#,
+        r#"{"exp":-9223372036854775808}"#,
+        r#"{"exp":-1e300}"#,
+        r#"{"nbf":-9223372036854775808,"iat":-1e300}"#,
+    ] {
+        for (now, leeway) in [(0, 0), (-2, 0), (NOW, 300)] {
+            assert_eq!(
+                at(claims, now, leeway).unwrap_err(),
+                Reject::ClaimType,
+                "{claims} at {now}"
+            );
+        }
+    }
+    // 0 itself is 1970-01-01T00:00:00Z, a date like any other.
+    assert_eq!(at(r#"{"exp":0}"#, 0, 0).unwrap_err(), Reject::Expired);
+    at(r#"{"exp":0}"#, -1, 0).unwrap();
+    at(r#"{"nbf":0,"iat":0,"exp":100}"#, 0, 0).unwrap();
 }
 
 #[test]
-fn absurdly_large_dates_saturate_instead_of_overflowing() {
-    for exp in [
+fn dates_beyond_year_9999_are_claim_type_not_never_expiring() {
+    for date in [
+        "253402300800",
+        "253402300799.5",
         "9223372036854775807",
         "9223372036854775808",
         "18446744073709551615",
@@ -1426,24 +1433,33 @@ fn absurdly_large_dates_saturate_instead_of_overflowing() {
         "1e300",
         "1.7976931348623157e308",
     ] {
-        for leeway in [0, 300] {
-            let v = at(&format!(r#"{{"exp":{exp}}}"#), NOW, leeway).unwrap();
-            assert_eq!(v.claims.exp, Some(i64::MAX), "exp {exp}");
-            at(&format!(r#"{{"exp":{exp}}}"#), i64::MAX - 1, leeway).unwrap();
+        for claim in ["exp", "nbf", "iat"] {
+            for leeway in [0, 300] {
+                assert_eq!(
+                    at(&format!(r#"{{"{claim}":{date}}}"#), NOW, leeway).unwrap_err(),
+                    Reject::ClaimType,
+                    "{claim} {date}"
+                );
+            }
         }
-        assert_eq!(
-            at(&format!(r#"{{"nbf":{exp}}}"#), NOW, 300).unwrap_err(),
-            Reject::NotYetValid,
-            "nbf {exp}"
-        );
-        assert_eq!(
-            at(&format!(r#"{{"iat":{exp}}}"#), NOW, 300).unwrap_err(),
-            Reject::IssuedInFuture,
-            "iat {exp}"
-        );
     }
-    // Leeway added to a date near the end of time saturates too.
-    at(r#"{"exp":9223372036854775800}"#, NOW, 300).unwrap();
+    // The last second of 9999 is still a date: far future, and leeway added
+    // to it, or a clock at the end of i64, overflows nothing.
+    let last = "253402300799";
+    let v = at(&format!(r#"{{"exp":{last}}}"#), NOW, 300).unwrap();
+    assert_eq!(v.claims.exp, Some(253_402_300_799));
+    assert_eq!(
+        at(&format!(r#"{{"exp":{last}}}"#), i64::MAX, 300).unwrap_err(),
+        Reject::Expired
+    );
+    assert_eq!(
+        at(&format!(r#"{{"nbf":{last}}}"#), NOW, 300).unwrap_err(),
+        Reject::NotYetValid
+    );
+    assert_eq!(
+        at(&format!(r#"{{"iat":{last}}}"#), NOW, 300).unwrap_err(),
+        Reject::IssuedInFuture
+    );
     // A number beyond f64 is not a number JSON can carry.
     assert_eq!(at(r#"{"exp":1e400}"#, NOW, 0).unwrap_err(), Reject::Payload);
 }
@@ -1484,13 +1500,10 @@ fn max_lifetime_edges() {
     );
     // Extremes do not overflow.
     assert_eq!(
-        lifetime(
-            r#"{"iat":-9223372036854775808,"exp":9223372036854775807}"#,
-            3600
-        )
-        .unwrap_err(),
+        lifetime(r#"{"iat":0,"exp":253402300799}"#, 3600).unwrap_err(),
         Reject::LifetimeTooLong
     );
+    lifetime(r#"{"iat":0,"exp":253402300799}"#, u64::MAX).unwrap();
     // A maximum of 0 and of 1 second.
     assert_eq!(
         lifetime(&format!(r#"{{"iat":{NOW},"exp":{}}}"#, NOW + 1), 0).unwrap_err(),
@@ -2144,5 +2157,149 @@ fn every_algorithm_verifies_a_freshly_minted_token() {
             Reject::AlgorithmNotAllowed,
             "{alg}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Kid-less tokens against many keys
+// ---------------------------------------------------------------------------
+
+/// `n` ES256 signers with kids, and the set of their public keys.
+fn es256_set(n: usize) -> (Vec<SigningKey>, KeySet) {
+    let signers: Vec<SigningKey> = (0..n)
+        .map(|i| {
+            SigningKey::generate(Algorithm::ES256)
+                .unwrap()
+                .with_kid(Some(format!("k{i}")))
+        })
+        .collect();
+    let jwks: Vec<Value> = signers.iter().map(SigningKey::public_jwk).collect();
+    (signers, keyset(&jwks))
+}
+
+#[test]
+fn a_forged_kidless_token_costs_no_signature_check_against_a_large_set() {
+    // A thousand trusted keys: trying each would be a thousand checks. The
+    // default bound (4) refuses before any: the forgery's answer is
+    // `unknown_key`, where a tried-and-failed one would be `bad_signature`.
+    let (signers, many) = es256_set(1000);
+    let forged = with_signature(
+        &signers[0]
+            .sign_parts(&header("ES256", None), &good_payload())
+            .unwrap(),
+        &[7u8; 64],
+    );
+    assert_eq!(
+        reason(&forged, &many, &Policy::default(), NOW),
+        Reject::UnknownKey
+    );
+    let everything = policy_with(|p| p.max_kidless_keys = 1000);
+    assert_eq!(
+        reason(&forged, &many, &everything, NOW),
+        Reject::BadSignature,
+        "with the bound raised, every key is tried"
+    );
+    // Ten keys: refused even when validly signed by one of them; the kid
+    // still finds it.
+    let (signers, ten) = es256_set(10);
+    let anonymous = signers[3]
+        .sign_parts(&header("ES256", None), &good_payload())
+        .unwrap();
+    assert_eq!(
+        reason(&anonymous, &ten, &Policy::default(), NOW),
+        Reject::UnknownKey
+    );
+    let named = signers[3]
+        .sign_parts(&header("ES256", Some("k3")), &good_payload())
+        .unwrap();
+    accepted(&named, &ten, &Policy::default(), NOW);
+    // Four keys: still tried, the signer found by its signature.
+    let (signers, four) = es256_set(4);
+    let anonymous = signers[3]
+        .sign_parts(&header("ES256", None), &good_payload())
+        .unwrap();
+    let v = accepted(&anonymous, &four, &Policy::default(), NOW);
+    assert_eq!(v.kid.as_deref(), Some("k3"));
+}
+
+// ---------------------------------------------------------------------------
+// Key sets that would let anyone sign
+// ---------------------------------------------------------------------------
+
+#[test]
+fn an_identity_ed25519_key_is_skipped_so_the_universal_forgery_fails() {
+    // The identity point as a public key: R = identity, S = 0 satisfies
+    // [S]B = R + [k]A for every message, so anyone could sign any token.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let (good, _) = keypair(Algorithm::EdDSA, "good");
+    let jwks = json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "weak", "x": b64(identity)},
+        good.public_jwk(),
+    ]});
+    let keys = KeySet::from_jwks(jwks.to_string().as_bytes()).expect("the good key loads");
+    assert_eq!(keys.keys().len(), 1);
+    assert_eq!(keys.skipped()[0].problem, KeyProblem::SmallOrder);
+    assert_eq!(keys.skipped()[0].kid.as_deref(), Some("weak"));
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    for kid in [Some("weak"), None] {
+        let unsigned = format!("{}.{}.", b64(header("EdDSA", kid)), b64(good_payload()));
+        let forged = with_signature(&format!("{unsigned}x"), &signature);
+        // The forgery is real: aws-lc-rs accepts it under the identity key.
+        let signing_input = &unsigned.as_bytes()[..unsigned.len() - 1];
+        assert!(
+            UnparsedPublicKey::new(&awssig::ED25519, identity)
+                .verify(signing_input, &signature)
+                .is_ok(),
+            "the identity key no longer verifies the universal forgery"
+        );
+        let got = reason(&forged, &keys, &Policy::default(), NOW);
+        assert!(
+            got == Reject::UnknownKey || got == Reject::BadSignature,
+            "{kid:?}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_published_hmac_secret_is_not_a_key_and_a_duplicate_member_is_not_a_jwk() {
+    let secret = [9u8; 32];
+    let (ec, _) = keypair(Algorithm::ES256, "ec");
+    let jwks = json!({"keys": [
+        {"kty": "oct", "kid": "shared", "k": b64(secret)},
+        ec.public_jwk(),
+    ]})
+    .to_string();
+    let token = hmac_token(
+        Algorithm::HS256,
+        &secret,
+        &header("HS256", Some("shared")),
+        &good_payload(),
+    );
+    // From a key file: a legitimate local secret.
+    accepted(
+        &token,
+        &KeySet::from_jwks(jwks.as_bytes()).unwrap(),
+        &Policy::default(),
+        NOW,
+    );
+    // From a published set: anyone holding the set could have made it.
+    let public = KeySet::from_public_jwks(jwks.as_bytes()).unwrap();
+    assert_eq!(public.skipped()[0].problem, KeyProblem::SecretInPublicSet);
+    assert_eq!(
+        reason(&token, &public, &Policy::default(), NOW),
+        Reject::UnknownKey
+    );
+
+    // A JWK that says two things: which `x` would another library use?
+    let mut jwk = ec.public_jwk().to_string();
+    jwk.insert_str(1, r#""x":"AAAA","#);
+    let text = format!(r#"{{"keys":[{jwk}]}}"#);
+    match KeySet::from_public_jwks(text.as_bytes()) {
+        Err(KeySetError::NoUsableKey(skipped)) => {
+            assert_eq!(skipped[0].problem, KeyProblem::DuplicateMember("x".into()))
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwtd::jwks::KeySet;
 use jwtd::sign::SigningKey;
-use jwtd::verify::{Algorithm, Anomalies, Policy, Reject, Verdict, verify};
+use jwtd::verify::{Algorithm, Anomalies, MAX_NUMERIC_DATE, Policy, Reject, Verdict, verify};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value, json};
@@ -395,8 +395,10 @@ fn has_duplicates(names: &[&str]) -> bool {
         .any(|(i, n)| names[..i].contains(n))
 }
 
+/// A JSON number between 1970 and the end of year 9999.
 fn is_numeric_date(v: &Value) -> bool {
-    v.is_number()
+    v.as_f64()
+        .is_some_and(|f| (0.0..=MAX_NUMERIC_DATE as f64).contains(&f))
 }
 
 /// The registered claims of an accepted payload have their registered types.
@@ -685,6 +687,16 @@ impl Date {
         }
     }
 
+    /// Whether the date lies in `0 ..= MAX_NUMERIC_DATE`, fraction included.
+    fn in_range(self) -> bool {
+        let max = i128::from(MAX_NUMERIC_DATE);
+        match self {
+            Date::Int(i) => (0..=max).contains(&i),
+            Date::Frac(w, _) => (0..max).contains(&i128::from(w)),
+            Date::Float(w) => (0..=max).contains(&i128::from(w)),
+        }
+    }
+
     /// Smallest whole second not before the date.
     fn ceil(self) -> i128 {
         match self {
@@ -706,8 +718,13 @@ fn date_near(now: i64) -> impl Strategy<Value = Date> {
             i128::from(u64::MAX),
             0,
             -1,
+            i128::from(MAX_NUMERIC_DATE),
+            i128::from(MAX_NUMERIC_DATE) + 1,
         ])
         .prop_map(Date::Int),
+        1 => prop::sample::select(vec![-1, 0, MAX_NUMERIC_DATE - 1, MAX_NUMERIC_DATE])
+            .prop_flat_map(|w| (Just(w), 1u8..=3))
+            .prop_map(|(w, q)| Date::Frac(w, q)),
     ]
 }
 
@@ -736,49 +753,51 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    prop::sample::select(vec![NOW, 0, -86_400, 4_000_000_000]).prop_flat_map(|now| {
-        let dates = (
-            prop::option::weighted(0.8, date_near(now)),
-            prop::option::weighted(0.5, date_near(now)),
-            prop::option::weighted(0.6, date_near(now)),
-        );
-        let claims = (
-            prop::option::weighted(0.85, prop::sample::select(ISSUERS.to_vec())),
-            prop::option::weighted(
-                0.85,
-                prop_oneof![
-                    prop::sample::select(AUDIENCES.to_vec()).prop_map(Aud::One),
-                    prop::sample::subsequence(AUDIENCES.to_vec(), 0..=3).prop_map(Aud::Many),
-                ],
-            ),
-        );
-        let policy = (
-            prop_oneof![Just(0u64), Just(30), Just(300), 0u64..=300],
-            any::<bool>(),
-            prop::option::weighted(0.5, prop::sample::select(ISSUERS[..2].to_vec())),
-            prop::sample::subsequence(AUDIENCES.to_vec(), 0..=2),
-            prop::option::weighted(0.4, prop_oneof![0u64..=1000, Just(3600)]),
-        );
-        (dates, claims, policy).prop_map(
-            move |(
-                (exp, nbf, iat),
-                (iss, aud),
-                (leeway, require_exp, issuer, audiences, max_lifetime),
-            )| Case {
-                now,
-                exp,
-                nbf,
-                iat,
-                iss,
-                aud,
-                leeway,
-                require_exp,
-                issuer,
-                audiences,
-                max_lifetime,
-            },
-        )
-    })
+    prop::sample::select(vec![NOW, 0, -86_400, 4_000_000_000, MAX_NUMERIC_DATE]).prop_flat_map(
+        |now| {
+            let dates = (
+                prop::option::weighted(0.8, date_near(now)),
+                prop::option::weighted(0.5, date_near(now)),
+                prop::option::weighted(0.6, date_near(now)),
+            );
+            let claims = (
+                prop::option::weighted(0.85, prop::sample::select(ISSUERS.to_vec())),
+                prop::option::weighted(
+                    0.85,
+                    prop_oneof![
+                        prop::sample::select(AUDIENCES.to_vec()).prop_map(Aud::One),
+                        prop::sample::subsequence(AUDIENCES.to_vec(), 0..=3).prop_map(Aud::Many),
+                    ],
+                ),
+            );
+            let policy = (
+                prop_oneof![Just(0u64), Just(30), Just(300), 0u64..=300],
+                any::<bool>(),
+                prop::option::weighted(0.5, prop::sample::select(ISSUERS[..2].to_vec())),
+                prop::sample::subsequence(AUDIENCES.to_vec(), 0..=2),
+                prop::option::weighted(0.4, prop_oneof![0u64..=1000, Just(3600)]),
+            );
+            (dates, claims, policy).prop_map(
+                move |(
+                    (exp, nbf, iat),
+                    (iss, aud),
+                    (leeway, require_exp, issuer, audiences, max_lifetime),
+                )| Case {
+                    now,
+                    exp,
+                    nbf,
+                    iat,
+                    iss,
+                    aud,
+                    leeway,
+                    require_exp,
+                    issuer,
+                    audiences,
+                    max_lifetime,
+                },
+            )
+        },
+    )
 }
 
 impl Case {
@@ -819,6 +838,14 @@ impl Case {
     fn model(&self) -> Result<(), Reject> {
         let now = i128::from(self.now);
         let leeway = i128::from(self.leeway);
+        // A NumericDate outside 1970 ..= 9999 is of the wrong type.
+        if [self.exp, self.nbf, self.iat]
+            .into_iter()
+            .flatten()
+            .any(|d| !d.in_range())
+        {
+            return Err(Reject::ClaimType);
+        }
         if (self.require_exp && self.exp.is_none())
             || (self.issuer.is_some() && self.iss.is_none())
             || (!self.audiences.is_empty() && self.aud.is_none())

@@ -575,8 +575,9 @@ async fn a_thousand_random_kids_in_a_second_cause_at_most_one_fetch() {
     ]);
     let client = Arc::new(d.client().await);
     assert_becomes_ready(&client, &d).await;
-    // Past the cooldown of the first fetch: the first unknown kid may fetch.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The start-up fetch does not use the cooldown up: the first unknown kid
+    // asks for a fetch at once, which starts when the minimum gap (5 s) since
+    // the start-up fetch has passed; every other kid joins it or is refused.
     let fetches_before = server.requests("jwks").len();
 
     let stranger = key("stranger");
@@ -607,8 +608,16 @@ async fn a_thousand_random_kids_in_a_second_cause_at_most_one_fetch() {
             d.log()
         );
     }
-    // Let a refresh the last requests might have started reach the server.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The one fetch comes once the gap has passed; nothing asks for more.
+    let s = &server;
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            s.requests("jwks").len() > fetches_before
+        })
+        .await,
+        "no unknown kid asked for a fetch{}",
+        d.log()
+    );
     let fetches = server.requests("jwks").len() - fetches_before;
     assert_eq!(
         fetches,
@@ -636,9 +645,13 @@ async fn an_unknown_kid_refresh_picks_up_a_new_key_for_the_waiting_request() {
         "1s",
         "--refresh-interval",
         "1h",
+        "--refresh-min",
+        "1s",
     ]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
+    // Past the minimum gap since the start-up fetch (refresh_min, 1 s):
+    // the fetch the new kid asks for starts at once, within its wait.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     server.set_routes(json!({"/jwks": {"body": jwks(&[&k1, &k2])}}));
     let reply = verify(&client, &fresh(&k2)).await;
@@ -1332,4 +1345,269 @@ async fn loopback_fetches_never_go_through_a_proxy() {
     assert_becomes_ready(&client, &d).await;
     assert!(is_valid(&verify(&client, &fresh(&k1)).await));
     assert_eq!(hits.load(SeqCst), 0, "a loopback fetch went to the proxy");
+}
+
+// ---------------------------------------------------------------------------
+// What a published set may hold.
+
+/// An HMAC key with `kid`; its public JWK carries the secret (`k`).
+fn hmac_key(kid: &str) -> SigningKey {
+    SigningKey::generate(Algorithm::HS256)
+        .expect("generate key")
+        .with_kid(Some(kid.to_owned()))
+}
+
+/// A token signed by `key` whose header names no kid.
+fn kidless(key: &SigningKey, alg: &str) -> String {
+    let claims = json!({"sub": "mallory", "exp": jwtd::server::unix_now() + 3600}).to_string();
+    key.sign_parts(
+        json!({"alg": alg}).to_string().as_bytes(),
+        claims.as_bytes(),
+    )
+    .expect("sign")
+}
+
+#[tokio::test]
+async fn an_hmac_secret_in_a_served_set_mints_nothing_and_the_other_keys_still_work() {
+    let server = JwksServer::start();
+    let (ec, rsa, hmac) = (
+        key("ec-1"),
+        SigningKey::generate(Algorithm::RS256)
+            .expect("generate key")
+            .with_kid(Some("rsa-1".into())),
+        hmac_key("published-secret"),
+    );
+    let body = jwks(&[&hmac, &ec, &rsa]);
+    assert!(body.contains("\"k\""), "the served set carries the secret");
+    server.set_routes(json!({"/jwks": {"body": body}}));
+    let d = Daemon::start(&["--jwks-url", &server.url("jwks")]);
+    let client = d.client().await;
+    assert_becomes_ready(&client, &d).await;
+
+    for (what, token) in [("EC", fresh(&ec)), ("RSA", fresh(&rsa))] {
+        let reply = verify(&client, &token).await;
+        assert!(is_valid(&reply), "{what} token: {reply:?}{}", d.log());
+    }
+    // Anyone can read the set, so anyone could sign with its secret: such
+    // tokens are refused, with the kid or without.
+    for (what, token) in [("kid", fresh(&hmac)), ("no kid", kidless(&hmac, "HS256"))] {
+        let reply = verify(&client, &token).await;
+        assert!(
+            is_rejected(&reply, Reject::UnknownKey),
+            "token signed with the published secret ({what}): {reply:?}{}",
+            d.log()
+        );
+    }
+    let log = d.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("key skipped") && l.contains("published-secret"))
+        .unwrap_or_else(|| panic!("no warning names the kid{log}"));
+    assert!(warning.contains("symmetric (oct) key"), "{warning}");
+    assert!(!warning.contains("Some("), "a Debug form: {warning}");
+}
+
+#[tokio::test]
+async fn a_failing_issuer_keeps_the_last_good_set_on_only_hmac_secrets() {
+    let secret = hmac_key("hs").public_jwk().to_string();
+    keeps_the_last_good_set(Failure::Route(max_age_1(&format!(
+        r#"{{"keys":[{secret}]}}"#
+    ))))
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Unknown kids: the cooldown, the minimum gap, the log.
+
+/// A token of a key nobody publishes, with a random kid.
+fn stranger_token() -> String {
+    mint(&key(&format!("{:016x}", random_u64())), json!({}))
+}
+
+#[tokio::test]
+async fn a_suppressed_unknown_kid_refresh_is_logged_once_per_cooldown() {
+    let server = JwksServer::start();
+    let k1 = key("k1");
+    server.set_routes(json!({"/jwks": {"body": jwks(&[&k1])}}));
+    let d = Daemon::start(&[
+        "--jwks-url",
+        &server.url("jwks"),
+        "--refresh-min",
+        "1s",
+        "--refresh-interval",
+        "1h",
+    ]);
+    let client = d.client().await;
+    assert_becomes_ready(&client, &d).await;
+    // The first unknown kid asks for a fetch (served after the 1 s gap);
+    // once it ran, the cooldown (30 s) refuses the next ones, logging the
+    // first refusal only.
+    let reply = verify(&client, &stranger_token()).await;
+    assert!(is_rejected(&reply, Reject::UnknownKey), "{reply:?}");
+    let s = &server;
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            s.requests("jwks").len() >= 2
+        })
+        .await,
+        "the unknown kid asked for no fetch{}",
+        d.log()
+    );
+    let suppressed = || {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("refresh suppressed"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let c = &client;
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            let reply = verify(c, &stranger_token()).await;
+            assert!(is_rejected(&reply, Reject::UnknownKey), "{reply:?}");
+            !suppressed().is_empty()
+        })
+        .await,
+        "no suppressed refresh was logged{}",
+        d.log()
+    );
+    for _ in 0..50 {
+        let reply = verify(&client, &stranger_token()).await;
+        assert!(is_rejected(&reply, Reject::UnknownKey), "{reply:?}");
+    }
+    let lines = suppressed();
+    assert_eq!(lines.len(), 1, "logged per request: {lines:#?}");
+    let line = &lines[0];
+    let next_in = line
+        .split("next_refresh_in=")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no next_refresh_in in {line}"));
+    assert!((1..=30).contains(&next_in), "{line}");
+    assert_eq!(
+        server.requests("jwks").len(),
+        2,
+        "{:?}",
+        server.requests("jwks")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_published_right_after_start_verifies_without_waiting_out_the_cooldown() {
+    let server = JwksServer::start();
+    let (old, new) = (key("old"), key("new"));
+    server.set_routes(json!({"/jwks": {"body": jwks(&[&old])}}));
+    let started = Instant::now();
+    // Defaults: a 30 s cooldown, refresh_min 1m (so a 5 s minimum gap), the
+    // next scheduled fetch in 5 minutes.
+    let d = Daemon::start(&["--jwks-url", &server.url("jwks")]);
+    let s = &server;
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            !s.requests("jwks").is_empty()
+        })
+        .await,
+        "no start-up fetch{}",
+        d.log()
+    );
+    // The issuer publishes a key and a client uses it at once.
+    server.set_routes(json!({"/jwks": {"body": jwks(&[&old, &new])}}));
+    let client = d.client().await;
+    let token = fresh(&new);
+    let (c, t) = (&client, &token);
+    let valid = eventually(Duration::from_secs(20), || async move {
+        is_valid(&verify(c, t).await)
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        valid,
+        "the new key was not picked up within 20 s (it was, before, only after the 30 s cooldown): {:?}{}",
+        server.requests("jwks"),
+        d.log()
+    );
+    // Two fetches: the start-up one, and the one the unknown kid asked for
+    // (which waited out the minimum gap, not the cooldown).
+    assert_eq!(
+        server.requests("jwks").len(),
+        2,
+        "{:?}{}",
+        server.requests("jwks"),
+        d.log()
+    );
+    eprintln!("a key published at start verified {took:.1?} after the daemon started");
+    // The measured time is reported rather than asserted tightly (a loaded
+    // 2-core machine); it must not be anywhere near the 30 s cooldown.
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Credentials in URLs.
+
+#[tokio::test]
+async fn credentials_in_a_jwks_url_never_reach_the_log() {
+    let mut server = JwksServer::start();
+    let k1 = key("k1");
+    server.set_routes(json!({
+        "/jwks?api_key=SECRET": max_age_1(&jwks(&[&k1])),
+        "/moved?api_key=SECRET": {"status": 302, "headers": {
+            "Location": "http://jwks.example.com/jwks?token=SECRET"
+        }},
+    }));
+    let url = format!(
+        "http://user:SECRET@127.0.0.1:{}/jwks?api_key=SECRET",
+        server.port
+    );
+    let d = Daemon::start(&["--jwks-url", &url, "--refresh-min", "1s"]);
+    let client = d.client().await;
+    assert_becomes_ready(&client, &d).await;
+    assert!(is_valid(&verify(&client, &fresh(&k1)).await));
+    // A refused redirect names its (redacted) target.
+    let moved = format!(
+        "http://user:SECRET@127.0.0.1:{}/moved?api_key=SECRET",
+        server.port
+    );
+    let redirected = Daemon::start(&["--jwks-url", &moved]);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redirected.log().contains("redirect refused")
+        })
+        .await,
+        "no refused redirect{}",
+        redirected.log()
+    );
+    // The issuer goes down: failed fetches are logged, with reqwest's error.
+    server.stop();
+    assert!(
+        eventually(Duration::from_secs(8), || async {
+            d.log().contains("key set fetch failed")
+        })
+        .await,
+        "no failed fetch logged{}",
+        d.log()
+    );
+    for (what, log) in [("jwks", d.log()), ("redirect", redirected.log())] {
+        assert!(
+            !log.contains("SECRET"),
+            "{what}: a credential in the log{log}"
+        );
+        assert!(log.contains("?***"), "{what}: no redacted URL{log}");
+    }
+    assert!(d.log().contains("***@127.0.0.1"), "{}", d.log());
+    assert!(
+        redirected.log().contains("jwks.example.com/jwks?***"),
+        "{}",
+        redirected.log()
+    );
+    // A URL the configuration refuses is redacted in the problem too.
+    let (code, stderr) = refused(&[
+        "--jwks-url",
+        "http://user:SECRET@example.com/jwks?api_key=SECRET",
+    ]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        !stderr.contains("SECRET") && stderr.contains("jwks_url"),
+        "{stderr}"
+    );
 }

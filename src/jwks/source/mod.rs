@@ -36,6 +36,11 @@ use crate::jwks::KeySet;
 /// Warns about each key a new set skipped, by index and kid.
 pub fn log_skipped(keys: &KeySet) {
     for skipped in keys.skipped() {
-        tracing::warn!(index = skipped.index, kid = ?skipped.kid, problem = %skipped.problem, "key skipped");
+        tracing::warn!(
+            index = skipped.index,
+            kid = skipped.kid.as_deref().unwrap_or("(none)"),
+            problem = %skipped.problem,
+            "key skipped"
+        );
     }
 }

@@ -10,10 +10,15 @@
 //!   `refresh_interval`. With `max_stale` set, never later than half of it,
 //!   so a healthy issuer never goes stale between two scheduled fetches. After a failure, after 1 s, doubling per failure up
 //!   to `refresh_min`. Every delay is jittered down by up to 20%, so a fleet
-//!   of sidecars started together does not fetch in lockstep.
+//!   of sidecars started together does not fetch in lockstep. Whatever the
+//!   delay, no fetch starts less than `min(5 s, refresh_min)` after the
+//!   previous one started ([`crate::jwks::refresh::min_gap`]).
 //! - **Unknown kid.** The issuer's [`RefreshGate`] cuts a sleep short when a
-//!   request meets a kid the set lacks (single flight, cooldown; see
-//!   `jwks::refresh`).
+//!   request meets a kid the set lacks (single flight, a cooldown that only
+//!   such requests use up, the minimum gap; see `jwks::refresh`).
+//! - **No secrets.** Sets are parsed with [`KeySet::from_public_jwks`]: an
+//!   `oct` key in a published set is skipped with a warning, since anyone
+//!   who can read the set could sign with it.
 //! - **Revalidation.** The `ETag` of the last good set is sent back as
 //!   `If-None-Match`; `304 Not Modified` confirms the current set (and counts
 //!   as a good fetch for staleness) without parsing anything.
@@ -40,6 +45,10 @@
 //!   `jwks_uri` still serves) keep the last good set, are counted
 //!   ([`crate::verifier::Health`]) and logged with the age of the set kept.
 //!   Nothing here ever logs a token.
+//! - **URLs in logs and errors** (the configured URL, the discovered
+//!   `jwks_uri`, redirect targets, and fetch errors, whose reqwest text
+//!   names the URL) go through [`crate::redact::url`]: an API key in a query
+//!   string or a password in the userinfo never reaches a log line.
 
 use std::time::Duration;
 
@@ -84,7 +93,8 @@ impl Endpoint {
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let url = Url::parse(&url).map_err(|e| format!("{issuer:?} is not a URL: {e}"))?;
+        let url = Url::parse(&url)
+            .map_err(|e| format!("{:?} is not a URL: {e}", crate::redact::url(issuer)))?;
         Ok(Endpoint::Discovery {
             issuer: issuer.to_owned(),
             url,
@@ -116,16 +126,23 @@ pub struct RemoteSettings {
     pub max_stale: Option<Duration>,
 }
 
-/// Why a URL may not be fetched, if it may not.
+/// `url` as it may be logged ([`crate::redact::url`]).
+fn shown(url: &Url) -> String {
+    crate::redact::url(url.as_str())
+}
+
+/// Why a URL may not be fetched, if it may not (the URL in the message is
+/// redacted).
 pub fn url_problem(url: &Url) -> Option<String> {
     match url.scheme() {
         "https" if url.host_str().is_some_and(|h| !h.is_empty()) => None,
-        "https" => Some(format!("{url}: no host")),
+        "https" => Some(format!("{}: no host", shown(url))),
         "http" if is_loopback(url) => None,
         "http" => Some(format!(
-            "{url}: plain http is allowed only to loopback (127.0.0.0/8, ::1, localhost); use https"
+            "{}: plain http is allowed only to loopback (127.0.0.0/8, ::1, localhost); use https",
+            shown(url)
         )),
-        other => Some(format!("{url}: scheme {other:?} is not https")),
+        other => Some(format!("{}: scheme {other:?} is not https", shown(url))),
     }
 }
 
@@ -135,7 +152,9 @@ pub fn url_problem(url: &Url) -> Option<String> {
 pub fn followed_url_problem(origin: &Url, url: &Url) -> Option<String> {
     if origin.scheme() == "https" && url.scheme() != "https" {
         return Some(format!(
-            "{url}: reached from https ({origin}), so it must be https too"
+            "{}: reached from https ({}), so it must be https too",
+            shown(url),
+            shown(origin)
         ));
     }
     url_problem(url)
@@ -213,8 +232,16 @@ enum FetchError {
 impl From<reqwest::Error> for FetchError {
     /// reqwest's own message is terse ("error sending request"): keep the
     /// whole cause chain, which names the real problem (refused, DNS, TLS).
+    /// reqwest puts the URL in its message: it is redacted here.
     fn from(e: reqwest::Error) -> FetchError {
+        let url = e.url().map(shown);
+        let e = e.without_url();
         let mut text = e.to_string();
+        if let Some(url) = url {
+            text.push_str(" for url (");
+            text.push_str(&url);
+            text.push(')');
+        }
         let mut source = std::error::Error::source(&e);
         while let Some(cause) = source {
             text.push_str(": ");
@@ -237,7 +264,8 @@ struct Response {
 /// What a refresh round produced.
 enum Fetched {
     Updated {
-        keys: KeySet,
+        /// Boxed: a set is large next to the other variant.
+        keys: Box<KeySet>,
         max_age: Option<Duration>,
     },
     Unchanged {
@@ -282,7 +310,7 @@ pub async fn watch_remote(
         discovery_etag: None,
         discovery_error: None,
     };
-    let source = fetcher.endpoint.url().to_string();
+    let source = shown(fetcher.endpoint.url());
     let mut failures: u32 = 0;
     loop {
         if let Some(g) = gate {
@@ -302,7 +330,7 @@ pub async fn watch_remote(
             Ok(Fetched::Updated { keys, max_age }) => {
                 log_skipped(&keys);
                 tracing::info!(%source, keys = keys.keys().len(), "key set fetched");
-                verifier.set_keys(issuer, keys);
+                verifier.set_keys(issuer, *keys);
                 failures = 0;
                 fetcher.next_refresh(max_age)
             }
@@ -327,7 +355,7 @@ pub async fn watch_remote(
             .checked_add(jitter(delay))
             .unwrap_or(now + Duration::from_secs(86_400));
         match gate {
-            Some(g) => g.sleep(deadline).await,
+            Some(g) => g.sleep(deadline, fetcher.min_gap()).await,
             None => tokio::time::sleep_until(deadline).await,
         }
     }
@@ -356,6 +384,12 @@ fn failed(verifier: &Verifier, issuer: usize, source: &str, e: &FetchError, what
 }
 
 impl Fetcher {
+    /// The shortest time between the starts of two fetches
+    /// ([`crate::jwks::refresh::min_gap`]).
+    fn min_gap(&self) -> Duration {
+        crate::jwks::refresh::min_gap(self.settings.refresh_min)
+    }
+
     /// Delay after a good fetch.
     fn next_refresh(&self, max_age: Option<Duration>) -> Duration {
         let s = &self.settings;
@@ -392,12 +426,12 @@ impl Fetcher {
                 max_age: response.max_age,
             });
         }
-        let keys = KeySet::from_jwks(&response.body)?;
+        let keys = KeySet::from_public_jwks(&response.body)?;
         // Remembered only for a good set: a bad one must be fetched whole
         // again, not confirmed by its ETag.
         self.jwks_etag = response.etag;
         Ok(Fetched::Updated {
-            keys,
+            keys: Box::new(keys),
             max_age: response.max_age,
         })
     }
@@ -522,7 +556,8 @@ fn jwks_uri_of(issuer: &str, origin: &Url, body: &[u8]) -> Result<Url, FetchErro
         .get("jwks_uri")
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| bad("no \"jwks_uri\" in the document".to_owned()))?;
-    let uri = Url::parse(uri).map_err(|e| bad(format!("jwks_uri {uri:?}: {e}")))?;
+    let uri =
+        Url::parse(uri).map_err(|e| bad(format!("jwks_uri {:?}: {e}", crate::redact::url(uri))))?;
     match followed_url_problem(origin, &uri) {
         Some(problem) => Err(bad(format!("jwks_uri {problem}"))),
         None => Ok(uri),
@@ -594,6 +629,61 @@ mod tests {
         ] {
             assert!(url_problem(&url(bad)).is_some(), "{bad}");
         }
+    }
+
+    #[test]
+    fn url_problems_never_show_credentials() {
+        let secret = [
+            url("http://user:hunter2@idp.example.com/jwks?api_key=SECRET"),
+            url("ftp://user:hunter2@idp.example.com/jwks?api_key=SECRET"),
+        ];
+        for bad in &secret {
+            let problem = url_problem(bad).expect("refused");
+            assert!(
+                !problem.contains("SECRET") && !problem.contains("hunter2"),
+                "{problem}"
+            );
+            assert!(problem.contains("idp.example.com/jwks"), "{problem}");
+        }
+        let https = url("https://u:hunter2@idp.example.com/?k=SECRET");
+        let problem = followed_url_problem(&https, &secret[0]).expect("refused");
+        assert!(
+            !problem.contains("SECRET") && !problem.contains("hunter2"),
+            "{problem}"
+        );
+        let e = Endpoint::discovery("not a url ?k=SECRET").unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
+        let e = jwks_uri_of(
+            "https://i",
+            &https,
+            br#"{"issuer":"https://i","jwks_uri":"::bad?k=SECRET"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("SECRET"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn fetch_errors_never_show_credentials() {
+        // A closed loopback port: the connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let target = url(&format!(
+            "http://user:hunter2@127.0.0.1:{port}/jwks?api_key=SECRET"
+        ));
+        let f = fetcher();
+        let e = f.get(&target, None).await.err().expect("refused");
+        let text = e.to_string();
+        assert!(
+            !text.contains("SECRET") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("127.0.0.1:{port}/jwks?***")),
+            "{text}"
+        );
     }
 
     #[test]
