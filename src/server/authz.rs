@@ -41,6 +41,7 @@
 //! (control characters, non-ASCII) is treated as absent rather than
 //! mangled; `forward_payload` carries everything, base64url.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -383,45 +384,73 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
 /// requirements must hold), so each extra reading can only add
 /// requirements, never remove one.
 ///
-/// Allocation: nothing when there are no routes; otherwise the readings
-/// (as before) and this list. The case-blind comparison and the cut format
-/// suffix borrow the readings, so neither allocates.
+/// Cost: nothing when there are no routes; otherwise this list, and the
+/// normalized readings of a path that normalizing changes. The case-blind
+/// comparison and the cut format suffix borrow the readings, so neither
+/// allocates; a reading equal to an earlier one is skipped, and so is the
+/// case-blind pass when folding case changes neither the reading nor any
+/// prefix (the usual lower-case path).
 pub fn routes_met<'r>(routes: &'r [Route], path: &str) -> Vec<&'r Route> {
     let mut met: Vec<&Route> = Vec::new();
     if routes.is_empty() {
         return met;
     }
-    for reading in &path_readings(path) {
+    let prefixes_fold = routes.iter().any(|r| !is_folded(&r.prefix));
+    let readings = path_readings(path);
+    for (n, reading) in readings.iter().enumerate() {
+        if readings[..n].contains(reading) {
+            continue;
+        }
         let cut = without_format_suffix(reading);
-        for reading in std::iter::once(reading.as_str()).chain(cut) {
-            for fold in [false, true] {
-                longest_routes(routes, reading, fold, &mut met);
+        for reading in std::iter::once(reading.as_ref()).chain(cut) {
+            longest_routes(routes, reading, false, &mut met);
+            if prefixes_fold || !is_folded(reading) {
+                longest_routes(routes, reading, true, &mut met);
             }
         }
     }
     met
 }
 
+/// Whether folding case leaves `s` as it is (ASCII without upper-case
+/// letters): compared with another such string, ignoring case is then the
+/// same as comparing exactly.
+fn is_folded(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+}
+
 /// Adds to `met` (once each) the routes with the longest prefix among those
-/// covering `path`: ties (`/Admin/` and `/admin/` ignoring case) all apply.
+/// covering `path`: with `fold`, ties (`/Admin/` and `/admin/`) all apply
+/// (compared exactly, distinct prefixes cannot tie).
 fn longest_routes<'r>(routes: &'r [Route], path: &str, fold: bool, met: &mut Vec<&'r Route>) {
+    let mut add = |route: &'r Route| {
+        if !met.iter().any(|m| std::ptr::eq(*m, route)) {
+            met.push(route);
+        }
+    };
+    if !fold {
+        if let Some(route) = routes
+            .iter()
+            .filter(|r| covers(&r.prefix, path, false))
+            .max_by_key(|r| r.prefix.len())
+        {
+            add(route);
+        }
+        return;
+    }
     let length = |r: &Route| r.prefix.chars().count();
     let Some(longest) = routes
         .iter()
-        .filter(|r| covers(&r.prefix, path, fold))
+        .filter(|r| covers(&r.prefix, path, true))
         .map(length)
         .max()
     else {
         return;
     };
-    for route in routes
+    routes
         .iter()
-        .filter(|r| length(r) == longest && covers(&r.prefix, path, fold))
-    {
-        if !met.iter().any(|m| std::ptr::eq(*m, route)) {
-            met.push(route);
-        }
-    }
+        .filter(|r| length(r) == longest && covers(&r.prefix, path, true))
+        .for_each(add);
 }
 
 /// Whether a route `prefix` covers `path`, on segment boundaries: the path
@@ -451,6 +480,12 @@ pub fn covers(prefix: &str, path: &str, fold: bool) -> bool {
 
 /// What follows `prefix` in `path`, comparing the two ignoring case.
 fn strip_prefix_folded<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    if path.is_ascii() && prefix.is_ascii() {
+        let head = path.as_bytes().get(..prefix.len())?;
+        return head
+            .eq_ignore_ascii_case(prefix.as_bytes())
+            .then(|| &path[prefix.len()..]);
+    }
     let mut chars = path.chars();
     for p in prefix.chars() {
         if fold_case(chars.next()?) != fold_case(p) {
@@ -515,14 +550,43 @@ fn without_format_suffix(reading: &str) -> Option<&str> {
 /// `/api/%61dmin` or `/API/admin` past an `/api/admin/` route, nor
 /// `/api/admin/../public` (raw: an admin path) past it under a looser
 /// `/api/` one.
-pub fn path_readings(path: &str) -> [String; 3] {
+///
+/// A path that normalizing cannot change (no `%`, `\\` or `;`, no empty,
+/// `.` or `..` segment but a trailing slash) has the one reading, borrowed
+/// thrice: the common case allocates nothing.
+pub fn path_readings(path: &str) -> [Cow<'_, str>; 3] {
     let raw = path.split(['?', '#']).next().unwrap_or("");
     let raw = if raw.starts_with('/') {
-        raw.to_owned()
+        Cow::Borrowed(raw)
     } else {
-        format!("/{raw}")
+        Cow::Owned(format!("/{raw}"))
     };
-    [raw, normalize_path(path, false), normalize_path(path, true)]
+    if let Cow::Borrowed(normal) = raw
+        && is_normal(normal)
+    {
+        return [raw.clone(), raw.clone(), raw];
+    }
+    [
+        raw,
+        Cow::Owned(normalize_path(path, false)),
+        Cow::Owned(normalize_path(path, true)),
+    ]
+}
+
+/// Whether [`normalize_path`] leaves `path` (starting with `/`, no query)
+/// as it is, with or without cutting `;` parameters.
+fn is_normal(path: &str) -> bool {
+    if path.contains(['%', '\\', ';']) {
+        return false;
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
+            return false;
+        }
+    }
+    true
 }
 
 /// `path` normalized (see [`path_readings`]); with `cut_params`, each
@@ -800,6 +864,8 @@ mod tests {
         assert_eq!(met(&routes, "/api/ADMIN/users"), ["/api/", "/api/admin/"]);
         assert_eq!(met(&routes, "/api/%41dmin/users"), ["/api/", "/api/admin/"]);
         assert_eq!(met(&routes, "/Api/public"), ["/api/"]);
+        assert_eq!(met(&routes, "/api/adm\u{131}n/x"), ["/api/", "/api/admin/"]);
+        assert_eq!(met(&routes, "/api/adm%C4%B1n/x"), ["/api/", "/api/admin/"]);
         // Routes differing only in case: a path meets both.
         let routes = [route("/admin/", &["a"]), route("/Admin/", &["b"])];
         assert_eq!(met(&routes, "/ADMIN/x"), ["/Admin/", "/admin/"]);
@@ -857,11 +923,63 @@ mod tests {
         ] {
             assert_eq!(normalize_path(raw, false), normal, "{raw}");
         }
+        // A path taken as normal is read once: normalizing leaves it as is.
+        for (path, normal) in [
+            ("/", true),
+            ("/api", true),
+            ("/api/", true),
+            ("/api/admin/users", true),
+            ("/a.b/c.d", true),
+            ("/.well-known/x", true),
+            ("/x/...", true),
+            ("/API/Admin", true),
+            ("//", false),
+            ("/api//x", false),
+            ("/api/./x", false),
+            ("/api/x/..", false),
+            ("/api/x/.", false),
+            ("/api/%61", false),
+            ("/a\\b", false),
+            ("/a;b/c", false),
+        ] {
+            assert_eq!(is_normal(path), normal, "{path}");
+            if normal {
+                assert_eq!(normalize_path(path, false), path, "{path}");
+                assert_eq!(normalize_path(path, true), path, "{path}");
+                assert!(
+                    path_readings(path)
+                        .iter()
+                        .all(|r| matches!(r, Cow::Borrowed(p) if *p == path)),
+                    "{path}"
+                );
+            }
+        }
         assert_eq!(normalize_path("/api/x/..;/admin/u", true), "/api/admin/u");
         assert_eq!(
             normalize_path("/api/admin;jsessionid=1/u", true),
             "/api/admin/u"
         );
+    }
+
+    #[test]
+    fn a_path_taken_as_normal_never_normalizes_to_anything_else() {
+        // Every path of up to 7 characters over an alphabet that makes
+        // every kind of segment.
+        let alphabet = ['/', 'a', '.', ';', '%', '2', 'f', '\\'];
+        let mut paths = vec![String::from("/")];
+        for _ in 0..6 {
+            let longer: Vec<String> = paths
+                .iter()
+                .filter(|p| p.len() == paths.last().map_or(0, String::len))
+                .flat_map(|p| alphabet.map(|c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+        }
+        assert!(paths.len() > 200_000);
+        for path in paths.iter().filter(|p| is_normal(p)) {
+            assert_eq!(&normalize_path(path, false), path);
+            assert_eq!(&normalize_path(path, true), path);
+        }
     }
 
     #[test]
