@@ -20,9 +20,9 @@
 //!     lists it in `headers_to_remove`, HTTP in Envoy's
 //!     `x-envoy-auth-headers-to-remove` (nginx never passes a header whose
 //!     `proxy_set_header` value is empty);
-//!   - `Deny` 401 (no token, or an invalid one) or 403 (a route's scope or
-//!     claim requirement unmet, on the [`normalize_path`]ed path), with the
-//!     RFC 6750 challenge;
+//!   - `Deny` 401 (no token, or an invalid one) or 403 (a requirement of
+//!     a route unmet: of every route that any reading of the path meets,
+//!     see [`routes_met`]), with the RFC 6750 challenge;
 //!   - `Undecided` (no keys yet, revocation store down under fail-closed,
 //!     or every verification slot busy: `overloaded`):
 //!     each front answers with what its proxy treats as an *error*, never
@@ -41,6 +41,7 @@
 //! (control characters, non-ASCII) is treated as absent rather than
 //! mangled; `forward_payload` carries everything, base64url.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -63,7 +64,8 @@ pub struct ClaimHeader {
 /// A path prefix and what a token needs under it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Route {
-    /// Matched against the start of the original path.
+    /// The paths it covers: this one and those below it, on segment
+    /// boundaries (see [`covers`]).
     pub prefix: String,
     /// Every one of these must be among the token's scopes.
     pub scopes: Vec<String>,
@@ -96,7 +98,8 @@ pub struct AuthzConfig {
     /// Prefix to strip from request paths before route matching (Envoy's
     /// HTTP-mode `path_prefix`).
     pub path_prefix: String,
-    /// Route policies, any order (the longest matching prefix applies).
+    /// Route policies, any order (for each reading of the path, the
+    /// longest covering prefix applies; see [`routes_met`]).
     pub routes: Vec<Route>,
 }
 
@@ -325,18 +328,7 @@ fn wanted_members(raw: &[u8], config: &AuthzConfig) -> Value {
 
 fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decision {
     let payload = wanted_members(&result.claims.raw, config);
-    // Every route any reading of the path meets applies: the proxy and the
-    // app may each read it differently (see `path_readings`).
-    let mut met: Vec<&Route> = Vec::new();
-    if !config.routes.is_empty() {
-        for reading in path_readings(path) {
-            if let Some(route) = route_for(&config.routes, &reading)
-                && !met.iter().any(|r| std::ptr::eq(*r, route))
-            {
-                met.push(route);
-            }
-        }
-    }
+    let met = routes_met(&config.routes, path);
     let scopes = scopes(&payload);
     for route in met {
         let missing_scope = route.scopes.iter().find(|s| !scopes.contains(&s.as_str()));
@@ -346,7 +338,7 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
             .find(|(name, allowed)| !claim_matches(claim(&payload, name), allowed));
         if missing_scope.is_some() || failed_claim.is_some() {
             tracing::debug!(
-                path = ?path,
+                path = %path,
                 route = %route.prefix,
                 scope = missing_scope.map(String::as_str),
                 claim = failed_claim.map(|(n, _)| n.as_str()),
@@ -386,6 +378,157 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
     Decision::Allow { headers }
 }
 
+/// The routes a request path meets: for every reading of the path (see
+/// [`path_readings`]), the longest route that covers it (see [`covers`]),
+/// compared exactly and ignoring case. All of them apply (every one's
+/// requirements must hold), so each extra reading can only add
+/// requirements, never remove one.
+///
+/// Cost: nothing when there are no routes; otherwise this list, and the
+/// normalized readings of a path that normalizing changes. The case-blind
+/// comparison and the cut format suffix borrow the readings, so neither
+/// allocates; a reading equal to an earlier one is skipped, and so is the
+/// case-blind pass when folding case changes neither the reading nor any
+/// prefix (the usual lower-case path).
+pub fn routes_met<'r>(routes: &'r [Route], path: &str) -> Vec<&'r Route> {
+    let mut met: Vec<&Route> = Vec::new();
+    if routes.is_empty() {
+        return met;
+    }
+    let prefixes_fold = routes.iter().any(|r| !is_folded(&r.prefix));
+    let readings = path_readings(path);
+    for (n, reading) in readings.iter().enumerate() {
+        if readings[..n].contains(reading) {
+            continue;
+        }
+        let cut = without_format_suffix(reading);
+        for reading in std::iter::once(reading.as_ref()).chain(cut) {
+            longest_routes(routes, reading, false, &mut met);
+            if prefixes_fold || !is_folded(reading) {
+                longest_routes(routes, reading, true, &mut met);
+            }
+        }
+    }
+    met
+}
+
+/// Whether folding case leaves `s` as it is (ASCII without upper-case
+/// letters): compared with another such string, ignoring case is then the
+/// same as comparing exactly.
+fn is_folded(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+}
+
+/// Adds to `met` (once each) the routes with the longest prefix among those
+/// covering `path`: with `fold`, ties (`/Admin/` and `/admin/`) all apply
+/// (compared exactly, distinct prefixes cannot tie).
+fn longest_routes<'r>(routes: &'r [Route], path: &str, fold: bool, met: &mut Vec<&'r Route>) {
+    let mut add = |route: &'r Route| {
+        if !met.iter().any(|m| std::ptr::eq(*m, route)) {
+            met.push(route);
+        }
+    };
+    if !fold {
+        if let Some(route) = routes
+            .iter()
+            .filter(|r| covers(&r.prefix, path, false))
+            .max_by_key(|r| r.prefix.len())
+        {
+            add(route);
+        }
+        return;
+    }
+    let length = |r: &Route| r.prefix.chars().count();
+    let Some(longest) = routes
+        .iter()
+        .filter(|r| covers(&r.prefix, path, true))
+        .map(length)
+        .max()
+    else {
+        return;
+    };
+    routes
+        .iter()
+        .filter(|r| length(r) == longest && covers(&r.prefix, path, true))
+        .for_each(add);
+}
+
+/// Whether a route `prefix` covers `path`, on segment boundaries: the path
+/// is the prefix, or goes on below it (`/api/admin/health` covers
+/// `/api/admin/health` and `/api/admin/health/x`, not
+/// `/api/admin/healthz`). A prefix ending in `/` covers everything
+/// starting with it, and the path without that slash (`/api/admin/` covers
+/// `/api/admin`, which many apps serve as the section's index). With `fold`,
+/// letters compare ignoring case (see [`fold_case`]).
+pub fn covers(prefix: &str, path: &str, fold: bool) -> bool {
+    let rest = if fold {
+        strip_prefix_folded(path, prefix)
+    } else {
+        path.strip_prefix(prefix)
+    };
+    match rest {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => prefix.strip_suffix('/').is_some_and(|bare| {
+            if fold {
+                strip_prefix_folded(path, bare) == Some("")
+            } else {
+                path == bare
+            }
+        }),
+    }
+}
+
+/// What follows `prefix` in `path`, comparing the two ignoring case.
+fn strip_prefix_folded<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    if path.is_ascii() && prefix.is_ascii() {
+        let head = path.as_bytes().get(..prefix.len())?;
+        return head
+            .eq_ignore_ascii_case(prefix.as_bytes())
+            .then(|| &path[prefix.len()..]);
+    }
+    let mut chars = path.chars();
+    for p in prefix.chars() {
+        if fold_case(chars.next()?) != fold_case(p) {
+            return None;
+        }
+    }
+    Some(chars.as_str())
+}
+
+/// `c` as an app that ignores case compares it: ASCII letters and every
+/// character with a one-character lower case, lowered; and the characters
+/// whose case mappings land on ASCII (`ſ` is `S` upper-cased, `ı` is `I`,
+/// `İ` lowers to `i` and a dot, the Kelvin sign lowers to `k`) folded to
+/// that ASCII letter, so `/admın` (dotless `ı`) is not a way around `/admin/` into
+/// an app that compares with Java's `equalsIgnoreCase`.
+fn fold_case(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    match c {
+        '\u{17f}' => 's',
+        '\u{130}' | '\u{131}' => 'i',
+        _ => {
+            let mut lower = c.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(l), None) => l,
+                _ => c,
+            }
+        }
+    }
+}
+
+/// The reading with the last segment's format suffix cut
+/// (`/api/admin/keys.json` -> `/api/admin/keys`), as frameworks with
+/// format or suffix routing (Rails `(.:format)`, Spring's suffix patterns)
+/// read it; `None` when the last segment has no `.` after its first
+/// character.
+fn without_format_suffix(reading: &str) -> Option<&str> {
+    let start = reading.rfind('/').map_or(0, |i| i + 1);
+    let dot = reading[start..].find('.').filter(|&i| i > 0)?;
+    Some(&reading[..start + dot])
+}
+
 /// The readings of a request path that routes are matched against, since
 /// the proxy and the app behind it may each read a path differently:
 ///
@@ -397,18 +540,53 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
 /// - normalized with `;` path parameters cut from each segment: what
 ///   servlet containers see (`/api/x/..;/admin` is `/api/admin`).
 ///
+/// [`routes_met`] also reads each of these with the last segment's format
+/// suffix cut (`keys.json` as `keys`), and compares each both exactly and
+/// ignoring case (`/API/Admin` as `/api/admin`, for apps that route
+/// case-insensitively).
+///
 /// Every route any reading meets applies (all their requirements must
 /// hold), so a spelling can only require more, never less: not
-/// `/api/%61dmin` past an `/api/admin/` route, nor `/api/admin/../public`
-/// (raw: an admin path) past it under a looser `/api/` one.
-pub fn path_readings(path: &str) -> [String; 3] {
+/// `/api/%61dmin` or `/API/admin` past an `/api/admin/` route, nor
+/// `/api/admin/../public` (raw: an admin path) past it under a looser
+/// `/api/` one.
+///
+/// A path that normalizing cannot change (no `%`, `\\` or `;`, no empty,
+/// `.` or `..` segment but a trailing slash) has the one reading, borrowed
+/// thrice: the common case allocates nothing.
+pub fn path_readings(path: &str) -> [Cow<'_, str>; 3] {
     let raw = path.split(['?', '#']).next().unwrap_or("");
     let raw = if raw.starts_with('/') {
-        raw.to_owned()
+        Cow::Borrowed(raw)
     } else {
-        format!("/{raw}")
+        Cow::Owned(format!("/{raw}"))
     };
-    [raw, normalize_path(path, false), normalize_path(path, true)]
+    if let Cow::Borrowed(normal) = raw
+        && is_normal(normal)
+    {
+        return [raw.clone(), raw.clone(), raw];
+    }
+    [
+        raw,
+        Cow::Owned(normalize_path(path, false)),
+        Cow::Owned(normalize_path(path, true)),
+    ]
+}
+
+/// Whether [`normalize_path`] leaves `path` (starting with `/`, no query)
+/// as it is, with or without cutting `;` parameters.
+fn is_normal(path: &str) -> bool {
+    if path.contains(['%', '\\', ';']) {
+        return false;
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || segment == "." || segment == ".." {
+            return false;
+        }
+    }
+    true
 }
 
 /// `path` normalized (see [`path_readings`]); with `cut_params`, each
@@ -482,16 +660,6 @@ fn percent_decode(path: &str) -> String {
         }
     }
     String::from_utf8_lossy(&decoded).into_owned()
-}
-
-/// The longest route whose prefix starts `path`.
-/// A prefix ending in `/` also meets the path without it (`/api/admin/`
-/// covers `/api/admin`, which many apps serve as the section's index).
-pub fn route_for<'r>(routes: &'r [Route], path: &str) -> Option<&'r Route> {
-    routes
-        .iter()
-        .filter(|r| path.starts_with(&r.prefix) || r.prefix.strip_suffix('/') == Some(path))
-        .max_by_key(|r| r.prefix.len())
 }
 
 /// A claim by top-level name, else by dotted path.
@@ -604,6 +772,16 @@ mod tests {
         }
     }
 
+    /// The prefixes of the routes `path` meets, sorted.
+    fn met<'r>(routes: &'r [Route], path: &str) -> Vec<&'r str> {
+        let mut met: Vec<&str> = routes_met(routes, path)
+            .iter()
+            .map(|r| r.prefix.as_str())
+            .collect();
+        met.sort_unstable();
+        met
+    }
+
     #[test]
     fn the_longest_matching_prefix_wins() {
         let routes = [
@@ -611,13 +789,117 @@ mod tests {
             route("/api/admin/", &["admin"]),
             route("/", &[]),
         ];
+        assert_eq!(met(&routes, "/api/admin/users"), ["/api/admin/"]);
+        assert_eq!(met(&routes, "/api/orders"), ["/api/"]);
+        assert_eq!(met(&routes, "/health"), ["/"]);
+        assert!(met(&routes[..2], "/health").is_empty());
+        assert!(routes_met(&[], "/api/admin/").is_empty());
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        for (prefix, path, covered) in [
+            ("/api/admin/health", "/api/admin/health", true),
+            ("/api/admin/health", "/api/admin/health/", true),
+            ("/api/admin/health", "/api/admin/health/deep/x", true),
+            ("/api/admin/health", "/api/admin/healthz", false),
+            ("/api/admin/health", "/api/admin/health-dump", false),
+            ("/api/admin/health", "/api/admin/health.json", false),
+            ("/api/admin/health", "/api/admin/health;x", false),
+            ("/api/admin/health", "/api/admin/heal", false),
+            ("/api/admin/health", "/api/admin", false),
+            // A prefix ending in `/` covers the path without it too.
+            ("/x/", "/x", true),
+            ("/x/", "/x/", true),
+            ("/x/", "/x/y", true),
+            ("/x/", "/xy", false),
+            ("/x/", "/", false),
+            ("/", "/", true),
+            ("/", "/anything", true),
+        ] {
+            assert_eq!(covers(prefix, path, false), covered, "{prefix} {path}");
+            assert_eq!(covers(prefix, path, true), covered, "{prefix} {path}");
+        }
+        // Through the readings: a longer, looser route does not open a
+        // neighbour that merely starts with its name.
+        let routes = [
+            route("/api/admin/", &["admin"]),
+            route("/api/admin/health", &[]),
+        ];
+        assert_eq!(met(&routes, "/api/admin/health"), ["/api/admin/health"]);
         assert_eq!(
-            route_for(&routes, "/api/admin/users").unwrap().scopes,
-            ["admin"]
+            met(&routes, "/api/admin/health/live"),
+            ["/api/admin/health"]
         );
-        assert_eq!(route_for(&routes, "/api/orders").unwrap().scopes, ["read"]);
-        assert!(route_for(&routes, "/health").unwrap().scopes.is_empty());
-        assert!(route_for(&routes[..2], "/health").is_none());
+        assert_eq!(met(&routes, "/api/admin/healthz"), ["/api/admin/"]);
+        assert_eq!(met(&routes, "/api/admin/health-dump"), ["/api/admin/"]);
+        // The servlet reading cuts `;x`: both apply.
+        assert_eq!(
+            met(&routes, "/api/admin/health;x"),
+            ["/api/admin/", "/api/admin/health"]
+        );
+    }
+
+    #[test]
+    fn letters_also_compare_ignoring_case_which_only_adds_routes() {
+        for (prefix, path, exact, folded) in [
+            ("/api/admin/", "/api/admin/x", true, true),
+            ("/api/admin/", "/API/Admin/x", false, true),
+            ("/api/admin/", "/API/ADMIN", false, true),
+            ("/Api/Admin/", "/api/admin/x", false, true),
+            ("/api/admin/", "/API/AdminX", false, false),
+            ("/caf\u{e9}/", "/CAF\u{c9}/menu", false, true),
+            // Case mappings that land on ASCII.
+            ("/keys/", "/\u{212a}eys/", false, true),
+            ("/admin/", "/adm\u{131}n/", false, true),
+            ("/admin/", "/adm\u{130}n/", false, true),
+            ("/secrets/", "/\u{17f}ecrets/", false, true),
+            ("/api/admin/", "/api/adm/", false, false),
+        ] {
+            assert_eq!(covers(prefix, path, false), exact, "{prefix} {path}");
+            assert_eq!(covers(prefix, path, true), folded, "{prefix} {path}");
+        }
+        let routes = [route("/api/", &["read"]), route("/api/admin/", &["admin"])];
+        assert_eq!(met(&routes, "/API/Admin/users"), ["/api/admin/"]);
+        assert_eq!(met(&routes, "/api/ADMIN/users"), ["/api/", "/api/admin/"]);
+        assert_eq!(met(&routes, "/api/%41dmin/users"), ["/api/", "/api/admin/"]);
+        assert_eq!(met(&routes, "/Api/public"), ["/api/"]);
+        assert_eq!(met(&routes, "/api/adm\u{131}n/x"), ["/api/", "/api/admin/"]);
+        assert_eq!(met(&routes, "/api/adm%C4%B1n/x"), ["/api/", "/api/admin/"]);
+        // Routes differing only in case: a path meets both.
+        let routes = [route("/admin/", &["a"]), route("/Admin/", &["b"])];
+        assert_eq!(met(&routes, "/ADMIN/x"), ["/Admin/", "/admin/"]);
+        assert_eq!(met(&routes, "/admin/x"), ["/Admin/", "/admin/"]);
+    }
+
+    #[test]
+    fn a_format_suffix_cut_is_one_more_reading() {
+        for (reading, cut) in [
+            ("/api/admin/keys.json", Some("/api/admin/keys")),
+            ("/api/admin/keys.tar.gz", Some("/api/admin/keys")),
+            ("/v1.2/keys", None),
+            ("/api/admin/.hidden", None),
+            ("/api/admin/..", None),
+            ("/api/admin/", None),
+            ("/", None),
+        ] {
+            assert_eq!(without_format_suffix(reading), cut, "{reading}");
+        }
+        let routes = [
+            route("/api/", &[]),
+            route("/api/admin/keys", &["keys"]),
+            route("/api/admin/health", &[]),
+        ];
+        // An app with format routing serves `keys.json` as `keys`.
+        assert_eq!(
+            met(&routes, "/api/admin/keys.json"),
+            ["/api/", "/api/admin/keys"]
+        );
+        assert_eq!(
+            met(&routes, "/api/admin/keys.JSON"),
+            ["/api/", "/api/admin/keys"]
+        );
+        assert_eq!(met(&routes, "/api/admin/keysz"), ["/api/"]);
     }
 
     #[test]
@@ -641,6 +923,37 @@ mod tests {
         ] {
             assert_eq!(normalize_path(raw, false), normal, "{raw}");
         }
+        // A path taken as normal is read once: normalizing leaves it as is.
+        for (path, normal) in [
+            ("/", true),
+            ("/api", true),
+            ("/api/", true),
+            ("/api/admin/users", true),
+            ("/a.b/c.d", true),
+            ("/.well-known/x", true),
+            ("/x/...", true),
+            ("/API/Admin", true),
+            ("//", false),
+            ("/api//x", false),
+            ("/api/./x", false),
+            ("/api/x/..", false),
+            ("/api/x/.", false),
+            ("/api/%61", false),
+            ("/a\\b", false),
+            ("/a;b/c", false),
+        ] {
+            assert_eq!(is_normal(path), normal, "{path}");
+            if normal {
+                assert_eq!(normalize_path(path, false), path, "{path}");
+                assert_eq!(normalize_path(path, true), path, "{path}");
+                assert!(
+                    path_readings(path)
+                        .iter()
+                        .all(|r| matches!(r, Cow::Borrowed(p) if *p == path)),
+                    "{path}"
+                );
+            }
+        }
         assert_eq!(normalize_path("/api/x/..;/admin/u", true), "/api/admin/u");
         assert_eq!(
             normalize_path("/api/admin;jsessionid=1/u", true),
@@ -649,18 +962,30 @@ mod tests {
     }
 
     #[test]
+    fn a_path_taken_as_normal_never_normalizes_to_anything_else() {
+        // Every path of up to 7 characters over an alphabet that makes
+        // every kind of segment.
+        let alphabet = ['/', 'a', '.', ';', '%', '2', 'f', '\\'];
+        let mut paths = vec![String::from("/")];
+        for _ in 0..6 {
+            let longer: Vec<String> = paths
+                .iter()
+                .filter(|p| p.len() == paths.last().map_or(0, String::len))
+                .flat_map(|p| alphabet.map(|c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+        }
+        assert!(paths.len() > 200_000);
+        for path in paths.iter().filter(|p| is_normal(p)) {
+            assert_eq!(&normalize_path(path, false), path);
+            assert_eq!(&normalize_path(path, true), path);
+        }
+    }
+
+    #[test]
     fn every_reading_of_the_path_brings_its_route() {
         let routes = [route("/api/", &[]), route("/api/admin/", &["admin"])];
-        let met = |path: &str| -> Vec<&str> {
-            let mut met: Vec<&str> = path_readings(path)
-                .iter()
-                .filter_map(|p| route_for(&routes, p))
-                .map(|r| r.prefix.as_str())
-                .collect();
-            met.sort_unstable();
-            met.dedup();
-            met
-        };
+        let met = |path: &str| met(&routes, path);
         for sneaky in [
             "/api//admin/x",
             "/api/%61dmin/x",

@@ -382,6 +382,17 @@ fn routes_can_require_claim_values() {
         "a route without requirements"
     );
     assert_eq!(check(&dev, "/elsewhere").status, 200);
+    // `/ops/status` covers itself and what is below it, not a neighbour
+    // that merely starts with its name; case does not open a way round.
+    assert_eq!(check(&dev, "/ops/status/live").status, 200);
+    for sneaky in [
+        "/ops/statusz",
+        "/ops/status-dump",
+        "/OPS/deploy",
+        "/Ops/Statusz",
+    ] {
+        assert_eq!(check(&dev, sneaky).status, 403, "{sneaky}");
+    }
 }
 
 #[test]

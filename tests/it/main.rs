@@ -15,6 +15,7 @@ mod metrics;
 mod nginx;
 mod observability;
 mod props;
+mod readme;
 mod remote;
 mod revocation;
 mod support;

@@ -36,10 +36,6 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
-        let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("nginx is not installed: apt-get install nginx (scripts/test does)");
         let dir = tempfile::tempdir().expect("temp dir");
         let key = SigningKey::generate(Algorithm::ES256)
             .expect("key")
@@ -49,7 +45,8 @@ impl Stack {
         let config = dir.path().join("jwtd.toml");
         std::fs::write(
             &config,
-            "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n",
+            "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n\
+             [[routes]]\nprefix = \"/admin/health\"\n",
         )
         .expect("config");
         let http: PathBuf = dir.path().join("http.sock");
@@ -72,23 +69,8 @@ impl Stack {
 
         let (port, app_port) = (free_port(), free_port());
         let prefix = dir.path().join("nginx");
-        std::fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
-        // As root, nginx's workers would drop to "nobody", who cannot reach
-        // a socket in this private temp dir.
-        let is_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-        let conf = std::fs::read_to_string(repo_path("deploy/nginx.conf"))
-            .expect("deploy/nginx.conf")
-            .replace("@USER@", if is_root { "user root;" } else { "" })
-            .replace("@PREFIX@", &prefix.display().to_string())
-            .replace("@HTTP_SOCKET@", &http.display().to_string())
-            .replace("@APP_PORT@", &app_port.to_string())
-            .replace("@PORT@", &port.to_string());
-        let conf_path = prefix.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let nginx = Command::new(nginx_bin)
+        let conf_path = render_conf(&prefix, &http, port, app_port);
+        let nginx = Command::new(nginx_bin())
             .arg("-p")
             .arg(&prefix)
             .arg("-c")
@@ -132,6 +114,89 @@ impl Stack {
     }
 }
 
+/// Where nginx is installed (Debian's package).
+fn nginx_bin() -> &'static str {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("nginx is not installed: apt-get install nginx (scripts/test does)")
+}
+
+/// `deploy/nginx.conf` as shipped.
+fn shipped_conf() -> String {
+    std::fs::read_to_string(repo_path("deploy/nginx.conf")).expect("deploy/nginx.conf")
+}
+
+/// `s` with `from` (which must occur exactly once: a shipped file that
+/// changed shape fails here, rather than running untested) replaced.
+fn replace_once(s: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        s.matches(from).count(),
+        1,
+        "deploy/nginx.conf should hold {from:?} exactly once"
+    );
+    s.replacen(from, to, 1)
+}
+
+/// The app behind nginx in the tests: echoes the claim headers it got.
+const STAND_IN_APP: &str = r#"
+    server {
+        listen 127.0.0.1:APP_PORT;
+        location / {
+            return 200 "sub=$http_x_jwt_sub iss=$http_x_jwt_iss aud=$http_x_jwt_aud scope=$http_x_jwt_scope authorization=$http_authorization\n";
+        }
+    }
+"#;
+
+/// Writes `prefix/nginx.conf`: the shipped file with only its addresses and
+/// file paths changed (this test's ports, jwtd's socket, files under
+/// `prefix`), and [`STAND_IN_APP`] added.
+fn render_conf(prefix: &Path, http_socket: &Path, port: u16, app_port: u16) -> PathBuf {
+    std::fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
+    let at = |file: &str| prefix.join(file).display().to_string();
+    // As root, nginx's workers would drop to www-data, who cannot reach a
+    // socket in this private temp dir.
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let mut conf = shipped_conf();
+    for (from, to) in [
+        (
+            "user www-data;",
+            if is_root { "user root;" } else { "" }.to_owned(),
+        ),
+        ("pid /run/nginx.pid;", format!("pid {};", at("nginx.pid"))),
+        (
+            "error_log /var/log/nginx/error.log warn;",
+            format!("error_log {} warn;", at("error.log")),
+        ),
+        (
+            "access_log /var/log/nginx/access.log;",
+            "access_log off;".to_owned(),
+        ),
+        (
+            "server unix:/run/jwtd/http.sock;",
+            format!("server unix:{};", http_socket.display()),
+        ),
+        (
+            "server 127.0.0.1:8080;",
+            format!("server 127.0.0.1:{app_port};"),
+        ),
+        ("listen 80;", format!("listen 127.0.0.1:{port};")),
+    ] {
+        conf = replace_once(&conf, from, &to);
+    }
+    let end = conf.rfind('}').expect("the http block closes");
+    conf.insert_str(
+        end,
+        &STAND_IN_APP.replace("APP_PORT", &app_port.to_string()),
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).expect("nginx.conf");
+    path
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         // SIGTERM, not SIGKILL: nginx's master then stops its workers
@@ -168,14 +233,15 @@ fn nginx_passes_good_tokens_with_claims_and_refuses_the_rest() {
 
     let (status, head, _) = stack.get("/orders", None);
     assert_eq!(status, 401);
-    assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+    assert_eq!(challenges(&head), ["Bearer"], "{head}");
 
     let expired = stack.token(json!({"exp": now() - 3600}));
     for bad in ["garbage", "a.b.c", expired.as_str()] {
         let (status, head, body) = stack.get("/orders", Some(bad));
         assert_eq!(status, 401, "{bad}: {body}");
-        assert!(
-            head.contains("WWW-Authenticate: Bearer error=\"invalid_token\""),
+        assert_eq!(
+            challenges(&head),
+            ["Bearer error=\"invalid_token\""],
             "{head}"
         );
         assert!(!body.contains("sub="), "the app was reached: {body}");
@@ -227,4 +293,104 @@ fn forged_claim_headers_never_reach_the_app() {
     assert!(body.contains("sub=alice "), "{body}");
     assert!(body.contains("scope= "), "the forged scope passed: {body}");
     assert!(body.contains("aud= "), "the forged audience passed: {body}");
+}
+
+/// The values of every `WWW-Authenticate` header in a response head.
+fn challenges(head: &str) -> Vec<&str> {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, value)| value.trim())
+        .collect()
+}
+
+#[test]
+fn every_refusal_carries_exactly_one_challenge() {
+    let stack = Stack::start();
+    let reader = stack.token(json!({"scope": "read"}));
+    let (status, head, _) = stack.get("/orders", None);
+    assert_eq!(status, 401);
+    assert_eq!(challenges(&head), ["Bearer"], "{head}");
+    let (status, head, _) = stack.get("/orders", Some("a.b.c"));
+    assert_eq!(status, 401);
+    assert_eq!(
+        challenges(&head),
+        ["Bearer error=\"invalid_token\""],
+        "{head}"
+    );
+    let (status, head, _) = stack.get("/admin/users", Some(&reader));
+    assert_eq!(status, 403);
+    assert_eq!(
+        challenges(&head),
+        ["Bearer error=\"insufficient_scope\", scope=\"admin\""],
+        "{head}"
+    );
+    let (status, head, _) = stack.get("/orders", Some(&reader));
+    assert_eq!(status, 200);
+    assert!(challenges(&head).is_empty(), "{head}");
+}
+
+#[test]
+fn routes_ignore_case_and_end_on_segment_boundaries_behind_nginx() {
+    let stack = Stack::start();
+    let reader = stack.token(json!({"scope": "read"}));
+    let admin = stack.token(json!({"scope": "admin"}));
+    // `/admin/` needs admin; `/admin/health` is open to any valid token.
+    for (path, status) in [
+        ("/admin/users", 403),
+        ("/ADMIN/users", 403),
+        ("/Admin/Users?x=1", 403),
+        ("/%41dmin/users", 403),
+        ("/admin/health", 200),
+        ("/admin/health/live", 200),
+        ("/admin/healthz", 403),
+        ("/admin/health-dump", 403),
+        // Read ignoring case, the path is the open `/admin/health`.
+        ("/Admin/Health", 200),
+        ("/Admin/Healthz", 403),
+        ("/orders/Admin/x", 200),
+    ] {
+        let (got, _, body) = stack.get(path, Some(&reader));
+        assert_eq!(got, status, "{path}: {body}{}", stack.nginx_log());
+    }
+    for path in ["/ADMIN/users", "/admin/healthz", "/Admin/Healthz"] {
+        let (got, _, body) = stack.get(path, Some(&admin));
+        assert_eq!(got, 200, "{path}: {body}");
+    }
+}
+
+#[test]
+fn the_shipped_conf_has_no_placeholders_and_passes_nginx_t() {
+    let shipped = shipped_conf();
+    // No `@NAME@` template markers (a user copying the file would get them).
+    for (at, _) in shipped.match_indices('@') {
+        let rest = &shipped[at + 1..];
+        let name = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_uppercase() || *b == b'_')
+            .count();
+        assert!(
+            name == 0 || !rest[name..].starts_with('@'),
+            "placeholder @{}@ in deploy/nginx.conf",
+            &rest[..name]
+        );
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = render_conf(
+        &dir.path().join("nginx"),
+        &dir.path().join("http.sock"),
+        free_port(),
+        free_port(),
+    );
+    let out = Command::new(nginx_bin())
+        .arg("-t")
+        .arg("-p")
+        .arg(dir.path().join("nginx"))
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .expect("run nginx -t");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nginx -t failed: {said}");
+    assert!(said.contains("test is successful"), "{said}");
 }
