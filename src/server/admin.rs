@@ -270,6 +270,7 @@ impl Admin {
                             .timer(TokioTimer::new())
                             .header_read_timeout(HEAD_TIMEOUT)
                             .max_buf_size(MAX_HEAD_BYTES)
+                            .max_header_size(MAX_HEAD_BYTES)
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
                         drop(slot);

@@ -118,12 +118,13 @@ pub async fn run(
                     // hyper's header timer starts when the connection waits
                     // for a request, so it is the keep-alive idle timeout;
                     // the short deadline of a head that has started is
-                    // HeaderDeadline's. max_buf_size bounds the head (431
+                    // HeaderDeadline's. max_buf_size bounds what one read may buffer and max_header_size the parsed head (431
                     // beyond); no body is ever read.
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(idle_timeout)
                         .max_buf_size(max_header_bytes)
+                        .max_header_size(max_header_bytes)
                         .serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {
