@@ -36,7 +36,7 @@
 //!   protocol and Envoy opens another connection);
 //! - one message: `grpc_max_message_bytes` (64 KiB). A check carries the
 //!   client's headers, usually a few KB; a message announcing more is
-//!   refused (`RESOURCE_EXHAUSTED`) on its 5-byte length prefix, before any
+//!   refused (`OUT_OF_RANGE`, tonic's code for it) on its 5-byte length prefix, before any
 //!   of it is buffered;
 //! - all messages: `grpc_max_buffered_bytes` (16 MiB) of request bytes
 //!   received and not yet decided, over the whole front ([`Budgeted`]);
