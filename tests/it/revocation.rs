@@ -113,7 +113,7 @@ impl Redis {
     }
 
     /// Starts the server (again) and waits until it answers PING.
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -154,14 +154,14 @@ impl Redis {
     }
 
     /// SIGKILL: no goodbye to clients, the port closes at once.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
