@@ -520,3 +520,88 @@ fn a_slow_request_head_is_closed_after_the_header_deadline_while_others_are_serv
     // serves (idle_timeout is 5 min).
     assert_eq!(exchange(&mut idle, &check).status, 200);
 }
+
+/// A group the test process may give a file, other than its own group when
+/// there is one: a supplementary group, or (as root) `nogroup`'s 65534.
+/// With its name from /etc/group when it has one.
+fn another_group() -> (u32, Option<String>) {
+    let egid = unsafe { libc::getegid() };
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let n = unsafe { libc::getgroups(256, groups.as_mut_ptr()) };
+    groups.truncate(usize::try_from(n).unwrap_or(0));
+    let gid =
+        groups
+            .into_iter()
+            .find(|&g| g != egid)
+            .unwrap_or(if unsafe { libc::geteuid() } == 0 {
+                65534
+            } else {
+                egid
+            });
+    let name = std::fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == gid.to_string()).then(|| f[0].to_owned())
+        });
+    (gid, name)
+}
+
+#[test]
+fn socket_group_is_given_to_every_socket_and_an_unknown_group_is_exit_64() {
+    use std::os::unix::fs::MetadataExt;
+    let (gid, name) = another_group();
+    if gid == unsafe { libc::getegid() } {
+        eprintln!("note: the test user has no second group; only the own group is checked");
+    }
+    // By name when the group has one, else by number.
+    let group = name.clone().unwrap_or_else(|| gid.to_string());
+    let grpc_dir = tempfile::tempdir().expect("dir");
+    let grpc = grpc_dir.path().join("grpc.sock");
+    let front = start(
+        "",
+        &[
+            "--socket-group",
+            &group,
+            "--grpc-socket",
+            grpc.to_str().unwrap(),
+        ],
+    );
+    for socket in [
+        front.dir.path().join("jwtd.sock"),
+        front.socket.clone(),
+        grpc,
+    ] {
+        let meta = std::fs::metadata(&socket).expect("socket");
+        assert_eq!(meta.gid(), gid, "{}", socket.display());
+        assert_eq!(meta.mode() & 0o777, 0o660, "{}", socket.display());
+    }
+    // The numeric form works too.
+    if name.is_some() {
+        let numeric = start("", &["--socket-group", &gid.to_string()]);
+        assert_eq!(std::fs::metadata(&numeric.socket).unwrap().gid(), gid);
+    }
+    // An unknown group name: a configuration problem.
+    let dir = tempfile::tempdir().expect("dir");
+    let out = crate::support::run_jwtd(
+        &[
+            "serve",
+            "--socket",
+            dir.path().join("s.sock").to_str().unwrap(),
+            "--jwks-file",
+            crate::support::repo_path("deploy/dev/jwks.json")
+                .to_str()
+                .unwrap(),
+            "--socket-group",
+            "no-such-group-jwtd",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("socket_group: no group named \"no-such-group-jwtd\""),
+        "{stderr}"
+    );
+}
