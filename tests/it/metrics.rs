@@ -656,3 +656,36 @@ fn a_low_nofile_limit_is_warned_about_and_emfile_is_survived() {
     }
     drop(child);
 }
+
+#[test]
+fn readyz_can_require_the_revocation_store() {
+    let mut redis = crate::revocation::Redis::start();
+    let url = redis.url();
+    let d = Daemon::start(&["--redis", &url, "--ready-requires-revocation", "true"]);
+    let wait_for = |want: (u16, &str), what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = d.admin_get("/readyz");
+            if got.0 == want.0 && got.1 == want.1 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: /readyz still says {got:?}\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for((200, "ready\n"), "Redis up");
+    redis.kill();
+    wait_for((503, "revocation_unavailable\n"), "Redis killed");
+    assert_eq!(sample(&d.metrics(), "jwtd_ready"), 0.0);
+    redis.spawn();
+    wait_for((200, "ready\n"), "Redis restarted");
+    // Without the setting, a Redis outage does not touch readiness.
+    let plain = Daemon::start(&["--redis", &url]);
+    redis.kill();
+    let (status, body) = plain.admin_get("/readyz");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+}
