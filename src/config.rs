@@ -163,6 +163,24 @@ pub struct RawConfig {
     pub dev: Option<String>,
     /// Integer.
     pub max_kidless_keys: Option<String>,
+    /// Integer.
+    pub grpc_max_message_bytes: Option<String>,
+    /// Integer.
+    pub grpc_max_streams: Option<String>,
+    /// Integer.
+    pub grpc_max_buffered_bytes: Option<String>,
+    /// Duration.
+    pub grpc_body_timeout: Option<String>,
+    /// Integer.
+    pub max_header_bytes: Option<String>,
+    /// Duration.
+    pub header_timeout: Option<String>,
+    /// Integer.
+    pub admin_max_connections: Option<String>,
+    /// Group name or numeric gid.
+    pub socket_group: Option<String>,
+    /// `true`/`false`.
+    pub ready_requires_revocation: Option<String>,
 }
 
 /// One `[[routes]]` table.
@@ -216,7 +234,9 @@ macro_rules! fields {
             revocation_window, revocation_batch, revocation_timeout, revocation_cache_ttl,
             http_socket, http_listen, grpc_socket, grpc_listen, token_header, token_cookie,
             token_query, forward_payload, debug_reason, strip_token, http_path_prefix, dev,
-            max_kidless_keys;
+            max_kidless_keys, grpc_max_message_bytes, grpc_max_streams, grpc_max_buffered_bytes, grpc_body_timeout,
+            max_header_bytes, header_timeout, admin_max_connections, socket_group,
+            ready_requires_revocation;
             audiences, algorithms, required_claims, redis, claim_headers
         )
     };
@@ -812,6 +832,36 @@ pub struct Config {
     /// The admin listener (`/metrics`, `/livez`, `/readyz`); none: no
     /// admin listener and no metrics.
     pub admin_addr: Option<SocketAddr>,
+    /// Bounds of the listeners (proxy fronts, admin) and socket ownership.
+    pub listen: ListenLimits,
+}
+
+/// Resource bounds of the proxy fronts and the admin listener, and the
+/// group of the Unix sockets (`src/server/listen.rs` explains each value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenLimits {
+    /// gRPC: largest `CheckRequest` message.
+    pub grpc_max_message_bytes: usize,
+    /// gRPC: concurrent streams per connection (HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub grpc_max_streams: u32,
+    /// gRPC: request bytes received and not yet decided, over the front.
+    pub grpc_max_buffered_bytes: usize,
+    /// gRPC: a request message that has not fully arrived after this long
+    /// is refused.
+    pub grpc_body_timeout: Duration,
+    /// HTTP front: largest request head (request line and headers).
+    pub max_header_bytes: usize,
+    /// HTTP front: a request head must arrive within this long of its
+    /// first byte.
+    pub header_timeout: Duration,
+    /// Admin listener: connections open at once; beyond, closed at once.
+    pub admin_max_connections: usize,
+    /// Group (gid) given to every Unix socket jwtd creates; none: the
+    /// process's group.
+    pub socket_group: Option<u32>,
+    /// `/readyz` fails while the revocation store (Redis) cannot be reached.
+    pub ready_requires_revocation: bool,
 }
 
 /// The default socket path: `$XDG_RUNTIME_DIR/jwtd.sock`, else
@@ -1137,6 +1187,8 @@ impl Config {
             },
         };
 
+        let listen = listen_limits(&mut c, &raw, max_token_bytes);
+
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
@@ -1164,7 +1216,87 @@ impl Config {
             log,
             log_json,
             admin_addr,
+            listen,
         })
+    }
+}
+
+/// The listeners' bounds (see [`ListenLimits`]).
+fn listen_limits(c: &mut Check, raw: &RawConfig, max_token_bytes: usize) -> ListenLimits {
+    let grpc_max_message_bytes = c.number(
+        "grpc_max_message_bytes",
+        raw.grpc_max_message_bytes.as_deref(),
+        64 * 1024,
+        (4096, 16 * 1024 * 1024),
+    );
+    if grpc_max_message_bytes < max_token_bytes + 1024 {
+        c.problems.push(format!(
+            "grpc_max_message_bytes: {grpc_max_message_bytes} cannot carry a token of max_token_bytes ({max_token_bytes}) with its headers"
+        ));
+    }
+    let grpc_max_buffered_bytes = c.number(
+        "grpc_max_buffered_bytes",
+        raw.grpc_max_buffered_bytes.as_deref(),
+        16 * 1024 * 1024,
+        (64 * 1024, 1024 * 1024 * 1024),
+    );
+    if grpc_max_buffered_bytes < grpc_max_message_bytes {
+        c.problems.push(format!(
+            "grpc_max_buffered_bytes: {grpc_max_buffered_bytes} is below grpc_max_message_bytes ({grpc_max_message_bytes})"
+        ));
+    }
+    let timeout = |c: &mut Check, name: &str, v: Option<&str>, default: &str| {
+        let d = c.at_least_1s(name, v, default);
+        if d > Duration::from_secs(300) {
+            c.problems
+                .push(format!("{name}: {d:?} is above the maximum of 5m"));
+        }
+        d
+    };
+    let socket_group = match raw.socket_group.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(g) => match crate::server::group_id(g) {
+            Ok(gid) => Some(gid),
+            Err(e) => {
+                c.problems.push(format!("socket_group: {e}"));
+                None
+            }
+        },
+    };
+    ListenLimits {
+        grpc_max_message_bytes,
+        grpc_max_streams: u32::try_from(c.number(
+            "grpc_max_streams",
+            raw.grpc_max_streams.as_deref(),
+            100,
+            (1, 10_000),
+        ))
+        .unwrap_or(100),
+        grpc_max_buffered_bytes,
+        grpc_body_timeout: timeout(
+            c,
+            "grpc_body_timeout",
+            raw.grpc_body_timeout.as_deref(),
+            "10s",
+        ),
+        max_header_bytes: c.number(
+            "max_header_bytes",
+            raw.max_header_bytes.as_deref(),
+            32 * 1024,
+            (8192, 1024 * 1024),
+        ),
+        header_timeout: timeout(c, "header_timeout", raw.header_timeout.as_deref(), "10s"),
+        admin_max_connections: c.number(
+            "admin_max_connections",
+            raw.admin_max_connections.as_deref(),
+            64,
+            (1, 10_000),
+        ),
+        socket_group,
+        ready_requires_revocation: c.flag(
+            "ready_requires_revocation",
+            raw.ready_requires_revocation.as_deref(),
+        ),
     }
 }
 

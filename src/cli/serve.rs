@@ -219,6 +219,39 @@ pub struct Args {
     /// unknown_key without a signature check [default: 4].
     #[arg(long, value_name = "N")]
     max_kidless_keys: Option<String>,
+    /// gRPC front: largest CheckRequest message in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    grpc_max_message_bytes: Option<String>,
+    /// gRPC front: concurrent streams per connection [default: 100].
+    #[arg(long, value_name = "N")]
+    grpc_max_streams: Option<String>,
+    /// gRPC front: request bytes held at once over all connections
+    /// [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    grpc_max_buffered_bytes: Option<String>,
+    /// gRPC front: refuse a request message not complete after this long
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    grpc_body_timeout: Option<String>,
+    /// HTTP front: largest request head in bytes; 431 beyond [default: 32768].
+    #[arg(long, value_name = "BYTES")]
+    max_header_bytes: Option<String>,
+    /// HTTP front: close a connection whose request head is not complete
+    /// this long after its first byte [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    header_timeout: Option<String>,
+    /// Admin listener: connections at once; beyond, closed at once
+    /// [default: 64].
+    #[arg(long, value_name = "N")]
+    admin_max_connections: Option<String>,
+    /// Group (name or gid) of every Unix socket jwtd creates [default: the
+    /// process's group].
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
+    /// /readyz fails while the revocation store (Redis) cannot be reached
+    /// (true|false) [default: false].
+    #[arg(long, value_name = "BOOL")]
+    ready_requires_revocation: Option<String>,
 }
 
 impl Args {
@@ -281,6 +314,15 @@ impl Args {
             routes: None,
             dev: self.dev.then(|| "true".to_owned()),
             max_kidless_keys: self.max_kidless_keys.clone(),
+            grpc_max_message_bytes: self.grpc_max_message_bytes.clone(),
+            grpc_max_streams: self.grpc_max_streams.clone(),
+            grpc_max_buffered_bytes: self.grpc_max_buffered_bytes.clone(),
+            grpc_body_timeout: self.grpc_body_timeout.clone(),
+            max_header_bytes: self.max_header_bytes.clone(),
+            header_timeout: self.header_timeout.clone(),
+            admin_max_connections: self.admin_max_connections.clone(),
+            socket_group: self.socket_group.clone(),
+            ready_requires_revocation: self.ready_requires_revocation.clone(),
         }
     }
 }
@@ -355,20 +397,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let signals = install_signals();
-    let (listener, socket_file) = match server::bind(&config.socket, config.socket_mode) {
-        Ok(bound) => bound,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot bind socket");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let group = config.listen.socket_group;
+    let (listener, socket_file) =
+        match server::bind_with_group(&config.socket, config.socket_mode, group) {
+            Ok(bound) => bound,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind socket");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
     let mut socket_files = vec![socket_file];
     let fronts = &config.fronts;
     let http_listeners = match bind_front(
         "HTTP",
         fronts.http_socket.as_deref(),
         fronts.http_listen,
-        config.socket_mode,
+        (config.socket_mode, group),
         &mut socket_files,
     )
     .await
@@ -380,7 +424,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         "gRPC",
         fronts.grpc_socket.as_deref(),
         fronts.grpc_listen,
-        config.socket_mode,
+        (config.socket_mode, group),
         &mut socket_files,
     )
     .await
@@ -416,7 +460,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
     };
     let verifier = Verifier::with_revocation(config.verifier.clone(), revocation);
-    let admin = Admin::new(verifier.clone(), prometheus);
+    let admin = Admin::with_settings(
+        verifier.clone(),
+        prometheus,
+        jwtd::server::admin::AdminSettings {
+            max_connections: config.listen.admin_max_connections,
+            ready_requires_revocation: config.listen.ready_requires_revocation,
+        },
+    );
+    check_descriptors(
+        &config,
+        !http_listeners.is_empty(),
+        !grpc_listeners.is_empty(),
+    );
     let (admin_stop, admin_thread) = match config.admin_addr {
         None => (None, None),
         Some(addr) => {
@@ -483,9 +539,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let mut front_tasks = Vec::new();
     let limits = server::listen::Limits {
         max_connections: config.max_connections,
-        max_streams: u32::try_from(config.max_in_flight).unwrap_or(u32::MAX),
+        max_streams: config.listen.grpc_max_streams,
         idle_timeout: config.idle_timeout,
         verify_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_verifying)),
+        max_header_bytes: config.listen.max_header_bytes,
+        header_timeout: config.listen.header_timeout,
+        max_message_bytes: config.listen.grpc_max_message_bytes,
+        max_buffered_bytes: config.listen.grpc_max_buffered_bytes,
+        body_timeout: config.listen.grpc_body_timeout,
     };
     if !http_listeners.is_empty() || !grpc_listeners.is_empty() {
         verifier.metrics().watch_verifying(
@@ -546,7 +607,7 @@ async fn bind_front(
     name: &str,
     path: Option<&std::path::Path>,
     addr: Option<std::net::SocketAddr>,
-    mode: u32,
+    (mode, group): (u32, Option<u32>),
     files: &mut Vec<server::SocketFile>,
 ) -> Result<Vec<Listener>, ()> {
     let mut listeners = Vec::new();
@@ -557,7 +618,7 @@ async fn bind_front(
         Err(())
     };
     if let Some(path) = path {
-        match server::bind(path, mode) {
+        match server::bind_with_group(path, mode, group) {
             Ok((listener, file)) => {
                 listeners.push(Listener::Unix(listener));
                 files.push(file);
@@ -578,6 +639,31 @@ async fn bind_front(
         }
     }
     Ok(listeners)
+}
+
+/// Raises the descriptor limit and warns when the listeners' connection
+/// limits (plus a reserve) do not fit in it.
+fn check_descriptors(config: &Config, http: bool, grpc: bool) {
+    let mut limits = vec![config.max_connections];
+    limits.extend(http.then_some(config.max_connections));
+    limits.extend(grpc.then_some(config.max_connections));
+    limits.extend(
+        config
+            .admin_addr
+            .map(|_| config.listen.admin_max_connections),
+    );
+    match server::reserve_descriptors(&limits) {
+        Ok(d) if d.needed > d.limit => tracing::warn!(
+            nofile = d.limit,
+            needed = d.needed,
+            "the file descriptor limit (nofile) is below what the connection limits may use ({} for connections + {} reserved): raise nofile to at least {} or lower max_connections, else accepts fail with EMFILE under load",
+            d.needed - server::RESERVED_DESCRIPTORS,
+            server::RESERVED_DESCRIPTORS,
+            d.needed
+        ),
+        Ok(d) => tracing::debug!(nofile = d.limit, needed = d.needed, "file descriptors"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the file descriptor limit"),
+    }
 }
 
 /// Publishes the key sets loaded during validation and starts one task per

@@ -919,6 +919,31 @@ fn io_runtime() -> std::io::Result<tokio::runtime::Handle> {
     Ok(handle)
 }
 
+/// Readiness (`ready_requires_revocation`): whether the store answers.
+impl Revocation {
+    /// Whether lookups go to a remote store (Redis).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.inner.store, Store::Remote(_))
+    }
+
+    /// One lookup through the batcher, of a key nothing writes, so that the
+    /// breaker and [`Stats::backend_up`] follow the store while no token
+    /// needs a lookup (the admin listener calls it every second). Returns
+    /// whether the store answered; the in-memory store always does.
+    pub async fn probe(&self) -> bool {
+        match &self.inner.store {
+            Store::Memory => true,
+            Store::Remote(batcher) => {
+                let key = format!("{}{{-}}:probe", self.inner.config.prefix);
+                batcher
+                    .lookup(vec![key], self.inner.config.timeout)
+                    .await
+                    .is_ok()
+            }
+        }
+    }
+}
+
 fn decide(jti_revoked: bool, before: Option<i64>, token: &Verified) -> Decision {
     let subject = before.is_some_and(|t| subject_revokes(t, token.claims.iat));
     if jti_revoked || subject {

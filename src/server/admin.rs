@@ -10,6 +10,22 @@
 //! Liveness is not "this thread answers": the data-plane runtime bumps a
 //! heartbeat every second ([`Admin::heartbeat`]), and `/livez` fails when it
 //! has not moved for [`STALL`], so a wedged runtime gets the pod restarted.
+//!
+//! Readiness is: keys loaded (and fresh, with `max_stale`), not draining,
+//! and, with `ready_requires_revocation` and Redis configured, the
+//! revocation store answering: this thread probes it every second
+//! ([`Revocation::probe`](crate::revocation::Revocation::probe)), and
+//! `/readyz` answers 503 `revocation_unavailable` while the probe or the
+//! last lookup failed (the breaker open, the connection down).
+//!
+//! # Limits
+//!
+//! The admin port is reachable from the pod network, so it must never
+//! starve the data plane: at most `admin_max_connections` (64) connections
+//! at once, further ones are accepted and closed at once (so they neither
+//! wait in the backlog nor hold a descriptor); a request head is at most
+//! [`MAX_HEAD_BYTES`] (431 beyond) and must arrive within [`HEAD_TIMEOUT`],
+//! which also closes idle keep-alive connections.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,6 +46,29 @@ use crate::verifier::Verifier;
 
 /// `/livez` fails once the data plane's heartbeat is this old.
 pub const STALL: Duration = Duration::from_secs(10);
+/// Largest request head on the admin listener (hyper's minimum buffer):
+/// probes and scrapes send a few hundred bytes.
+pub const MAX_HEAD_BYTES: usize = 8192;
+/// A request head (and an idle keep-alive connection) gets this long.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the admin listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Connections open at once (`admin_max_connections`).
+    pub max_connections: usize,
+    /// `/readyz` requires the revocation store (`ready_requires_revocation`).
+    pub ready_requires_revocation: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> AdminSettings {
+        AdminSettings {
+            max_connections: 64,
+            ready_requires_revocation: false,
+        }
+    }
+}
 
 /// State shared with the data plane.
 #[derive(Clone)]
@@ -45,11 +84,24 @@ struct Shared {
     /// Milliseconds since `epoch` at the last heartbeat.
     beat: AtomicU64,
     epoch: Instant,
+    settings: AdminSettings,
+    /// The last revocation probe answered (only probed when required).
+    revocation_ok: AtomicBool,
 }
 
 impl Admin {
-    /// The admin state for `verifier`, rendering with `handle`.
+    /// The admin state for `verifier`, rendering with `handle`, with the
+    /// default [`AdminSettings`].
     pub fn new(verifier: Verifier, handle: Option<PrometheusHandle>) -> Admin {
+        Admin::with_settings(verifier, handle, AdminSettings::default())
+    }
+
+    /// The admin state for `verifier`, rendering with `handle`.
+    pub fn with_settings(
+        verifier: Verifier,
+        handle: Option<PrometheusHandle>,
+        settings: AdminSettings,
+    ) -> Admin {
         Admin {
             inner: Arc::new(Shared {
                 verifier,
@@ -57,8 +109,17 @@ impl Admin {
                 draining: AtomicBool::new(false),
                 beat: AtomicU64::new(0),
                 epoch: Instant::now(),
+                settings,
+                revocation_ok: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Whether readiness waits on the revocation store: required, and the
+    /// store is remote (the in-memory store is always there).
+    fn probes_revocation(&self) -> bool {
+        self.inner.settings.ready_requires_revocation
+            && self.inner.verifier.revocation().is_remote()
     }
 
     /// The daemon started draining: not ready any more.
@@ -90,6 +151,11 @@ impl Admin {
                 .iter()
                 .any(|i| i.health().last_good().is_none());
             Some(if no_keys { "no_keys" } else { "stale_keys" })
+        } else if self.probes_revocation()
+            && !(self.inner.revocation_ok.load(Ordering::Relaxed)
+                && self.inner.verifier.revocation().stats().backend_up())
+        {
+            Some("revocation_unavailable")
         } else {
             None
         }
@@ -145,6 +211,11 @@ impl Admin {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         let mut last_tick = Instant::now();
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.inner.settings.max_connections,
+        ));
+        let probing = Arc::new(AtomicBool::new(false));
+        let mut refused_logged: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = &mut stop => break,
@@ -157,10 +228,36 @@ impl Admin {
                     if ticks.is_multiple_of(5) && let Some(h) = &self.inner.handle {
                         h.run_upkeep();
                     }
+                    // One probe at a time; a slow store never stacks them.
+                    if self.probes_revocation() && !probing.swap(true, Ordering::Relaxed) {
+                        let (admin, probing) = (self.clone(), probing.clone());
+                        tokio::spawn(async move {
+                            let ok = admin.inner.verifier.revocation().probe().await;
+                            admin.inner.revocation_ok.store(ok, Ordering::Relaxed);
+                            probing.store(false, Ordering::Relaxed);
+                        });
+                    }
                 }
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %e, "admin listener: accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        // Full: close at once (dropping the stream), so the
+                        // connection holds no descriptor; warn once a minute.
+                        if refused_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                            tracing::warn!(
+                                max = self.inner.settings.max_connections,
+                                "admin listener full (admin_max_connections): closing new connections"
+                            );
+                            refused_logged = Some(Instant::now());
+                        }
                         continue;
                     };
                     let admin = self.clone();
@@ -171,9 +268,12 @@ impl Admin {
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
+                            .header_read_timeout(HEAD_TIMEOUT)
+                            .max_buf_size(MAX_HEAD_BYTES)
+                            .max_header_size(MAX_HEAD_BYTES)
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
+                        drop(slot);
                     });
                 }
             }
@@ -188,7 +288,8 @@ impl Admin {
             "/metrics" => match &self.inner.handle {
                 Some(handle) => {
                     let metrics = self.inner.verifier.metrics();
-                    metrics.collect(&self.inner.verifier, self.not_ready() == Some("draining"));
+                    // jwtd_ready follows /readyz, whatever the reason.
+                    metrics.collect(&self.inner.verifier, self.not_ready().is_some());
                     let mut body = handle.render();
                     body.push_str(&metrics.render_latency());
                     let mut r = text(StatusCode::OK, body);
@@ -264,6 +365,8 @@ mod tests {
                 draining: AtomicBool::new(false),
                 beat: AtomicU64::new(0),
                 epoch: Instant::now() - STALL - Duration::from_secs(1),
+                settings: AdminSettings::default(),
+                revocation_ok: AtomicBool::new(false),
             }),
         };
         assert!(stalled.stalled());

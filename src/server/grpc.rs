@@ -27,16 +27,37 @@
 //!
 //! # Limits
 //!
-//! Connections are bounded by `max_connections` (a count of the front's
-//! own), concurrent streams per connection by `max_in_flight`, and a request
-//! message by [`MAX_CHECK_BYTES`] (a check carries every client header;
-//! Envoy's own header limit is 60 KiB by default, and jwtd never asks for
-//! the body). Idle HTTP/2 connections are kept: Envoy holds one per worker
-//! and reuses it.
+//! What a client can make the front hold is bounded (each value's reason is
+//! at [`run`]):
+//!
+//! - connections: `max_connections` (a count of the front's own);
+//! - streams: `grpc_max_streams` per connection (HTTP/2
+//!   `SETTINGS_MAX_CONCURRENT_STREAMS`; further streams are refused by the
+//!   protocol and Envoy opens another connection);
+//! - one message: `grpc_max_message_bytes` (64 KiB). A check carries the
+//!   client's headers, usually a few KB; a message announcing more is
+//!   refused (`OUT_OF_RANGE`, tonic's code for it) on its 5-byte length prefix, before any
+//!   of it is buffered;
+//! - all messages: `grpc_max_buffered_bytes` (16 MiB) of request bytes
+//!   received and not yet decided, over the whole front ([`Budgeted`]);
+//!   a stream that would pass it is refused (`RESOURCE_EXHAUSTED`) and its
+//!   bytes freed;
+//! - time: a message not complete `grpc_body_timeout` (10 s) after its
+//!   stream opened is refused (`DEADLINE_EXCEEDED`), freeing its bytes.
+//!
+//! Idle HTTP/2 connections are kept (Envoy holds one per worker and reuses
+//! it), but pinged: a peer that does not answer is dropped with its slot.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::codegen::http;
 
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
@@ -50,8 +71,18 @@ use super::listen::{self, Limits, Listener};
 use crate::metrics::Front;
 use crate::verifier::Verifier;
 
-/// Largest `CheckRequest` accepted.
-pub const MAX_CHECK_BYTES: usize = 1024 * 1024;
+/// HTTP/2 keepalive: an idle connection is pinged this often...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// ...and closed when the ping is not answered within this long.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest header block (HPACK-decoded) of a stream: a check's HTTP/2
+/// headers are gRPC's own and a few of Envoy's; the client's headers travel
+/// in the message, which has its own limit.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Connection-level receive window: room for many small checks in flight
+/// at once on Envoy's one connection per worker, while a connection whose
+/// streams are not being read cannot hold more than this.
+const CONNECTION_WINDOW: u32 = 256 * 1024;
 
 /// Serves gRPC on `listeners` until `shutdown` resolves to a grace period;
 /// then stops accepting, finishes the checks in flight (HTTP/2 GOAWAY), and
@@ -67,15 +98,31 @@ pub async fn run(
         listen::accept_all(listeners, limits.max_connections, &verifier, Front::Grpc);
     let incoming =
         tokio_stream::StreamExt::map(ReceiverStream::new(accepted), Ok::<_, std::io::Error>);
+    // tonic checks the announced length against this before buffering.
     let service = AuthorizationServer::new(Check {
         verifier,
         config: Arc::new(config),
         slots: limits.verify_slots.clone(),
     })
-    .max_decoding_message_size(MAX_CHECK_BYTES);
+    .max_decoding_message_size(limits.max_message_bytes);
+    let service = Budgeted {
+        inner: service,
+        budget: Arc::new(Semaphore::new(limits.max_buffered_bytes)),
+        timeout: limits.body_timeout,
+    };
+    // The stream window lets a whole maximum message (and its 5-byte
+    // prefix) arrive without waiting for a WINDOW_UPDATE, and no more.
+    let stream_window = u32::try_from(limits.max_message_bytes + 5)
+        .unwrap_or(u32::MAX)
+        .max(65_535);
     let (grace_tx, grace_rx) = tokio::sync::oneshot::channel();
     let server = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams)
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(CONNECTION_WINDOW.max(stream_window))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             let grace = shutdown.await;
@@ -245,5 +292,116 @@ fn header_option(name: &str, value: String) -> HeaderValueOption {
         append: None,
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         keep_empty_value: false,
+    }
+}
+
+/// The Check service behind the front-wide request budget: each stream's
+/// body counts its bytes against `budget` (held until the stream's body is
+/// dropped, once its message is decoded) and must end within `timeout`.
+#[derive(Clone)]
+struct Budgeted {
+    inner: AuthorizationServer<Check>,
+    /// One permit per request byte held, `grpc_max_buffered_bytes` in all.
+    budget: Arc<Semaphore>,
+    /// `grpc_body_timeout`.
+    timeout: Duration,
+}
+
+impl tonic::server::NamedService for Budgeted {
+    const NAME: &'static str = <AuthorizationServer<Check> as tonic::server::NamedService>::NAME;
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for Budgeted {
+    type Response = <AuthorizationServer<Check> as tower_service::Service<
+        http::Request<tonic::body::Body>,
+    >>::Response;
+    type Error = Infallible;
+    type Future = <AuthorizationServer<Check> as tower_service::Service<
+        http::Request<tonic::body::Body>,
+    >>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::<http::Request<tonic::body::Body>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let (budget, timeout) = (self.budget.clone(), self.timeout);
+        let request = request.map(|body| {
+            tonic::body::Body::new(BudgetedBody {
+                inner: body,
+                budget,
+                held: None,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+                ended: false,
+            })
+        });
+        self.inner.call(request)
+    }
+}
+
+/// A request body that holds budget permits for its bytes and fails when it
+/// does not end in time. Dropping it returns the permits.
+struct BudgetedBody {
+    inner: tonic::body::Body,
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The body ended: the deadline no longer applies.
+    ended: bool,
+}
+
+impl http_body::Body for BudgetedBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                    match this.budget.clone().try_acquire_many_owned(n) {
+                        Ok(permit) => match &mut this.held {
+                            Some(held) => held.merge(permit),
+                            None => this.held = Some(permit),
+                        },
+                        Err(_) => {
+                            tracing::warn!(
+                                "gRPC front: request bytes over grpc_max_buffered_bytes; refusing a check"
+                            );
+                            return Poll::Ready(Some(Err(tonic::Status::resource_exhausted(
+                                "jwtd is holding too many request bytes (grpc_max_buffered_bytes)",
+                            ))));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => {
+                if !this.ended && this.deadline.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("gRPC front: request message not complete in time");
+                    return Poll::Ready(Some(Err(tonic::Status::deadline_exceeded(
+                        "the request message did not arrive within grpc_body_timeout",
+                    ))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -30,10 +30,27 @@
 //!
 //! Verification runs on the connection's task (an ES256 check is ~70 us);
 //! hyper spreads connections over the runtime's workers.
+//!
+//! # Limits
+//!
+//! - A request head larger than `max_header_bytes` (default 32 KiB) is
+//!   answered **431** and the connection closed: hyper never buffers more
+//!   (its own default, ~400 KiB, let 1,024 slow clients hold ~400 MiB).
+//!   32 KiB is what nginx itself accepts by default
+//!   (`large_client_header_buffers 4 8k`), and Envoy's HTTP `ext_authz`
+//!   forwards only its `allowed_headers`.
+//! - A request head must be complete within `header_timeout` (default 10 s)
+//!   of its first byte ([`HeaderDeadline`]), else the connection is closed;
+//!   that deadline is separate from `idle_timeout`, which closes a
+//!   keep-alive connection that sends nothing (hyper's header timer, which
+//!   starts when the connection becomes idle).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +59,7 @@ use hyper::body::Incoming;
 use hyper::header::{COOKIE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -86,17 +104,27 @@ pub async fn run(
                 let (verifier, config, mut drain) = (verifier.clone(), config.clone(), drain_rx.clone());
                 let (slots, idle_timeout) = (limits.verify_slots.clone(), limits.idle_timeout);
                 let names = names.clone();
+                let (stream, head_parsed) = HeaderDeadline::new(stream, limits.header_timeout);
+                let max_header_bytes = limits.max_header_bytes;
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
+                        head_parsed.store(true, Ordering::Relaxed);
                         let (verifier, config, slots, names) =
                             (verifier.clone(), config.clone(), slots.clone(), names.clone());
                         async move {
                             Ok::<_, Infallible>(answer(req, &verifier, &slots, &config, &names).await)
                         }
                     });
+                    // hyper's header timer starts when the connection waits
+                    // for a request, so it is the keep-alive idle timeout;
+                    // the short deadline of a head that has started is
+                    // HeaderDeadline's. max_buf_size bounds what one read may buffer and max_header_size the parsed head (431
+                    // beyond); no body is ever read.
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(idle_timeout)
+                        .max_buf_size(max_header_bytes)
+                        .max_header_size(max_header_bytes)
                         .serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {
@@ -252,4 +280,90 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain"),
     );
     response
+}
+
+/// A connection whose request heads must be complete within a deadline of
+/// their first byte. The deadline is armed when bytes arrive while no head
+/// is pending, and cleared when hyper has parsed a head (its service sets
+/// the shared flag); a read past it fails with `TimedOut`, which ends the
+/// connection. A connection that sends nothing is hyper's idle timer's.
+pub struct HeaderDeadline<S> {
+    io: S,
+    timeout: Duration,
+    /// Armed while a head is arriving.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set by the service when hyper has parsed a head.
+    parsed: Arc<AtomicBool>,
+}
+
+impl<S> HeaderDeadline<S> {
+    /// Wraps `io`; the flag is for the service to set on each request.
+    pub fn new(io: S, timeout: Duration) -> (HeaderDeadline<S>, Arc<AtomicBool>) {
+        let parsed = Arc::new(AtomicBool::new(false));
+        let io = HeaderDeadline {
+            io,
+            timeout,
+            deadline: None,
+            parsed: parsed.clone(),
+        };
+        (io, parsed)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HeaderDeadline<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.parsed.swap(false, Ordering::Relaxed) {
+            this.deadline = None;
+        }
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!("HTTP front: request head not complete in time; closing");
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before && this.deadline.is_none() {
+            let mut deadline = Box::pin(tokio::time::sleep(this.timeout));
+            // Registers the waker: the deadline fires while hyper waits.
+            let _ = deadline.as_mut().poll(cx);
+            this.deadline = Some(deadline);
+        }
+        read
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeaderDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }

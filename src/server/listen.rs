@@ -2,6 +2,28 @@
 //! what the deploy examples use) or a TCP address (for proxies that cannot
 //! reach a socket file, e.g. another container without a shared volume).
 //! The native protocol stays Unix-only: it is for the app in the same pod.
+//!
+//! # Bounds
+//!
+//! A local client must not be able to take the sidecar down, so everything
+//! a connection can make jwtd hold is bounded ([`Limits`]):
+//!
+//! - **Connections**: `max_connections` per front; further clients wait in
+//!   the kernel backlog (no descriptor is spent on them).
+//! - **HTTP request heads**: at most `max_header_bytes` buffered (beyond:
+//!   431), and complete within `header_timeout` of their first byte; an
+//!   idle keep-alive connection is closed after `idle_timeout`. Worst case:
+//!   `max_connections` x `max_header_bytes`.
+//! - **gRPC messages**: a `CheckRequest` announcing more than
+//!   `grpc_max_message_bytes` is refused on its 5-byte prefix, before any
+//!   of it is buffered; at most `grpc_max_streams` streams per connection;
+//!   request bytes held over the whole front at most
+//!   `grpc_max_buffered_bytes` (beyond: `RESOURCE_EXHAUSTED` at once); a
+//!   message not complete within `grpc_body_timeout` is refused
+//!   (`DEADLINE_EXCEEDED`) and its bytes freed.
+//!
+//! Accept errors (`EMFILE` when descriptors run out) back off for 50 ms
+//! and retry: the loop never spins, and serves again once descriptors free.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,6 +53,19 @@ pub struct Limits {
     /// check is answered "could not decide" (`overloaded`) at once instead
     /// of queueing behind the signature checks.
     pub verify_slots: Arc<tokio::sync::Semaphore>,
+    /// HTTP: largest request head (request line and headers) buffered;
+    /// beyond it the answer is 431.
+    pub max_header_bytes: usize,
+    /// HTTP: a request head must be complete this long after its first
+    /// byte arrived (slow-header clients), whatever `idle_timeout` is.
+    pub header_timeout: Duration,
+    /// gRPC: largest `CheckRequest` message.
+    pub max_message_bytes: usize,
+    /// gRPC: request bytes received and not yet decided, over the front.
+    pub max_buffered_bytes: usize,
+    /// gRPC: a request message must be complete this long after its
+    /// stream opened.
+    pub body_timeout: Duration,
 }
 
 /// A bound front listener.

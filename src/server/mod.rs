@@ -4,8 +4,9 @@
 //! one decision ([`authz`]) and one listener type ([`listen`]: a Unix
 //! socket or a TCP address).
 //!
-//! This module owns socket hygiene (stale-socket replacement, permissions,
-//! removal on exit), the accept loop with its connection limit, and graceful
+//! This module owns socket hygiene (stale-socket replacement, permissions
+//! and group, removal on exit), the accept loop with its connection limit,
+//! the file-descriptor budget ([`reserve_descriptors`]), and graceful
 //! shutdown. [`run`] takes its shutdown trigger as a future, as mini-redis
 //! does, so tests drive it without signals.
 //!
@@ -115,6 +116,22 @@ impl SocketFile {
 ///
 /// See [`BindError`].
 pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindError> {
+    bind_with_group(path, mode, None)
+}
+
+/// [`bind`], giving the socket file the group `group` (`socket_group`)
+/// before anyone can connect: with mode 0660, members of that group (e.g.
+/// nginx's worker user) may connect, and nobody else.
+///
+/// # Errors
+///
+/// See [`BindError`]; a group the process may not give (it is neither root
+/// nor a member) is an [`BindError::Io`] naming the gid.
+pub fn bind_with_group(
+    path: &Path,
+    mode: u32,
+    group: Option<u32>,
+) -> Result<(UnixListener, SocketFile), BindError> {
     use std::os::unix::fs::MetadataExt;
     let io_err = |source| BindError::Io {
         path: path.to_owned(),
@@ -167,6 +184,11 @@ pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindEr
     let staged = staging.join("s");
     let published = (|| {
         let listener = UnixListener::bind(&staged)?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&staged, None, Some(gid)).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot give the socket group {gid}: {e}"))
+            })?;
+        }
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
         let meta = std::fs::symlink_metadata(&staged)?;
         std::fs::hard_link(&staged, path)?;
@@ -184,6 +206,109 @@ pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, SocketFile), BindEr
         ino: meta.ino(),
     };
     Ok((listener, file))
+}
+
+/// Resolves `socket_group`: a number is a gid, taken as is (in containers
+/// the gid often has no name, e.g. Kubernetes' `fsGroup`); anything else is
+/// a group name, looked up through the system's group database (NSS).
+///
+/// # Errors
+///
+/// An unknown group name, or a failed lookup.
+pub fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let name =
+        std::ffi::CString::new(group).map_err(|_| format!("{group:?} is not a group name"))?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `grp`, `buf` and `found` outlive the call, `buf.len()` is
+        // its real size, and `name` is NUL-terminated; getgrnam_r is the
+        // thread-safe form and writes only into them.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 if found.is_null() => {
+                return Err(format!(
+                    "no group named {group:?} (give a group name this system knows, or a numeric gid)"
+                ));
+            }
+            0 => return Ok(grp.gr_gid),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            e => {
+                return Err(format!(
+                    "looking up group {group:?}: {}",
+                    io::Error::from_raw_os_error(e)
+                ));
+            }
+        }
+    }
+}
+
+/// Descriptors kept beside the connection limits for everything else:
+/// listeners, the runtime's epoll and wakers, Redis and JWKS connections,
+/// watched key files, log output, and connections being refused.
+pub const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// What the descriptor budget came to (see [`reserve_descriptors`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptors {
+    /// The soft `RLIMIT_NOFILE` now in force.
+    pub limit: u64,
+    /// What the configured limits may use at once.
+    pub needed: u64,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (the usual soft limit,
+/// 1024, is less than one front's default `max_connections` plus the rest),
+/// then compares it with what the listeners may hold at once: each listed
+/// connection limit plus [`RESERVED_DESCRIPTORS`]. The caller warns when
+/// `needed > limit`: past it, an `accept` fails with `EMFILE` (the accept
+/// loops back off and retry, they never spin) and so may a Redis or JWKS
+/// connection.
+///
+/// # Errors
+///
+/// The limit could not be read.
+pub fn reserve_descriptors(connection_limits: &[usize]) -> io::Result<Descriptors> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for the call to fill in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above; raising the soft limit up to the hard one needs
+        // no privilege. On failure the old limit stays, and is reported.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let needed = connection_limits
+        .iter()
+        .map(|&n| n as u64)
+        .sum::<u64>()
+        .saturating_add(RESERVED_DESCRIPTORS);
+    Ok(Descriptors {
+        limit: lim.rlim_cur,
+        needed,
+    })
 }
 
 /// What [`run`] did when it returned.

@@ -35,6 +35,8 @@ fn start(config: &str, extra: &[&str]) -> Sidecar {
 struct Client {
     rt: tokio::runtime::Runtime,
     grpc: AuthorizationClient<Channel>,
+    /// The connection itself, for raw streams.
+    channel: Channel,
 }
 
 impl Client {
@@ -57,7 +59,8 @@ impl Client {
         });
         Client {
             rt,
-            grpc: AuthorizationClient::new(channel),
+            grpc: AuthorizationClient::new(channel.clone()),
+            channel,
         }
     }
 
@@ -77,7 +80,8 @@ impl Client {
         });
         Client {
             rt,
-            grpc: AuthorizationClient::new(channel),
+            grpc: AuthorizationClient::new(channel.clone()),
+            channel,
         }
     }
 
@@ -657,32 +661,182 @@ fn the_front_also_serves_on_tcp_when_asked() {
 }
 
 #[test]
-fn an_oversized_check_is_refused_and_the_daemon_keeps_serving() {
+fn a_check_over_the_message_limit_is_refused_and_the_daemon_keeps_serving() {
     let mut front = start("", &[]);
     let token = front.token(json!({}));
     let auth = bearer(&token);
-    // Just under MAX_CHECK_BYTES (1 MiB): decided as usual.
-    let big = "a".repeat(1024 * 1024 - 64 * 1024);
+    // Under grpc_max_message_bytes (64 KiB): decided as usual.
+    let big = "a".repeat(60 * 1024);
     let mut grpc = Client::unix(&front.socket);
     let r = grpc
         .check(check("/", &[("authorization", &auth), ("x-big", &big)]))
         .expect("a check under the limit");
     allowed(&r);
-    // Twice the limit: an RPC error, not a decision.
-    let huge = "a".repeat(2 * 1024 * 1024);
+    // Over it (a tenth of the old 1 MiB limit): an RPC error, not a decision.
+    let huge = "a".repeat(100 * 1024);
     let e = grpc
         .check(check("/", &[("authorization", &auth), ("x-big", &huge)]))
         .expect_err("an oversized check");
-    assert!(
-        matches!(e.code(), Code::ResourceExhausted | Code::OutOfRange),
-        "{e:?}"
-    );
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
     assert!(front.is_running());
     let mut grpc = Client::unix(&front.socket);
     let r = grpc
         .check(check("/", &[("authorization", &auth)]))
         .expect("a normal check on a new channel");
     allowed(&r);
+}
+
+/// A raw `Check` stream on `channel`: the 5-byte gRPC prefix announcing
+/// `announced` bytes, then `sent` bytes of it, and the body left open
+/// (until the returned sender is dropped). Resolves to the RPC's status.
+fn unfinished_check(
+    channel: &Channel,
+    announced: u32,
+    sent: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>>,
+    impl std::future::Future<Output = tonic::Status> + use<>,
+) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut data = vec![0u8];
+    data.extend_from_slice(&announced.to_be_bytes());
+    data.extend(std::iter::repeat_n(b'a', sent));
+    tx.try_send(Ok(http_body::Frame::data(bytes::Bytes::from(data))))
+        .expect("room for the first frame");
+    let body = tonic::body::Body::new(http_body_util::StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    let request = tonic::codegen::http::Request::builder()
+        .method("POST")
+        .uri("http://[::]:50051/envoy.service.auth.v3.Authorization/Check")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .expect("request");
+    let channel = channel.clone();
+    let status = async move {
+        let response = channel.oneshot(request).await.expect("a response");
+        if let Some(status) = tonic::Status::from_header_map(response.headers()) {
+            return status;
+        }
+        let collected = response.into_body().collect().await.expect("body");
+        let trailers = collected.trailers().cloned().unwrap_or_default();
+        tonic::Status::from_header_map(&trailers).expect("grpc-status")
+    };
+    (tx, status)
+}
+
+#[test]
+fn never_finished_checks_are_refused_or_timed_out_while_fresh_clients_are_served() {
+    let front = start("", &[]);
+    let token = front.token(json!({}));
+    let auth = bearer(&token);
+    let stalled = Client::unix(&front.socket);
+    let channel = stalled.channel.clone();
+    let started = Instant::now();
+    let (senders, statuses): (Vec<_>, Vec<_>) = stalled.rt.block_on(async {
+        // 200 streams, each announcing a ~1 MB message and sending 10 KB of
+        // it: refused on the announcement, nothing buffered.
+        let mut senders = Vec::new();
+        let mut calls = Vec::new();
+        for _ in 0..200 {
+            let (tx, status) = unfinished_check(&channel, 1_000_000, 10_000);
+            senders.push(tx);
+            calls.push(tokio::spawn(status));
+        }
+        // And one within the limit that never ends: timed out.
+        let (tx, status) = unfinished_check(&channel, 32 * 1024, 10_000);
+        senders.push(tx);
+        calls.push(tokio::spawn(status));
+        (senders, calls)
+    });
+    // Meanwhile a fresh client is served, on its own connection.
+    let mut fresh = Client::unix(&front.socket);
+    allowed(
+        &fresh
+            .check(check("/", &[("authorization", &auth)]))
+            .expect("a fresh check"),
+    );
+    let statuses: Vec<tonic::Status> = stalled.rt.block_on(async {
+        let all = futures_util::future::join_all(statuses);
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("every stream answered within 60 s")
+            .into_iter()
+            .map(|r| r.expect("task"))
+            .collect()
+    });
+    for status in &statuses[..200] {
+        assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    }
+    let last = &statuses[200];
+    assert_eq!(last.code(), Code::DeadlineExceeded, "{last:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the body timeout is 10 s"
+    );
+    drop(senders);
+    // The channel that carried them still serves.
+    let mut stalled = stalled;
+    allowed(
+        &stalled
+            .check(check("/", &[("authorization", &auth)]))
+            .expect("a check after the stalled ones"),
+    );
+}
+
+#[test]
+fn request_bytes_over_the_front_budget_are_refused_until_freed() {
+    let front = start(
+        "",
+        &[
+            "--grpc-max-buffered-bytes",
+            "65536",
+            "--grpc-max-message-bytes",
+            "32768",
+            "--grpc-body-timeout",
+            "3s",
+        ],
+    );
+    let token = front.token(json!({}));
+    let auth = bearer(&token);
+    let holder = Client::unix(&front.socket);
+    let channel = holder.channel.clone();
+    // Two unfinished checks hold 2 x 30 KB of the 64 KiB budget; a third
+    // would pass it: refused at once.
+    let (held, third) = holder.rt.block_on(async {
+        let (a, sa) = unfinished_check(&channel, 32_000, 30_000);
+        let (b, sb) = unfinished_check(&channel, 32_000, 30_000);
+        let (sa, sb) = (tokio::spawn(sa), tokio::spawn(sb));
+        // Let them be read before the third arrives.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (c, sc) = unfinished_check(&channel, 32_000, 30_000);
+        let third = tokio::time::timeout(Duration::from_secs(30), sc)
+            .await
+            .expect("the third is answered");
+        ((a, b, c, sa, sb), third)
+    });
+    assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
+    // Once the holders time out, their bytes are freed: checks pass again.
+    let (a, b, c, sa, sb) = held;
+    let timed_out = holder.rt.block_on(async {
+        let both = futures_util::future::join(sa, sb);
+        tokio::time::timeout(Duration::from_secs(60), both)
+            .await
+            .expect("the holders time out")
+    });
+    assert_eq!(timed_out.0.unwrap().code(), Code::DeadlineExceeded);
+    assert_eq!(timed_out.1.unwrap().code(), Code::DeadlineExceeded);
+    drop((a, b, c));
+    let mut fresh = Client::unix(&front.socket);
+    let big = "a".repeat(20_000);
+    allowed(
+        &fresh
+            .check(check("/", &[("authorization", &auth), ("x-big", &big)]))
+            .expect("a check once the budget is free"),
+    );
 }
 
 #[test]

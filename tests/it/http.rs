@@ -439,3 +439,180 @@ fn idle_and_slow_connections_are_closed_after_idle_timeout() {
         assert!(started.elapsed() < Duration::from_secs(8), "not closed");
     }
 }
+
+/// Reads until the server closes the connection; returns what it sent.
+fn read_until_closed(s: &mut UnixStream) -> String {
+    let mut rest = Vec::new();
+    // EOF or a reset: both mean closed. The caller's read timeout bounds it.
+    match s.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "not closed: {e}; read {:?}",
+            String::from_utf8_lossy(&rest)
+        ),
+    }
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+#[test]
+fn an_oversized_request_head_is_431_and_the_front_keeps_serving() {
+    let front = start("", &[]);
+    // 40 KB of headers: over the 32 KiB default, far under hyper's own
+    // ~400 KB limit.
+    let big = "a".repeat(1000);
+    let headers: String = (0..40).map(|i| format!("X-Big-{i}: {big}\r\n")).collect();
+    let mut s = connect(&front.socket);
+    s.write_all(format!("GET /verify HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        .expect("write");
+    let text = read_until_closed(&mut s);
+    assert!(
+        text.starts_with("HTTP/1.1 431"),
+        "expected 431, got {text:?}"
+    );
+    // Just under the limit: decided as usual.
+    let headers: String = (0..28).map(|i| format!("X-Big-{i}: {big}\r\n")).collect();
+    let token = front.token(json!({}));
+    let a = nginx_check(
+        &front,
+        &format!("Authorization: Bearer {token}\r\n{headers}"),
+    );
+    assert_eq!(a.status, 200);
+    // A lower limit is honoured.
+    let small = start("", &["--max-header-bytes", "8192"]);
+    let headers: String = (0..10).map(|i| format!("X-Big-{i}: {big}\r\n")).collect();
+    let mut s = connect(&small.socket);
+    s.write_all(format!("GET /verify HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
+        .expect("write");
+    assert!(read_until_closed(&mut s).starts_with("HTTP/1.1 431"));
+}
+
+#[test]
+fn a_slow_request_head_is_closed_after_the_header_deadline_while_others_are_served() {
+    // Defaults: header_timeout 10 s, idle_timeout 5 min.
+    let front = start("", &[]);
+    let token = front.token(json!({}));
+    let check = format!("GET /verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    // A kept-alive connection that goes idle after one check.
+    let mut idle = connect(&front.socket);
+    assert_eq!(exchange(&mut idle, &check).status, 200);
+    // A head that starts and never ends (one byte more now and then).
+    let mut slow = connect(&front.socket);
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    slow.write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    // Meanwhile a fresh client is served.
+    let mut fresh = connect(&front.socket);
+    assert_eq!(exchange(&mut fresh, &check).status, 200);
+    let trickle = slow.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        let mut trickle = trickle;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_secs(1));
+            if trickle.write_all(b"X").is_err() {
+                return;
+            }
+        }
+    });
+    read_until_closed(&mut slow);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(50),
+        "closed after {took:?}, the header deadline is 10 s"
+    );
+    drop(slow);
+    let _ = dripping.join();
+    // The idle keep-alive connection is not the header deadline's: it still
+    // serves (idle_timeout is 5 min).
+    assert_eq!(exchange(&mut idle, &check).status, 200);
+}
+
+/// A group the test process may give a file, other than its own group when
+/// there is one: a supplementary group, or (as root) `nogroup`'s 65534.
+/// With its name from /etc/group when it has one.
+fn another_group() -> (u32, Option<String>) {
+    let egid = unsafe { libc::getegid() };
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let n = unsafe { libc::getgroups(256, groups.as_mut_ptr()) };
+    groups.truncate(usize::try_from(n).unwrap_or(0));
+    let gid =
+        groups
+            .into_iter()
+            .find(|&g| g != egid)
+            .unwrap_or(if unsafe { libc::geteuid() } == 0 {
+                65534
+            } else {
+                egid
+            });
+    let name = std::fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == gid.to_string()).then(|| f[0].to_owned())
+        });
+    (gid, name)
+}
+
+#[test]
+fn socket_group_is_given_to_every_socket_and_an_unknown_group_is_exit_64() {
+    use std::os::unix::fs::MetadataExt;
+    let (gid, name) = another_group();
+    if gid == unsafe { libc::getegid() } {
+        eprintln!("note: the test user has no second group; only the own group is checked");
+    }
+    // By name when the group has one, else by number.
+    let group = name.clone().unwrap_or_else(|| gid.to_string());
+    let grpc_dir = tempfile::tempdir().expect("dir");
+    let grpc = grpc_dir.path().join("grpc.sock");
+    let front = start(
+        "",
+        &[
+            "--socket-group",
+            &group,
+            "--grpc-socket",
+            grpc.to_str().unwrap(),
+        ],
+    );
+    for socket in [
+        front.dir.path().join("jwtd.sock"),
+        front.socket.clone(),
+        grpc,
+    ] {
+        let meta = std::fs::metadata(&socket).expect("socket");
+        assert_eq!(meta.gid(), gid, "{}", socket.display());
+        assert_eq!(meta.mode() & 0o777, 0o660, "{}", socket.display());
+    }
+    // The numeric form works too.
+    if name.is_some() {
+        let numeric = start("", &["--socket-group", &gid.to_string()]);
+        assert_eq!(std::fs::metadata(&numeric.socket).unwrap().gid(), gid);
+    }
+    // An unknown group name: a configuration problem.
+    let dir = tempfile::tempdir().expect("dir");
+    let out = crate::support::run_jwtd(
+        &[
+            "serve",
+            "--socket",
+            dir.path().join("s.sock").to_str().unwrap(),
+            "--jwks-file",
+            crate::support::repo_path("deploy/dev/jwks.json")
+                .to_str()
+                .unwrap(),
+            "--socket-group",
+            "no-such-group-jwtd",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("socket_group: no group named \"no-such-group-jwtd\""),
+        "{stderr}"
+    );
+}

@@ -474,3 +474,218 @@ fn the_probes_say_live_and_why_not_ready() {
     let ready = Daemon::start(&[]);
     assert_eq!(ready.admin_get("/readyz"), (200, "ready\n".to_owned()));
 }
+
+/// Sends `GET /livez` on `s` (keep-alive) and reads the status; 0 when the
+/// server closed the connection instead of answering.
+fn livez_on(s: &mut TcpStream) -> u16 {
+    get_on(s, "/livez")
+}
+
+/// Sends `GET path` on `s` (keep-alive) and reads the status line; 0 when
+/// the server closed the connection instead of answering.
+fn get_on(s: &mut TcpStream, path: &str) -> u16 {
+    use std::io::Read;
+    if write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").is_err() {
+        return 0;
+    }
+    let mut buf = [0u8; 512];
+    match s.read(&mut buf) {
+        Ok(0) | Err(_) => 0,
+        Ok(n) => String::from_utf8_lossy(&buf[..n])
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+#[test]
+fn admin_connections_beyond_the_cap_are_closed_and_metrics_answer_once_they_go() {
+    // The default cap: 64.
+    let d = Daemon::start(&[]);
+    let open = |d: &Daemon| {
+        let s = TcpStream::connect(("127.0.0.1", d.admin)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // 64 kept-alive connections, each answered. (A connection that closed
+    // just before, e.g. start-up's probe, may hold its slot a moment
+    // longer: retry.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut held: Vec<TcpStream> = Vec::new();
+    while held.len() < 64 {
+        let mut s = open(&d);
+        if livez_on(&mut s) == 200 {
+            held.push(s);
+        } else {
+            assert!(Instant::now() < deadline, "only {} connections", held.len());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // The 65th is closed without an answer.
+    let mut extra = open(&d);
+    assert_eq!(livez_on(&mut extra), 0, "a connection beyond the cap");
+    // Once they go, a fresh connection answers /metrics (the server notices
+    // the closes asynchronously: poll).
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if get_on(&mut open(&d), "/metrics") == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/metrics did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A request head over 8 KiB: 431.
+    let big = "a".repeat(10_000);
+    let (status, _) = http_get(
+        d.admin,
+        &format!("GET /livez HTTP/1.0\r\nX-Big: {big}\r\n\r\n"),
+    );
+    assert_eq!(status, 431);
+}
+
+#[test]
+fn a_low_nofile_limit_is_warned_about_and_emfile_is_survived() {
+    use std::os::unix::process::CommandExt;
+    let key = SigningKey::generate(Algorithm::ES256)
+        .expect("key")
+        .with_kid(Some("k1".into()));
+    let dir = tempfile::tempdir().expect("dir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).unwrap();
+    let front = dir.path().join("http.sock");
+    let log = dir.path().join("jwtd.log");
+    let mut cmd = Command::new(crate::support::jwtd_bin());
+    cmd.arg("serve")
+        .arg("--socket")
+        .arg(dir.path().join("jwtd.sock"))
+        .arg("--http-socket")
+        .arg(&front)
+        .arg("--jwks-file")
+        .arg(&jwks)
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit(2) is async-signal-safe. Soft and hard limit 128:
+    // jwtd cannot raise it, and 1,024 connections per front do not fit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: 128,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn jwtd");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&front).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "jwtd exited");
+        assert!(Instant::now() < deadline, "the front is not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id();
+    let child = Kill(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("file descriptor limit (nofile)")
+            && text.contains("raise nofile to at least 2176"),
+        "no warning: {text}"
+    );
+    let check = |s: &mut UnixStream| -> u16 {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
+        if write!(s, "GET /verify HTTP/1.1\r\nHost: x\r\n\r\n").is_err() {
+            return 0;
+        }
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(n) if n > 0 => line
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            _ => 0,
+        }
+    };
+    // More connections than descriptors: the backlog takes them, accept
+    // fails with EMFILE, the loop backs off.
+    let hogs: Vec<UnixStream> = (0..200)
+        .filter_map(|_| UnixStream::connect(&front).ok())
+        .collect();
+    assert!(hogs.len() > 128, "only {} connections", hogs.len());
+    let cpu = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let (cpu0, t0) = (cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = cpu() - cpu0;
+    // Clock ticks are 1/100 s: a spinning loop would burn ~200 in 2 s.
+    let tick_budget = t0.elapsed().as_millis() as u64 / 10 / 2;
+    assert!(
+        ticks < tick_budget,
+        "{ticks} CPU ticks in 2 s: spinning on EMFILE"
+    );
+    drop(hogs);
+    // Descriptors free again: a fresh client is served.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = UnixStream::connect(&front)
+            && check(&mut s) == 401
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after EMFILE");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(child);
+}
+
+#[test]
+fn readyz_can_require_the_revocation_store() {
+    let mut redis = crate::revocation::Redis::start();
+    let url = redis.url();
+    let d = Daemon::start(&["--redis", &url, "--ready-requires-revocation", "true"]);
+    let wait_for = |want: (u16, &str), what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = d.admin_get("/readyz");
+            if got.0 == want.0 && got.1 == want.1 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: /readyz still says {got:?}\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for((200, "ready\n"), "Redis up");
+    redis.kill();
+    wait_for((503, "revocation_unavailable\n"), "Redis killed");
+    assert_eq!(sample(&d.metrics(), "jwtd_ready"), 0.0);
+    redis.spawn();
+    wait_for((200, "ready\n"), "Redis restarted");
+    // Without the setting, a Redis outage does not touch readiness.
+    let plain = Daemon::start(&["--redis", &url]);
+    redis.kill();
+    let (status, body) = plain.admin_get("/readyz");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+}

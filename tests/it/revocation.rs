@@ -127,7 +127,7 @@ impl Redis {
     }
 
     /// Starts the server (again) and waits until it answers PING.
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -168,7 +168,7 @@ impl Redis {
     }
 
     /// SIGKILL: no goodbye to clients, the port closes at once.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
