@@ -556,7 +556,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         );
     }
     if !http_listeners.is_empty() {
-        tracing::info!(socket = ?fronts.http_socket, listen = ?fronts.http_listen, "HTTP front serving");
+        tracing::info!(socket = %shown(fronts.http_socket.as_ref().map(|p| p.display())), listen = %shown(fronts.http_listen), "HTTP front serving");
         front_tasks.push(tokio::spawn(server::http::run(
             http_listeners,
             limits.clone(),
@@ -566,7 +566,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         )));
     }
     if !grpc_listeners.is_empty() {
-        tracing::info!(socket = ?fronts.grpc_socket, listen = ?fronts.grpc_listen, "gRPC front serving");
+        tracing::info!(socket = %shown(fronts.grpc_socket.as_ref().map(|p| p.display())), listen = %shown(fronts.grpc_listen), "gRPC front serving");
         front_tasks.push(tokio::spawn(server::grpc::run(
             grpc_listeners,
             limits,
@@ -599,6 +599,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("jwtd stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An optional setting for a log line: its Display form, or `-` (never the
+/// Debug form `Some(..)`).
+fn shown<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 /// Binds a front's Unix socket and TCP address (either may be absent). On

@@ -764,6 +764,29 @@ fn startup_log(tty: bool, env: &[(&str, &str)]) -> Vec<u8> {
 }
 
 #[test]
+fn log_lines_carry_no_rust_debug_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let out = Command::new("timeout")
+        .args(["-s", "INT", "2", jwtd_bin(), "serve", "--dev"])
+        .args(["--socket", &path("jwtd.sock")])
+        .args(["--http-socket", &path("http.sock")])
+        .args(["--grpc-socket", &path("grpc.sock")])
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("HTTP front serving") && log.contains("gRPC front serving"),
+        "{log}"
+    );
+    for debug_form in ["Some(", "None", "\\\""] {
+        assert!(!log.contains(debug_form), "{debug_form:?} in:\n{log}");
+    }
+}
+
+#[test]
 fn log_colours_only_on_a_terminal_and_never_with_no_color() {
     let has_escape = |log: &[u8]| log.contains(&0x1b);
     assert!(!has_escape(&startup_log(false, &[])), "colours into a pipe");
