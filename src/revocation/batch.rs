@@ -202,19 +202,7 @@ impl Batcher {
     ) -> Result<Option<(Vec<u8>, Option<i64>)>, String> {
         let shared = &self.shared;
         let read = async {
-            let existing = shared.conn().clone();
-            let mut conn = match existing {
-                Some(c) => c,
-                None => {
-                    let c = shared
-                        .target
-                        .connect(shared.timeout)
-                        .await
-                        .map_err(|e| format!("connect: {e}"))?;
-                    *shared.conn() = Some(c.clone());
-                    c
-                }
-            };
+            let mut conn = shared.connection().await?;
             conn.get_with_ttl(key)
                 .await
                 .map_err(|e| format!("GET: {e}"))
@@ -256,6 +244,22 @@ impl Shared {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The batches' connection, made (and kept) if there is none; `Err`
+    /// says why not.
+    async fn connection(&self) -> Result<Conn, String> {
+        let existing = self.conn().clone();
+        if let Some(c) = existing {
+            return Ok(c);
+        }
+        let c = self
+            .target
+            .connect(self.timeout)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        *self.conn() = Some(c.clone());
+        Ok(c)
     }
 }
 
@@ -409,19 +413,7 @@ async fn round_trip(shared: &Shared, batch: Vec<Request>) -> Result<(), String> 
         .fetch_max(unique.len() as u64, Ordering::Relaxed);
 
     let asked = async {
-        let existing = shared.conn().clone();
-        let conn = match existing {
-            Some(c) => c,
-            None => {
-                let c = shared
-                    .target
-                    .connect(shared.timeout)
-                    .await
-                    .map_err(|e| format!("connect: {e}"))?;
-                *shared.conn() = Some(c.clone());
-                c
-            }
-        };
+        let conn = shared.connection().await?;
         let mut values: Vec<Option<Vec<u8>>> = vec![None; unique.len()];
         let queries = groups.values().map(|members| {
             let mut conn = conn.clone();
