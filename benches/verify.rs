@@ -31,8 +31,8 @@ use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use jwtd::jwks::KeySet;
 use jwtd::sign::SigningKey;
+use jwtd::verify::KeySet;
 use jwtd::verify::{Algorithm, Policy, verify};
 use serde_json::{Value, json};
 

@@ -216,7 +216,7 @@ mod tests {
             },
             alg: Algorithm::ES256,
             kid: Some(kid.into()),
-            key: crate::jwks::KeyFingerprint([7; 32]),
+            key: crate::verify::KeyFingerprint([7; 32]),
             anomalies: Anomalies::NONE,
         })
     }

@@ -22,11 +22,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::jwks::KeySet;
 use crate::jwks::source::{Endpoint, RemoteSettings, url_problem};
 use crate::revocation::RevocationConfig;
 use crate::server::authz::{self, AuthzConfig, ClaimHeader, Route};
 use crate::verifier::{IssuerConfig, VerifierConfig};
+use crate::verify::KeySet;
 use crate::verify::{self, AlgSet, Algorithm, Policy};
 
 /// The development key set compiled into the binary, served only with an

@@ -63,7 +63,7 @@
 //! # Example
 //!
 //! ```
-//! use jwtd::jwks::KeySet;
+//! use jwtd::verify::KeySet;
 //! use jwtd::sign::SigningKey;
 //! use jwtd::verify::{verify, Algorithm, Policy};
 //!
@@ -80,10 +80,10 @@
 
 pub mod cache;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod jwks;
 pub mod metrics;
-pub mod pem;
 pub mod protocol;
 pub mod redact;
 pub mod revocation;

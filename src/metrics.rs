@@ -702,7 +702,7 @@ impl Metrics {
     /// Copies the state kept elsewhere into its gauges and counters (call
     /// before rendering).
     pub fn collect(&self, verifier: &Verifier, draining: bool) {
-        let now = crate::server::unix_now();
+        let now = crate::clock::unix_now();
         self.ready.set(if verifier.ready() && !draining {
             1.0
         } else {
@@ -897,7 +897,7 @@ fn describe() {
 /// from the payload; only called for tokens already refused as expired).
 fn expired_long_ago(token: &[u8]) -> bool {
     let exp = segment_json(token, 1).and_then(|v| v.get("exp").and_then(serde_json::Value::as_f64));
-    exp.is_some_and(|exp| (crate::server::unix_now() as f64) - exp > REPLAY_AFTER_SECS as f64)
+    exp.is_some_and(|exp| (crate::clock::unix_now() as f64) - exp > REPLAY_AFTER_SECS as f64)
 }
 
 /// The `n`th dot-separated segment of `token`, base64url-decoded and parsed
@@ -908,7 +908,7 @@ fn segment_json(token: &[u8], n: usize) -> Option<serde_json::Value> {
     if segment.len() > 16 * 1024 {
         return None;
     }
-    let bytes = crate::jwks::B64URL.decode(segment).ok()?;
+    let bytes = crate::verify::B64URL.decode(segment).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -1202,8 +1202,8 @@ mod tests {
         assert_eq!(peek(b"..."), (None, None));
         // {"kid":"k\u0001\u2028"} . {"iss":"\u202ex"}
         use base64::Engine;
-        let h = crate::jwks::B64URL.encode(br#"{"kid":"k\u0001\u2028"}"#);
-        let p = crate::jwks::B64URL.encode(br#"{"iss":"\u202ex"}"#);
+        let h = crate::verify::B64URL.encode(br#"{"kid":"k\u0001\u2028"}"#);
+        let p = crate::verify::B64URL.encode(br#"{"iss":"\u202ex"}"#);
         let token = format!("{h}.{p}.sig");
         assert_eq!(
             peek(token.as_bytes()),

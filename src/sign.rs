@@ -19,8 +19,8 @@ use aws_lc_rs::{hmac, rsa};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::jwks::B64URL;
-use crate::pem;
+use crate::verify::B64URL;
+use crate::verify::pem;
 use crate::verify::{Algorithm, Curve, Family};
 
 /// Why a private key could not be used.

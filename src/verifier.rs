@@ -48,11 +48,11 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 
 use crate::cache::{Cache, Key};
-use crate::jwks::KeySet;
 use crate::jwks::refresh::{RefreshGate, Wait};
 use crate::metrics::Metrics;
 use crate::revocation::local::Probe;
 use crate::revocation::{Decision, Local, Revocation, RevocationConfig};
+use crate::verify::KeySet;
 use crate::verify::{self, Policy, Reject, Rejection, Trust, Verified};
 
 /// What the daemon answers for one token.
@@ -379,7 +379,7 @@ impl Verifier {
         if let Some(i) = self.inner.issuers.get(issuer) {
             i.health
                 .last_good
-                .store(crate::server::unix_now().max(1), Ordering::Relaxed);
+                .store(crate::clock::unix_now().max(1), Ordering::Relaxed);
         }
     }
 
@@ -399,7 +399,7 @@ impl Verifier {
     /// Whether every issuer has a key set and none is staler than its
     /// `max_stale`.
     pub fn ready(&self) -> bool {
-        let now = crate::server::unix_now();
+        let now = crate::clock::unix_now();
         self.inner.issuers.iter().all(|i| i.ready(now))
     }
 
@@ -604,7 +604,7 @@ impl Pending {
             } => (result, cached, now, id),
             PendingKind::Refresh { miss, wait, .. } => {
                 wait.done().await;
-                let now = crate::server::unix_now();
+                let now = crate::clock::unix_now();
                 match verifier.verify_miss(miss, selector, token, now, false) {
                     Outcome::Pending(Pending {
                         kind:
@@ -1000,7 +1000,7 @@ mod tests {
             cache_max_ttl: 600,
         });
         v.set_keys(0, set_of(&[&old]));
-        let now = crate::server::unix_now();
+        let now = crate::clock::unix_now();
         let token = mint(&new, json!({"iss": "https://a", "exp": now + 3600}));
         let miss = v.check_cached(b"", &token, now).unwrap_err();
         let Outcome::Pending(refreshing) = v.check_uncached(miss, b"", &token, now) else {
@@ -1039,7 +1039,7 @@ mod tests {
             cache_max_ttl: 600,
         });
         v.set_keys(0, set_of(&keys.iter().collect::<Vec<_>>()));
-        let now = crate::server::unix_now();
+        let now = crate::clock::unix_now();
         let payload = json!({"iss": "https://a", "exp": now + 3600}).to_string();
         let token = keys[9]
             .sign_parts(br#"{"alg":"ES256"}"#, payload.as_bytes())

@@ -31,10 +31,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use jwtd::jwks::KeySet;
 use jwtd::protocol::{self, Reply};
 use jwtd::sign::SigningKey;
 use jwtd::verify::Anomalies;
+use jwtd::verify::KeySet;
 
 /// `jwtd bench` subcommands.
 #[derive(Debug, clap::Args)]
@@ -162,7 +162,7 @@ fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(&a.key).with_context(|| format!("--key {}", a.key.display()))?;
     let key = SigningKey::from_file_contents(&text)?;
-    let now = jwtd::server::unix_now();
+    let now = jwtd::clock::unix_now();
     let exp = now.saturating_add(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for i in 0..a.count {
@@ -683,11 +683,11 @@ fn run_crypto(a: CryptoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .rposition(|b| *b == b'.')
         .context("not a JWS")?;
-    let sig = jwtd::jwks::B64URL
+    let sig = jwtd::verify::B64URL
         .decode(&token[dot + 1..])
         .context("signature is not base64url")?;
-    let header =
-        jwtd::jwks::B64URL.decode(&token[..token.iter().position(|b| *b == b'.').unwrap_or(0)])?;
+    let header = jwtd::verify::B64URL
+        .decode(&token[..token.iter().position(|b| *b == b'.').unwrap_or(0)])?;
     let header: serde_json::Value = serde_json::from_slice(&header)?;
     let alg: jwtd::verify::Algorithm = header["alg"].as_str().unwrap_or_default().parse()?;
     let key = keys

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use serde_json::{Map, Value, json};
 
-use jwtd::jwks::KeySet;
+use jwtd::verify::KeySet;
 use jwtd::verify::{self, AlgSet, Algorithm, Policy};
 
 /// Flags of `jwtd check`.

@@ -102,7 +102,7 @@ fn read_token(arg: &str) -> anyhow::Result<Vec<u8>> {
 
 /// The current Unix time, or `--now`.
 fn unix_now(now: Option<i64>) -> i64 {
-    now.unwrap_or_else(jwtd::server::unix_now)
+    now.unwrap_or_else(jwtd::clock::unix_now)
 }
 
 /// Clap value parser for durations in whole seconds.

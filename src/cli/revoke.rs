@@ -79,7 +79,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let now = jwtd::server::unix_now();
+    let now = jwtd::clock::unix_now();
     let (iss, what) = match what_to_revoke(&args, now) {
         Ok(found) => found,
         Err(why) => return Ok(usage(&why)),
@@ -200,7 +200,7 @@ fn unverified_claims(token: &[u8]) -> Result<serde_json::Map<String, Value>, Str
         _ => return Err(NOT_A_JWT.to_owned()),
     }
     let object = |part: &str, what: &str| {
-        let bytes = jwtd::jwks::B64URL
+        let bytes = jwtd::verify::B64URL
             .decode(part)
             .map_err(|_| format!("{NOT_A_JWT}: the {what} is not base64url"))?;
         match serde_json::from_slice::<Value>(&bytes) {
@@ -280,7 +280,7 @@ mod tests {
 
     #[test]
     fn only_a_compact_jws_shape_is_read() {
-        let b64 = |v: &str| jwtd::jwks::B64URL.encode(v);
+        let b64 = |v: &str| jwtd::verify::B64URL.encode(v);
         let header = b64(r#"{"alg":"ES256"}"#);
         let payload = b64(r#"{"jti":"t1","exp":100}"#);
         let good = format!("{header}.{payload}.c2ln");

@@ -94,6 +94,69 @@ impl Cause {
     }
 }
 
+/// A rejection reason's code on the wire (`docs/protocol.md`): part of the
+/// protocol, so a code once given is never reused.
+pub fn reject_code(reason: Reject) -> u16 {
+    match reason {
+        Reject::TooLarge => 1,
+        Reject::Malformed => 2,
+        Reject::Base64 => 3,
+        Reject::Header => 4,
+        Reject::Payload => 5,
+        Reject::Jwe => 6,
+        Reject::Unencoded => 7,
+        Reject::Crit => 8,
+        Reject::AlgNone => 9,
+        Reject::AlgorithmNotAllowed => 10,
+        Reject::KeyAlgorithmMismatch => 11,
+        Reject::UnknownKey => 12,
+        Reject::BadSignature => 13,
+        Reject::Expired => 14,
+        Reject::NotYetValid => 15,
+        Reject::IssuedInFuture => 16,
+        Reject::LifetimeTooLong => 17,
+        Reject::Issuer => 18,
+        Reject::Audience => 19,
+        Reject::MissingClaim => 20,
+        Reject::ClaimType => 21,
+        Reject::Type => 22,
+        Reject::UnknownIssuer => 23,
+        Reject::Revoked => 24,
+    }
+}
+
+/// The reason with this wire code.
+pub fn reject_from_code(code: u16) -> Option<Reject> {
+    Reject::ALL.into_iter().find(|r| reject_code(*r) == code)
+}
+
+/// Anomaly flags and their bits in a VALID reply's code (`docs/protocol.md`).
+const ANOMALY_BITS: [(Anomalies, u16); 4] = [
+    (Anomalies::EMBEDDED_JWK, 1),
+    (Anomalies::JKU, 2),
+    (Anomalies::X5U, 4),
+    (Anomalies::X5C, 8),
+];
+
+/// The anomalies' bits in a VALID reply's code.
+pub fn anomaly_bits(anomalies: Anomalies) -> u16 {
+    ANOMALY_BITS
+        .iter()
+        .filter(|(a, _)| anomalies.contains(*a))
+        .fold(0, |bits, (_, bit)| bits | bit)
+}
+
+/// The anomalies a VALID reply's code carries (unknown bits dropped).
+pub fn anomalies_from_bits(bits: u16) -> Anomalies {
+    let mut anomalies = Anomalies::NONE;
+    for (a, bit) in ANOMALY_BITS {
+        if bits & bit != 0 {
+            anomalies.insert(a);
+        }
+    }
+    anomalies
+}
+
 /// Request-level errors (status ERROR).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -304,11 +367,11 @@ impl Reply {
                 ..
             } => (
                 ST_VALID,
-                u16::from(anomalies.bits()) | if *cached { CACHED_BIT } else { 0 },
+                anomaly_bits(*anomalies) | if *cached { CACHED_BIT } else { 0 },
                 claims,
             ),
             Reply::Invalid { reason, .. } => {
-                (ST_INVALID, reason.code(), reason.as_str().as_bytes())
+                (ST_INVALID, reject_code(*reason), reason.as_str().as_bytes())
             }
             Reply::Undecided { cause, .. } => {
                 (ST_UNDECIDED, cause.code(), cause.as_str().as_bytes())
@@ -474,15 +537,13 @@ pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply
     frame.advance(HEADER_LEN);
     // Statuses and codes a newer daemon may add are kept as `Other`.
     let known = match status {
-        ST_VALID => u8::try_from(code & !CACHED_BIT)
-            .ok()
-            .map(|bits| Reply::Valid {
-                id,
-                cached: code & CACHED_BIT != 0,
-                anomalies: Anomalies::from_bits(bits),
-                claims: frame.clone(),
-            }),
-        ST_INVALID => Reject::from_code(code).map(|reason| Reply::Invalid { id, reason }),
+        ST_VALID => (code & !CACHED_BIT <= 0xff).then(|| Reply::Valid {
+            id,
+            cached: code & CACHED_BIT != 0,
+            anomalies: anomalies_from_bits(code & !CACHED_BIT),
+            claims: frame.clone(),
+        }),
+        ST_INVALID => reject_from_code(code).map(|reason| Reply::Invalid { id, reason }),
         ST_UNDECIDED => Cause::from_code(code).map(|cause| Reply::Undecided { id, cause }),
         // Any code but 0 reads as not ready: a newer daemon may say why.
         ST_PONG => Some(Reply::Pong {

@@ -252,3 +252,35 @@ fn revoke_requests_carry_their_json_body_and_errors_keep_the_connection() {
     assert!(!ProtocolError::BadRevoke.is_fatal());
     assert!(!ProtocolError::RevokeFailed.is_fatal());
 }
+
+#[test]
+fn reject_codes_are_unique_and_round_trip() {
+    for r in Reject::ALL {
+        assert_eq!(reject_from_code(reject_code(r)), Some(r), "{r}");
+    }
+    assert_eq!(reject_from_code(0), None);
+    assert_eq!(
+        reject_code(Reject::Expired),
+        14,
+        "codes are part of the protocol"
+    );
+    assert_eq!(reject_code(Reject::Revoked), 24);
+}
+
+#[test]
+fn anomaly_bits_round_trip_one_flag_each() {
+    let mut seen = 0;
+    for a in Anomalies::ALL {
+        let bits = anomaly_bits(a);
+        assert_eq!(bits.count_ones(), 1, "{a:?}");
+        assert_eq!(seen & bits, 0, "{a:?} shares a bit");
+        seen |= bits;
+        assert_eq!(anomalies_from_bits(bits), a);
+    }
+    assert_eq!(seen, 0x0f, "the four bits docs/protocol.md names");
+    assert_eq!(
+        anomalies_from_bits(0xf0),
+        Anomalies::NONE,
+        "unknown bits dropped"
+    );
+}

@@ -29,7 +29,7 @@ fn token(
         },
         alg: Algorithm::ES256,
         kid: None,
-        key: crate::jwks::KeyFingerprint([0; 32]),
+        key: crate::verify::KeyFingerprint([0; 32]),
         anomalies: Anomalies::NONE,
     })
 }

@@ -344,7 +344,7 @@ mod tests {
         let v = verifier();
         let admin = Admin::new(v.clone(), None);
         assert_eq!(admin.not_ready(), Some("no_keys"));
-        let keys = crate::jwks::KeySet::from_jwks(crate::config::DEV_JWKS.as_bytes()).unwrap();
+        let keys = crate::verify::KeySet::from_jwks(crate::config::DEV_JWKS.as_bytes()).unwrap();
         v.set_keys(0, keys);
         assert_eq!(admin.not_ready(), None);
         admin.set_draining();

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::unix_now;
+use crate::clock::unix_now;
 use crate::metrics::Front;
 use crate::verifier::{Outcome, Verifier};
 use crate::verify::Verified;
@@ -372,7 +372,7 @@ fn allow_or_forbid(result: &Verified, path: &str, config: &AuthzConfig) -> Decis
             std::sync::LazyLock::new(|| Arc::from(PAYLOAD_HEADER));
         headers.push((
             NAME.clone(),
-            Some(crate::jwks::B64URL.encode(&result.claims.raw)),
+            Some(crate::verify::B64URL.encode(&result.claims.raw)),
         ));
     }
     Decision::Allow { headers }
@@ -1137,7 +1137,10 @@ mod tests {
             .with_kid(Some("k1".into()));
         let jwks = serde_json::json!({"keys": [key.public_jwk()]}).to_string();
         let verifier = Verifier::new(VerifierConfig::single(Policy::default(), 10, 600));
-        verifier.set_keys(0, crate::jwks::KeySet::from_jwks(jwks.as_bytes()).unwrap());
+        verifier.set_keys(
+            0,
+            crate::verify::KeySet::from_jwks(jwks.as_bytes()).unwrap(),
+        );
         let token = key
             .mint(
                 &serde_json::json!({"sub": "a", "exp": unix_now() + 600}),

@@ -29,7 +29,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
@@ -55,13 +55,6 @@ pub struct ServerConfig {
     /// A reply write that makes no progress for this long (the client stopped
     /// reading) closes the connection.
     pub write_timeout: Duration,
-}
-
-/// The current Unix time in seconds (the core takes time as an argument).
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Why the socket could not be bound.

@@ -43,7 +43,8 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{ServerConfig, unix_now};
+use super::ServerConfig;
+use crate::clock::unix_now;
 use crate::metrics::Front;
 use crate::protocol::{self, Cause, Op, ProtocolError, Reply, Request};
 use crate::verifier::{Miss, Outcome, Verifier};

@@ -26,7 +26,7 @@
 //!    kid-less token cannot cost one check per key of a large set (the
 //!    [`Trust`] hears of it, so that no key refresh is asked for). A key
 //!    serves an algorithm only if
-//!    its type, curve, size and own JWK `alg` allow it (see [`crate::jwks`]),
+//!    its type, curve, size and own JWK `alg` allow it (see [`keys`]),
 //!    so an RSA public key can never be used as an HMAC secret.
 //! 5. **Signature**, with keys parsed at load time. Payload and signature are
 //!    base64url-decoded before any crypto, so garbage costs no cryptography.
@@ -44,7 +44,9 @@
 
 mod alg;
 pub(crate) mod json;
+pub mod keys;
 mod outcome;
+pub mod pem;
 
 use std::borrow::Cow;
 
@@ -52,9 +54,9 @@ use base64::Engine;
 
 pub use alg::{AlgSet, Algorithm, AlgorithmNameError, Curve, Family, is_none_spelling};
 pub use json::MAX_REQUIRED_CLAIMS;
+pub use keys::{B64URL, Key, KeyFingerprint, KeyKind, KeyProblem, KeySet, KeySetError, SkippedKey};
 pub use outcome::{Anomalies, Claims, Reject, Rejection, Verdict, Verified};
 
-use crate::jwks::{B64URL, KeySet};
 use json::{Field, Number};
 
 /// Default maximum token size: 16 KiB.
@@ -189,13 +191,13 @@ impl Policy {
 /// # Example
 ///
 /// ```
-/// use jwtd::jwks::KeySet;
+/// use jwtd::verify::KeySet;
 /// use jwtd::verify::{verify, Policy, Reject};
 ///
 /// let keys = KeySet::from_jwks(br#"{"keys":[{"kty":"oct","k":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}"#)?;
 /// let verdict = verify(b"not.a.token", &keys, &Policy::default(), 1_700_000_000);
 /// assert_eq!(verdict.unwrap_err().reason, Reject::Base64);
-/// # Ok::<(), jwtd::jwks::KeySetError>(())
+/// # Ok::<(), jwtd::verify::KeySetError>(())
 /// ```
 pub fn verify(token: &[u8], keys: &KeySet, policy: &Policy, now: i64) -> Verdict {
     verify_with(token, &Fixed { keys, policy }, now)

@@ -78,7 +78,10 @@ pub enum Reject {
     /// them (or is absent): no key set is tried.
     UnknownIssuer,
     /// Valid, but revoked: its `jti` is on the revocation list, or its
-    /// subject's tokens issued at or before a time are (see `revocation`).
+    /// subject's tokens issued at or before a time are. The core never
+    /// returns it (it knows no revocation store); the verifier's revocation
+    /// stage does, and it is a reason here so that every front reports it
+    /// like any other.
     Revoked,
 }
 
@@ -110,41 +113,6 @@ impl Reject {
         Reject::UnknownIssuer,
         Reject::Revoked,
     ];
-
-    /// Stable numeric code for the native protocol (`docs/protocol.md`).
-    pub fn code(self) -> u16 {
-        match self {
-            Reject::TooLarge => 1,
-            Reject::Malformed => 2,
-            Reject::Base64 => 3,
-            Reject::Header => 4,
-            Reject::Payload => 5,
-            Reject::Jwe => 6,
-            Reject::Unencoded => 7,
-            Reject::Crit => 8,
-            Reject::AlgNone => 9,
-            Reject::AlgorithmNotAllowed => 10,
-            Reject::KeyAlgorithmMismatch => 11,
-            Reject::UnknownKey => 12,
-            Reject::BadSignature => 13,
-            Reject::Expired => 14,
-            Reject::NotYetValid => 15,
-            Reject::IssuedInFuture => 16,
-            Reject::LifetimeTooLong => 17,
-            Reject::Issuer => 18,
-            Reject::Audience => 19,
-            Reject::MissingClaim => 20,
-            Reject::ClaimType => 21,
-            Reject::Type => 22,
-            Reject::UnknownIssuer => 23,
-            Reject::Revoked => 24,
-        }
-    }
-
-    /// The reason with this protocol code.
-    pub fn from_code(code: u16) -> Option<Reject> {
-        Reject::ALL.into_iter().find(|r| r.code() == code)
-    }
 
     /// Stable snake_case name for metric labels, logs and CLI output.
     pub fn as_str(self) -> &'static str {
@@ -222,15 +190,13 @@ impl Anomalies {
         (Anomalies::X5C, "x5c"),
     ];
 
-    /// The raw bits, as sent in the native protocol's reply code.
-    pub fn bits(self) -> u8 {
-        self.0
-    }
-
-    /// Anomalies from raw bits (unknown bits dropped).
-    pub fn from_bits(bits: u8) -> Anomalies {
-        Anomalies(bits & 0x0f)
-    }
+    /// Every anomaly, one flag each.
+    pub const ALL: [Anomalies; 4] = [
+        Anomalies::EMBEDDED_JWK,
+        Anomalies::JKU,
+        Anomalies::X5U,
+        Anomalies::X5C,
+    ];
 
     /// Whether any anomaly is set.
     pub fn is_empty(self) -> bool {
@@ -327,7 +293,7 @@ pub struct Verified {
     pub kid: Option<Arc<str>>,
     /// The identity of the key that verified it: a cached result is served
     /// only while the current key set still holds this key.
-    pub key: crate::jwks::KeyFingerprint,
+    pub key: super::KeyFingerprint,
     /// Key-carrying header parameters that were present (and ignored).
     pub anomalies: Anomalies,
 }
@@ -349,15 +315,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Reject::ALL.len());
-    }
-
-    #[test]
-    fn reject_codes_are_unique_and_round_trip() {
-        for r in Reject::ALL {
-            assert_eq!(Reject::from_code(r.code()), Some(r));
-        }
-        assert_eq!(Reject::from_code(0), None);
-        assert_eq!(Reject::Expired.code(), 14, "codes are part of the protocol");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::*;
 
 use serde_json::{Map, Value, json};
 
-use crate::jwks::B64URL;
+use super::B64URL;
 use crate::sign::SigningKey;
 
 const NOW: i64 = 1_000_000;

@@ -11,11 +11,11 @@ use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self as awssig, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jwtd::jwks::{KeyProblem, KeySet, KeySetError};
 use jwtd::sign::SigningKey;
 use jwtd::verify::{
     AlgSet, Algorithm, Anomalies, Curve, Policy, Reject, Rejection, Verified, verify,
 };
+use jwtd::verify::{KeyProblem, KeySet, KeySetError};
 use serde_json::{Map, Value, json};
 
 use crate::support::keypair;
@@ -300,8 +300,8 @@ fn rsa_public_key_forms(key: &SigningKey) -> Vec<(&'static str, Vec<u8>)> {
         .expect("parse SPKI")
         .as_ref()
         .to_vec();
-    let pem = jwtd::pem::encode("PUBLIC KEY", &spki);
-    let pkcs1_pem = jwtd::pem::encode("RSA PUBLIC KEY", &pkcs1);
+    let pem = jwtd::verify::pem::encode("PUBLIC KEY", &spki);
+    let pkcs1_pem = jwtd::verify::pem::encode("RSA PUBLIC KEY", &pkcs1);
     vec![
         ("JWK text", jwk.to_string().into_bytes()),
         (
@@ -327,7 +327,7 @@ fn rsa_public_key_forms(key: &SigningKey) -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 fn rsa_public_key_used_as_hmac_secret_is_refused() {
     let (key, keys) = keypair(Algorithm::RS256, "rsa1");
-    let pem = jwtd::pem::encode(
+    let pem = jwtd::verify::pem::encode(
         "PUBLIC KEY",
         &rsa_public_key_forms(&key)
             .into_iter()

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use jwtd::jwks::KeySet;
+use jwtd::verify::KeySet;
 use jwtd::verify::{AlgSet, Algorithm, Policy, verify};
 use serde_json::Value;
 

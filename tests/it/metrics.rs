@@ -10,9 +10,9 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jwtd::jwks::B64URL;
 use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
+use jwtd::verify::B64URL;
 use serde_json::{Value, json};
 
 use crate::support::{Sidecar, free_port, front_token, now, repo_path, tcp_exchange};

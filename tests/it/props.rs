@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jwtd::jwks::KeySet;
 use jwtd::sign::SigningKey;
+use jwtd::verify::KeySet;
 use jwtd::verify::{Algorithm, Anomalies, MAX_NUMERIC_DATE, Policy, Reject, Verdict, verify};
 use proptest::prelude::*;
 use proptest::sample::Index;

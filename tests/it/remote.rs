@@ -295,7 +295,7 @@ fn max_age_1(body: &str) -> Value {
 /// a different token (ECDSA signatures are randomised), so the daemon's
 /// cache never answers a fresh one.
 fn mint(key: &SigningKey, extra: Value) -> String {
-    let mut claims = json!({"sub": "alice", "exp": jwtd::server::unix_now() + 3600});
+    let mut claims = json!({"sub": "alice", "exp": jwtd::clock::unix_now() + 3600});
     if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
         claims.extend(extra);
     }
@@ -311,11 +311,11 @@ fn fresh(key: &SigningKey) -> String {
 /// PKCS#8 file back through aws-lc-rs.
 fn public_pem(key: &SigningKey) -> String {
     let private = key.private_file().expect("private file");
-    let block = jwtd::pem::parse(&private).expect("PEM").remove(0);
+    let block = jwtd::verify::pem::parse(&private).expect("PEM").remove(0);
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &block.der)
         .expect("PKCS#8 of an ES256 key");
     let spki = pair.public_key().as_der().expect("SPKI");
-    jwtd::pem::encode("PUBLIC KEY", spki.as_ref())
+    jwtd::verify::pem::encode("PUBLIC KEY", spki.as_ref())
 }
 
 // ---------------------------------------------------------------------------
@@ -585,7 +585,7 @@ async fn a_thousand_random_kids_in_a_second_cause_at_most_one_fetch() {
         .map(|_| {
             let kid = format!("{:016x}", random_u64());
             let header = json!({"kid": kid});
-            let claims = json!({"sub": "mallory", "exp": jwtd::server::unix_now() + 3600});
+            let claims = json!({"sub": "mallory", "exp": jwtd::clock::unix_now() + 3600});
             stranger
                 .mint(&claims, header.as_object().expect("object"))
                 .expect("mint")
@@ -1359,7 +1359,7 @@ fn hmac_key(kid: &str) -> SigningKey {
 
 /// A token signed by `key` whose header names no kid.
 fn kidless(key: &SigningKey, alg: &str) -> String {
-    let claims = json!({"sub": "mallory", "exp": jwtd::server::unix_now() + 3600}).to_string();
+    let claims = json!({"sub": "mallory", "exp": jwtd::clock::unix_now() + 3600}).to_string();
     key.sign_parts(
         json!({"alg": alg}).to_string().as_bytes(),
         claims.as_bytes(),

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use jwtd::jwks::KeySet;
 use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
+use jwtd::verify::KeySet;
 use serde_json::{Value, json};
 
 /// Path of the `jwtd` binary under test.
@@ -57,7 +57,7 @@ pub fn keypair(alg: Algorithm, kid: &str) -> (SigningKey, KeySet) {
 /// The current Unix time.
 #[allow(dead_code)] // Not every test module needs it.
 pub fn now() -> i64 {
-    jwtd::server::unix_now()
+    jwtd::clock::unix_now()
 }
 
 /// A free loopback TCP port (bound, then released for the caller).

@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::log_skipped;
-use crate::jwks::KeySet;
 use crate::verifier::Verifier;
+use crate::verify::KeySet;
 
 /// How often the file's metadata is checked.
 pub const FILE_POLL: Duration = Duration::from_secs(1);

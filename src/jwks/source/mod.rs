@@ -10,7 +10,7 @@
 //! Every source follows the same rules:
 //!
 //! - **Validated, then swapped.** A new set is parsed whole
-//!   ([`crate::jwks::KeySet`]: unusable keys skipped with a warning naming
+//!   ([`crate::verify::KeySet`]: unusable keys skipped with a warning naming
 //!   their kid) and published with one store
 //!   ([`crate::verifier::Verifier::set_keys`]). Requests see the old set or
 //!   the new one, never a mix, and never wait.
@@ -31,7 +31,7 @@ pub mod remote;
 pub use file::{FILE_POLL, watch_file};
 pub use remote::{Endpoint, RemoteSettings, url_problem, watch_remote};
 
-use crate::jwks::KeySet;
+use crate::verify::KeySet;
 
 /// Warns about each key a new set skipped, by index and kid.
 pub fn log_skipped(keys: &KeySet) {

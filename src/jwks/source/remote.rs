@@ -58,8 +58,8 @@ use tokio::time::Instant;
 
 use super::log_skipped;
 use crate::jwks::refresh::RefreshGate;
-use crate::jwks::{KeySet, KeySetError};
 use crate::verifier::Verifier;
+use crate::verify::{KeySet, KeySetError};
 
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
@@ -372,7 +372,7 @@ fn failed(verifier: &Verifier, issuer: usize, source: &str, e: &FetchError, what
         Some(t) => tracing::warn!(
             %source,
             error = %e,
-            set_age_secs = crate::server::unix_now().saturating_sub(t),
+            set_age_secs = crate::clock::unix_now().saturating_sub(t),
             "{what}; keeping the last good set"
         ),
         None => tracing::warn!(

@@ -102,7 +102,7 @@ fn problem(jwk: Value) -> KeyProblem {
 }
 
 fn pem_public(label: &str, der: &[u8]) -> String {
-    crate::pem::encode(label, der)
+    super::super::pem::encode(label, der)
 }
 
 fn ec_spki(alg: &'static aws_lc_rs::signature::EcdsaSigningAlgorithm) -> Vec<u8> {
@@ -120,7 +120,7 @@ fn rsa_pair() -> &'static aws_lc_rs::rsa::KeyPair {
 /// The SPKI of a `SigningKey`, read back from its PKCS#8 private file.
 fn spki_of(key: &SigningKey) -> Vec<u8> {
     let file = key.private_file().expect("private file");
-    let block = crate::pem::parse(&file).expect("PEM").remove(0);
+    let block = super::super::pem::parse(&file).expect("PEM").remove(0);
     let der = &block.der;
     match key.alg().family() {
         Family::Ec(curve) => {
@@ -919,7 +919,7 @@ fn pem_private_key_block_is_skipped_as_not_a_public_key() {
     let text = format!(
         "{}{}",
         pem_public("PUBLIC KEY", &spki_of(&key)),
-        crate::pem::encode("PRIVATE KEY", &[1, 2, 3])
+        super::super::pem::encode("PRIVATE KEY", &[1, 2, 3])
     );
     let set = KeySet::from_pem(&text, Some("k")).expect("loads");
     assert_eq!(set.keys().len(), 1);
@@ -935,7 +935,7 @@ fn pem_private_key_block_is_skipped_as_not_a_public_key() {
 
 #[test]
 fn pem_certificate_block_is_not_a_public_key() {
-    let text = crate::pem::encode("CERTIFICATE", &[0x30, 0x00]);
+    let text = super::super::pem::encode("CERTIFICATE", &[0x30, 0x00]);
     let err = KeySet::from_pem(&text, None).expect_err("not a key");
     assert_eq!(
         err,
@@ -977,7 +977,7 @@ fn pem_garbage_der_is_rejected() {
 fn text_that_is_not_pem_is_a_pem_error() {
     assert_eq!(
         KeySet::from_pem("just text", None).expect_err("not PEM"),
-        KeySetError::Pem(crate::pem::PemError::Empty)
+        KeySetError::Pem(super::super::pem::PemError::Empty)
     );
 }
 
