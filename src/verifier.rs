@@ -49,6 +49,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::cache::{Cache, Key};
 use crate::jwks::refresh::{RefreshGate, Wait};
+use crate::jwks::source::KeySink;
 use crate::metrics::Metrics;
 use crate::revocation::local::Probe;
 use crate::revocation::{Decision, Local, Revocation, RevocationConfig};
@@ -196,6 +197,41 @@ struct Inner {
     revocation: Revocation,
     /// Metric handles (no-ops unless a recorder was installed first).
     metrics: Metrics,
+}
+
+/// One issuer's [`KeySink`]: key sources publish through it without knowing
+/// the verifier.
+#[derive(Clone)]
+pub struct IssuerKeys {
+    verifier: Verifier,
+    issuer: usize,
+}
+
+impl KeySink for IssuerKeys {
+    fn set(&self, keys: KeySet) {
+        self.verifier.set_keys(self.issuer, keys);
+    }
+
+    fn confirm(&self) {
+        self.verifier.confirm_keys(self.issuer);
+    }
+
+    fn fail(&self) {
+        self.verifier.record_failure(self.issuer);
+    }
+
+    fn last_good(&self) -> Option<i64> {
+        self.verifier
+            .inner
+            .issuers
+            .get(self.issuer)?
+            .health
+            .last_good()
+    }
+
+    fn gate(&self) -> Option<&RefreshGate> {
+        self.verifier.inner.issuers.get(self.issuer)?.gate.as_ref()
+    }
 }
 
 /// The shared verification handle. Cheap to clone.
@@ -388,6 +424,15 @@ impl Verifier {
     pub fn record_failure(&self, issuer: usize) {
         if let Some(i) = self.inner.issuers.get(issuer) {
             i.health.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Issuer `issuer`'s end of the key-source interface: what its file
+    /// watcher or fetcher publishes through.
+    pub fn key_sink(&self, issuer: usize) -> IssuerKeys {
+        IssuerKeys {
+            verifier: self.clone(),
+            issuer,
         }
     }
 

@@ -699,9 +699,8 @@ fn start_sources(
             KeySource::File(path) => {
                 tracing::info!(issuer = %name, path = %path.display(), "key set loaded; watching the file");
                 tasks.push(tokio::spawn(source::watch_file(
-                    n,
                     path.clone(),
-                    verifier.clone(),
+                    verifier.key_sink(n),
                     source::FILE_POLL,
                 )));
             }
@@ -714,11 +713,10 @@ fn start_sources(
                         .clone(),
                 };
                 tasks.push(tokio::spawn(source::watch_remote(
-                    n,
                     endpoint.clone(),
                     config.remote.clone(),
                     client,
-                    verifier.clone(),
+                    verifier.key_sink(n),
                 )));
             }
         }

@@ -6,7 +6,7 @@
 //! Kubernetes' ConfigMap and Secret updates, which swap the `..data` symlink
 //! to a new directory, show up as a new inode. A reload parses and validates
 //! the *whole* file first ([`KeySet::from_file_contents`]) and publishes it
-//! with one swap ([`Verifier::set_keys`]); a file that is missing,
+//! with one swap ([`KeySink::set`]); a file that is missing,
 //! unreadable, half written or holds no usable key leaves the last good set
 //! in place, with a warning. Unchanged keys keep their fingerprints across
 //! reloads, so the result cache survives a reload that changes nothing.
@@ -17,8 +17,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::log_skipped;
-use crate::verifier::Verifier;
+use super::{KeySink, log_skipped};
 use crate::verify::KeySet;
 
 /// How often the file's metadata is checked.
@@ -48,10 +47,10 @@ fn stamp(path: &std::path::Path) -> std::io::Result<Stamp> {
     })
 }
 
-/// Reloads `path` into issuer `issuer` of `verifier` whenever it changes,
+/// Reloads `path` into `sink` whenever it changes,
 /// forever (abort the task to stop). `every` is the poll period
 /// ([`FILE_POLL`] in the daemon).
-pub async fn watch_file(issuer: usize, path: PathBuf, verifier: Verifier, every: Duration) {
+pub async fn watch_file(path: PathBuf, sink: impl KeySink, every: Duration) {
     // No baseline: the first tick reloads once, so a change between the
     // start-up load and this task's first look is not missed (an unchanged
     // reload keeps every fingerprint, and so the cache).
@@ -92,10 +91,10 @@ pub async fn watch_file(issuer: usize, path: PathBuf, verifier: Verifier, every:
             Ok(keys) => {
                 log_skipped(&keys);
                 tracing::info!(path = %path.display(), keys = keys.keys().len(), "key set reloaded");
-                verifier.set_keys(issuer, keys);
+                sink.set(keys);
             }
             Err(e) => {
-                verifier.record_failure(issuer);
+                sink.fail();
                 tracing::warn!(path = %path.display(), error = %e, "key set file rejected; keeping the last good set");
             }
         }

@@ -31,7 +31,25 @@ pub mod remote;
 pub use file::{FILE_POLL, watch_file};
 pub use remote::{Endpoint, RemoteSettings, url_problem, watch_remote};
 
+use crate::jwks::refresh::RefreshGate;
 use crate::verify::KeySet;
+
+/// Where a source publishes one issuer's key sets: the narrow interface
+/// between key sources and the verifier, so that sources know nothing of
+/// the verifier (and the verifier nothing of files or HTTP).
+pub trait KeySink: Send + Sync + 'static {
+    /// Publishes a new, validated set (one atomic swap).
+    fn set(&self, keys: KeySet);
+    /// The source was read again and still holds the same set (HTTP 304):
+    /// the set is as fresh as now.
+    fn confirm(&self);
+    /// A fetch or reload failed; the last good set stays.
+    fn fail(&self);
+    /// Unix time of the last good load, if any (for the failure log).
+    fn last_good(&self) -> Option<i64>;
+    /// The issuer's unknown-kid refresh gate, if it has one.
+    fn gate(&self) -> Option<&RefreshGate>;
+}
 
 /// Warns about each key a new set skipped, by index and kid.
 pub fn log_skipped(keys: &KeySet) {

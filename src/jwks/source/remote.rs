@@ -56,9 +56,8 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use tokio::time::Instant;
 
-use super::log_skipped;
+use super::{KeySink, log_skipped};
 use crate::jwks::refresh::RefreshGate;
-use crate::verifier::Verifier;
 use crate::verify::{KeySet, KeySetError};
 
 /// Redirects followed per request.
@@ -288,16 +287,15 @@ struct Fetcher {
     discovery_error: Option<FetchError>,
 }
 
-/// Keeps issuer `issuer` of `verifier` supplied from `endpoint`, forever
+/// Keeps `sink` supplied from `endpoint`, forever
 /// (abort the task to stop). The first fetch starts at once.
 pub async fn watch_remote(
-    issuer: usize,
     endpoint: Endpoint,
     settings: RemoteSettings,
     client: reqwest::Client,
-    verifier: Verifier,
+    sink: impl KeySink,
 ) {
-    let gate: Option<&RefreshGate> = verifier.issuers().get(issuer).and_then(|i| i.gate());
+    let gate: Option<&RefreshGate> = sink.gate();
     let mut fetcher = Fetcher {
         jwks_uri: match &endpoint {
             Endpoint::Jwks(url) => Some(url.clone()),
@@ -319,8 +317,7 @@ pub async fn watch_remote(
         let round = fetcher.round().await;
         if let Some(e) = fetcher.discovery_error.take() {
             failed(
-                &verifier,
-                issuer,
+                &sink,
                 &source,
                 &e,
                 "discovery failed; using the last known jwks_uri",
@@ -330,18 +327,18 @@ pub async fn watch_remote(
             Ok(Fetched::Updated { keys, max_age }) => {
                 log_skipped(&keys);
                 tracing::info!(%source, keys = keys.keys().len(), "key set fetched");
-                verifier.set_keys(issuer, *keys);
+                sink.set(*keys);
                 failures = 0;
                 fetcher.next_refresh(max_age)
             }
             Ok(Fetched::Unchanged { max_age }) => {
                 tracing::debug!(%source, "key set not modified");
-                verifier.confirm_keys(issuer);
+                sink.confirm();
                 failures = 0;
                 fetcher.next_refresh(max_age)
             }
             Err(e) => {
-                failed(&verifier, issuer, &source, &e, "key set fetch failed");
+                failed(&sink, &source, &e, "key set fetch failed");
                 failures = failures.saturating_add(1);
                 fetcher.retry_delay(failures)
             }
@@ -362,13 +359,9 @@ pub async fn watch_remote(
 }
 
 /// Counts and logs a failure, with the age of the set kept.
-fn failed(verifier: &Verifier, issuer: usize, source: &str, e: &FetchError, what: &str) {
-    verifier.record_failure(issuer);
-    let last_good = verifier
-        .issuers()
-        .get(issuer)
-        .and_then(|i| i.health().last_good());
-    match last_good {
+fn failed(sink: &impl KeySink, source: &str, e: &FetchError, what: &str) {
+    sink.fail();
+    match sink.last_good() {
         Some(t) => tracing::warn!(
             %source,
             error = %e,
