@@ -11,6 +11,7 @@ mod deploy;
 mod envoy;
 mod grpc;
 mod http;
+mod layering;
 mod metrics;
 mod nginx;
 mod observability;
