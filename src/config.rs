@@ -1192,6 +1192,8 @@ impl Config {
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
+        // Routes are a stage of the verifier's pipeline.
+        let routes = fronts.authz.routes.clone();
         Ok(Config {
             socket,
             socket_mode,
@@ -1204,6 +1206,8 @@ impl Config {
                 issuers,
                 cache_entries,
                 cache_max_ttl: cache_max_ttl.as_secs(),
+                max_verifying,
+                routes,
             },
             max_connections,
             max_in_flight,

@@ -11,17 +11,19 @@
 //!   the recorder installed when they are built: `jwtd serve` installs the
 //!   Prometheus recorder ([`install`]) before building the verifier; without
 //!   it (tests, `--admin-addr` unset) every handle is a no-op.
-//! - The fronts report each answered request once, with [`Metrics::record`]
-//!   (and the `record_*` variants for what only a proxy front decides).
-//!   From the outcome come the request counter, the latency histogram, the
-//!   anomaly kinds and the security log events.
+//! - The verifier's pipeline reports each decided request once, with
+//!   [`Metrics::record`] (plain cache hits in bulk, [`Metrics::record_hits`];
+//!   a route's refusal, [`Metrics::record_forbidden`]). From the decision
+//!   come the request counter, the latency histogram, the anomaly kinds and
+//!   the security log events. The fronts record nothing themselves.
 //! - The verifier reports what only it knows: cache hits and misses, the
 //!   time of a full verification by algorithm, and the token's `iat` offset
 //!   and lifetime ([`Metrics::verified`]).
 //! - State that already lives elsewhere (cache size, key set health,
 //!   revocation counters) is copied into gauges and counters when
-//!   `/metrics` is rendered ([`Metrics::collect`]) rather than mirrored on
-//!   every change.
+//!   `/metrics` is rendered ([`Metrics::collect`], from a [`Snapshot`] the
+//!   verifier takes) rather than mirrored on every change. This module
+//!   knows nothing of the verifier: the arrows point from it to here.
 //! - [`Detector`] turns anomaly counts into surge gauges (EWMA baseline per
 //!   kind), ticked once a second by the admin listener's thread.
 //!
@@ -29,7 +31,7 @@
 //!
 //! Every anomaly is logged at `warn` under the `jwtd::security` target with
 //! the token's fingerprint (12 hex digits of its SHA-256), its `kid` and
-//! `iss` when readable (at most 64 bytes each), never the token. Events are
+//! `iss` when readable (at most 64 characters each), never the token. Events are
 //! rate-limited per kind ([`LOG_PER_SECOND`]), the rest counted into the
 //! next event's `suppressed` field.
 
@@ -39,8 +41,10 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram};
 
-use crate::verifier::{Outcome, Verifier};
+use crate::request::{Cause, Decision};
 use crate::verify::{Algorithm, Anomalies, Reject, Verified};
+
+pub use crate::request::Front;
 
 /// Security log events per anomaly kind per second; the rest are counted.
 pub const LOG_PER_SECOND: u32 = 10;
@@ -166,30 +170,6 @@ impl Latency {
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
         // The count is the +Inf bucket: read once, so they agree.
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
-
-/// Which front answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Front {
-    /// The native protocol.
-    Native = 0,
-    /// The HTTP front (nginx, Envoy HTTP mode).
-    Http = 1,
-    /// The gRPC front (Envoy gRPC mode).
-    Grpc = 2,
-}
-
-impl Front {
-    const ALL: [Front; 3] = [Front::Native, Front::Http, Front::Grpc];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Front::Native => "native",
-            Front::Http => "http",
-            Front::Grpc => "grpc",
-        }
     }
 }
 
@@ -370,9 +350,10 @@ pub struct Metrics {
     revocation_up: Gauge,
     fail_open: Counter,
     fail_closed: Counter,
-    /// Verification budgets reported at render time: the gauge of what is
-    /// in use, the semaphore handing out the slots, and its capacity.
-    in_use: Mutex<Vec<(Gauge, std::sync::Arc<tokio::sync::Semaphore>, usize)>>,
+    /// The verification budget (`budget="all"`: one, shared by every
+    /// front).
+    verifying: Gauge,
+    verifying_limit: Gauge,
     /// Open connections by front (counted by [`OpenConnection`] guards, not
     /// from the connection semaphores: the accept loops hold a slot while
     /// they wait for the next client).
@@ -450,7 +431,8 @@ impl Metrics {
             revocation_up: metrics::gauge!("jwtd_revocation_backend_up"),
             fail_open: decision("fail_open"),
             fail_closed: decision("fail_closed"),
-            in_use: Mutex::new(Vec::new()),
+            verifying: metrics::gauge!("jwtd_verifying", "budget" => "all"),
+            verifying_limit: metrics::gauge!("jwtd_verifying_limit", "budget" => "all"),
             open: Front::ALL
                 .iter()
                 .map(|f| {
@@ -473,23 +455,6 @@ impl Metrics {
     /// `front`'s `max_connections` (`jwtd_connections_limit`).
     pub fn connection_limit(&self, front: Front, max: usize) {
         metrics::gauge!("jwtd_connections_limit", "front" => front.as_str()).set(max as f64);
-    }
-
-    /// Reports a verification budget's use (`jwtd_verifying{budget}` and
-    /// its `_limit`): `capacity` slots handed out by `slots`; `budget` is
-    /// `native` or `proxy`.
-    pub fn watch_verifying(
-        &self,
-        budget: &'static str,
-        slots: std::sync::Arc<tokio::sync::Semaphore>,
-        capacity: usize,
-    ) {
-        metrics::gauge!("jwtd_verifying_limit", "budget" => budget).set(capacity as f64);
-        let used = metrics::gauge!("jwtd_verifying", "budget" => budget);
-        self.in_use
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((used, slots, capacity));
     }
 
     fn front(&self, front: Front) -> &FrontHandles {
@@ -520,11 +485,11 @@ impl Metrics {
 
     /// A request answered with `outcome` (never `Pending`), which arrived
     /// at `started`.
-    pub fn record(&self, front: Front, outcome: &Outcome, token: &[u8], started: Instant) {
+    pub fn record(&self, front: Front, decision: &Decision, token: &[u8], started: Instant) {
         let f = self.front(front);
         let elapsed = started.elapsed().as_secs_f64();
-        match outcome {
-            Outcome::Valid { result, cached } => {
+        match decision {
+            Decision::Valid { result, cached } => {
                 f.valid.increment(1);
                 if *cached {
                     self.cache_hits.increment(1);
@@ -536,7 +501,7 @@ impl Metrics {
                     self.header_anomalies(front, result.anomalies, None, token);
                 }
             }
-            Outcome::Invalid(rejection) => {
+            Decision::Invalid(rejection) => {
                 if let Some(c) = Reject::ALL
                     .iter()
                     .position(|r| *r == rejection.reason)
@@ -560,23 +525,27 @@ impl Metrics {
                     self.header_anomalies(front, rejection.anomalies, Some(reason), token);
                 }
             }
-            Outcome::NoKeys => {
-                f.no_keys.increment(1);
+            // Answered without verifying: counted with the hits' latency.
+            Decision::MissingToken => {
+                f.missing_token.increment(1);
+                f.hit.record(elapsed);
+            }
+            // Counted by `record_forbidden`, which knows whether it was a
+            // cache hit; here only for completeness.
+            Decision::Forbidden { .. } => {
+                f.forbidden.increment(1);
                 f.miss.record(elapsed);
             }
-            Outcome::RevocationUnavailable | Outcome::Pending(_) => {
-                f.revocation_unavailable.increment(1);
+            Decision::Undecided(cause) => {
+                match cause {
+                    Cause::NoKeys => f.no_keys.increment(1),
+                    Cause::Overloaded => f.overloaded.increment(1),
+                    Cause::RevocationUnavailable => f.revocation_unavailable.increment(1),
+                }
                 f.miss.record(elapsed);
             }
-            Outcome::UnknownSelector => f.unknown_selector.increment(1),
+            Decision::UnknownSelector => f.unknown_selector.increment(1),
         }
-    }
-
-    /// A proxy front found no token.
-    pub fn record_missing_token(&self, front: Front, started: Instant) {
-        let f = self.front(front);
-        f.missing_token.increment(1);
-        f.hit.record(started.elapsed().as_secs_f64());
     }
 
     /// A valid token refused by a route policy (the valid result itself is
@@ -603,13 +572,6 @@ impl Metrics {
         f.valid.increment(n);
         self.cache_hits.increment(n);
         f.hit.record_many(started.elapsed().as_secs_f64(), n);
-    }
-
-    /// A request shed by the verification budget.
-    pub fn record_overloaded(&self, front: Front, started: Instant) {
-        let f = self.front(front);
-        f.overloaded.increment(1);
-        f.miss.record(started.elapsed().as_secs_f64());
     }
 
     fn header_anomalies(
@@ -699,30 +661,19 @@ impl Metrics {
             .collect()
     }
 
-    /// Copies the state kept elsewhere into its gauges and counters (call
-    /// before rendering).
-    pub fn collect(&self, verifier: &Verifier, draining: bool) {
+    /// Copies the state kept elsewhere (a [`Snapshot`]) into its gauges and
+    /// counters (call before rendering).
+    pub fn collect(&self, snapshot: &Snapshot) {
         let now = crate::clock::unix_now();
-        self.ready.set(if verifier.ready() && !draining {
-            1.0
-        } else {
-            0.0
-        });
-        let cache = verifier.cache();
-        self.cache_entries.set(cache.len() as f64);
-        self.cache_evictions.absolute(cache.evictions());
-        for (n, h) in self.issuers.iter().enumerate() {
-            let Some(issuer) = verifier.issuers().get(n) else {
-                continue;
-            };
-            let health = issuer.health();
-            h.keys
-                .set(issuer.keys().map_or(0, |k| k.keys().len()) as f64);
-            h.updated.absolute(health.updates.load(Ordering::Relaxed));
-            h.unchanged
-                .absolute(health.unchanged.load(Ordering::Relaxed));
-            h.error.absolute(health.failures.load(Ordering::Relaxed));
-            match health.last_good() {
+        self.ready.set(if snapshot.ready { 1.0 } else { 0.0 });
+        self.cache_entries.set(snapshot.cache_entries as f64);
+        self.cache_evictions.absolute(snapshot.cache_evictions);
+        for (h, issuer) in self.issuers.iter().zip(&snapshot.issuers) {
+            h.keys.set(issuer.keys as f64);
+            h.updated.absolute(issuer.updates);
+            h.unchanged.absolute(issuer.unchanged);
+            h.error.absolute(issuer.failures);
+            match issuer.last_good {
                 Some(t) => {
                     h.last_success.set(t as f64);
                     h.age.set(now.saturating_sub(t).max(0) as f64);
@@ -732,26 +683,62 @@ impl Metrics {
                     h.age.set(f64::INFINITY);
                 }
             }
-            if let Some(gate) = issuer.gate() {
-                h.unknown_kid.absolute(gate.requested());
-                h.suppressed.absolute(gate.suppressed());
+            if let Some((requested, suppressed)) = issuer.unknown_kid {
+                h.unknown_kid.absolute(requested);
+                h.suppressed.absolute(suppressed);
             }
         }
-        for (gauge, slots, capacity) in self.in_use.lock().unwrap_or_else(|e| e.into_inner()).iter()
-        {
-            gauge.set(capacity.saturating_sub(slots.available_permits()) as f64);
-        }
+        self.verifying.set(snapshot.verifying as f64);
+        self.verifying_limit.set(snapshot.verifying_limit as f64);
         for (count, gauge) in &self.open {
             gauge.set(count.load(Ordering::Relaxed) as f64);
         }
-        let stats = verifier.revocation().stats();
         self.revocation_up
-            .set(if stats.backend_up() { 1.0 } else { 0.0 });
-        self.fail_open
-            .absolute(stats.failed_open.load(Ordering::Relaxed));
-        self.fail_closed
-            .absolute(stats.failed_closed.load(Ordering::Relaxed));
+            .set(if snapshot.revocation_up { 1.0 } else { 0.0 });
+        self.fail_open.absolute(snapshot.failed_open);
+        self.fail_closed.absolute(snapshot.failed_closed);
     }
+}
+
+/// The state [`Metrics::collect`] reports, read by its owner (the verifier:
+/// `Verifier::snapshot`) when `/metrics` is rendered.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Ready to serve (and not draining).
+    pub ready: bool,
+    /// Results in the cache.
+    pub cache_entries: usize,
+    /// Results evicted from the cache so far.
+    pub cache_evictions: u64,
+    /// Each configured issuer's key source, in configuration order.
+    pub issuers: Vec<IssuerSnapshot>,
+    /// Misses in verification now.
+    pub verifying: usize,
+    /// `max_verifying`.
+    pub verifying_limit: usize,
+    /// The revocation store answered its last lookup.
+    pub revocation_up: bool,
+    /// Lookups that failed open so far.
+    pub failed_open: u64,
+    /// Lookups that failed closed so far.
+    pub failed_closed: u64,
+}
+
+/// One issuer's key source, for [`Snapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct IssuerSnapshot {
+    /// Keys in its current set.
+    pub keys: usize,
+    /// Sets published.
+    pub updates: u64,
+    /// Loads that found the set unchanged.
+    pub unchanged: u64,
+    /// Failed loads.
+    pub failures: u64,
+    /// Unix second of the last good load.
+    pub last_good: Option<i64>,
+    /// Unknown-kid refreshes requested and suppressed (remote sources).
+    pub unknown_kid: Option<(u64, u64)>,
 }
 
 /// Every metric, its kind and its help text (`docs/metrics.md` in short).

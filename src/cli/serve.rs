@@ -519,7 +519,6 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         max_in_flight: config.max_in_flight,
         max_frame_bytes: config.max_frame_bytes,
         idle_timeout: config.idle_timeout,
-        max_verifying: config.max_verifying,
         write_timeout: config.write_timeout,
     };
     // The socket files go when draining starts (the listeners are closed
@@ -541,20 +540,12 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         max_connections: config.max_connections,
         max_streams: config.listen.grpc_max_streams,
         idle_timeout: config.idle_timeout,
-        verify_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_verifying)),
         max_header_bytes: config.listen.max_header_bytes,
         header_timeout: config.listen.header_timeout,
         max_message_bytes: config.listen.grpc_max_message_bytes,
         max_buffered_bytes: config.listen.grpc_max_buffered_bytes,
         body_timeout: config.listen.grpc_body_timeout,
     };
-    if !http_listeners.is_empty() || !grpc_listeners.is_empty() {
-        verifier.metrics().watch_verifying(
-            "proxy",
-            limits.verify_slots.clone(),
-            config.max_verifying,
-        );
-    }
     if !http_listeners.is_empty() {
         tracing::info!(socket = %shown(fronts.http_socket.as_ref().map(|p| p.display())), listen = %shown(fronts.http_listen), "HTTP front serving");
         front_tasks.push(tokio::spawn(server::http::run(

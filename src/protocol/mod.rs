@@ -9,6 +9,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::revocation::Revoke;
 use crate::verify::{Anomalies, Reject};
 
 /// Protocol version spoken by this build.
@@ -503,6 +504,46 @@ pub fn encode_verify(out: &mut BytesMut, id: u32, selector: &[u8], token: &[u8])
 /// Appends a PING request to `out`.
 pub fn encode_ping(out: &mut BytesMut, id: u32) {
     put_header(out, 0, OP_PING, 0, id);
+}
+
+/// Reads a REVOKE request body (the codec owns the wire, bodies included): a JSON object, either `{"jti": S, "exp": N}`
+/// or `{"sub": S, "before": N}` (`before` defaults to `now`), with an
+/// optional `"iss": S`. Returns the issuer and what to revoke.
+pub fn parse_revoke(body: &[u8], now: i64) -> Option<(Option<String>, Revoke)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object()?;
+    // Strict: a misspelt or mistyped member must not turn "this token" into
+    // "every token of this user".
+    if obj
+        .keys()
+        .any(|k| !matches!(k.as_str(), "jti" | "exp" | "sub" | "before" | "iss"))
+    {
+        return None;
+    }
+    let text = |name: &str| match obj.get(name) {
+        None => Some(None),
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(Some(s.clone())),
+        Some(_) => None,
+    };
+    let number = |name: &str| match obj.get(name) {
+        None => Some(None),
+        Some(v) => v.as_i64().map(Some),
+    };
+    let iss = text("iss")?;
+    let what = match (
+        text("jti")?,
+        text("sub")?,
+        number("exp")?,
+        number("before")?,
+    ) {
+        (Some(jti), None, Some(exp), None) => Revoke::Jti { jti, exp },
+        (None, Some(sub), None, before) => Revoke::Subject {
+            sub,
+            before: before.unwrap_or(now),
+        },
+        _ => return None,
+    };
+    Some((iss, what))
 }
 
 /// Encodes a REVOKE request with its JSON `body`.

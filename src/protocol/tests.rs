@@ -284,3 +284,48 @@ fn anomaly_bits_round_trip_one_flag_each() {
         "unknown bits dropped"
     );
 }
+
+#[test]
+fn revoke_requests_parse_or_are_refused() {
+    assert_eq!(
+        parse_revoke(br#"{"jti":"t1","exp":99,"iss":"i"}"#, 5),
+        Some((
+            Some("i".to_owned()),
+            Revoke::Jti {
+                jti: "t1".to_owned(),
+                exp: 99
+            }
+        ))
+    );
+    assert_eq!(
+        parse_revoke(br#"{"sub":"alice"}"#, 5),
+        Some((
+            None,
+            Revoke::Subject {
+                sub: "alice".to_owned(),
+                before: 5
+            }
+        ))
+    );
+    for bad in [
+        // Mistyped or misspelt members never widen a jti into a subject.
+        &br#"{"jti":5,"sub":"alice"}"#[..],
+        br#"{"jti":null,"sub":"alice"}"#,
+        br#"{"sub":"alice","exp":123}"#,
+        br#"{"sub":"alice","befor":5}"#,
+        br#"{"jti":"t1"}"#,
+        br#"{"jti":"t1","sub":"a","exp":1}"#,
+        br#"{"sub":""}"#,
+        br#"{"sub":"a","before":"soon"}"#,
+        br#"{"sub":"a","iss":7}"#,
+        br#"["sub"]"#,
+        b"not json",
+    ] {
+        assert_eq!(
+            parse_revoke(bad, 5),
+            None,
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}

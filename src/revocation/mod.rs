@@ -809,46 +809,6 @@ pub enum Revoke {
     },
 }
 
-/// Reads a REVOKE request body: a JSON object, either `{"jti": S, "exp": N}`
-/// or `{"sub": S, "before": N}` (`before` defaults to `now`), with an
-/// optional `"iss": S`. Returns the issuer and what to revoke.
-pub fn parse_revoke(body: &[u8], now: i64) -> Option<(Option<String>, Revoke)> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let obj = v.as_object()?;
-    // Strict: a misspelt or mistyped member must not turn "this token" into
-    // "every token of this user".
-    if obj
-        .keys()
-        .any(|k| !matches!(k.as_str(), "jti" | "exp" | "sub" | "before" | "iss"))
-    {
-        return None;
-    }
-    let text = |name: &str| match obj.get(name) {
-        None => Some(None),
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(Some(s.clone())),
-        Some(_) => None,
-    };
-    let number = |name: &str| match obj.get(name) {
-        None => Some(None),
-        Some(v) => v.as_i64().map(Some),
-    };
-    let iss = text("iss")?;
-    let what = match (
-        text("jti")?,
-        text("sub")?,
-        number("exp")?,
-        number("before")?,
-    ) {
-        (Some(jti), None, Some(exp), None) => Revoke::Jti { jti, exp },
-        (None, Some(sub), None, before) => Revoke::Subject {
-            sub,
-            before: before.unwrap_or(now),
-        },
-        _ => return None,
-    };
-    Some((iss, what))
-}
-
 /// Writes a revocation to Redis (`urls`: one server, or cluster nodes) and
 /// announces it on the push channel. Returns the key written and how many
 /// subscribers (sidecars) received the announcement (on a cluster, those of

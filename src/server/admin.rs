@@ -289,7 +289,7 @@ impl Admin {
                 Some(handle) => {
                     let metrics = self.inner.verifier.metrics();
                     // jwtd_ready follows /readyz, whatever the reason.
-                    metrics.collect(&self.inner.verifier, self.not_ready().is_some());
+                    metrics.collect(&self.inner.verifier.snapshot(self.not_ready().is_some()));
                     let mut body = handle.render();
                     body.push_str(&metrics.render_latency());
                     let mut r = text(StatusCode::OK, body);

@@ -66,10 +66,12 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::rpc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::authz::{self, AuthzConfig, Decision, Deny};
+use super::authz::{self, Answer, AuthzConfig, Deny};
 use super::listen::{self, Limits, Listener};
-use crate::metrics::Front;
+use crate::request::{self, Front};
 use crate::verifier::Verifier;
+use envoy_types::pb::envoy::config::core::v3::address;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context;
 
 /// HTTP/2 keepalive: an idle connection is pinged this often...
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -102,7 +104,6 @@ pub async fn run(
     let service = AuthorizationServer::new(Check {
         verifier,
         config: Arc::new(config),
-        slots: limits.verify_slots.clone(),
     })
     .max_decoding_message_size(limits.max_message_bytes);
     let service = Budgeted {
@@ -147,8 +148,67 @@ pub async fn run(
 struct Check {
     verifier: Verifier,
     config: Arc<AuthzConfig>,
-    /// See [`Limits::verify_slots`].
-    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// The original request's headers in a `CheckRequest`: the `headers` map,
+/// or with Envoy's `encode_raw_headers` the `header_map` list (values
+/// possibly in `raw_value`).
+struct Headers<'a>(&'a envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest);
+
+impl Headers<'_> {
+    fn all<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
+        let map = self.0.headers.get(name).map(String::as_str);
+        let list = self
+            .0
+            .header_map
+            .iter()
+            .flat_map(|m| m.headers.iter())
+            .filter(move |_| self.0.headers.is_empty())
+            .filter(move |h| h.key.eq_ignore_ascii_case(name))
+            .filter_map(|h| {
+                if h.raw_value.is_empty() {
+                    Some(h.value.as_str())
+                } else {
+                    std::str::from_utf8(&h.raw_value).ok()
+                }
+            });
+        map.into_iter().chain(list)
+    }
+}
+
+impl request::Headers for Headers<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        if let Some(value) = self.0.headers.get(name) {
+            return Some(value);
+        }
+        if !self.0.headers.is_empty() {
+            return None;
+        }
+        let found = self
+            .0
+            .header_map
+            .iter()
+            .flat_map(|m| m.headers.iter())
+            .find(|h| h.key.eq_ignore_ascii_case(name))?;
+        if found.raw_value.is_empty() {
+            Some(found.value.as_str())
+        } else {
+            std::str::from_utf8(&found.raw_value).ok()
+        }
+    }
+}
+
+/// A field Envoy leaves empty when it has nothing to say.
+fn text(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// The client's IP address as Envoy saw it (`attributes.source`).
+fn client_ip(source: Option<&attribute_context::Peer>) -> Option<std::net::IpAddr> {
+    match source?.address.as_ref()?.address.as_ref()? {
+        address::Address::SocketAddress(socket) => socket.address.parse().ok(),
+        _ => None,
+    }
 }
 
 #[tonic::async_trait]
@@ -157,7 +217,9 @@ impl Authorization for Check {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let arrived = std::time::Instant::now();
         let request = request.into_inner();
+        let source = request.attributes.as_ref().and_then(|a| a.source.as_ref());
         let Some(http) = request
             .attributes
             .as_ref()
@@ -169,58 +231,38 @@ impl Authorization for Check {
             ));
         };
         let config = &*self.config;
-        let header = |name: &str| -> Vec<&str> {
-            if !http.headers.is_empty() {
-                return http
-                    .headers
-                    .get(name)
-                    .map(String::as_str)
-                    .into_iter()
-                    .collect();
-            }
-            // `encode_raw_headers`: a list, values possibly in raw_value.
-            http.header_map
-                .iter()
-                .flat_map(|m| m.headers.iter())
-                .filter(|h| h.key.eq_ignore_ascii_case(name))
-                .filter_map(|h| {
-                    if h.raw_value.is_empty() {
-                        Some(h.value.as_str())
-                    } else {
-                        std::str::from_utf8(&h.raw_value).ok()
-                    }
-                })
-                .collect()
-        };
-        let token_header = header(&config.token_header);
+        let headers = Headers(http);
+        let token_header = headers.all(&config.token_header).next();
         let (path, query) = match http.path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (http.path.as_str(), None),
         };
         let query = query.or((!http.query.is_empty()).then_some(http.query.as_str()));
-        let token = authz::find_token(
-            token_header.first().copied(),
-            header("cookie"),
-            query,
-            config,
-        );
-        let decision = authz::decide(
-            &self.verifier,
-            &self.slots,
-            Front::Grpc,
-            token,
-            path,
-            config,
-        )
-        .await;
-        Ok(tonic::Response::new(response(decision, config)?))
+        let token = authz::find_token(token_header, headers.all("cookie"), query, config);
+        let request = request::Request {
+            token: token.map(str::as_bytes),
+            selector: b"",
+            context: request::Context {
+                method: text(&http.method),
+                scheme: text(&http.scheme),
+                authority: text(&http.host),
+                path: Some(path),
+                headers: Some(&headers),
+                client: client_ip(source),
+                // URL-encoded PEM, when Envoy terminated mTLS.
+                peer_certificate: source.and_then(|p| text(&p.certificate)),
+                ..request::Context::new(Front::Grpc, arrived, crate::clock::unix_now())
+            },
+        };
+        let answer = authz::decide(&self.verifier, &request, config).await;
+        Ok(tonic::Response::new(response(answer, config)?))
     }
 }
 
 /// The `CheckResponse` for a decision, or the RPC error for `Undecided`.
-fn response(decision: Decision, config: &AuthzConfig) -> Result<CheckResponse, tonic::Status> {
-    match decision {
-        Decision::Allow { headers } => {
+fn response(answer: Answer, config: &AuthzConfig) -> Result<CheckResponse, tonic::Status> {
+    match answer {
+        Answer::Allow { headers } => {
             let mut ok = OkHttpResponse::default();
             for (name, value) in headers {
                 match value {
@@ -240,7 +282,7 @@ fn response(decision: Decision, config: &AuthzConfig) -> Result<CheckResponse, t
                 ..Default::default()
             })
         }
-        Decision::Deny {
+        Answer::Deny {
             status,
             challenge,
             reason,
@@ -251,7 +293,7 @@ fn response(decision: Decision, config: &AuthzConfig) -> Result<CheckResponse, t
             };
             let mut headers = vec![header_option("www-authenticate", challenge)];
             if config.debug_reason {
-                headers.push(header_option("x-jwt-reason", reason.to_owned()));
+                headers.push(header_option("x-jwt-reason", reason.as_str().to_owned()));
             }
             Ok(CheckResponse {
                 status: Some(rpc::Status {
@@ -268,8 +310,8 @@ fn response(decision: Decision, config: &AuthzConfig) -> Result<CheckResponse, t
                 ..Default::default()
             })
         }
-        Decision::Undecided { reason } => {
-            tracing::debug!(reason, "could not decide a gRPC check");
+        Answer::Undecided { reason } => {
+            tracing::debug!(reason = reason.as_str(), "could not decide a gRPC check");
             let message = if config.debug_reason {
                 format!("could not decide: {reason}")
             } else {

@@ -60,12 +60,12 @@ use hyper::header::{COOKIE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::authz::{self, AuthzConfig, Decision, Deny};
+use super::authz::{self, Answer, AuthzConfig, Deny};
 use super::listen::{self, Limits, Listener};
-use crate::metrics::Front;
+use crate::request::{self, Front, Reason};
 use crate::verifier::Verifier;
 
 /// Serves HTTP on `listener` until `shutdown` resolves to a grace period;
@@ -102,17 +102,17 @@ pub async fn run(
             stream = accepted.recv() => {
                 let Some(stream) = stream else { continue };
                 let (verifier, config, mut drain) = (verifier.clone(), config.clone(), drain_rx.clone());
-                let (slots, idle_timeout) = (limits.verify_slots.clone(), limits.idle_timeout);
+                let idle_timeout = limits.idle_timeout;
                 let names = names.clone();
                 let (stream, head_parsed) = HeaderDeadline::new(stream, limits.header_timeout);
                 let max_header_bytes = limits.max_header_bytes;
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         head_parsed.store(true, Ordering::Relaxed);
-                        let (verifier, config, slots, names) =
-                            (verifier.clone(), config.clone(), slots.clone(), names.clone());
+                        let (verifier, config, names) =
+                            (verifier.clone(), config.clone(), names.clone());
                         async move {
-                            Ok::<_, Infallible>(answer(req, &verifier, &slots, &config, &names).await)
+                            Ok::<_, Infallible>(answer(req, &verifier, &config, &names).await)
                         }
                     });
                     // hyper's header timer starts when the connection waits
@@ -155,14 +155,23 @@ struct Names {
     token: Option<HeaderName>,
 }
 
+/// The request's headers, as the pipeline's stages read them.
+struct Headers<'a>(&'a hyper::HeaderMap);
+
+impl request::Headers for Headers<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name)?.to_str().ok()
+    }
+}
+
 /// The answer to one check request.
 async fn answer(
     req: Request<Incoming>,
     verifier: &Verifier,
-    slots: &Semaphore,
     config: &AuthzConfig,
     names: &Names,
 ) -> Response<Full<Bytes>> {
+    let arrived = std::time::Instant::now();
     let headers = req.headers();
     let path = original_uri(&req, config);
     let token = authz::find_token(
@@ -177,8 +186,30 @@ async fn answer(
         path.split_once('?').map(|(_, q)| q),
         config,
     );
-    match authz::decide(verifier, slots, Front::Http, token, &path, config).await {
-        Decision::Allow { headers } => {
+    let header_view = Headers(headers);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = request::Request {
+        token: token.map(str::as_bytes),
+        selector: b"",
+        context: request::Context {
+            // nginx's auth_request subrequest is a GET: the client's method
+            // comes in X-Original-Method (deploy/nginx.conf); Envoy sends
+            // the client's own.
+            method: header("x-original-method")
+                .filter(|_| config.path_prefix.is_empty())
+                .or(Some(req.method().as_str())),
+            scheme: header("x-forwarded-proto"),
+            authority: header("x-forwarded-host").or_else(|| header("host")),
+            path: Some(&path),
+            headers: Some(&header_view),
+            // The proxy's view of the client: nginx's X-Real-IP
+            // (deploy/nginx.conf sets it from $remote_addr).
+            client: header("x-real-ip").and_then(|ip| ip.trim().parse().ok()),
+            ..request::Context::new(Front::Http, arrived, crate::clock::unix_now())
+        },
+    };
+    match authz::decide(verifier, &request, config).await {
+        Answer::Allow { headers } => {
             let mut response = text(StatusCode::OK, "");
             let out = response.headers_mut();
             let mut remove = Vec::new();
@@ -208,7 +239,7 @@ async fn answer(
             }
             response
         }
-        Decision::Deny {
+        Answer::Deny {
             status,
             challenge,
             reason,
@@ -224,7 +255,7 @@ async fn answer(
             debug_reason(&mut response, config, reason);
             response
         }
-        Decision::Undecided { reason } => {
+        Answer::Undecided { reason } => {
             let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "could not decide\n");
             debug_reason(&mut response, config, reason);
             response
@@ -232,11 +263,11 @@ async fn answer(
     }
 }
 
-fn debug_reason(response: &mut Response<Full<Bytes>>, config: &AuthzConfig, reason: &'static str) {
+fn debug_reason(response: &mut Response<Full<Bytes>>, config: &AuthzConfig, reason: Reason) {
     if config.debug_reason {
         response
             .headers_mut()
-            .insert("x-jwt-reason", HeaderValue::from_static(reason));
+            .insert("x-jwt-reason", HeaderValue::from_static(reason.as_str()));
     }
 }
 

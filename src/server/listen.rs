@@ -48,11 +48,6 @@ pub struct Limits {
     /// HTTP: a connection that sends no complete request headers for this
     /// long is closed (idle keep-alive included).
     pub idle_timeout: Duration,
-    /// Cache misses in verification at once (`max_verifying`), shared by
-    /// the proxy fronts (the native socket has its own budget); beyond it a
-    /// check is answered "could not decide" (`overloaded`) at once instead
-    /// of queueing behind the signature checks.
-    pub verify_slots: Arc<tokio::sync::Semaphore>,
     /// HTTP: largest request head (request line and headers) buffered;
     /// beyond it the answer is 431.
     pub max_header_bytes: usize,

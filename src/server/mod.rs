@@ -49,9 +49,6 @@ pub struct ServerConfig {
     /// A connection with nothing in flight is closed after this long without
     /// a request.
     pub idle_timeout: Duration,
-    /// Cache misses queued or being verified, over all connections; beyond
-    /// it requests are answered UNDECIDED `overloaded`.
-    pub max_verifying: usize,
     /// A reply write that makes no progress for this long (the client stopped
     /// reading) closes the connection.
     pub write_timeout: Duration,
@@ -321,10 +318,8 @@ pub async fn run(
 ) -> Drained {
     let config = Arc::new(config);
     let limit = Arc::new(Semaphore::new(config.max_connections));
-    let budget = native::Budget::new(config.max_verifying);
     let metrics = verifier.metrics();
     metrics.connection_limit(crate::metrics::Front::Native, config.max_connections);
-    metrics.watch_verifying("native", budget.slots(), config.max_verifying);
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -352,13 +347,12 @@ pub async fn run(
             },
         };
         let (verifier, config, drain) = (verifier.clone(), config.clone(), drain_rx.clone());
-        let budget = budget.clone();
         let open = verifier
             .metrics()
             .connection_opened(crate::metrics::Front::Native);
         connections.spawn(async move {
             let _open = open;
-            native::serve(stream, verifier, &config, budget, drain).await;
+            native::serve(stream, verifier, &config, drain).await;
             drop(permit);
         });
         // Reap finished connections so the set does not grow without bound.

@@ -1,5 +1,9 @@
 //! One native-protocol connection: socket <-> frames <-> [`Verifier`].
 //!
+//! The front only translates: each VERIFY frame becomes a
+//! [`crate::request::Request`] sent down the verifier's pipeline
+//! ([`Verifier::begin`]), each decision a reply; a REVOKE goes to
+//! [`Verifier::revoke`]. What it owns is *where* the work runs:
 //! Two tasks per connection. The **reader** decodes every complete frame in
 //! its buffer and answers what it can at once: PINGs and cache hits inline
 //! (a few hundred nanoseconds). Cache misses of one read are collected and
@@ -15,9 +19,10 @@
 //! - **In flight per connection.** Each unanswered request holds a permit of
 //!   a per-connection semaphore (`max_in_flight`), released when its reply is
 //!   encoded. Without permits the reader stops reading.
-//! - **Verification in flight, all connections.** A miss takes a slot of the
-//!   server-wide [`Budget`]; when none is free the request is answered
-//!   UNDECIDED `overloaded` at once instead of queueing without bound.
+//! - **Verification in flight, all fronts.** A miss takes a slot of the
+//!   verifier's [`crate::verifier::Budget`] (shared with the proxy fronts);
+//!   when none is free the request is answered UNDECIDED `overloaded` at
+//!   once instead of queueing without bound.
 //! - **A client that stops reading** its replies stalls only its writer; a
 //!   write that makes no progress for `write_timeout` closes the
 //!   connection, which releases everything it held.
@@ -45,9 +50,9 @@ use tokio::time::Instant;
 
 use super::ServerConfig;
 use crate::clock::unix_now;
-use crate::metrics::Front;
-use crate::protocol::{self, Cause, Op, ProtocolError, Reply, Request};
-use crate::verifier::{Miss, Outcome, Verifier};
+use crate::protocol::{self, Cause, Op, ProtocolError, Reply};
+use crate::request::{self, Context, Decision, Front, Request};
+use crate::verifier::{Refused, Step, Tally, Ticket, Verifier, Waiting};
 
 /// How long a draining connection waits for more requests from a quiet
 /// client before closing.
@@ -60,58 +65,6 @@ const DRAIN_ANSWER: Duration = Duration::from_secs(1);
 /// Largest batch of replies written at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// Server-wide verification state shared by every connection: the bound on
-/// misses queued or running, and how many verification groups are running
-/// now. Cheap to clone.
-#[derive(Clone)]
-pub struct Budget(Arc<BudgetInner>);
-
-struct BudgetInner {
-    slots: Arc<Semaphore>,
-    /// Groups verifying right now, over all connections. A connection splits
-    /// its misses only onto workers no other group occupies: when every
-    /// core is already verifying, a split costs a cross-thread wake-up and
-    /// buys no parallelism (measured: about a fifth of an RS256 request).
-    running: std::sync::atomic::AtomicUsize,
-}
-
-impl Budget {
-    /// At most `slots` cache misses in verification at once.
-    pub fn new(slots: usize) -> Budget {
-        Budget(Arc::new(BudgetInner {
-            slots: Arc::new(Semaphore::new(slots)),
-            running: std::sync::atomic::AtomicUsize::new(0),
-        }))
-    }
-
-    /// The slots, for the metrics.
-    pub fn slots(&self) -> Arc<Semaphore> {
-        self.0.slots.clone()
-    }
-}
-
-/// Marks one verification group as running while alive.
-struct Running(Budget);
-
-impl Running {
-    fn start(budget: &Budget) -> Running {
-        budget
-            .0
-            .running
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Running(budget.clone())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0
-            .0
-            .running
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// A reply and the in-flight permit it releases once encoded.
 type Outgoing = (Reply, OwnedSemaphorePermit);
 
@@ -121,23 +74,29 @@ enum Batch {
     Many(Vec<Outgoing>),
 }
 
-/// A cache miss waiting for verification.
+/// A cache miss waiting for verification (it holds its budget slot).
 struct Pending {
     id: u32,
     selector: Bytes,
     token: Bytes,
-    miss: Miss,
+    ticket: Ticket,
     permit: OwnedSemaphorePermit,
     /// When the read that brought it completed (request latency).
     arrived: std::time::Instant,
 }
 
-/// The read being answered: when it arrived (one clock read per read, not
-/// per request: its requests arrived together), and its plain cache hits,
-/// counted in the metrics at once when the read is done.
-struct Read {
+/// The request a native frame is, for the pipeline.
+fn pipeline_request<'a>(
+    selector: &'a [u8],
+    token: &'a [u8],
     arrived: std::time::Instant,
-    hits: u64,
+    now: i64,
+) -> Request<'a> {
+    Request {
+        token: Some(token),
+        selector,
+        context: Context::new(Front::Native, arrived, now),
+    }
 }
 
 /// Serves one connection until the client leaves, a framing error, a stalled
@@ -146,7 +105,6 @@ pub async fn serve(
     stream: UnixStream,
     verifier: Verifier,
     config: &ServerConfig,
-    budget: Budget,
     mut drain: watch::Receiver<bool>,
 ) {
     let (mut rd, wr) = stream.into_split();
@@ -166,11 +124,8 @@ pub async fn serve(
     let mut last_tx = Some(last_tx);
     let mut closing = false;
     // One clock read per read, not per request: the requests of one read
-    // arrived together.
-    let mut batch_read = Read {
-        arrived: std::time::Instant::now(),
-        hits: 0,
-    };
+    // arrived together; their plain cache hits are counted at once.
+    let mut tally = Tally::new(Front::Native, std::time::Instant::now());
 
     'conn: loop {
         // Answer every complete frame already buffered.
@@ -196,7 +151,7 @@ pub async fn serve(
                 Err(_) => {
                     // Out of permits: the misses collected so far hold some;
                     // verify them before waiting, or nothing would free one.
-                    dispatch(&mut pending, &verifier, &budget, groups, &tx);
+                    dispatch(&mut pending, &verifier, groups, &tx);
                     tokio::select! {
                         permit = in_flight.clone().acquire_owned() => match permit {
                             Ok(p) => p,
@@ -215,25 +170,21 @@ pub async fn serve(
                 refusing,
                 &tx,
                 &mut waiters,
-                &mut batch_read,
+                &mut tally,
             ) {
                 pending.push(p);
             }
         }
-        verifier.metrics().record_hits(
-            Front::Native,
-            std::mem::take(&mut batch_read.hits),
-            batch_read.arrived,
-        );
+        verifier.flush(&mut tally);
         // Hits waiting for a revocation lookup: one task for the read, so
         // their lookups join one batch.
-        spawn_waiters(std::mem::take(&mut waiters), &verifier, &tx, None);
+        spawn_waiters(std::mem::take(&mut waiters), &verifier, &tx);
         // `shutting_down` closes the connection (docs/protocol.md): refuse
         // what was already buffered, then read no more.
         if closing {
             break 'conn;
         }
-        dispatch(&mut pending, &verifier, &budget, groups, &tx);
+        dispatch(&mut pending, &verifier, groups, &tx);
 
         let wait = match drain_started {
             Some(_) => DRAIN_QUIET,
@@ -248,7 +199,7 @@ pub async fn serve(
         tokio::select! {
             read = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match read {
                 Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(_)) => batch_read.arrived = std::time::Instant::now(),
+                Ok(Ok(_)) => tally.restart(std::time::Instant::now()),
                 // Quiet for the whole wait with nothing in flight: close.
                 Err(_elapsed) if in_flight.available_permits() == config.max_in_flight => {
                     if drain_started.is_some() || last_request.elapsed() >= config.idle_timeout {
@@ -269,13 +220,9 @@ pub async fn serve(
     // error leaves it in the middle of a read, before that read's hits
     // waiting for a revocation lookup were handed over, and its misses
     // were dispatched.
-    verifier.metrics().record_hits(
-        Front::Native,
-        std::mem::take(&mut batch_read.hits),
-        batch_read.arrived,
-    );
-    spawn_waiters(std::mem::take(&mut waiters), &verifier, &tx, None);
-    dispatch(&mut pending, &verifier, &budget, groups, &tx);
+    verifier.flush(&mut tally);
+    spawn_waiters(std::mem::take(&mut waiters), &verifier, &tx);
+    dispatch(&mut pending, &verifier, groups, &tx);
     // Closing our sender lets the writer finish once every spawned group has
     // sent its replies; then it sends the final ERROR, if any.
     drop(tx);
@@ -285,16 +232,15 @@ pub async fn serve(
 
 /// Answers a request inline when it can; returns the cache misses.
 fn answer(
-    request: Request,
+    request: protocol::Request,
     permit: OwnedSemaphorePermit,
     verifier: &Verifier,
     refusing: bool,
     tx: &mpsc::UnboundedSender<Batch>,
     waiters: &mut Vec<Waiter>,
-    read: &mut Read,
+    tally: &mut Tally,
 ) -> Option<Pending> {
     let id = request.id;
-    let arrived = read.arrived;
     let reply = match request.op {
         _ if refusing => Reply::Error {
             id,
@@ -320,10 +266,23 @@ fn answer(
             return None;
         }
         Op::Verify { selector, token } => {
-            match verifier.check_cached(&selector, &token, unix_now()) {
-                Ok(Outcome::Pending(p)) => {
+            let arrived = tally.arrived();
+            let req = pipeline_request(&selector, &token, arrived, unix_now());
+            match verifier.begin(&req, tally) {
+                Step::Done(decision) => reply(id, decision),
+                Step::Verify(ticket) => {
+                    return Some(Pending {
+                        id,
+                        selector,
+                        token,
+                        ticket,
+                        permit,
+                        arrived,
+                    });
+                }
+                Step::Wait(waiting) => {
                     waiters.push(Waiter {
-                        pending: p,
+                        waiting,
                         id,
                         selector,
                         token,
@@ -332,24 +291,6 @@ fn answer(
                     });
                     return None;
                 }
-                Ok(Outcome::Valid {
-                    result,
-                    cached: true,
-                }) if result.anomalies == crate::verify::Anomalies::NONE => {
-                    read.hits += 1;
-                    valid_reply(id, &result, true)
-                }
-                Ok(outcome) => reply(id, outcome, verifier, &token, arrived),
-                Err(miss) => {
-                    return Some(Pending {
-                        id,
-                        selector,
-                        token,
-                        miss,
-                        permit,
-                        arrived,
-                    });
-                }
             }
         }
     };
@@ -357,47 +298,26 @@ fn answer(
     None
 }
 
-/// Carries out a REVOKE request: the key written, or why not. A revocation
-/// that can match nothing (an issuer this daemon does not serve, a token
-/// long expired) is refused, never reported done.
+/// Carries out a REVOKE request through the verifier: the key written, or
+/// the protocol error saying why not.
 async fn revoke(verifier: &Verifier, body: &[u8]) -> Result<String, ProtocolError> {
-    use crate::revocation::RevokeError;
-    let now = unix_now();
-    let (iss, what) = crate::revocation::parse_revoke(body, now).ok_or(ProtocolError::BadRevoke)?;
-    if !verifier.serves_issuer(iss.as_deref()) {
-        tracing::info!(
-            iss = iss.as_deref().unwrap_or("(none)"),
-            "revocation through the socket refused: issuer not served"
-        );
-        return Err(ProtocolError::UnknownIssuer);
-    }
-    match verifier
-        .revocation()
-        .revoke(iss.as_deref(), &what, now)
+    let (iss, what) = protocol::parse_revoke(body, unix_now()).ok_or(ProtocolError::BadRevoke)?;
+    verifier
+        .revoke(iss.as_deref(), &what)
         .await
-    {
-        Ok(key) => {
-            tracing::info!(%key, "revoked through the socket");
-            Ok(key)
-        }
-        Err(RevokeError::MatchesNothing(why)) => {
-            tracing::info!(%why, "revocation through the socket refused");
-            Err(ProtocolError::NothingToRevoke)
-        }
-        Err(e @ RevokeError::Store(_)) => {
-            tracing::warn!(error = %e, "revocation through the socket failed (enforced here only)");
-            Err(ProtocolError::RevokeFailed)
-        }
-    }
+        .map_err(|refused| match refused {
+            Refused::UnknownIssuer => ProtocolError::UnknownIssuer,
+            Refused::MatchesNothing => ProtocolError::NothingToRevoke,
+            Refused::Store => ProtocolError::RevokeFailed,
+        })
 }
 
-/// Verifies (and empties) a read's misses: what the budget cannot take is
-/// answered `overloaded` at once; the rest is verified on this task when no
-/// other core is free, else split into groups on spawned tasks.
+/// Verifies (and empties) a read's misses, each holding its budget slot:
+/// on this task when no other core is free, else split into groups on
+/// spawned tasks.
 fn dispatch(
     pending: &mut Vec<Pending>,
     verifier: &Verifier,
-    budget: &Budget,
     groups: usize,
     tx: &mpsc::UnboundedSender<Batch>,
 ) {
@@ -405,48 +325,14 @@ fn dispatch(
     if misses.is_empty() {
         return;
     }
-    // Another connection may take slots between the count and the
-    // acquisition: retry with the new count rather than shed everything.
-    let mut slots = None;
-    for _ in 0..3 {
-        let fits = misses.len().min(budget.0.slots.available_permits());
-        let Some(n) = u32::try_from(fits).ok().filter(|n| *n > 0) else {
-            break;
-        };
-        if let Ok(s) = budget.0.slots.clone().try_acquire_many_owned(n) {
-            slots = Some(s);
-            break;
-        }
-    }
-    let granted = slots.as_ref().map_or(0, |s| s.num_permits());
-    if granted < misses.len() {
-        tracing::debug!(
-            shed = misses.len() - granted,
-            "verification budget exhausted"
-        );
-        let shed = misses
-            .drain(granted..)
-            .map(|p| {
-                verifier
-                    .metrics()
-                    .record_overloaded(Front::Native, p.arrived);
-                let reply = Reply::Undecided {
-                    id: p.id,
-                    cause: Cause::Overloaded,
-                };
-                (reply, p.permit)
-            })
-            .collect();
-        let _ = tx.send(Batch::Many(shed));
-    }
-    if misses.is_empty() {
-        return;
-    }
-    let busy = budget.0.running.load(std::sync::atomic::Ordering::Relaxed);
-    let groups = groups.saturating_sub(busy).max(1).min(misses.len());
+    let budget = verifier.budget();
+    let groups = groups
+        .saturating_sub(budget.running())
+        .max(1)
+        .min(misses.len());
     if groups == 1 {
-        let running = Running::start(budget);
-        verify_group(misses, verifier, tx, slots);
+        let running = budget.group();
+        verify_group(misses, verifier, tx);
         drop(running);
         return;
     }
@@ -457,35 +343,29 @@ fn dispatch(
     let per_group = misses.len().div_ceil(groups);
     while !misses.is_empty() {
         let group = misses.split_off(misses.len().saturating_sub(per_group));
-        let group_slots = slots.as_mut().and_then(|s| s.split(group.len()));
-        let (verifier, tx, running) = (verifier.clone(), tx.clone(), Running::start(budget));
+        let (verifier, tx, running) = (verifier.clone(), tx.clone(), budget.group());
         tokio::spawn(async move {
-            verify_group(group, &verifier, &tx, group_slots);
+            verify_group(group, &verifier, &tx);
             drop(running);
         });
     }
 }
 
-/// Verifies a group holding `slots` of the budget (one per request); the
-/// slots of requests waiting for a key refresh stay with them until their
-/// second verification.
-fn verify_group(
-    group: Vec<Pending>,
-    verifier: &Verifier,
-    tx: &mpsc::UnboundedSender<Batch>,
-    mut slots: Option<OwnedSemaphorePermit>,
-) {
+/// Verifies a group of misses; those that must wait for a key refresh or a
+/// revocation lookup keep their budget slots until answered.
+fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSender<Batch>) {
     // Time is read when verification starts, not when the request arrived,
     // so a queued token is never judged by a stale clock.
     let now = unix_now();
     let mut waiters = Vec::new();
     let replies = group
         .into_iter()
-        .filter_map(
-            |p| match verifier.check_uncached(p.miss, &p.selector, &p.token, now) {
-                Outcome::Pending(pending) => {
+        .filter_map(|p| {
+            let req = pipeline_request(&p.selector, &p.token, p.arrived, now);
+            match p.ticket.verify(verifier, &req) {
+                Step::Wait(waiting) => {
                     waiters.push(Waiter {
-                        pending,
+                        waiting,
                         id: p.id,
                         selector: p.selector,
                         token: p.token,
@@ -494,24 +374,26 @@ fn verify_group(
                     });
                     None
                 }
-                outcome => Some((
-                    reply(p.id, outcome, verifier, &p.token, p.arrived),
+                Step::Done(decision) => Some((reply(p.id, decision), p.permit)),
+                // A ticket verifies to a decision or a wait; fail safe.
+                Step::Verify(_) => Some((
+                    Reply::Undecided {
+                        id: p.id,
+                        cause: Cause::Overloaded,
+                    },
                     p.permit,
                 )),
-            },
-        )
+            }
+        })
         .collect();
     let _ = tx.send(Batch::Many(replies));
-    // Waiters keep their budget slots until answered.
-    let waiting_slots = slots.as_mut().and_then(|s| s.split(waiters.len()));
-    drop(slots);
-    spawn_waiters(waiters, verifier, tx, waiting_slots);
+    spawn_waiters(waiters, verifier, tx);
 }
 
 /// A request whose answer needs a wait (a key refresh, a revocation
 /// lookup).
 struct Waiter {
-    pending: crate::verifier::Pending,
+    waiting: Waiting,
     id: u32,
     selector: Bytes,
     token: Bytes,
@@ -521,13 +403,8 @@ struct Waiter {
 
 /// Finishes `waiters` on one task, all at once: waiting costs no CPU, their
 /// revocation lookups join one batch, and the replies already sent are not
-/// held up. `slots` (budget) are released when the last one is answered.
-fn spawn_waiters(
-    waiters: Vec<Waiter>,
-    verifier: &Verifier,
-    tx: &mpsc::UnboundedSender<Batch>,
-    slots: Option<OwnedSemaphorePermit>,
-) {
+/// held up.
+fn spawn_waiters(waiters: Vec<Waiter>, verifier: &Verifier, tx: &mpsc::UnboundedSender<Batch>) {
     if waiters.is_empty() {
         return;
     }
@@ -540,68 +417,46 @@ fn spawn_waiters(
                 if tx.is_closed() {
                     return;
                 }
-                let outcome = w.pending.finish(verifier, &w.selector, &w.token).await;
-                let reply = reply(w.id, outcome, verifier, &w.token, w.arrived);
-                let _ = tx.send(Batch::One((reply, w.permit)));
+                let req = pipeline_request(&w.selector, &w.token, w.arrived, unix_now());
+                let decision = w.waiting.finish(verifier, &req).await;
+                let _ = tx.send(Batch::One((reply(w.id, decision), w.permit)));
             }
         });
         futures_util::future::join_all(finishing).await;
-        drop(slots);
     });
 }
 
-/// The reply for a decided request, counted in the metrics.
-fn reply(
-    id: u32,
-    outcome: Outcome,
-    verifier: &Verifier,
-    token: &[u8],
-    arrived: std::time::Instant,
-) -> Reply {
-    verifier
-        .metrics()
-        .record(Front::Native, &outcome, token, arrived);
-    match outcome {
-        Outcome::Valid { result, cached } => valid_reply(id, &result, cached),
-        Outcome::Invalid(rejection) => {
-            tracing::debug!(reason = rejection.reason.as_str(), "token rejected");
-            Reply::Invalid {
-                id,
-                reason: rejection.reason,
-            }
-        }
-        Outcome::NoKeys => Reply::Undecided {
+/// The reply for a decision (counted by the pipeline already).
+fn reply(id: u32, decision: Decision) -> Reply {
+    match decision {
+        Decision::Valid { result, cached } => Reply::Valid {
             id,
-            cause: Cause::NoKeys,
+            cached,
+            anomalies: result.anomalies,
+            claims: result.claims.raw.clone(),
         },
-        Outcome::UnknownSelector => Reply::Error {
+        Decision::Invalid(rejection) => Reply::Invalid {
+            id,
+            reason: rejection.reason,
+        },
+        Decision::Undecided(cause) => Reply::Undecided {
+            id,
+            cause: match cause {
+                request::Cause::NoKeys => Cause::NoKeys,
+                request::Cause::Overloaded => Cause::Overloaded,
+                request::Cause::RevocationUnavailable => Cause::RevocationUnavailable,
+            },
+        },
+        Decision::UnknownSelector => Reply::Error {
             id,
             error: ProtocolError::UnknownSelector,
         },
-        Outcome::RevocationUnavailable => Reply::Undecided {
+        // Native requests always carry a token and no path; should one of
+        // these come back, it is refused, never valid.
+        Decision::MissingToken | Decision::Forbidden { .. } => Reply::Invalid {
             id,
-            cause: Cause::RevocationUnavailable,
+            reason: crate::verify::Reject::Malformed,
         },
-        // The callers hand these to `spawn_waiters`; never answered here.
-        Outcome::Pending(p) => match p.rejection() {
-            Some(rejection) => Reply::Invalid {
-                id,
-                reason: rejection.reason,
-            },
-            None => Reply::Undecided {
-                id,
-                cause: Cause::RevocationUnavailable,
-            },
-        },
-    }
-}
-
-fn valid_reply(id: u32, result: &crate::verify::Verified, cached: bool) -> Reply {
-    Reply::Valid {
-        id,
-        cached,
-        anomalies: result.anomalies,
-        claims: result.claims.raw.clone(),
     }
 }
 

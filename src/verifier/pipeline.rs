@@ -1,0 +1,300 @@
+//! The entry point every front calls: [`Verifier::begin`], then (on a
+//! miss) [`Ticket::verify`], then (on a wait) [`Waiting::finish`]; or all
+//! three at once with [`Verifier::decide`]. See the module doc of
+//! [`super`] for the shape.
+//!
+//! The last stages are the same on every path ([`Verifier::conclude`]): the
+//! route policy (requests with a path), then one metrics record. A plain
+//! cache hit (valid, no header anomaly, no route asked) is the one
+//! exception: it is counted into the caller's [`Tally`], which the native
+//! front flushes once per read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Verifier;
+use super::check::{Miss, Outcome, Pending};
+use crate::request::{Cause, Decision, Front, Request};
+use crate::verify::Anomalies;
+
+/// The verification budget, shared by every front: at most
+/// `max_verifying` cache misses in verification at once (a miss waiting
+/// for a key refresh included). A miss that finds no free slot is answered
+/// undecided `overloaded` at once rather than queued without bound. Cheap
+/// to clone.
+#[derive(Clone)]
+pub struct Budget(Arc<BudgetInner>);
+
+struct BudgetInner {
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    /// Groups of misses verifying right now (the native front spreads a
+    /// read's misses only onto cores no other group occupies).
+    running: AtomicUsize,
+}
+
+impl Budget {
+    /// At most `slots` misses in verification at once.
+    pub fn new(slots: usize) -> Budget {
+        Budget(Arc::new(BudgetInner {
+            slots: Arc::new(Semaphore::new(slots)),
+            capacity: slots,
+            running: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Slots in use now.
+    pub fn in_use(&self) -> usize {
+        self.0
+            .capacity
+            .saturating_sub(self.0.slots.available_permits())
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity
+    }
+
+    /// Verification groups running now.
+    pub fn running(&self) -> usize {
+        self.0.running.load(Ordering::Relaxed)
+    }
+
+    /// Marks one verification group as running while the guard lives.
+    pub fn group(&self) -> Running {
+        self.0.running.fetch_add(1, Ordering::Relaxed);
+        Running(self.clone())
+    }
+
+    fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.slots.clone().try_acquire_owned().ok()
+    }
+}
+
+/// A running verification group (see [`Budget::group`]).
+pub struct Running(Budget);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Plain cache hits decided by [`Verifier::begin`] and not yet counted:
+/// the caller flushes them with [`Verifier::flush`] (the native front once
+/// per read: one metric update for many hits). Dropping a tally with hits
+/// in it loses their count, so every caller flushes.
+#[derive(Debug)]
+pub struct Tally {
+    front: Front,
+    arrived: Instant,
+    hits: u64,
+}
+
+impl Tally {
+    /// An empty tally for requests of `front` that arrived at `arrived`.
+    pub fn new(front: Front, arrived: Instant) -> Tally {
+        Tally {
+            front,
+            arrived,
+            hits: 0,
+        }
+    }
+
+    /// When the requests being counted arrived.
+    pub fn arrived(&self) -> Instant {
+        self.arrived
+    }
+
+    /// Starts counting requests that arrived at `arrived` (call after a
+    /// flush).
+    pub fn restart(&mut self, arrived: Instant) {
+        self.arrived = arrived;
+    }
+}
+
+/// Where a request stands after a step of the pipeline.
+#[derive(Debug)]
+pub enum Step {
+    /// Decided (and counted).
+    Done(Decision),
+    /// A cache miss holding a verification slot: run [`Ticket::verify`]
+    /// where the CPU time should go.
+    Verify(Ticket),
+    /// The answer needs a wait (a key refresh, a revocation lookup): await
+    /// [`Waiting::finish`] off the hot path.
+    Wait(Waiting),
+}
+
+/// A cache miss with its verification slot.
+#[derive(Debug)]
+pub struct Ticket {
+    miss: Miss,
+    slot: OwnedSemaphorePermit,
+}
+
+/// A request waiting for a key refresh or a revocation lookup. A miss keeps
+/// its verification slot until decided.
+#[derive(Debug)]
+pub struct Waiting {
+    pending: Pending,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Verifier {
+    /// The verification budget (for the native front's spreading and the
+    /// metrics).
+    pub fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
+    /// The first step of every request: a missing token, an unknown
+    /// selector, a cache hit (through revocation and route) are decided
+    /// here, inline; a miss takes a verification slot (none free:
+    /// `overloaded`) and comes back as a [`Ticket`].
+    pub fn begin(&self, req: &Request<'_>, tally: &mut Tally) -> Step {
+        let ctx = &req.context;
+        let Some(token) = req.token else {
+            return Step::Done(self.conclude(req, Concluded::MissingToken));
+        };
+        match self.check_cached(req.selector, token, ctx.now) {
+            Ok(Outcome::Valid {
+                result,
+                cached: true,
+            }) if result.anomalies == Anomalies::NONE && !self.routes_apply(req) => {
+                tally.hits += 1;
+                Step::Done(Decision::Valid {
+                    result,
+                    cached: true,
+                })
+            }
+            Ok(Outcome::Pending(pending)) => Step::Wait(Waiting {
+                pending,
+                slot: None,
+            }),
+            Ok(outcome) => Step::Done(self.conclude(req, Concluded::Outcome(outcome))),
+            Err(miss) => match self.inner.budget.slot() {
+                Some(slot) => Step::Verify(Ticket { miss, slot }),
+                None => {
+                    tracing::debug!("verification budget exhausted");
+                    Step::Done(self.conclude(req, Concluded::Overloaded))
+                }
+            },
+        }
+    }
+
+    /// Counts the plain hits of `tally` and empties it.
+    pub fn flush(&self, tally: &mut Tally) {
+        let hits = std::mem::take(&mut tally.hits);
+        self.inner
+            .metrics
+            .record_hits(tally.front, hits, tally.arrived);
+    }
+
+    /// The whole pipeline for one request, waits included.
+    pub async fn decide(&self, req: &Request<'_>) -> Decision {
+        let mut tally = Tally::new(req.context.front, req.context.arrived);
+        let step = self.begin(req, &mut tally);
+        self.flush(&mut tally);
+        let step = match step {
+            Step::Verify(ticket) => ticket.verify(self, req),
+            other => other,
+        };
+        match step {
+            Step::Done(decision) => decision,
+            Step::Wait(waiting) => waiting.finish(self, req).await,
+            // `verify` never answers Verify; fail safe rather than panic.
+            Step::Verify(_) => Decision::Undecided(Cause::Overloaded),
+        }
+    }
+
+    /// Whether a route policy could apply to `req` (then even a plain hit
+    /// goes through [`Verifier::conclude`]).
+    fn routes_apply(&self, req: &Request<'_>) -> bool {
+        req.context.path.is_some() && !self.inner.routes.is_empty()
+    }
+
+    /// The last stages of every decided request: the route policy, then the
+    /// metrics.
+    fn conclude(&self, req: &Request<'_>, concluded: Concluded) -> Decision {
+        let ctx = &req.context;
+        let token = req.token.unwrap_or_default();
+        let decision = match concluded {
+            Concluded::MissingToken => Decision::MissingToken,
+            Concluded::Overloaded => Decision::Undecided(Cause::Overloaded),
+            Concluded::Outcome(outcome) => match outcome {
+                Outcome::Valid { result, cached } => match ctx.path {
+                    Some(path) if !self.inner.routes.is_empty() => {
+                        match crate::route::check(&self.inner.routes, &result.claims.raw, path) {
+                            Ok(()) => Decision::Valid { result, cached },
+                            Err(scopes) => {
+                                self.inner
+                                    .metrics
+                                    .record_forbidden(ctx.front, cached, ctx.arrived);
+                                return Decision::Forbidden { scopes };
+                            }
+                        }
+                    }
+                    _ => Decision::Valid { result, cached },
+                },
+                Outcome::Invalid(rejection) => {
+                    tracing::debug!(reason = rejection.reason.as_str(), "token rejected");
+                    Decision::Invalid(rejection)
+                }
+                Outcome::NoKeys => Decision::Undecided(Cause::NoKeys),
+                Outcome::UnknownSelector => Decision::UnknownSelector,
+                Outcome::RevocationUnavailable => Decision::Undecided(Cause::RevocationUnavailable),
+                // A wait is finished before it is concluded; should one get
+                // here, fail safe: its refusal, or undecided.
+                Outcome::Pending(pending) => match pending.rejection() {
+                    Some(rejection) => Decision::Invalid(rejection),
+                    None => Decision::Undecided(Cause::RevocationUnavailable),
+                },
+            },
+        };
+        self.inner
+            .metrics
+            .record(ctx.front, &decision, token, ctx.arrived);
+        decision
+    }
+}
+
+/// What reaches [`Verifier::conclude`].
+enum Concluded {
+    MissingToken,
+    Overloaded,
+    Outcome(Outcome),
+}
+
+impl Ticket {
+    /// Verifies the token (the CPU-heavy step) and caches a valid result.
+    /// Time is `req`'s `now`: a front queueing tickets reads the clock when
+    /// verification starts, so a queued token is never judged by a stale
+    /// clock.
+    pub fn verify(self, verifier: &Verifier, req: &Request<'_>) -> Step {
+        let token = req.token.unwrap_or_default();
+        match verifier.check_uncached(self.miss, req.selector, token, req.context.now) {
+            Outcome::Pending(pending) => Step::Wait(Waiting {
+                pending,
+                slot: Some(self.slot),
+            }),
+            outcome => Step::Done(verifier.conclude(req, Concluded::Outcome(outcome))),
+        }
+    }
+}
+
+impl Waiting {
+    /// Waits (bounded: a refresh by the issuer's `unknown_kid_wait`, a
+    /// revocation lookup by its deadline), then decides. `req` is the
+    /// request that began it.
+    pub async fn finish(self, verifier: &Verifier, req: &Request<'_>) -> Decision {
+        let token = req.token.unwrap_or_default();
+        let outcome = self.pending.finish(verifier, req.selector, token).await;
+        let decision = verifier.conclude(req, Concluded::Outcome(outcome));
+        drop(self.slot);
+        decision
+    }
+}
