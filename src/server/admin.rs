@@ -41,6 +41,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use super::listen::{self, Listener, WhenFull};
 use crate::metrics::Detector;
 use crate::verifier::Verifier;
 
@@ -206,16 +207,20 @@ impl Admin {
                 return;
             }
         };
+        // The fronts' accept loop, refusing rather than queueing when full:
+        // a scraper or prober must never wait behind a flood.
+        let (mut accepted, _accepting) = listen::accept_all(
+            vec![Listener::Tcp(listener)],
+            self.inner.settings.max_connections,
+            WhenFull::Refuse,
+            None,
+        );
         let mut detector = Detector::new(self.inner.verifier.metrics().anomaly_counts());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         let mut last_tick = Instant::now();
-        let slots = Arc::new(tokio::sync::Semaphore::new(
-            self.inner.settings.max_connections,
-        ));
         let probing = Arc::new(AtomicBool::new(false));
-        let mut refused_logged: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = &mut stop => break,
@@ -238,34 +243,15 @@ impl Admin {
                         });
                     }
                 }
-                accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(error = %e, "admin listener: accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        // Full: close at once (dropping the stream), so the
-                        // connection holds no descriptor; warn once a minute.
-                        if refused_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                            tracing::warn!(
-                                max = self.inner.settings.max_connections,
-                                "admin listener full (admin_max_connections): closing new connections"
-                            );
-                            refused_logged = Some(Instant::now());
-                        }
-                        continue;
-                    };
+                stream = accepted.recv() => {
+                    let Some(stream) = stream else { break };
                     let admin = self.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let admin = admin.clone();
                             async move { Ok::<_, Infallible>(admin.answer(&req)) }
                         });
+                        // The stream holds its connection slot until dropped.
                         let _ = hyper::server::conn::http1::Builder::new()
                             .timer(TokioTimer::new())
                             .header_read_timeout(HEAD_TIMEOUT)
@@ -273,7 +259,6 @@ impl Admin {
                             .max_header_size(MAX_HEAD_BYTES)
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
-                        drop(slot);
                     });
                 }
             }

@@ -96,8 +96,12 @@ pub async fn run(
     config: AuthzConfig,
     shutdown: impl Future<Output = Duration>,
 ) {
-    let (accepted, accepting) =
-        listen::accept_all(listeners, limits.max_connections, &verifier, Front::Grpc);
+    let (accepted, accepting) = listen::accept_all(
+        listeners,
+        limits.max_connections,
+        listen::WhenFull::Wait,
+        Some((&verifier, Front::Grpc)),
+    );
     let incoming =
         tokio_stream::StreamExt::map(ReceiverStream::new(accepted), Ok::<_, std::io::Error>);
     // tonic checks the announced length against this before buffering.

@@ -60,8 +60,6 @@ use hyper::header::{COOKIE, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use super::authz::{self, Answer, AuthzConfig, Deny};
 use super::listen::{self, Limits, Listener};
@@ -91,17 +89,20 @@ pub async fn run(
         token: HeaderName::from_bytes(config.token_header.as_bytes()).ok(),
     });
     let config = Arc::new(config);
-    let (mut accepted, accepting) =
-        listen::accept_all(listeners, limits.max_connections, &verifier, Front::Http);
-    let (drain_tx, drain_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
+    let (mut accepted, accepting) = listen::accept_all(
+        listeners,
+        limits.max_connections,
+        listen::WhenFull::Wait,
+        Some((&verifier, Front::Http)),
+    );
+    let mut connections = listen::Connections::new();
     tokio::pin!(shutdown);
     let grace = loop {
         tokio::select! {
             grace = &mut shutdown => break grace,
             stream = accepted.recv() => {
                 let Some(stream) = stream else { continue };
-                let (verifier, config, mut drain) = (verifier.clone(), config.clone(), drain_rx.clone());
+                let (verifier, config, mut drain) = (verifier.clone(), config.clone(), connections.draining());
                 let idle_timeout = limits.idle_timeout;
                 let names = names.clone();
                 let (stream, head_parsed) = HeaderDeadline::new(stream, limits.header_timeout);
@@ -136,16 +137,16 @@ pub async fn run(
                     }
                 });
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     };
     drop(accepting);
-    let _ = drain_tx.send(true);
-    let _ = tokio::time::timeout(grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    connections.abort_all();
+    let abandoned = connections.drain(grace).await;
+    if abandoned > 0 {
+        tracing::warn!(
+            connections = abandoned,
+            "grace period over: closed busy HTTP connections"
+        );
+    }
 }
 
 /// Header names of the claim headers (in `claim_headers` order, then the

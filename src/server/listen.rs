@@ -24,6 +24,15 @@
 //!
 //! Accept errors (`EMFILE` when descriptors run out) back off for 50 ms
 //! and retry: the loop never spins, and serves again once descriptors free.
+//!
+//! # One accept loop, one drain
+//!
+//! Every listener of jwtd (native socket, HTTP, gRPC, admin) accepts
+//! through [`accept_all`] and every front that owns its connection tasks
+//! (native, HTTP, admin) keeps them in [`Connections`], which drains them
+//! on shutdown: tell each to finish (a `watch` flag), wait up to the grace
+//! period, abandon the rest. gRPC drains through tonic's own graceful
+//! shutdown (HTTP/2 GOAWAY).
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,8 +43,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+
+use crate::metrics::{Front, OpenConnection};
+use crate::verifier::Verifier;
 
 /// Limits of a proxy front (`max_connections`, `max_in_flight` and
 /// `idle_timeout`, as for the native socket).
@@ -76,8 +88,41 @@ pub enum Listener {
 #[derive(Debug)]
 pub struct Stream {
     io: Io,
+    held: Held,
+}
+
+/// What an accepted connection holds while open: its connection slot, and
+/// its count in `jwtd_connections`.
+#[derive(Debug, Default)]
+pub struct Held {
     _slot: Option<OwnedSemaphorePermit>,
-    _open: Option<crate::metrics::OpenConnection>,
+    _open: Option<OpenConnection>,
+}
+
+impl Stream {
+    /// The Unix stream and what it holds (keep both alive together), or
+    /// the stream back if it is TCP.
+    pub fn into_unix(self) -> Result<(UnixStream, Held), Stream> {
+        match self.io {
+            Io::Unix(s) => Ok((s, self.held)),
+            io => Err(Stream {
+                io,
+                held: self.held,
+            }),
+        }
+    }
+}
+
+/// What an accept loop does with a client beyond `max_connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Leave it in the kernel backlog until a slot frees (the fronts: a
+    /// burst waits instead of failing).
+    Wait,
+    /// Accept and close it at once, warning once a minute (the admin
+    /// listener: a scraper or prober must never queue behind a flood, and
+    /// a backlog full of them would hide the daemon's health).
+    Refuse,
 }
 
 #[derive(Debug)]
@@ -88,45 +133,145 @@ enum Io {
 }
 
 /// Accepts on every listener, at most `max_connections` open at once (over
-/// all of them; further clients wait in the kernel backlog), and hands the
-/// connections over the returned channel. The accept loops stop, closing
-/// the listeners, when the [`Accepting`] guard is dropped. Open connections
-/// are counted in `verifier`'s metrics under `front`.
+/// all of them; beyond it as `full` says), and hands the connections over
+/// the returned channel. The accept loops stop, closing the listeners, when
+/// the [`Accepting`] guard is dropped. With `counted`, open connections are
+/// counted in that verifier's metrics under that front.
 pub fn accept_all(
     listeners: Vec<Listener>,
     max_connections: usize,
-    verifier: &crate::verifier::Verifier,
-    front: crate::metrics::Front,
+    full: WhenFull,
+    counted: Option<(&Verifier, Front)>,
 ) -> (mpsc::Receiver<Stream>, Accepting) {
     let (tx, rx) = mpsc::channel(1);
     let slots = Arc::new(Semaphore::new(max_connections));
-    verifier.metrics().connection_limit(front, max_connections);
+    let counted = counted.map(|(verifier, front)| {
+        verifier.metrics().connection_limit(front, max_connections);
+        (verifier.clone(), front)
+    });
     let mut tasks = JoinSet::new();
     for listener in listeners {
-        let (tx, slots, verifier) = (tx.clone(), slots.clone(), verifier.clone());
+        let (tx, slots, counted) = (tx.clone(), slots.clone(), counted.clone());
         tasks.spawn(async move {
+            let mut refused_logged: Option<std::time::Instant> = None;
             loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
+                let waited = match full {
+                    // Wait for a slot first, so a full front leaves new
+                    // clients in the kernel backlog.
+                    WhenFull::Wait => match slots.clone().acquire_owned().await {
+                        Ok(slot) => Some(slot),
+                        Err(_) => return,
+                    },
+                    WhenFull::Refuse => None,
                 };
-                match listener.accept().await {
-                    Ok(mut stream) => {
-                        stream._slot = Some(slot);
-                        stream._open = Some(verifier.metrics().connection_opened(front));
-                        if tx.send(stream).await.is_err() {
-                            return;
-                        }
-                    }
+                let mut stream = match listener.accept().await {
+                    Ok(stream) => stream,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
+                };
+                let slot = match waited {
+                    Some(slot) => slot,
+                    None => match slots.clone().try_acquire_owned() {
+                        Ok(slot) => slot,
+                        Err(_) => {
+                            // Full: close at once (dropping the stream), so
+                            // the connection holds no descriptor.
+                            if refused_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                            {
+                                tracing::warn!(
+                                    max = max_connections,
+                                    "listener full: closing new connections"
+                                );
+                                refused_logged = Some(std::time::Instant::now());
+                            }
+                            continue;
+                        }
+                    },
+                };
+                stream.held = Held {
+                    _slot: Some(slot),
+                    _open: counted
+                        .as_ref()
+                        .map(|(verifier, front)| verifier.metrics().connection_opened(*front)),
+                };
+                if tx.send(stream).await.is_err() {
+                    return;
                 }
             }
         });
     }
     (rx, Accepting { _tasks: tasks })
+}
+
+/// A front's connection tasks, and their drain.
+#[derive(Debug)]
+pub struct Connections {
+    tasks: JoinSet<()>,
+    drain_tx: watch::Sender<bool>,
+    drain_rx: watch::Receiver<bool>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections::new()
+    }
+}
+
+impl Connections {
+    /// No connections yet.
+    pub fn new() -> Connections {
+        let (drain_tx, drain_rx) = watch::channel(false);
+        Connections {
+            tasks: JoinSet::new(),
+            drain_tx,
+            drain_rx,
+        }
+    }
+
+    /// The flag a connection task watches: `true` once draining started.
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.drain_rx.clone()
+    }
+
+    /// Runs one connection's task; finished ones are reaped (a panicked one
+    /// logged: its connection was closed, the daemon goes on).
+    pub fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+        while let Some(done) = self.tasks.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                tracing::error!("a connection task panicked; its connection was closed");
+            }
+        }
+    }
+
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Tells every connection to finish, waits for them up to `grace`, and
+    /// closes the rest. Returns how many were closed abruptly.
+    pub async fn drain(mut self, grace: Duration) -> usize {
+        let _ = self.drain_tx.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let abandoned = if drained.is_ok() { 0 } else { self.tasks.len() };
+        self.tasks.shutdown().await;
+        abandoned
+    }
 }
 
 /// Keeps [`accept_all`]'s loops running; dropping it stops them.
@@ -159,16 +304,14 @@ impl Listener {
         match self {
             Listener::Unix(l) => Ok(Stream {
                 io: Io::Unix(l.accept().await?.0),
-                _slot: None,
-                _open: None,
+                held: Held::default(),
             }),
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 let _ = s.set_nodelay(true);
                 Ok(Stream {
                     io: Io::Tcp(s),
-                    _slot: None,
-                    _open: None,
+                    held: Held::default(),
                 })
             }
         }

@@ -32,8 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
 use crate::verifier::Verifier;
 
@@ -317,66 +315,36 @@ pub async fn run(
     shutdown: impl Future<Output = Duration>,
 ) -> Drained {
     let config = Arc::new(config);
-    let limit = Arc::new(Semaphore::new(config.max_connections));
-    let metrics = verifier.metrics();
-    metrics.connection_limit(crate::metrics::Front::Native, config.max_connections);
-    let (drain_tx, drain_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
+    let (mut accepted, accepting) = listen::accept_all(
+        vec![listen::Listener::Unix(listener)],
+        config.max_connections,
+        listen::WhenFull::Wait,
+        Some((&verifier, crate::metrics::Front::Native)),
+    );
+    let mut connections = listen::Connections::new();
     tokio::pin!(shutdown);
 
     let grace = loop {
-        // Wait for a connection slot first, so a full server leaves new
-        // clients in the kernel backlog instead of accepting and dropping.
-        let permit = tokio::select! {
-            grace = &mut shutdown => break grace,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break Duration::ZERO, // Never closed; defensive.
-            },
-        };
         let stream = tokio::select! {
             grace = &mut shutdown => break grace,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            stream = accepted.recv() => match stream {
+                Some(stream) => stream,
+                None => break Duration::ZERO, // The accept loop ended; defensive.
             },
         };
-        let (verifier, config, drain) = (verifier.clone(), config.clone(), drain_rx.clone());
-        let open = verifier
-            .metrics()
-            .connection_opened(crate::metrics::Front::Native);
+        // The native socket is Unix only.
+        let Ok((stream, held)) = stream.into_unix() else {
+            continue;
+        };
+        let (verifier, config, drain) = (verifier.clone(), config.clone(), connections.draining());
         connections.spawn(async move {
-            let _open = open;
             native::serve(stream, verifier, &config, drain).await;
-            drop(permit);
+            drop(held);
         });
-        // Reap finished connections so the set does not grow without bound.
-        while let Some(done) = connections.try_join_next() {
-            if let Err(e) = done
-                && e.is_panic()
-            {
-                tracing::error!("a connection task panicked; its connection was closed");
-            }
-        }
     };
 
-    drop(listener);
+    drop(accepting);
     tracing::info!(open = connections.len(), grace = ?grace, "shutting down: draining connections");
-    let _ = drain_tx.send(true);
-    let drained = tokio::time::timeout(grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    let abandoned = if drained.is_ok() {
-        0
-    } else {
-        connections.len()
-    };
-    connections.shutdown().await;
+    let abandoned = connections.drain(grace).await;
     Drained { abandoned }
 }
