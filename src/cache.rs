@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use aws_lc_rs::digest;
 use lru::LruCache;
 
-use crate::revocation::local::{Memo, Probe};
+use crate::revocation::{Memo, Probe};
 use crate::verify::Verified;
 
 /// Number of shards (a power of two).

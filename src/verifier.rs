@@ -51,8 +51,7 @@ use crate::cache::{Cache, Key};
 use crate::jwks::refresh::{RefreshGate, Wait};
 use crate::jwks::source::KeySink;
 use crate::metrics::Metrics;
-use crate::revocation::local::Probe;
-use crate::revocation::{Decision, Local, Revocation, RevocationConfig};
+use crate::revocation::{Local, Probe, Revocation, RevocationConfig, Standing};
 use crate::verify::KeySet;
 use crate::verify::{self, Policy, Reject, Rejection, Trust, Verified};
 
@@ -584,14 +583,14 @@ impl Verifier {
 }
 
 /// A valid result's outcome once its revocation status is decided.
-fn decided(result: Arc<Verified>, cached: bool, decision: Decision) -> Outcome {
+fn decided(result: Arc<Verified>, cached: bool, decision: Standing) -> Outcome {
     match decision {
-        Decision::Clear => Outcome::Valid { result, cached },
-        Decision::Revoked => Outcome::Invalid(Rejection {
+        Standing::Clear => Outcome::Valid { result, cached },
+        Standing::Revoked => Outcome::Invalid(Rejection {
             reason: Reject::Revoked,
             anomalies: result.anomalies,
         }),
-        Decision::Unavailable => Outcome::RevocationUnavailable,
+        Standing::Unavailable => Outcome::RevocationUnavailable,
     }
 }
 

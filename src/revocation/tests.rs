@@ -1,15 +1,56 @@
 //! The revocation checker without Redis: key layout, the decisions of the
-//! known revocations alone, and the fail policy against a Redis that is not
-//! there, which a known revocation overrides (the real-Redis tests are in
+//! known revocations alone, the fail policy against a Redis that is not
+//! there (which a known revocation overrides), and, against a scripted
+//! stand-in for Redis on paused time, the failure reasons and the timing of
+//! memos and local answers (the real-Redis tests are in
 //! `tests/it/revocation.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::local::Probe;
+use super::remote::{Failure, Script};
 use super::*;
 use crate::verify::{Algorithm, Anomalies, Claims, Verified};
+
+impl Revocation {
+    /// Records a raw value as known (for tests of values
+    /// [`Revocation::revoke`] never writes, such as garbage subject times).
+    /// `expires_at` is a Unix second (`None`: never).
+    pub(crate) fn revoke_local(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> bool {
+        let fact = if is_jti_key(key) {
+            Fact::Jti
+        } else {
+            Fact::Subject(parse_before(&value))
+        };
+        self.remember(key, fact, expires_at.unwrap_or(i64::MAX), now);
+        true
+    }
+
+    /// A checker on `script`, a stand-in for Redis, with its batcher on the
+    /// test's own runtime (so on its paused clock) and no push channel.
+    fn scripted(config: RevocationConfig, script: &Arc<Script>) -> Revocation {
+        let stats = Arc::new(Stats::default());
+        let target = Arc::new(Target::scripted(script.clone()));
+        let runtime = tokio::runtime::Handle::current();
+        let batcher = Batcher::spawn(&runtime, target, &config, stats.clone());
+        Revocation::with_store(config, Store::Remote(batcher), stats)
+    }
+
+    fn failed_lookup_count(&self, reason: &str) -> u64 {
+        self.stats()
+            .failed_lookups()
+            .find(|(r, _)| *r == reason)
+            .map(|(_, n)| n)
+            .unwrap()
+    }
+}
 
 fn token(
     iss: Option<&str>,
@@ -64,7 +105,7 @@ fn the_memory_store_revokes_by_jti_and_by_subject_time() {
     let t = token(iss, Some("alice"), Some("t1"), Some(100));
     assert_eq!(
         r.check_local(&t, 0, Probe::Miss),
-        Local::Decided(Decision::Clear, None),
+        Local::Decided(Standing::Clear, None),
         "empty store"
     );
 
@@ -73,17 +114,17 @@ fn the_memory_store_revokes_by_jti_and_by_subject_time() {
     assert!(r.revoke_local(&key, b"1".to_vec(), Some(2_000), 0));
     assert_eq!(
         r.check_local(&t, 0, Probe::Miss),
-        Local::Decided(Decision::Revoked, None)
+        Local::Decided(Standing::Revoked, None)
     );
     assert_eq!(
         r.check_local(&t, 2_000, Probe::Miss),
-        Local::Decided(Decision::Clear, None),
+        Local::Decided(Standing::Clear, None),
         "expired with the token"
     );
     let other = token(iss, Some("alice"), Some("t2"), Some(100));
     assert_eq!(
         r.check_local(&other, 0, Probe::Miss),
-        Local::Decided(Decision::Clear, None)
+        Local::Decided(Standing::Clear, None)
     );
 
     // A subject: tokens issued at or before 150, and tokens without iat.
@@ -92,33 +133,33 @@ fn the_memory_store_revokes_by_jti_and_by_subject_time() {
     let at = |iat| token(iss, Some("bob"), Some("x"), iat);
     assert_eq!(
         r.check_local(&at(Some(150)), 0, Probe::Miss),
-        Local::Decided(Decision::Revoked, None)
+        Local::Decided(Standing::Revoked, None)
     );
     assert_eq!(
         r.check_local(&at(Some(151)), 0, Probe::Miss),
-        Local::Decided(Decision::Clear, None)
+        Local::Decided(Standing::Clear, None)
     );
     assert_eq!(
         r.check_local(&at(None), 0, Probe::Miss),
-        Local::Decided(Decision::Revoked, None)
+        Local::Decided(Standing::Revoked, None)
     );
     // Another issuer's bob is someone else.
     let elsewhere = token(Some("https://b.example"), Some("bob"), None, Some(1));
     assert_eq!(
         r.check_local(&elsewhere, 0, Probe::Miss),
-        Local::Decided(Decision::Clear, None)
+        Local::Decided(Standing::Clear, None)
     );
     // An unreadable time revokes every token of the subject (fail safe).
     r.revoke_local(&sub_key("jwtd:", iss, "carol"), b"soon".to_vec(), None, 0);
     let carol = token(iss, Some("carol"), None, Some(i64::MAX - 1));
     assert_eq!(
         r.check_local(&carol, 0, Probe::Miss),
-        Local::Decided(Decision::Revoked, None)
+        Local::Decided(Standing::Revoked, None)
     );
     // Nothing to look up: clear.
     assert_eq!(
         r.check_local(&token(iss, None, None, None), 0, Probe::Miss),
-        Local::Decided(Decision::Clear, None)
+        Local::Decided(Standing::Clear, None)
     );
 }
 
@@ -141,11 +182,11 @@ async fn an_unreachable_store_fails_closed_by_default_and_open_when_asked() {
         Local::Lookup,
         "nothing known locally"
     );
-    assert_eq!(closed.check(&t, 0).await, (Decision::Unavailable, None));
+    assert_eq!(closed.check(&t, 0).await, (Standing::Unavailable, None));
     assert_eq!(closed.stats().failed_closed.load(Ordering::Relaxed), 1);
     let open = unreachable(true);
     // Let through, but no memo: the next request asks again.
-    assert_eq!(open.check(&t, 0).await, (Decision::Clear, None));
+    assert_eq!(open.check(&t, 0).await, (Standing::Clear, None));
     assert_eq!(open.stats().failed_open.load(Ordering::Relaxed), 1);
 }
 
@@ -154,10 +195,10 @@ async fn the_circuit_opens_after_failed_batches_and_answers_at_once() {
     let r = unreachable(false);
     let t = token(Some("i"), Some("alice"), Some("t1"), Some(1));
     for _ in 0..batch::BREAKER_FAILURES {
-        assert_eq!(r.check(&t, 0).await.0, Decision::Unavailable);
+        assert_eq!(r.check(&t, 0).await.0, Standing::Unavailable);
     }
     let tried = r.stats().batches.load(Ordering::Relaxed);
-    assert_eq!(r.check(&t, 0).await.0, Decision::Unavailable);
+    assert_eq!(r.check(&t, 0).await.0, Standing::Unavailable);
     // Answered by the open circuit: no batch went out.
     assert_eq!(r.stats().short_circuited.load(Ordering::Relaxed), 1);
     assert_eq!(r.stats().batches.load(Ordering::Relaxed), tried);
@@ -226,7 +267,7 @@ async fn revocations_through_the_daemon_reach_the_memory_store() {
     let t = token(Some("i"), Some("alice"), None, Some(10));
     assert_eq!(
         r.check_local(&t, 0, Probe::Miss),
-        Local::Decided(Decision::Revoked, None)
+        Local::Decided(Standing::Revoked, None)
     );
 }
 
@@ -247,8 +288,8 @@ async fn a_revoked_jti_outlives_its_exp_by_the_largest_leeway() {
     r.revoke(Some("i"), &what, 0).await.unwrap();
     let t = token(Some("i"), None, Some("t1"), None);
     let at = |now| r.check_local(&t, now, Probe::Miss);
-    assert_eq!(at(1000 + 299), Local::Decided(Decision::Revoked, None));
-    assert_eq!(at(1000 + 300), Local::Decided(Decision::Clear, None));
+    assert_eq!(at(1000 + 299), Local::Decided(Standing::Revoked, None));
+    assert_eq!(at(1000 + 300), Local::Decided(Standing::Clear, None));
 }
 
 #[tokio::test]
@@ -272,20 +313,20 @@ async fn a_known_revocation_is_revoked_with_the_store_down_in_both_fail_modes() 
         for t in [&by_jti, &by_sub] {
             assert_eq!(
                 r.check_local(t, 0, Probe::Miss),
-                Local::Decided(Decision::Revoked, None),
+                Local::Decided(Standing::Revoked, None),
                 "fail_open {fail_open}: decided without a lookup"
             );
-            assert_eq!(r.check(t, 0).await, (Decision::Revoked, None));
+            assert_eq!(r.check(t, 0).await, (Standing::Revoked, None));
             // Until exp + 300 s.
-            assert_eq!(r.check(t, 2_299).await.0, Decision::Revoked);
+            assert_eq!(r.check(t, 2_299).await.0, Standing::Revoked);
         }
         assert_eq!(r.stats().looked_up.load(Ordering::Relaxed), 0);
         // A token of bob issued after the cut-off is not covered.
         let later = token(Some("i"), Some("bob"), None, Some(11));
         let expected = if fail_open {
-            Decision::Clear
+            Standing::Clear
         } else {
-            Decision::Unavailable
+            Standing::Unavailable
         };
         assert_eq!(r.check(&later, 0).await.0, expected);
         // The jti entry ends 300 s after exp.
