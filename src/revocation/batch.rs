@@ -440,7 +440,141 @@ fn hash_tag(key: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::super::remote::{Failure, Script};
     use super::*;
+
+    fn scripted(script: &Arc<Script>, config: &RevocationConfig) -> Batcher {
+        let target = Arc::new(Target::scripted(script.clone()));
+        let runtime = tokio::runtime::Handle::current();
+        Batcher::spawn(&runtime, target, config, Arc::default())
+    }
+
+    fn keys() -> Vec<String> {
+        vec!["jwtd:{-}:jti:a".to_owned(), "jwtd:{-}:sub:b".to_owned()]
+    }
+
+    // Paused time: the deadlines come when the test says, and the window
+    // (real time, thread sleeps) still ends.
+    #[tokio::test(start_paused = true)]
+    async fn each_failed_lookup_says_why_and_the_open_circuit_answers_at_once() {
+        let script = Arc::new(Script::default());
+        let config = RevocationConfig::default();
+        let deadline = config.timeout;
+        let b = scripted(&script, &config);
+        script.set("jwtd:{-}:sub:b", b"7", None);
+        assert_eq!(
+            b.lookup(keys(), deadline).await,
+            Ok(vec![None, Some(b"7".to_vec())])
+        );
+
+        script.fail(Some(Failure::Hang));
+        assert_eq!(
+            b.lookup(keys(), deadline).await,
+            Err(StoreError::Timeout(deadline))
+        );
+        script.fail(Some(Failure::Refuse));
+        let refused = b.lookup(keys(), deadline).await;
+        assert!(
+            matches!(refused, Err(StoreError::Connect(_))),
+            "{refused:?}"
+        );
+        script.fail(Some(Failure::Error));
+        let failed = b.lookup(keys(), deadline).await;
+        assert!(matches!(failed, Err(StoreError::Redis(_))), "{failed:?}");
+        assert_eq!(b.shared.stats.failed_batches.load(Ordering::Relaxed), 3);
+
+        // Three in a row: open. Refused at once, without a round trip.
+        script.fail(None);
+        let mgets = script.mgets.load(Ordering::Relaxed);
+        assert_eq!(
+            b.lookup(keys(), deadline).await,
+            Err(StoreError::BreakerOpen)
+        );
+        assert_eq!(script.mgets.load(Ordering::Relaxed), mgets);
+        assert_eq!(b.shared.stats.short_circuited.load(Ordering::Relaxed), 1);
+        // The probe, one period later, closes it.
+        tokio::time::advance(BREAKER_PROBE).await;
+        assert!(b.lookup(keys(), deadline).await.is_ok());
+        assert!(b.lookup(keys(), deadline).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_waits_no_longer_than_its_own_deadline() {
+        let script = Arc::new(Script::default());
+        script.fail(Some(Failure::Hang));
+        let config = RevocationConfig {
+            timeout: Duration::from_secs(10),
+            ..RevocationConfig::default()
+        };
+        let b = scripted(&script, &config);
+        let mine = Duration::from_millis(5);
+        let asked = Instant::now();
+        assert_eq!(b.lookup(keys(), mine).await, Err(StoreError::Timeout(mine)));
+        assert_eq!(asked.elapsed(), mine);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_keep_one_connection_of_their_own_and_make_another_after_a_failure() {
+        let script = Arc::new(Script::default());
+        let b = scripted(&script, &RevocationConfig::default());
+        let entry = |n: i64| {
+            super::super::Revoke::Subject {
+                sub: format!("u{n}"),
+                before: n,
+            }
+            .entry("jwtd:", None)
+        };
+        b.write(&entry(1), "ch").await.unwrap();
+        b.write(&entry(2), "ch").await.unwrap();
+        assert_eq!(script.connects.load(Ordering::Relaxed), 1, "reused");
+        assert_eq!(script.get("jwtd:{-}:sub:u2"), Some((b"2".to_vec(), None)));
+
+        script.fail(Some(Failure::Hang));
+        let asked = Instant::now();
+        assert_eq!(
+            b.write(&entry(3), "ch").await,
+            Err(StoreError::Timeout(WRITE_TIMEOUT))
+        );
+        assert_eq!(asked.elapsed(), WRITE_TIMEOUT);
+        script.fail(None);
+        b.write(&entry(4), "ch").await.unwrap();
+        assert_eq!(script.connects.load(Ordering::Relaxed), 2, "made again");
+        // The batches have a connection of their own.
+        b.lookup(keys(), Duration::from_secs(1)).await.unwrap();
+        assert_eq!(script.connects.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_batcher_whose_runtime_is_gone_says_it_stopped() {
+        let gone = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let script = Arc::new(Script::default());
+        let b = Batcher::spawn(
+            gone.handle(),
+            Arc::new(Target::scripted(script)),
+            &RevocationConfig::default(),
+            Arc::default(),
+        );
+        drop(gone);
+        let here = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let entry = super::super::Revoke::Subject {
+            sub: "u".to_owned(),
+            before: 1,
+        }
+        .entry("jwtd:", None);
+        here.block_on(async {
+            assert_eq!(
+                b.lookup(keys(), Duration::from_secs(1)).await,
+                Err(StoreError::Stopped)
+            );
+            assert_eq!(b.write(&entry, "ch").await, Err(StoreError::Stopped));
+        });
+    }
 
     #[test]
     fn hash_tags_are_what_redis_cluster_hashes() {
