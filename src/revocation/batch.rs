@@ -47,7 +47,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::remote::{Conn, StoreError, Target};
+use super::remote::{Conn, StoreError, Target, WithTtl};
 use super::{Entry, RevocationConfig, Stats};
 
 /// Failed batches in a row that open the circuit.
@@ -115,7 +115,7 @@ impl Batcher {
         &self,
         key: &str,
         timeout: Duration,
-    ) -> Result<Option<(Vec<u8>, Option<i64>)>, StoreError> {
+    ) -> Result<Option<WithTtl>, StoreError> {
         let shared = &self.shared;
         let read = async {
             let mut conn = shared.batches.get(&shared.target).await?;

@@ -391,8 +391,9 @@ impl Revocation {
     /// cluster nodes. Connections are made in the background (a Redis down
     /// at start is retried like one that goes down later).
     ///
-    /// The batcher, its round trips, the Redis connection and the push
-    /// subscriber run on a runtime of their own, on one dedicated thread:
+    /// The batcher, its round trips, the Redis connections (revocations
+    /// written through the daemon included) and the push subscriber run on
+    /// a runtime of their own, on one dedicated thread:
     /// on the daemon's workers, a burst of signature checks would keep the
     /// connection from reading replies Redis sent in microseconds, batches
     /// would miss their deadline and the breaker would open on a healthy
@@ -690,7 +691,9 @@ impl Revocation {
 
     /// Carries out a revocation asked through the daemon (the native REVOKE
     /// op): known here at once, then, with Redis, written there and
-    /// announced, as `jwtd revoke --redis` does. Returns the key written.
+    /// announced, as `jwtd revoke --redis` does, on a connection kept for
+    /// such writes (made on the first, and again after a failed one).
+    /// Returns the key written.
     ///
     /// A revocation Redis could not take is still enforced by this daemon
     /// (it is known), but reported as failed: the fleet does not have it.
@@ -699,7 +702,7 @@ impl Revocation {
     ///
     /// [`RevokeError::MatchesNothing`] for a revocation no token can match
     /// (checked first: then nothing is recorded), [`RevokeError::Store`]
-    /// when Redis cannot be written.
+    /// (with the [`StoreError`]) when Redis cannot be written within 5 s.
     pub async fn revoke(
         &self,
         iss: Option<&str>,

@@ -93,6 +93,10 @@ impl StoreError {
     }
 }
 
+/// A key's value and its remaining time to live in seconds (`None`: the
+/// key does not expire).
+pub(crate) type WithTtl = (Vec<u8>, Option<i64>);
+
 /// Where the store is. Built once from the configured URLs; every
 /// connection is made from it.
 pub(crate) struct Target {
@@ -284,10 +288,7 @@ impl Conn {
     /// # Errors
     ///
     /// [`StoreError::Timeout`] or [`StoreError::Redis`].
-    pub(crate) async fn get_with_ttl(
-        &mut self,
-        key: &str,
-    ) -> Result<Option<(Vec<u8>, Option<i64>)>, StoreError> {
+    pub(crate) async fn get_with_ttl(&mut self, key: &str) -> Result<Option<WithTtl>, StoreError> {
         #[cfg(test)]
         if let Link::Scripted(script) = &self.link {
             return script.get_with_ttl(key);
@@ -384,10 +385,13 @@ mod script {
         Error,
     }
 
-    /// Values by key (with their expiry, Unix seconds), and counters.
+    /// A value and when it expires (Unix seconds; `None`: never).
+    type Stored = (Vec<u8>, Option<i64>);
+
+    /// Values by key (with their expiry), and counters.
     #[derive(Debug, Default)]
     pub(crate) struct Script {
-        values: Mutex<HashMap<String, (Vec<u8>, Option<i64>)>>,
+        values: Mutex<HashMap<String, Stored>>,
         failure: Mutex<Option<Failure>>,
         /// Connections made.
         pub(crate) connects: AtomicU64,
@@ -403,7 +407,7 @@ mod script {
                 .insert(key.to_owned(), (value.to_vec(), expires_at));
         }
 
-        pub(crate) fn get(&self, key: &str) -> Option<(Vec<u8>, Option<i64>)> {
+        pub(crate) fn get(&self, key: &str) -> Option<Stored> {
             self.values.lock().unwrap().get(key).cloned()
         }
 
@@ -445,10 +449,7 @@ mod script {
                 .collect())
         }
 
-        pub(super) fn get_with_ttl(
-            &self,
-            key: &str,
-        ) -> Result<Option<(Vec<u8>, Option<i64>)>, StoreError> {
+        pub(super) fn get_with_ttl(&self, key: &str) -> Result<Option<WithTtl>, StoreError> {
             let now = crate::clock::unix_now();
             Ok(self
                 .get(key)
