@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use aws_lc_rs::digest;
 use lru::LruCache;
 
-use crate::revocation::local::{Memo, Probe};
+use crate::revocation::{Memo, Probe};
 use crate::verify::Verified;
 
 /// Number of shards (a power of two).
@@ -51,7 +51,7 @@ struct Entry {
     /// issuers), so a hit checks that set without looking `iss` up.
     issuer: u32,
     /// The revocation checker's last "not revoked" decision for this token,
-    /// probed under the same lock as the lookup (see `revocation::local`).
+    /// probed under the same lock as the lookup (see `revocation::Probe`).
     memo: Memo,
 }
 

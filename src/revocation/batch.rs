@@ -19,28 +19,36 @@
 //! `yield_now` they leave the cores to the signature checks whose lookups
 //! are filling the batch.
 //!
-//! **Connection.** One `MultiplexedConnection` (or, for a cluster, the
-//! crate's cluster connection), made on the first batch and made again after
-//! a failed batch. jwtd reconnects on its own schedule rather than using the
-//! crate's `ConnectionManager`, whose retries run on a backoff of their own
-//! that a 100 ms batch deadline cannot bound.
+//! **Connections.** One `MultiplexedConnection` (or, for a cluster, the
+//! crate's cluster connection) carries the batches and the reads of pushed
+//! keys, made on the first batch and made again after a failed batch;
+//! revocations written through the daemon keep a second one, made on the
+//! first write and again after a failed one (its deadline is a write's, not
+//! a batch's). Both are made by [`Target::connect`], the one way jwtd
+//! connects to Redis. jwtd reconnects on its own schedule rather than using
+//! the crate's `ConnectionManager`, whose retries run on a backoff of their
+//! own that a 100 ms batch deadline cannot bound.
 //!
 //! **Circuit breaker.** After [`BREAKER_FAILURES`] failed batches in a row,
-//! lookups fail at once (no timeout paid per request); every
-//! [`BREAKER_PROBE`] one batch goes through as a probe, and its success
-//! closes the circuit.
+//! lookups fail at once (no timeout paid per request) with
+//! [`StoreError::BreakerOpen`]; every [`BREAKER_PROBE`] one batch goes
+//! through as a probe, and its success closes the circuit.
+//!
+//! **Failures** are [`StoreError`]s: every request of a failed batch gets
+//! the batch's reason (timeout, connect, an error reply), one refused by the
+//! open circuit `BreakerOpen`, one that outwaited its own deadline in the
+//! queue `Timeout`.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::cluster_async::ClusterConnection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{RevocationConfig, Stats};
+use super::remote::{Conn, StoreError, Target, WithTtl};
+use super::{Entry, RevocationConfig, Stats};
 
 /// Failed batches in a row that open the circuit.
 pub const BREAKER_FAILURES: u32 = 3;
@@ -51,107 +59,8 @@ const WINDOW_SLICE: Duration = Duration::from_micros(50);
 /// Round trips in flight at once.
 pub const MAX_IN_FLIGHT: usize = 2;
 
-/// Values of the keys asked, in order (`None`: absent); `Err`: no answer.
-pub type Answers = Result<Vec<Option<Vec<u8>>>, ()>;
-
-/// Where the store is.
-#[derive(Clone)]
-pub enum Target {
-    /// One server (or a replica set behind one address).
-    Single(redis::Client),
-    /// Cluster nodes to start from.
-    Cluster(Vec<String>),
-}
-
-impl Target {
-    /// One URL: a single server; several: cluster seed nodes.
-    ///
-    /// # Errors
-    ///
-    /// If a URL is malformed.
-    pub fn parse(urls: &[String]) -> redis::RedisResult<Target> {
-        match urls {
-            [one] => Ok(Target::Single(redis::Client::open(one.as_str())?)),
-            many => {
-                for url in many {
-                    redis::Client::open(url.as_str())?;
-                }
-                Ok(Target::Cluster(many.to_vec()))
-            }
-        }
-    }
-
-    /// Clients for the push subscription, tried in turn (any node will do:
-    /// cluster pub/sub is broadcast to every node).
-    ///
-    /// # Errors
-    ///
-    /// If a URL is malformed.
-    pub fn pubsub_clients(&self) -> redis::RedisResult<Vec<redis::Client>> {
-        match self {
-            Target::Single(client) => Ok(vec![client.clone()]),
-            Target::Cluster(urls) => urls
-                .iter()
-                .map(|u| redis::Client::open(u.as_str()))
-                .collect(),
-        }
-    }
-
-    async fn connect(&self, timeout: Duration) -> redis::RedisResult<Conn> {
-        match self {
-            Target::Single(client) => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout));
-                Ok(Conn::Single(
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?,
-                ))
-            }
-            Target::Cluster(urls) => {
-                let client =
-                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
-                        .connection_timeout(timeout)
-                        .response_timeout(timeout)
-                        .retries(1)
-                        .build()?;
-                Ok(Conn::Cluster(client.get_async_connection().await?))
-            }
-        }
-    }
-}
-
-#[derive(Clone)]
-enum Conn {
-    Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl Conn {
-    /// `GET key` and `TTL key` (`None`: the key has no expiry).
-    async fn get_with_ttl(
-        &mut self,
-        key: &str,
-    ) -> redis::RedisResult<Option<(Vec<u8>, Option<i64>)>> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("GET").arg(key).cmd("TTL").arg(key);
-        let (value, ttl): (Option<Vec<u8>>, i64) = match self {
-            Conn::Single(c) => pipe.query_async(c).await?,
-            Conn::Cluster(c) => pipe.query_async(c).await?,
-        };
-        Ok(value.map(|v| (v, (ttl >= 0).then_some(ttl))))
-    }
-
-    async fn mget(&mut self, keys: &[&str]) -> redis::RedisResult<Vec<Option<Vec<u8>>>> {
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(keys);
-        match self {
-            Conn::Single(c) => cmd.query_async(c).await,
-            Conn::Cluster(c) => cmd.query_async(c).await,
-        }
-    }
-}
+/// Values of the keys asked, in order (`None`: absent), or why none came.
+pub type Answers = Result<Vec<Option<Vec<u8>>>, StoreError>;
 
 struct Request {
     keys: Vec<String>,
@@ -159,23 +68,26 @@ struct Request {
 }
 
 /// The handle checks enqueue lookups on.
-pub struct Batcher {
+pub(crate) struct Batcher {
     tx: mpsc::UnboundedSender<Request>,
     shared: Arc<Shared>,
+    /// The runtime everything that talks to Redis runs on.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Batcher {
     /// Starts the batcher task for `target` on `runtime`.
-    pub fn spawn(
+    pub(crate) fn spawn(
         runtime: &tokio::runtime::Handle,
-        target: Target,
+        target: Arc<Target>,
         config: &RevocationConfig,
         stats: Arc<Stats>,
     ) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             target,
-            conn: Mutex::new(None),
+            batches: Slot::new(config.timeout),
+            writes: Slot::new(WRITE_TIMEOUT),
             breaker: Mutex::new(Breaker::default()),
             stats,
             timeout: config.timeout,
@@ -188,46 +100,95 @@ impl Batcher {
             config.window,
             config.batch_max.max(1).saturating_mul(2),
         ));
-        Batcher { tx, shared }
+        Batcher {
+            tx,
+            shared,
+            runtime: runtime.clone(),
+        }
     }
 
     /// Reads one key outside the batches (a pushed revocation read back):
     /// its value and remaining time to live (`None`: no expiry), or `None`
     /// when it is absent. Uses the batches' connection (made if there is
-    /// none); `Err` (why) when Redis did not answer within `timeout`.
-    pub async fn read(
+    /// none); `Err` when Redis did not answer within `timeout`.
+    pub(crate) async fn read(
         &self,
         key: &str,
         timeout: Duration,
-    ) -> Result<Option<(Vec<u8>, Option<i64>)>, String> {
+    ) -> Result<Option<WithTtl>, StoreError> {
         let shared = &self.shared;
         let read = async {
-            let mut conn = shared.connection().await?;
-            conn.get_with_ttl(key)
-                .await
-                .map_err(|e| format!("GET: {e}"))
+            let mut conn = shared.batches.get(&shared.target).await?;
+            conn.get_with_ttl(key).await
         };
         tokio::time::timeout(timeout, read)
             .await
-            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|_| StoreError::Timeout(timeout))?
     }
 
     /// The values of `keys`, asked in the next batch; `Err` if no answer
-    /// came within `timeout` of the call (however long the queue).
-    pub async fn lookup(&self, keys: Vec<String>, timeout: Duration) -> Answers {
+    /// came within `timeout` of the call (however long the queue), or the
+    /// batch failed.
+    pub(crate) async fn lookup(&self, keys: Vec<String>, timeout: Duration) -> Answers {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request { keys, tx }).map_err(|_| ())?;
+        self.tx
+            .send(Request { keys, tx })
+            .map_err(|_| StoreError::Stopped)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answers)) => answers,
-            _ => Err(()),
+            // The batcher dropped the request unanswered: it is gone.
+            Ok(Err(_)) => Err(StoreError::Stopped),
+            Err(_) => Err(StoreError::Timeout(timeout)),
         }
+    }
+
+    /// Writes `entry` and announces it on `channel` (a revocation through
+    /// the daemon), on the connection kept for writes (made if there is
+    /// none), within [`WRITE_TIMEOUT`]: how many subscribers received the
+    /// announcement.
+    ///
+    /// The write runs on the batcher's runtime, like every other exchange
+    /// with Redis, so the connection it may make is driven there too.
+    ///
+    /// # Errors
+    ///
+    /// Why Redis was not written (or not known to be: a write that timed
+    /// out may still land, which can only revoke more).
+    pub(crate) async fn write(&self, entry: &Entry, channel: &str) -> Result<i64, StoreError> {
+        let (shared, entry, channel) = (self.shared.clone(), entry.clone(), channel.to_owned());
+        let write = self.runtime.spawn(async move {
+            let work = async {
+                let mut conn = shared.writes.get(&shared.target).await?;
+                conn.write(&entry, &channel).await
+            };
+            let written = tokio::time::timeout(WRITE_TIMEOUT, work)
+                .await
+                .unwrap_or(Err(StoreError::Timeout(WRITE_TIMEOUT)));
+            if written.is_err() {
+                // A fresh connection for the next write: this one may be
+                // dead.
+                shared.writes.reset();
+            }
+            written
+        });
+        write.await.unwrap_or(Err(StoreError::Stopped))
     }
 }
 
+/// Deadline of a revocation written through the daemon (connecting
+/// included), as `jwtd revoke --redis` has.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// State shared by the batcher and its round-trip tasks.
 struct Shared {
-    target: Target,
-    conn: Mutex<Option<Conn>>,
+    target: Arc<Target>,
+    /// The batches' connection, also used to read pushed keys back.
+    batches: Slot,
+    /// The connection of revocations written through the daemon: one of
+    /// its own, because a command on a connection is bounded by the
+    /// deadline the connection was made with, and a write's
+    /// ([`WRITE_TIMEOUT`]) is not a batch's (`revocation_timeout`, 100 ms).
+    writes: Slot,
     breaker: Mutex<Breaker>,
     stats: Arc<Stats>,
     timeout: Duration,
@@ -241,25 +202,42 @@ impl Shared {
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         self.breaker.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
+/// A connection kept for reuse: made (by [`Target::connect`]) when first
+/// needed, and again after [`Slot::reset`] (a failure).
+struct Slot {
+    conn: Mutex<Option<Conn>>,
+    /// Deadline of the connect and of each command on the connection.
+    timeout: Duration,
+}
+
+impl Slot {
+    fn new(timeout: Duration) -> Slot {
+        Slot {
+            conn: Mutex::new(None),
+            timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The batches' connection, made (and kept) if there is none; `Err`
-    /// says why not.
-    async fn connection(&self) -> Result<Conn, String> {
-        let existing = self.conn().clone();
+    /// The kept connection, made (and kept) if there is none.
+    async fn get(&self, target: &Target) -> Result<Conn, StoreError> {
+        let existing = self.lock().clone();
         if let Some(c) = existing {
             return Ok(c);
         }
-        let c = self
-            .target
-            .connect(self.timeout)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        *self.conn() = Some(c.clone());
+        let c = target.connect(self.timeout).await?;
+        *self.lock() = Some(c.clone());
         Ok(c)
+    }
+
+    /// Drops the kept connection: the next use makes a new one.
+    fn reset(&self) {
+        *self.lock() = None;
     }
 }
 
@@ -313,7 +291,10 @@ async fn run(
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        let deadline = Instant::now() + window;
+        // Real time, not tokio's: the window is waited in real thread
+        // sleeps (see the module doc), and on a paused tokio clock (tests)
+        // a tokio deadline would never come.
+        let deadline = std::time::Instant::now() + window;
         let mut keys = first.keys.len();
         let mut batch = vec![first];
         loop {
@@ -326,7 +307,7 @@ async fn run(
                     Err(_) => break,
                 }
             }
-            let now = Instant::now();
+            let now = std::time::Instant::now();
             if keys >= max_keys || now >= deadline {
                 break;
             }
@@ -341,7 +322,7 @@ async fn run(
                 .stats
                 .short_circuited
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            fail(batch);
+            fail(batch, &StoreError::BreakerOpen);
             continue;
         }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -357,7 +338,7 @@ async fn run(
             shared.stats.down.store(!ok, Ordering::Relaxed);
             if let Err(why) = &result {
                 // The breaker logs when it opens; below that, debug.
-                tracing::debug!(error = %why, "revocation batch failed");
+                tracing::debug!(reason = why.as_str(), error = %why, "revocation batch failed");
             }
             let now = Instant::now();
             if ok {
@@ -367,22 +348,23 @@ async fn run(
                 shared.breaker().failure(now);
                 // Reconnect on the next batch: a timed-out connection may
                 // be dead, and a fresh one costs one connect.
-                *shared.conn() = None;
+                shared.batches.reset();
             }
             drop(permit);
         });
     }
 }
 
-fn fail(batch: Vec<Request>) {
+/// Answers every request of `batch` with `why`.
+fn fail(batch: Vec<Request>, why: &StoreError) {
     for r in batch {
-        let _ = r.tx.send(Err(()));
+        let _ = r.tx.send(Err(why.clone()));
     }
 }
 
 /// Asks the store for `batch`'s keys and answers every request; `Err` (why)
-/// when the store could not be asked (every request is answered `Err`).
-async fn round_trip(shared: &Shared, batch: Vec<Request>) -> Result<(), String> {
+/// when the store could not be asked (every request is answered with it).
+async fn round_trip(shared: &Shared, batch: Vec<Request>) -> Result<(), StoreError> {
     // Deduplicate, remembering where each request's keys went.
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut unique: Vec<&str> = Vec::new();
@@ -413,7 +395,7 @@ async fn round_trip(shared: &Shared, batch: Vec<Request>) -> Result<(), String> 
         .fetch_max(unique.len() as u64, Ordering::Relaxed);
 
     let asked = async {
-        let conn = shared.connection().await?;
+        let conn = shared.batches.get(&shared.target).await?;
         let mut values: Vec<Option<Vec<u8>>> = vec![None; unique.len()];
         let queries = groups.values().map(|members| {
             let mut conn = conn.clone();
@@ -421,28 +403,28 @@ async fn round_trip(shared: &Shared, batch: Vec<Request>) -> Result<(), String> 
             async move { (members, conn.mget(&keys).await) }
         });
         for (members, answer) in futures_util::future::join_all(queries).await {
-            let answer = answer.map_err(|e| format!("MGET: {e}"))?;
-            if answer.len() != members.len() {
-                return Err("MGET: wrong number of values".to_owned());
-            }
-            for (&i, v) in members.iter().zip(answer) {
+            for (&i, v) in members.iter().zip(answer?) {
                 values[i] = v;
             }
         }
-        Ok::<_, String>(values)
+        Ok(values)
     };
-    let values = match tokio::time::timeout(shared.timeout, asked).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no answer within {:?}", shared.timeout)),
-    };
-    for (r, at) in batch.into_iter().zip(placed) {
-        let answer = match &values {
-            Ok(values) => Ok(at.iter().map(|&i| values[i].clone()).collect()),
-            Err(_) => Err(()),
-        };
-        let _ = r.tx.send(answer);
+    let values = tokio::time::timeout(shared.timeout, asked)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(shared.timeout)));
+    match values {
+        Ok(values) => {
+            for (r, at) in batch.into_iter().zip(placed) {
+                let _ =
+                    r.tx.send(Ok(at.iter().map(|&i| values[i].clone()).collect()));
+            }
+            Ok(())
+        }
+        Err(why) => {
+            fail(batch, &why);
+            Err(why)
+        }
     }
-    values.map(drop)
 }
 
 /// The `{...}` hash tag of a key (the whole key if it has none).
@@ -458,7 +440,141 @@ fn hash_tag(key: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::super::remote::{Failure, Script};
     use super::*;
+
+    fn scripted(script: &Arc<Script>, config: &RevocationConfig) -> Batcher {
+        let target = Arc::new(Target::scripted(script.clone()));
+        let runtime = tokio::runtime::Handle::current();
+        Batcher::spawn(&runtime, target, config, Arc::default())
+    }
+
+    fn keys() -> Vec<String> {
+        vec!["jwtd:{-}:jti:a".to_owned(), "jwtd:{-}:sub:b".to_owned()]
+    }
+
+    // Paused time: the deadlines come when the test says, and the window
+    // (real time, thread sleeps) still ends.
+    #[tokio::test(start_paused = true)]
+    async fn each_failed_lookup_says_why_and_the_open_circuit_answers_at_once() {
+        let script = Arc::new(Script::default());
+        let config = RevocationConfig::default();
+        let deadline = config.timeout;
+        let b = scripted(&script, &config);
+        script.set("jwtd:{-}:sub:b", b"7", None);
+        assert_eq!(
+            b.lookup(keys(), deadline).await,
+            Ok(vec![None, Some(b"7".to_vec())])
+        );
+
+        script.fail(Some(Failure::Hang));
+        assert_eq!(
+            b.lookup(keys(), deadline).await,
+            Err(StoreError::Timeout(deadline))
+        );
+        script.fail(Some(Failure::Refuse));
+        let refused = b.lookup(keys(), deadline).await;
+        assert!(
+            matches!(refused, Err(StoreError::Connect(_))),
+            "{refused:?}"
+        );
+        script.fail(Some(Failure::Error));
+        let failed = b.lookup(keys(), deadline).await;
+        assert!(matches!(failed, Err(StoreError::Redis(_))), "{failed:?}");
+        assert_eq!(b.shared.stats.failed_batches.load(Ordering::Relaxed), 3);
+
+        // Three in a row: open. Refused at once, without a round trip.
+        script.fail(None);
+        let mgets = script.mgets.load(Ordering::Relaxed);
+        assert_eq!(
+            b.lookup(keys(), deadline).await,
+            Err(StoreError::BreakerOpen)
+        );
+        assert_eq!(script.mgets.load(Ordering::Relaxed), mgets);
+        assert_eq!(b.shared.stats.short_circuited.load(Ordering::Relaxed), 1);
+        // The probe, one period later, closes it.
+        tokio::time::advance(BREAKER_PROBE).await;
+        assert!(b.lookup(keys(), deadline).await.is_ok());
+        assert!(b.lookup(keys(), deadline).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_waits_no_longer_than_its_own_deadline() {
+        let script = Arc::new(Script::default());
+        script.fail(Some(Failure::Hang));
+        let config = RevocationConfig {
+            timeout: Duration::from_secs(10),
+            ..RevocationConfig::default()
+        };
+        let b = scripted(&script, &config);
+        let mine = Duration::from_millis(5);
+        let asked = Instant::now();
+        assert_eq!(b.lookup(keys(), mine).await, Err(StoreError::Timeout(mine)));
+        assert_eq!(asked.elapsed(), mine);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_keep_one_connection_of_their_own_and_make_another_after_a_failure() {
+        let script = Arc::new(Script::default());
+        let b = scripted(&script, &RevocationConfig::default());
+        let entry = |n: i64| {
+            super::super::Revoke::Subject {
+                sub: format!("u{n}"),
+                before: n,
+            }
+            .entry("jwtd:", None)
+        };
+        b.write(&entry(1), "ch").await.unwrap();
+        b.write(&entry(2), "ch").await.unwrap();
+        assert_eq!(script.connects.load(Ordering::Relaxed), 1, "reused");
+        assert_eq!(script.get("jwtd:{-}:sub:u2"), Some((b"2".to_vec(), None)));
+
+        script.fail(Some(Failure::Hang));
+        let asked = Instant::now();
+        assert_eq!(
+            b.write(&entry(3), "ch").await,
+            Err(StoreError::Timeout(WRITE_TIMEOUT))
+        );
+        assert_eq!(asked.elapsed(), WRITE_TIMEOUT);
+        script.fail(None);
+        b.write(&entry(4), "ch").await.unwrap();
+        assert_eq!(script.connects.load(Ordering::Relaxed), 2, "made again");
+        // The batches have a connection of their own.
+        b.lookup(keys(), Duration::from_secs(1)).await.unwrap();
+        assert_eq!(script.connects.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_batcher_whose_runtime_is_gone_says_it_stopped() {
+        let gone = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let script = Arc::new(Script::default());
+        let b = Batcher::spawn(
+            gone.handle(),
+            Arc::new(Target::scripted(script)),
+            &RevocationConfig::default(),
+            Arc::default(),
+        );
+        drop(gone);
+        let here = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let entry = super::super::Revoke::Subject {
+            sub: "u".to_owned(),
+            before: 1,
+        }
+        .entry("jwtd:", None);
+        here.block_on(async {
+            assert_eq!(
+                b.lookup(keys(), Duration::from_secs(1)).await,
+                Err(StoreError::Stopped)
+            );
+            assert_eq!(b.write(&entry, "ch").await, Err(StoreError::Stopped));
+        });
+    }
 
     #[test]
     fn hash_tags_are_what_redis_cluster_hashes() {

@@ -5,14 +5,21 @@
 //! of the key), bounded in entries, and forgetful on purpose: a pushed
 //! revocation drops its key's answer, and a reconnected push channel drops
 //! every one a missed announcement could have made stale.
+//!
+//! Also the token's [`Memo`], which rests on these answers. Both expire on
+//! tokio's clock ([`tokio::time::Instant`]: the monotonic clock, except in
+//! a test that paused it), so their timing is tested on paused time; the
+//! two are compared with each other only (a memo lasts no longer than the
+//! answers it rests on), never with a `std::time::Instant`.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lru::LruCache;
+use tokio::time::Instant;
 
 const SHARDS: usize = 16;
 
@@ -88,8 +95,8 @@ impl LocalAnswers {
 /// entry, so a cache hit is decided by the same probe that found the entry:
 /// no key strings to build, no second table to search. It holds while the
 /// answers it rests on do, and only in the push epoch it was made in: any
-/// pushed revocation (or reconnect) bumps the epoch and so retires every
-/// memo at once.
+/// pushed revocation, reconnect of the push channel, or revocation that
+/// becomes known bumps the epoch and so retires every memo at once.
 ///
 /// **Refresh ahead.** In the last fifth of a memo's life, the first probe
 /// still answers "clear" but also claims the refresh ([`Probe::Refresh`]):
@@ -159,6 +166,36 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_holds_for_its_time_and_not_a_moment_longer() {
+        let local = LocalAnswers::new(64);
+        let keep = Duration::from_secs(1);
+        local.insert("k".to_owned(), None, keep);
+        let until = Instant::now() + keep;
+        assert_eq!(local.get("k"), Some((None, until)));
+        tokio::time::advance(keep - Duration::from_millis(1)).await;
+        assert_eq!(local.get("k"), Some((None, until)), "still fresh");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(local.get("k"), None, "expired");
+        // An expired answer is dropped, not merely hidden: a later insert
+        // starts afresh.
+        local.insert("k".to_owned(), Some(b"1".to_vec()), keep);
+        assert!(local.get("k").is_some_and(|(v, _)| v.is_some()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_memo_made_now_claims_its_refresh_in_its_last_fifth_on_tokio_time() {
+        let ttl = Duration::from_secs(1);
+        let mut memo = Memo::clear_until(Instant::now() + ttl, 0);
+        tokio::time::advance(Duration::from_millis(790)).await;
+        assert_eq!(memo.probe(0, Instant::now()), Probe::Clear);
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert_eq!(memo.probe(0, Instant::now()), Probe::Refresh);
+        assert_eq!(memo.probe(0, Instant::now()), Probe::Clear);
+        tokio::time::advance(Duration::from_millis(190)).await;
+        assert_eq!(memo.probe(0, Instant::now()), Probe::Miss, "expired");
+    }
 
     #[test]
     fn retain_keeps_what_it_is_told_to() {

@@ -25,7 +25,7 @@
 //! 1. A token without `jti` and `sub` is clear: there is nothing to look up.
 //! 2. **Memo**: a cached token's last "not revoked" decision, in force
 //!    while the answers it rests on are and no revocation became known
-//!    since (see [`local::Memo`]).
+//!    since (see [`Memo`]).
 //! 3. **Known revocations** ([`known`]): revocations this daemon carried
 //!    out, received (pushed), or found by a lookup. They decide "revoked"
 //!    on their own, until the token's `exp` + 300 s, whatever Redis answers
@@ -37,14 +37,15 @@
 //! 5. **Batched lookup** ([`batch`]): the missing keys join the batcher's
 //!    queue; it sends what it holds as one `MGET` per issuer when the batch
 //!    is full or the window (250 µs) ends, with duplicate keys asked once.
-//!    One multiplexed, auto-reconnecting connection (or the cluster client)
-//!    carries every batch. A revocation found becomes known (3).
+//!    One multiplexed connection (or the cluster client) carries every
+//!    batch, made again after a failed one. A revocation found becomes
+//!    known (3).
 //! 6. **Push**: a subscriber on the channel drops a key's local answer the
 //!    moment `jwtd revoke` announces it, so a revocation takes effect within
 //!    milliseconds, not `cache_ttl`, and reads the key back to make it known
-//!    (3). When the subscription drops and comes back, every local "not
-//!    revoked" answer is dropped (announcements may have been missed); known
-//!    revocations stay.
+//!    (3). When the subscription drops and comes back, every local answer
+//!    but a revoked `jti` is dropped (announcements may have been missed);
+//!    known revocations stay.
 //!
 //! Every revocation that becomes known bumps the push epoch, which retires
 //! every memo: a memo in force was made after the last one became known,
@@ -53,14 +54,29 @@
 //! # When Redis is slow or down
 //!
 //! Each batch has a deadline (`timeout`); a failed or late batch answers
-//! every request in it [`Decision::Unavailable`], which the verifier turns
-//! into "could not decide" (UNDECIDED `revocation_unavailable`) unless
-//! revocation fails open, in which case the token counts as clear; a known
-//! revocation is "revoked" in both modes. After
-//! [`batch::BREAKER_FAILURES`] failed batches in a row the circuit opens:
-//! lookups fail at once, without adding the timeout to every request, and
-//! one probe batch is let through every [`batch::BREAKER_PROBE`], so
-//! checking resumes within a fraction of a second of Redis returning.
+//! every request in it with a [`StoreError`] (why: a timeout, a refused
+//! connection, an error reply, the open circuit), counted by reason
+//! ([`Stats::failed_lookups`]). The check then decides
+//! [`Standing::Unavailable`], which the verifier turns into "could not
+//! decide" (UNDECIDED `revocation_unavailable`) unless revocation fails
+//! open, in which case the token counts as clear; a known revocation is
+//! "revoked" in both modes. After [`batch::BREAKER_FAILURES`] failed batches
+//! in a row the circuit opens: lookups fail at once, without adding the
+//! timeout to every request, and one probe batch is let through every
+//! [`batch::BREAKER_PROBE`], so checking resumes within a fraction of a
+//! second of Redis returning.
+//!
+//! Every connection to Redis (batches, reads of pushed keys, writes, the
+//! push subscription, `jwtd revoke --redis`) is made the same way, by
+//! `remote::Target`.
+//!
+//! # Clocks
+//!
+//! Memos and local answers expire on tokio's clock
+//! ([`tokio::time::Instant`]), so tests decide their expiry with paused
+//! time; outside a paused test it is the monotonic clock. Known revocations
+//! expire on the wall clock in Unix seconds (the `now` of a check), as the
+//! tokens' `exp` they follow does.
 //!
 //! Without Redis, the known revocations are the whole store: every check
 //! is answered inline; they are written through the native REVOKE op
@@ -69,19 +85,25 @@
 
 pub mod batch;
 pub mod known;
-pub mod local;
-pub mod push;
+mod local;
+mod push;
+mod remote;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::digest;
+use tokio::time::Instant;
 
+use crate::clock::unix_now;
 use crate::verify::Verified;
 use batch::Batcher;
 use known::{Fact, Inserted, Known};
-use local::{LocalAnswers, Memo, Probe};
+use local::LocalAnswers;
+pub use local::{Memo, Probe};
+pub use remote::StoreError;
+use remote::Target;
 
 /// Revocation settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,9 +139,10 @@ impl Default for RevocationConfig {
     }
 }
 
-/// What a check decided.
+/// A valid token's standing against the revocation list: what a check
+/// decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub enum Standing {
     /// Not revoked (or the store was unreachable and revocation fails open).
     Clear,
     /// Revoked.
@@ -128,7 +151,8 @@ pub enum Decision {
     Unavailable,
 }
 
-/// Counters, for benchmarks, logs and (later) metrics.
+/// Counters, for the exit log line, benchmarks and the metrics exported on
+/// `/metrics` (`crate::metrics` copies them when it renders).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Checks that waited for a batch.
@@ -151,6 +175,9 @@ pub struct Stats {
     pub pushed: AtomicU64,
     /// The last round trip to the store failed (false before any).
     pub down: std::sync::atomic::AtomicBool,
+    /// Lookups that got no answer, by reason (indexed like
+    /// [`StoreError::REASONS`]).
+    failed_lookups: [AtomicU64; StoreError::REASONS.len()],
 }
 
 impl Stats {
@@ -158,6 +185,19 @@ impl Stats {
     /// in-memory store, and before any round trip).
     pub fn backend_up(&self) -> bool {
         !self.down.load(Ordering::Relaxed)
+    }
+
+    /// Lookups that got no answer, by reason ([`StoreError::as_str`]),
+    /// every reason listed (in [`StoreError::REASONS`] order).
+    pub fn failed_lookups(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        StoreError::REASONS
+            .iter()
+            .zip(&self.failed_lookups)
+            .map(|(reason, n)| (*reason, n.load(Ordering::Relaxed)))
+    }
+
+    fn lookup_failed(&self, why: &StoreError) {
+        self.failed_lookups[why.index()].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -171,9 +211,7 @@ enum Store {
 struct Inner {
     config: RevocationConfig,
     store: Store,
-    /// Redis URLs (remote store), for revocations written through the
-    /// daemon.
-    urls: Vec<String>,
+    /// The last answer Redis gave for each key (remote store only).
     local: LocalAnswers,
     /// Revocations known here, whatever the store says.
     known: Known,
@@ -190,7 +228,7 @@ struct Inner {
 pub enum Local {
     /// Decided; a "not revoked" decision comes with a memo for the token's
     /// cache entry.
-    Decided(Decision, Option<Memo>),
+    Decided(Standing, Option<Memo>),
     /// Not revoked (its memo says so), and due for a refresh: answer now,
     /// and run [`Revocation::refresh`] in the background.
     Refresh,
@@ -270,11 +308,62 @@ fn issuer_tag(iss: Option<&str>) -> String {
 /// kept that long after its `exp`, or the token would pass again.
 const MAX_LEEWAY: i64 = crate::verify::MAX_LEEWAY_SECS as i64;
 
-/// Seconds a revoked jti stays revoked from `now`.
-fn revoked_for(exp: Option<i64>, now: i64) -> i64 {
-    exp.map_or(86_400, |exp| {
-        exp.saturating_add(MAX_LEEWAY).saturating_sub(now)
+/// How long a token without `exp` is taken to stay acceptable from `now`
+/// (such a token never expires; its revocation is kept a day at a time).
+const NO_EXP_KEEP: i64 = 86_400;
+
+/// The Unix second until which a token with this `exp` could still be
+/// accepted by some verifier (`exp` + the largest leeway), so until which
+/// a revocation of it must hold; a day from `now` for a token without
+/// `exp`. A revoked jti's key expires then, in Redis and here alike.
+fn passes_until(exp: Option<i64>, now: i64) -> i64 {
+    exp.map_or(now.saturating_add(NO_EXP_KEEP), |exp| {
+        exp.saturating_add(MAX_LEEWAY)
     })
+}
+
+/// A revocation as it is stored: the key, what it makes known, and when
+/// the key expires. One computation for the daemon's own record of a
+/// revocation and for what it writes to Redis (or what `jwtd revoke
+/// --redis` writes), so the two can never disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// `<prefix>{<tag>}:jti:<jti>` or `<prefix>{<tag>}:sub:<sub>`.
+    pub(crate) key: String,
+    /// What the key says.
+    pub(crate) fact: Fact,
+    /// Unix second the key expires (`EXAT`); `None`: never (subjects).
+    pub(crate) expires_at: Option<i64>,
+}
+
+impl Entry {
+    /// The value written: `1` for a jti, the cut-off time for a subject.
+    pub(crate) fn value(&self) -> String {
+        match self.fact {
+            Fact::Jti => "1".to_owned(),
+            Fact::Subject(before) => before.to_string(),
+        }
+    }
+}
+
+impl Revoke {
+    /// How this revocation, for tokens of issuer `iss`, is stored under
+    /// key prefix `prefix`: a jti until the last second any verifier could
+    /// accept the token, a subject's cut-off for good.
+    pub(crate) fn entry(&self, prefix: &str, iss: Option<&str>) -> Entry {
+        match self {
+            Revoke::Jti { jti, exp } => Entry {
+                key: jti_key(prefix, iss, jti),
+                fact: Fact::Jti,
+                expires_at: Some(passes_until(Some(*exp), 0)),
+            },
+            Revoke::Subject { sub, before } => Entry {
+                key: sub_key(prefix, iss, sub),
+                fact: Fact::Subject(*before),
+                expires_at: None,
+            },
+        }
+    }
 }
 
 /// Whether a subject revocation time `before` covers a token issued at `iat`
@@ -295,15 +384,16 @@ impl Revocation {
     /// A checker without Redis: the known revocations are the whole store
     /// (subject cut-offs never expire there).
     pub fn memory(config: RevocationConfig) -> Revocation {
-        Revocation::with_store(config, Store::Memory, Vec::new(), Arc::default())
+        Revocation::with_store(config, Store::Memory, Arc::default())
     }
 
     /// A checker on Redis: `urls` holds one `redis://` URL, or several
     /// cluster nodes. Connections are made in the background (a Redis down
     /// at start is retried like one that goes down later).
     ///
-    /// The batcher, its round trips, the Redis connection and the push
-    /// subscriber run on a runtime of their own, on one dedicated thread:
+    /// The batcher, its round trips, the Redis connections (revocations
+    /// written through the daemon included) and the push subscriber run on
+    /// a runtime of their own, on one dedicated thread:
     /// on the daemon's workers, a burst of signature checks would keep the
     /// connection from reading replies Redis sent in microseconds, batches
     /// would miss their deadline and the breaker would open on a healthy
@@ -311,38 +401,30 @@ impl Revocation {
     ///
     /// # Errors
     ///
-    /// If a URL is malformed, or the thread cannot be started (the message
-    /// names no credential: see [`scrub`]).
+    /// If a URL is malformed, or the thread cannot be started. The message
+    /// may quote a URL: show it through [`scrub`].
     pub fn redis(
         config: RevocationConfig,
         urls: &[String],
     ) -> Result<Revocation, redis::RedisError> {
-        let target = batch::Target::parse(urls)?;
-        let subscribe_to = target.pubsub_clients()?;
+        let target = Arc::new(Target::parse(urls)?);
         let stats = Arc::new(Stats::default());
         let io = io_runtime().map_err(|e| {
             redis::RedisError::from((redis::ErrorKind::Io, "revocation thread", e.to_string()))
         })?;
-        let batcher = Batcher::spawn(&io, target, &config, stats.clone());
-        let revocation =
-            Revocation::with_store(config, Store::Remote(batcher), urls.to_vec(), stats);
-        io.spawn(push::subscribe(subscribe_to, revocation.clone()));
+        let batcher = Batcher::spawn(&io, target.clone(), &config, stats.clone());
+        let revocation = Revocation::with_store(config, Store::Remote(batcher), stats);
+        io.spawn(push::subscribe(target, revocation.clone()));
         Ok(revocation)
     }
 
-    fn with_store(
-        config: RevocationConfig,
-        store: Store,
-        urls: Vec<String>,
-        stats: Arc<Stats>,
-    ) -> Revocation {
+    fn with_store(config: RevocationConfig, store: Store, stats: Arc<Stats>) -> Revocation {
         let alone = matches!(store, Store::Memory);
         Revocation {
             inner: Arc::new(Inner {
                 local: LocalAnswers::new(config.cache_entries),
                 known: Known::new(known::DEFAULT_CAPACITY, alone),
                 epoch: AtomicU64::new(0),
-                urls,
                 store,
                 config,
                 stats,
@@ -395,11 +477,11 @@ impl Revocation {
     pub fn check_local(&self, token: &Verified, now: i64, probe: Probe) -> Local {
         let claims = &token.claims;
         if claims.jti.is_none() && claims.sub.is_none() {
-            return Local::Decided(Decision::Clear, None);
+            return Local::Decided(Standing::Clear, None);
         }
         match &self.inner.store {
             // Nothing revoked (the usual case): no key to build.
-            Store::Memory if self.inner.known.is_empty() => Local::Decided(Decision::Clear, None),
+            Store::Memory if self.inner.known.is_empty() => Local::Decided(Standing::Clear, None),
             Store::Memory => {
                 let revoked = self.known_revokes(&self.keys(token), token, now);
                 Local::Decided(decide(revoked, None, token), None)
@@ -407,7 +489,7 @@ impl Revocation {
             // A memo in force was made after the last revocation became
             // known (each one retires every memo): it stands.
             Store::Remote(_) => match probe {
-                Probe::Clear => Local::Decided(Decision::Clear, None),
+                Probe::Clear => Local::Decided(Standing::Clear, None),
                 Probe::Refresh => Local::Refresh,
                 Probe::Miss => {
                     // The epoch before the known revocations: one learnt
@@ -415,7 +497,7 @@ impl Revocation {
                     let epoch = self.inner.epoch.load(Ordering::Acquire);
                     let keys = self.keys(token);
                     if self.known_revokes(&keys, token, now) {
-                        return Local::Decided(Decision::Revoked, None);
+                        return Local::Decided(Standing::Revoked, None);
                     }
                     self.decide_from_answers(token, &keys, epoch)
                         .unwrap_or(Local::Lookup)
@@ -443,7 +525,7 @@ impl Revocation {
         };
         match known.get(sub, now) {
             Some(Fact::Subject(before)) if subject_revokes(before, token.claims.iat) => {
-                known.prolong(sub, now.saturating_add(revoked_for(token.claims.exp, now)));
+                known.prolong(sub, passes_until(token.claims.exp, now));
                 true
             }
             _ => false,
@@ -456,6 +538,20 @@ impl Revocation {
         if self.inner.known.insert(key, fact, expires_at, now) == Inserted::New {
             self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         }
+    }
+
+    /// Records `fact`, learnt at `now`, as known for as long as it must
+    /// hold: a jti until its key expires (`key_expires_at`; a day from now
+    /// for a key without expiry, as for a token without `exp`), a subject's
+    /// cut-off as [`Known::subject_expiry`] says. Every revocation this
+    /// daemon learns (carried out, pushed, or found by a lookup) is
+    /// recorded here.
+    fn learnt(&self, key: &str, fact: Fact, key_expires_at: Option<i64>, now: i64) {
+        let until = match fact {
+            Fact::Jti => key_expires_at.unwrap_or_else(|| passes_until(None, now)),
+            Fact::Subject(before) => self.inner.known.subject_expiry(before, now),
+        };
+        self.remember(key, fact, until, now);
     }
 
     /// Decides from the keys' local answers, if both are known. `epoch`:
@@ -475,7 +571,7 @@ impl Revocation {
             None => (None, far),
         };
         let decision = decide(jti, sub.as_deref().map(parse_before), token);
-        let memo = (decision == Decision::Clear)
+        let memo = (decision == Standing::Clear)
             .then(|| Memo::clear_until(jti_until.min(sub_until), epoch));
         Some(Local::Decided(decision, memo))
     }
@@ -483,7 +579,7 @@ impl Revocation {
     /// Decides, asking the store if needed (batched with concurrent checks).
     /// A "not revoked" decision comes with a memo for the token's cache
     /// entry.
-    pub async fn check(&self, token: &Verified, now: i64) -> (Decision, Option<Memo>) {
+    pub async fn check(&self, token: &Verified, now: i64) -> (Standing, Option<Memo>) {
         match self.check_local(token, now, Probe::Miss) {
             Local::Decided(decision, memo) => (decision, memo),
             Local::Refresh | Local::Lookup => self.look_up(token, now).await,
@@ -502,15 +598,15 @@ impl Revocation {
     }
 
     /// Asks the store (batched) and records the answers.
-    async fn look_up(&self, token: &Verified, now: i64) -> (Decision, Option<Memo>) {
+    async fn look_up(&self, token: &Verified, now: i64) -> (Standing, Option<Memo>) {
         let Store::Remote(batcher) = &self.inner.store else {
-            return (Decision::Clear, None);
+            return (Standing::Clear, None);
         };
         self.inner.stats.looked_up.fetch_add(1, Ordering::Relaxed);
         let epoch = self.inner.epoch.load(Ordering::Acquire);
         let keys = self.keys(token);
         if self.known_revokes(&keys, token, now) {
-            return (Decision::Revoked, None);
+            return (Standing::Revoked, None);
         }
         let asked: Vec<String> = keys.jti.iter().chain(keys.sub.iter()).cloned().collect();
         let answers = match batcher
@@ -518,12 +614,18 @@ impl Revocation {
             .await
         {
             Ok(answers) => answers,
-            // Known meanwhile (a REVOKE, a push): revoked, store or not.
-            Err(()) if self.known_revokes(&keys, token, now) => return (Decision::Revoked, None),
-            Err(()) => return (self.unavailable(), None),
+            Err(why) => {
+                self.inner.stats.lookup_failed(&why);
+                // Known meanwhile (a REVOKE, a push): revoked, store or not.
+                if self.known_revokes(&keys, token, now) {
+                    return (Standing::Revoked, None);
+                }
+                return (self.unavailable(), None);
+            }
         };
         let mut jti_revoked = false;
         let mut before = None;
+        let passes = passes_until(token.claims.exp, now);
         let mut until = Instant::now() + self.inner.config.cache_ttl;
         for (key, value) in asked.iter().zip(answers) {
             let is_jti = keys.jti.as_ref() == Some(key);
@@ -531,8 +633,8 @@ impl Revocation {
             // could be accepted (exp + the largest leeway), bounded for
             // tokens without exp; everything else for cache_ttl.
             let keep = if is_jti && value.is_some() {
-                let secs = revoked_for(token.claims.exp, now);
-                Duration::from_secs(u64::try_from(secs.clamp(1, 86_400)).unwrap_or(1))
+                let secs = passes.saturating_sub(now).clamp(1, NO_EXP_KEEP);
+                Duration::from_secs(u64::try_from(secs).unwrap_or(1))
             } else {
                 self.inner.config.cache_ttl
             };
@@ -541,16 +643,15 @@ impl Revocation {
             // take it back.
             if is_jti && value.is_some() {
                 jti_revoked = true;
-                let until = now.saturating_add(revoked_for(token.claims.exp, now));
-                self.remember(key, Fact::Jti, until, now);
+                self.learnt(key, Fact::Jti, Some(passes), now);
             } else if !is_jti && let Some(value) = value.as_deref() {
                 let t = parse_before(value);
                 before = Some(t);
-                let mut until = self.inner.known.subject_expiry(t, now);
+                self.learnt(key, Fact::Subject(t), None, now);
                 if subject_revokes(t, token.claims.iat) {
-                    until = until.max(now.saturating_add(revoked_for(token.claims.exp, now)));
+                    // Kept as long as this token could pass.
+                    self.inner.known.prolong(key, passes);
                 }
-                self.remember(key, Fact::Subject(t), until, now);
             }
             until = until.min(Instant::now() + keep);
             self.inner.local.insert(key.clone(), value, keep);
@@ -567,30 +668,32 @@ impl Revocation {
             }
         }
         let mut decision = decide(jti_revoked, before, token);
-        if decision == Decision::Clear && self.known_revokes(&keys, token, now) {
-            decision = Decision::Revoked;
+        if decision == Standing::Clear && self.known_revokes(&keys, token, now) {
+            decision = Standing::Revoked;
         }
         let memo =
-            (decision == Decision::Clear && keep_answers).then(|| Memo::clear_until(until, epoch));
+            (decision == Standing::Clear && keep_answers).then(|| Memo::clear_until(until, epoch));
         (decision, memo)
     }
 
-    fn unavailable(&self) -> Decision {
+    fn unavailable(&self) -> Standing {
         if self.inner.config.fail_open {
             self.inner.stats.failed_open.fetch_add(1, Ordering::Relaxed);
-            Decision::Clear
+            Standing::Clear
         } else {
             self.inner
                 .stats
                 .failed_closed
                 .fetch_add(1, Ordering::Relaxed);
-            Decision::Unavailable
+            Standing::Unavailable
         }
     }
 
     /// Carries out a revocation asked through the daemon (the native REVOKE
     /// op): known here at once, then, with Redis, written there and
-    /// announced, as `jwtd revoke --redis` does. Returns the key written.
+    /// announced, as `jwtd revoke --redis` does, on a connection kept for
+    /// such writes (made on the first, and again after a failed one).
+    /// Returns the key written.
     ///
     /// A revocation Redis could not take is still enforced by this daemon
     /// (it is known), but reported as failed: the fleet does not have it.
@@ -599,7 +702,7 @@ impl Revocation {
     ///
     /// [`RevokeError::MatchesNothing`] for a revocation no token can match
     /// (checked first: then nothing is recorded), [`RevokeError::Store`]
-    /// when Redis cannot be written.
+    /// (with the [`StoreError`]) when Redis cannot be written within 5 s.
     pub async fn revoke(
         &self,
         iss: Option<&str>,
@@ -610,47 +713,17 @@ impl Revocation {
             return Err(RevokeError::MatchesNothing(why));
         }
         let prefix = &self.inner.config.prefix;
-        let key = match what {
-            // Until the last second any verifier could accept it.
-            Revoke::Jti { jti, exp } => {
-                let key = jti_key(prefix, iss, jti);
-                self.remember(&key, Fact::Jti, exp.saturating_add(MAX_LEEWAY), now);
-                key
-            }
-            Revoke::Subject { sub, before } => {
-                let key = sub_key(prefix, iss, sub);
-                let until = self.inner.known.subject_expiry(*before, now);
-                self.remember(&key, Fact::Subject(*before), until, now);
-                key
-            }
-        };
-        if let Store::Remote(_) = &self.inner.store {
-            let written = revoke(&self.inner.urls, prefix, iss, what, Duration::from_secs(5)).await;
-            written.map_err(|e| RevokeError::Store(scrub(&e.to_string(), &self.inner.urls)))?;
+        let entry = what.entry(prefix, iss);
+        self.learnt(&entry.key, entry.fact, entry.expires_at, now);
+        if let Store::Remote(batcher) = &self.inner.store {
+            batcher
+                .write(&entry, &channel(prefix))
+                .await
+                .map_err(RevokeError::Store)?;
             // Ours at once, whatever the announcement does.
-            self.drop_answer(&key);
+            self.drop_answer(&entry.key);
         }
-        Ok(key)
-    }
-
-    /// Records a raw value as known (for tests of values
-    /// [`Revocation::revoke`] never writes, such as garbage subject times).
-    /// `expires_at` is a Unix second (`None`: never).
-    #[cfg(test)]
-    pub(crate) fn revoke_local(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        expires_at: Option<i64>,
-        now: i64,
-    ) -> bool {
-        let fact = if is_jti_key(key) {
-            Fact::Jti
-        } else {
-            Fact::Subject(parse_before(&value))
-        };
-        self.remember(key, fact, expires_at.unwrap_or(i64::MAX), now);
-        true
+        Ok(entry.key)
     }
 
     /// A pushed revocation: forget the local answer for `key`, and every
@@ -676,20 +749,19 @@ impl Revocation {
         match batcher.read(key, LEARN_TIMEOUT).await {
             Ok(Some((value, ttl))) => {
                 let now = unix_now();
-                if jti {
-                    // A key without expiry (written by hand): as a token
-                    // without exp.
-                    let until = now.saturating_add(ttl.unwrap_or_else(|| revoked_for(None, now)));
-                    self.remember(key, Fact::Jti, until, now);
+                let fact = if jti {
+                    Fact::Jti
                 } else {
-                    let before = parse_before(&value);
-                    let until = self.inner.known.subject_expiry(before, now);
-                    self.remember(key, Fact::Subject(before), until, now);
-                }
+                    Fact::Subject(parse_before(&value))
+                };
+                // A jti key without expiry (written by hand) is kept as
+                // for a token without exp.
+                self.learnt(key, fact, ttl.map(|ttl| now.saturating_add(ttl)), now);
             }
             Ok(None) => {}
-            Err(e) => tracing::debug!(
-                error = %scrub(&e, &self.inner.urls),
+            Err(why) => tracing::debug!(
+                reason = why.as_str(),
+                error = %why,
                 "could not read a pushed revocation back"
             ),
         }
@@ -712,42 +784,22 @@ impl Revocation {
             .local
             .retain(|key, value| value.is_some() && is_jti_key(key));
     }
-
-    /// Redis URLs, for redacting errors (empty without Redis).
-    pub(crate) fn urls(&self) -> &[String] {
-        &self.inner.urls
-    }
 }
 
 /// How long a pushed key may take to read back.
 const LEARN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The current Unix time.
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Why [`Revocation::revoke`] did not revoke.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevokeError {
     /// The revocation could match no token (why).
+    #[error("nothing to revoke: {0}")]
     MatchesNothing(String),
-    /// Redis could not be written (the error, without credentials).
-    Store(String),
+    /// Redis could not be written (the revocation is enforced by this
+    /// daemon all the same).
+    #[error("the revocation store could not be written: {0}")]
+    Store(#[source] StoreError),
 }
-
-impl std::fmt::Display for RevokeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RevokeError::MatchesNothing(why) => write!(f, "nothing to revoke: {why}"),
-            RevokeError::Store(e) => write!(f, "the revocation store could not be written: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for RevokeError {}
 
 /// Why `what` can match no token at `now`, if it cannot: an empty `jti` or
 /// subject, or a token that expired beyond every verifier's leeway
@@ -810,60 +862,36 @@ pub enum Revoke {
 }
 
 /// Writes a revocation to Redis (`urls`: one server, or cluster nodes) and
-/// announces it on the push channel. Returns the key written and how many
-/// subscribers (sidecars) received the announcement (on a cluster, those of
-/// the node that took the PUBLISH). A `jti` of a token already expired at
-/// `now` is written with no effect (the key expires at once).
+/// announces it on the push channel, on a connection of its own made for
+/// the purpose (this is `jwtd revoke --redis`: one write per process).
+/// Returns the key written and how many subscribers (sidecars) received the
+/// announcement (on a cluster, those of the node that took the PUBLISH). A
+/// `jti` of a token already expired at `now` is written with no effect (the
+/// key expires at once). `timeout` bounds the whole write, connecting
+/// included.
 ///
 /// # Errors
 ///
-/// If Redis cannot be reached or refuses a command.
+/// If Redis cannot be reached in time or refuses a command; a malformed URL
+/// is a [`StoreError::Connect`]. The error names no credential.
 pub async fn revoke(
     urls: &[String],
     prefix: &str,
     iss: Option<&str>,
     what: &Revoke,
     timeout: Duration,
-) -> redis::RedisResult<(String, i64)> {
-    let (key, set) = match what {
-        Revoke::Jti { jti, exp } => {
-            let key = jti_key(prefix, iss, jti);
-            let mut set = redis::cmd("SET");
-            // Until the last second any verifier could still accept it.
-            set.arg(&key)
-                .arg("1")
-                .arg("EXAT")
-                .arg(exp.saturating_add(MAX_LEEWAY).max(1));
-            (key, set)
-        }
-        Revoke::Subject { sub, before } => {
-            let key = sub_key(prefix, iss, sub);
-            let mut set = redis::cmd("SET");
-            set.arg(&key).arg(before.to_string());
-            (key, set)
-        }
-    };
-    let mut publish = redis::cmd("PUBLISH");
-    publish.arg(channel(prefix)).arg(&key);
+) -> Result<(String, i64), StoreError> {
+    let target = Target::parse(urls)
+        .map_err(|e| StoreError::Connect(scrub(&format!("invalid URL: {e}"), urls).into()))?;
+    let entry = what.entry(prefix, iss);
     let work = async {
-        match batch::Target::parse(urls)? {
-            batch::Target::Single(client) => {
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                set.query_async::<()>(&mut conn).await?;
-                publish.query_async::<i64>(&mut conn).await
-            }
-            batch::Target::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))?;
-                let mut conn = client.get_async_connection().await?;
-                set.query_async::<()>(&mut conn).await?;
-                publish.query_async::<i64>(&mut conn).await
-            }
-        }
+        let mut conn = target.connect(timeout).await?;
+        conn.write(&entry, &channel(prefix)).await
     };
     let receivers = tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "no answer in time")))??;
-    Ok((key, receivers))
+        .unwrap_or(Err(StoreError::Timeout(timeout)))?;
+    Ok((entry.key, receivers))
 }
 
 /// A single-threaded runtime on its own thread, for everything that talks
@@ -904,12 +932,12 @@ impl Revocation {
     }
 }
 
-fn decide(jti_revoked: bool, before: Option<i64>, token: &Verified) -> Decision {
+fn decide(jti_revoked: bool, before: Option<i64>, token: &Verified) -> Standing {
     let subject = before.is_some_and(|t| subject_revokes(t, token.claims.iat));
     if jti_revoked || subject {
-        Decision::Revoked
+        Standing::Revoked
     } else {
-        Decision::Clear
+        Standing::Clear
     }
 }
 

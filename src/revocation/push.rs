@@ -17,10 +17,12 @@
 //! and, on a cluster, go round the nodes given (cluster pub/sub reaches
 //! every node).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use super::remote::Target;
 use super::{Revocation, channel};
 
 /// How often the subscription is checked.
@@ -28,20 +30,15 @@ pub const PING_EVERY: Duration = Duration::from_secs(5);
 /// How long a ping may go unanswered.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Keeps the subscription up, forever (abort the task to stop). `clients`
-/// are tried in turn.
-pub async fn subscribe(clients: Vec<redis::Client>, revocation: Revocation) {
+/// Keeps the subscription up, forever (abort the task to stop). The nodes
+/// of `target` are tried in turn.
+pub(super) async fn subscribe(target: Arc<Target>, revocation: Revocation) {
     let channel = channel(&revocation.config().prefix);
     let mut delay = Duration::from_millis(100);
     let mut warned = false;
-    for client in clients.iter().cycle() {
-        let connect = tokio::time::timeout(PING_TIMEOUT, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        });
-        match connect.await {
-            Ok(Ok(pubsub)) => {
+    for node in (0..target.nodes()).cycle() {
+        match target.subscribe(node, &channel, PING_TIMEOUT).await {
+            Ok(pubsub) => {
                 revocation.forget_all();
                 tracing::info!(%channel, "revocation push channel subscribed");
                 warned = false;
@@ -50,12 +47,17 @@ pub async fn subscribe(clients: Vec<redis::Client>, revocation: Revocation) {
                 revocation.forget_all();
                 tracing::warn!(%channel, "revocation push channel lost; reconnecting");
             }
-            Ok(Err(e)) if !warned => {
-                let error = super::scrub(&e.to_string(), revocation.urls());
-                tracing::warn!(%error, "revocation push channel unreachable; retrying");
+            // Once per outage (a Redis that times out included); the
+            // error names no credential.
+            Err(why) if !warned => {
+                tracing::warn!(
+                    reason = why.as_str(),
+                    error = %why,
+                    "revocation push channel unreachable; retrying"
+                );
                 warned = true;
             }
-            _ => {}
+            Err(_) => {}
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));

@@ -11,8 +11,7 @@ use super::Verifier;
 use super::issuer::Call;
 use crate::cache::{Cache, Key};
 use crate::jwks::refresh::Wait;
-use crate::revocation::local::Probe;
-use crate::revocation::{Decision, Local};
+use crate::revocation::{Local, Probe, Standing};
 use crate::verify::{self, Reject, Rejection, Verified};
 
 /// What the daemon answers for one token.
@@ -208,14 +207,14 @@ impl Verifier {
 }
 
 /// A valid result's outcome once its revocation status is decided.
-fn decided(result: Arc<Verified>, cached: bool, decision: Decision) -> Outcome {
-    match decision {
-        Decision::Clear => Outcome::Valid { result, cached },
-        Decision::Revoked => Outcome::Invalid(Rejection {
+fn decided(result: Arc<Verified>, cached: bool, standing: Standing) -> Outcome {
+    match standing {
+        Standing::Clear => Outcome::Valid { result, cached },
+        Standing::Revoked => Outcome::Invalid(Rejection {
             reason: Reject::Revoked,
             anomalies: result.anomalies,
         }),
-        Decision::Unavailable => Outcome::RevocationUnavailable,
+        Standing::Unavailable => Outcome::RevocationUnavailable,
     }
 }
 /// A cache miss: the token must be verified. Carries the cache key so the
