@@ -139,6 +139,7 @@ impl Setting {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(" ")
+            .trim_end_matches('.')
             .replace('`', "")
     }
 
@@ -159,6 +160,7 @@ pub enum Value {
 
 /// A field type of [`RawConfig`], made from a [`Value`] of its kind.
 pub(super) trait FromValue {
+    /// The field's value.
     fn from_value(value: Value) -> Self;
 }
 
@@ -280,8 +282,11 @@ macro_rules! settings {
 
         impl RawConfig {
             /// Reads every setting through `get`, which returns what one
-            /// source gives for a setting (flags, environment or file).
-            pub(super) fn read(mut get: impl FnMut(&'static Setting) -> Option<Value>) -> RawConfig {
+            /// source gives for a setting: the environment
+            /// ([`RawConfig::from_env`]), the file
+            /// ([`RawConfig::from_toml`]), or the command line (the binary
+            /// reads its flags, made from [`SETTINGS`], this way).
+            pub fn read(mut get: impl FnMut(&'static Setting) -> Option<Value>) -> RawConfig {
                 RawConfig {
                     $( $skey: get(&s::$skey).map(FromValue::from_value), )*
                     $( $pkey: get(&s::$pkey).map(FromValue::from_value), )*
