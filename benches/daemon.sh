@@ -30,8 +30,8 @@ depth=8
 
 iss=https://issuer.example.test/
 aud=api://jwt-sidecar-bench
-"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks "$work/es.json"
-"$jwtd" keygen --alg RS256 --kid bench-rs256 --private "$work/rs256.pem" --jwks "$work/rs.json"
+"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks-file "$work/es.json"
+"$jwtd" keygen --alg RS256 --kid bench-rs256 --private "$work/rs256.pem" --jwks-file "$work/rs.json"
 python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]
@@ -39,8 +39,8 @@ keys = json.load(open(f"{w}/es.json"))["keys"] + json.load(open(f"{w}/rs.json"))
 json.dump({"keys": keys}, open(f"{w}/jwks.json", "w"))
 json.dump({"issuer": "https://issuer.example.test/", "audience": "api://jwt-sidecar-bench"}, open(f"{w}/meta.json", "w"))
 PY
-"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --iss "$iss" --aud "$aud" > "$work/es256.txt"
-"$jwtd" bench tokens --key "$work/rs256.pem" --count 10000 --iss "$iss" --aud "$aud" > "$work/rs256.txt"
+"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --issuer "$iss" --audience "$aud" > "$work/es256.txt"
+"$jwtd" bench tokens --key "$work/rs256.pem" --count 10000 --issuer "$iss" --audience "$aud" > "$work/rs256.txt"
 head -1 "$work/es256.txt" > "$work/one.txt"
 
 
@@ -88,8 +88,8 @@ cell rs256 --socket "$work/jwtd.sock" --depth "$depth" --tokens "$work/rs256.txt
 stop_jwtd
 
 # Memory per cached token: fill the cache with 100k distinct tokens.
-"$jwtd" keygen --alg HS256 --kid bench-hs256 --private "$work/hs256.json" --jwks "$work/hs.json"
-"$jwtd" bench tokens --key "$work/hs256.json" --count 100000 --iss "$iss" --aud "$aud" > "$work/hs256.txt"
+"$jwtd" keygen --alg HS256 --kid bench-hs256 --private "$work/hs256.json" --jwks-file "$work/hs.json"
+"$jwtd" bench tokens --key "$work/hs256.json" --count 100000 --issuer "$iss" --audience "$aud" > "$work/hs256.txt"
 "$jwtd" serve --socket "$work/mem.sock" --jwks-file "$work/hs.json" --issuer "$iss" --audience "$aud" \
     --log warn --cache-entries 200000 &
 mem_pid=$!
@@ -106,8 +106,8 @@ wait "$mem_pid" 2>/dev/null || true
 mem_per_entry=$(( (rss_after - rss_before) / 100000 ))
 echo "memory: $rss_before -> $rss_after bytes RSS, $mem_per_entry bytes per cached token" >&2
 
-crypto_es=$("$jwtd" bench crypto --jwks "$work/jwks.json" --token "$(head -1 "$work/es256.txt")" --duration 3s)
-crypto_rs=$("$jwtd" bench crypto --jwks "$work/jwks.json" --token "$(head -1 "$work/rs256.txt")" --duration 3s)
+crypto_es=$("$jwtd" bench crypto --jwks-file "$work/jwks.json" --token "$(head -1 "$work/es256.txt")" --duration 3s)
+crypto_rs=$("$jwtd" bench crypto --jwks-file "$work/jwks.json" --token "$(head -1 "$work/rs256.txt")" --duration 3s)
 echo "$crypto_es" >&2
 echo "$crypto_rs" >&2
 

@@ -42,12 +42,12 @@ conns=16
 stat_before=$(head -1 /proc/stat)
 iss=https://issuer.example.test/
 aud=api://jwt-sidecar-bench
-"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks "$work/jwks.json"
+"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks-file "$work/jwks.json"
 python3 - "$work" "$iss" "$aud" <<'PY'
 import json, sys
 json.dump({"issuer": sys.argv[2], "audience": sys.argv[3]}, open(f"{sys.argv[1]}/meta.json", "w"))
 PY
-"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --iss "$iss" --aud "$aud" > "$work/es256.txt"
+"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --issuer "$iss" --audience "$aud" > "$work/es256.txt"
 head -1 "$work/es256.txt" > "$work/one.txt"
 
 start_jwtd() { # extra flags...

@@ -20,9 +20,9 @@ secs=${1:-5}
 
 iss=https://issuer-b.example.test/
 aud=api://jwt-sidecar-bench
-"$jwtd" keygen --alg ES256 --kid a-es256 --private "$work/a.pem" --jwks "$work/a.json"
-"$jwtd" keygen --alg ES256 --kid b-es256 --private "$work/b-es.pem" --jwks "$work/b-es.json"
-"$jwtd" keygen --alg HS256 --kid b-hs256 --private "$work/b-hs.json" --jwks "$work/b-hs-pub.json"
+"$jwtd" keygen --alg ES256 --kid a-es256 --private "$work/a.pem" --jwks-file "$work/a.json"
+"$jwtd" keygen --alg ES256 --kid b-es256 --private "$work/b-es.pem" --jwks-file "$work/b-es.json"
+"$jwtd" keygen --alg HS256 --kid b-hs256 --private "$work/b-hs.json" --jwks-file "$work/b-hs-pub.json"
 python3 - "$work" <<'PY'
 import json, sys
 w = sys.argv[1]
@@ -38,8 +38,8 @@ jwks_file = "$work/a.json"
 issuer = "$iss"
 jwks_file = "$work/b.json"
 TOML
-"$jwtd" bench tokens --key "$work/b-es.pem" --count 10000 --iss "$iss" --aud "$aud" > "$work/es256.txt"
-"$jwtd" bench tokens --key "$work/b-hs.json" --count 10000 --iss "$iss" --aud "$aud" > "$work/hs256.txt"
+"$jwtd" bench tokens --key "$work/b-es.pem" --count 10000 --issuer "$iss" --audience "$aud" > "$work/es256.txt"
+"$jwtd" bench tokens --key "$work/b-hs.json" --count 10000 --issuer "$iss" --audience "$aud" > "$work/hs256.txt"
 head -1 "$work/es256.txt" > "$work/one.txt"
 
 start_jwtd() { # flags...

@@ -20,8 +20,8 @@ secs=${1:-5}
 
 iss=https://issuer.example.test/
 aud=api://jwt-sidecar-bench
-"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks "$work/jwks.json"
-"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --iss "$iss" --aud "$aud" > "$work/es256.txt"
+"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks-file "$work/jwks.json"
+"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --issuer "$iss" --audience "$aud" > "$work/es256.txt"
 head -1 "$work/es256.txt" > "$work/one.txt"
 admin_port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 

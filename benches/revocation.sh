@@ -33,8 +33,8 @@ for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 
 iss=https://issuer.example.test/
 aud=api://jwt-sidecar-bench
-"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks "$work/jwks.json"
-"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --iss "$iss" --aud "$aud" > "$work/es256.txt"
+"$jwtd" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks-file "$work/jwks.json"
+"$jwtd" bench tokens --key "$work/es256.pem" --count 10000 --issuer "$iss" --audience "$aud" > "$work/es256.txt"
 head -1 "$work/es256.txt" > "$work/one.txt"
 
 start_jwtd() { # flags...

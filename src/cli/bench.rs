@@ -63,12 +63,14 @@ struct TokensArgs {
     /// How many tokens.
     #[arg(long, default_value_t = 10_000)]
     count: usize,
-    /// Issuer claim.
-    #[arg(long, value_name = "S")]
-    iss: Option<String>,
-    /// Audience claim.
-    #[arg(long, value_name = "S")]
-    aud: Option<String>,
+    /// Issuer claim (iss).
+    // `--iss`, the old spelling, stays for scripts.
+    #[arg(long = "issuer", alias = "iss", value_name = "S")]
+    issuer: Option<String>,
+    /// Audience claim (aud).
+    // `--aud`, the old spelling, stays for scripts.
+    #[arg(long = "audience", alias = "aud", value_name = "S")]
+    audience: Option<String>,
     /// Lifetime of the tokens.
     #[arg(long, default_value = "1h", value_parser = jwtd::config::parse_duration)]
     ttl: Duration,
@@ -123,8 +125,9 @@ struct EchoArgs {
 #[derive(Debug, clap::Args)]
 struct CryptoArgs {
     /// Key set holding the token's key.
-    #[arg(long, value_name = "FILE")]
-    jwks: PathBuf,
+    // `--jwks`, the old spelling, stays for scripts.
+    #[arg(long = "jwks-file", alias = "jwks", value_name = "FILE")]
+    jwks_file: PathBuf,
     /// A token signed by a key of the set.
     #[arg(long, value_name = "TOKEN")]
     token: String,
@@ -172,10 +175,10 @@ fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
             "jti": format!("bench-{i:08}-{now}"),
             "scope": "openid profile email orders:read orders:write payments:read",
         });
-        if let Some(iss) = &a.iss {
+        if let Some(iss) = &a.issuer {
             claims["iss"] = iss.as_str().into();
         }
-        if let Some(aud) = &a.aud {
+        if let Some(aud) = &a.audience {
             claims["aud"] = aud.as_str().into();
         }
         writeln!(out, "{}", key.mint(&claims, &Default::default())?)?;
@@ -676,7 +679,8 @@ async fn echo_connection(stream: UnixStream) {
 
 fn run_crypto(a: CryptoArgs) -> anyhow::Result<ExitCode> {
     let keys = KeySet::from_jwks(
-        &std::fs::read(&a.jwks).with_context(|| format!("--jwks {}", a.jwks.display()))?,
+        &std::fs::read(&a.jwks_file)
+            .with_context(|| format!("--jwks-file {}", a.jwks_file.display()))?,
     )?;
     let token = a.token.trim().as_bytes();
     let dot = token

@@ -1,4 +1,8 @@
 //! `jwtd check`: verify one token offline and print the verdict as JSON.
+//!
+//! Its policy flags are `jwtd serve`'s, with the same names and values
+//! (durations as `30s`, `2m`, or bare seconds); `--jwks` is the old
+//! spelling of `--jwks-file`, still accepted.
 
 use std::process::ExitCode;
 
@@ -11,9 +15,11 @@ use jwtd::verify::{self, AlgSet, Algorithm, Policy};
 /// Flags of `jwtd check`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Trusted JWK set file (repeatable; sets are merged).
-    #[arg(long, value_name = "FILE")]
-    jwks: Vec<String>,
+    /// Trusted JWK set or PEM public key file, as serve's (repeatable;
+    /// sets are merged).
+    // `--jwks`, the old spelling, stays for scripts.
+    #[arg(long = "jwks-file", alias = "jwks", value_name = "FILE")]
+    jwks_file: Vec<String>,
     /// Trusted PEM public key file (repeatable): SPKI or PKCS#1 RSA.
     #[arg(long, value_name = "FILE")]
     key: Vec<String>,
@@ -23,14 +29,16 @@ pub struct Args {
     /// Required issuer (exact match).
     #[arg(long, value_name = "S")]
     issuer: Option<String>,
-    /// Accepted audience (repeatable; the token must name one of them).
-    #[arg(long, value_name = "S")]
+    /// Accepted audience (repeatable or comma-separated; the token must
+    /// name one of them).
+    #[arg(long, value_name = "S", value_delimiter = ',')]
     audience: Vec<String>,
     /// Allowed algorithms, comma-separated [default: all; `none` never].
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     algorithms: Vec<String>,
-    /// Clock skew allowed on exp/nbf/iat (e.g. 30, 30s, 2m; at most 5m).
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = super::duration_secs)]
+    /// Clock skew allowed on exp/nbf/iat (e.g. 30s, 2m, or bare seconds;
+    /// whole seconds, at most 5m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::whole_seconds)]
     leeway: u64,
     /// Claims that must be present besides exp, comma-separated; `-exp`
     /// accepts tokens without exp (e.g. --require=sub,-exp).
@@ -39,8 +47,8 @@ pub struct Args {
     /// Required header typ (e.g. at+jwt).
     #[arg(long, value_name = "T")]
     typ: Option<String>,
-    /// Maximum token lifetime, exp - iat (e.g. 1h).
-    #[arg(long, value_name = "DURATION", value_parser = super::duration_secs)]
+    /// Maximum token lifetime, exp - iat (e.g. 1h; whole seconds).
+    #[arg(long, value_name = "DURATION", value_parser = super::whole_seconds)]
     max_lifetime: Option<u64>,
     /// Maximum token size in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = verify::DEFAULT_MAX_TOKEN_BYTES)]
@@ -93,16 +101,17 @@ fn configure(args: &Args) -> Result<(Policy, KeySet), Vec<String>> {
         Some(all) => all.extend(set),
         None => keys = Some(set),
     };
-    if args.jwks.is_empty() && args.key.is_empty() {
-        problems.push("no trusted keys: pass --jwks FILE or --key FILE".to_owned());
+    if args.jwks_file.is_empty() && args.key.is_empty() {
+        problems.push("no trusted keys: pass --jwks-file FILE or --key FILE".to_owned());
     }
-    for path in &args.jwks {
+    for path in &args.jwks_file {
+        // As serve reads its jwks_file: a JWK set, or PEM public keys.
         match std::fs::read(path) {
-            Ok(bytes) => match KeySet::from_jwks(&bytes) {
+            Ok(bytes) => match KeySet::from_file_contents(&bytes) {
                 Ok(set) => add(set),
-                Err(e) => problems.push(format!("--jwks {path}: {e}")),
+                Err(e) => problems.push(format!("--jwks-file {path}: {e}")),
             },
-            Err(e) => problems.push(format!("--jwks {path}: {e}")),
+            Err(e) => problems.push(format!("--jwks-file {path}: {e}")),
         }
     }
     for path in &args.key {

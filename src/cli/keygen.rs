@@ -22,9 +22,11 @@ pub struct Args {
     /// created with mode 0600.
     #[arg(long, value_name = "FILE")]
     private: String,
-    /// Where to write the public JWK set [default: standard output].
-    #[arg(long, value_name = "FILE")]
-    jwks: Option<String>,
+    /// Where to write the public JWK set, the file serve's --jwks-file
+    /// reads [default: standard output].
+    // `--jwks`, the old spelling, stays for scripts.
+    #[arg(long = "jwks-file", alias = "jwks", value_name = "FILE")]
+    jwks_file: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,8 +38,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let key = key.with_kid(Some(kid));
     write_private(&args.private, &key.private_file()?)?;
     let jwks = serde_json::to_string_pretty(&json!({"keys": [key.public_jwk()]}))? + "\n";
-    match &args.jwks {
-        Some(path) => std::fs::write(path, jwks).with_context(|| format!("--jwks {path}"))?,
+    match &args.jwks_file {
+        Some(path) => std::fs::write(path, jwks).with_context(|| format!("--jwks-file {path}"))?,
         None => print!("{jwks}"),
     }
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,8 @@
 //! `jwtd mint`: sign a token from a private key, for development and tests.
+//!
+//! Claims that `jwtd serve` checks are set with serve's flag names
+//! (`--issuer`, `--audience`); `--iss` and `--aud` are the old spellings,
+//! still accepted.
 
 use std::process::ExitCode;
 
@@ -22,17 +26,24 @@ pub struct Args {
     /// Header kid [default: the JWK's kid].
     #[arg(long)]
     kid: Option<String>,
-    /// Issuer claim.
-    #[arg(long, value_name = "S")]
-    iss: Option<String>,
+    /// Issuer claim (iss).
+    // `--iss` and `--aud`, the old spellings, stay for scripts.
+    #[arg(long = "issuer", alias = "iss", value_name = "S")]
+    issuer: Option<String>,
     /// Subject claim.
     #[arg(long, value_name = "S")]
     sub: Option<String>,
-    /// Audience claim (repeat for an array).
-    #[arg(long, value_name = "S")]
-    aud: Vec<String>,
-    /// Lifetime: exp = now + TTL (e.g. 3600, 15m, 1h).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = super::duration_secs)]
+    /// Audience claim (aud; repeatable or comma-separated for an array).
+    #[arg(
+        long = "audience",
+        alias = "aud",
+        value_name = "S",
+        value_delimiter = ','
+    )]
+    audience: Vec<String>,
+    /// Lifetime: exp = now + TTL (e.g. 15m, 1h, or bare seconds; whole
+    /// seconds).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = super::whole_seconds)]
     ttl: u64,
     /// Leave out exp.
     #[arg(long)]
@@ -73,14 +84,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let now = super::unix_now(args.now);
     let mut claims = Map::new();
-    if let Some(iss) = &args.iss {
+    if let Some(iss) = &args.issuer {
         claims.insert("iss".into(), iss.as_str().into());
     }
     if let Some(sub) = &args.sub {
         claims.insert("sub".into(), sub.as_str().into());
     }
     // One audience is a string, several an array (RFC 7519 4.1.3).
-    let aud: Option<Value> = match args.aud.as_slice() {
+    let aud: Option<Value> = match args.audience.as_slice() {
         [] => None,
         [one] => Some(one.as_str().into()),
         many => Some(many.iter().map(String::as_str).collect()),

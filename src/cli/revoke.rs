@@ -66,16 +66,18 @@ pub struct Args {
     before: Option<i64>,
     /// The tokens' issuer (iss), exactly as in the tokens; '' for tokens
     /// without iss. Required unless --token gives it.
-    #[arg(long, value_name = "ISS", required_unless_present = "token")]
+    #[arg(long, value_name = "S", required_unless_present = "token")]
     issuer: Option<String>,
-    /// Key prefix, as the daemons' revocation_prefix [default: jwtd:].
+    /// Key prefix, as the daemons' revocation_prefix.
+    // `--prefix`, the old spelling, stays for scripts.
     #[arg(
-        long,
+        long = "revocation-prefix",
+        alias = "prefix",
         value_name = "PREFIX",
         default_value = "jwtd:",
         env = "JWTD_REVOCATION_PREFIX"
     )]
-    prefix: String,
+    revocation_prefix: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -95,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let written = runtime.block_on(revocation::revoke(
         &args.redis,
-        &args.prefix,
+        &args.revocation_prefix,
         iss.as_deref(),
         &what,
         Duration::from_secs(5),
@@ -218,7 +220,8 @@ fn unverified_claims(token: &[u8]) -> Result<serde_json::Map<String, Value>, Str
     object(parts[1], "payload")
 }
 
-/// The REVOKE op on a daemon's socket (its prefix applies, not --prefix).
+/// The REVOKE op on a daemon's socket (its prefix applies, not
+/// --revocation-prefix).
 async fn through_daemon(
     socket: &str,
     iss: Option<&str>,

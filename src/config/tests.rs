@@ -1,4 +1,8 @@
+use std::time::Duration;
+
 use super::*;
+use crate::jwks::source::Endpoint;
+use crate::verify::{AlgSet, Algorithm, Policy};
 
 /// Settings from `JWTD_*` variables. Tests of other settings that name no
 /// key source run on the development set (`JWTD_DEV=1`), as `serve --dev`.
@@ -220,7 +224,7 @@ fn defaults_with_dev() {
     assert_eq!(c.idle_timeout, Duration::from_secs(300));
     assert_eq!(c.shutdown_grace, Duration::from_secs(10));
     assert_eq!(c.write_timeout, Duration::from_secs(30));
-    assert_eq!(c.max_verifying, 4096);
+    assert_eq!(c.verifier.max_verifying, 4096);
 }
 
 #[test]
@@ -421,64 +425,183 @@ fn the_example_config_file_loads_without_problems() {
     assert_eq!(c.verifier.cache_entries, 100_000);
 }
 
-#[test]
-fn every_documented_setting_is_known_and_every_setting_is_documented() {
-    let doc = repo_file("docs/configuration.md");
-    // The `[[routes]]` table's keys live in those tables only: skip it.
-    let mut in_routes = false;
-    let keys: Vec<&str> = doc
-        .lines()
-        .filter(|l| {
-            if l.starts_with("| `[[") {
-                in_routes = l.starts_with("| `[[routes]]`");
-            } else if !l.starts_with('|') {
-                in_routes = false;
-            }
-            !in_routes
+/// The rows of the table of `docs/configuration.md` whose header starts
+/// with `header`, as trimmed cells (code marks kept), up to the first line
+/// that is not a row.
+fn doc_table(doc: &str, header: &str) -> Vec<Vec<String>> {
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with(header));
+    assert!(lines.next().is_some(), "no table {header:?} in the docs");
+    lines
+        .skip(1) // |---|---|
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
         })
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .collect();
-    assert!(keys.len() >= 20, "the table was not found: {keys:?}");
-    // `[[issuers]]` keys are documented in their own table and are all
-    // top-level keys too.
-    let mut seen = std::collections::HashSet::new();
-    let toml: String = keys
-        .iter()
-        .filter(|k| !k.starts_with('[') && seen.insert(**k))
-        .map(|k| format!("{k} = \"1\"\n"))
-        .collect();
-    let mut problems = Vec::new();
-    let mut raw = RawConfig::from_toml(&toml, &mut problems);
-    assert!(problems.is_empty(), "documented but unknown: {problems:?}");
-    assert!(doc.contains("| `[[issuers]]` key |"));
-    assert!(doc.contains("| `[[routes]]` key |"));
-    assert!(doc.contains("| `[claim_headers]` |"));
-    raw.issuers = Some(Vec::new());
-    raw.routes = Some(Vec::new());
-    raw.claim_headers = Some(Vec::new());
-    // Every field was set by some documented key.
-    assert!(
-        !format!("{raw:?}").contains("None"),
-        "undocumented setting: {raw:?}"
-    );
-    // The flag and variable columns name what the code reads.
-    for row in doc.lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        let key = cells[1].trim_matches('`');
-        // Only the main table has flag and environment columns.
-        if cells.len() < 6 || !setting_names().contains(&key) {
-            continue;
+        .collect()
+}
+
+#[test]
+fn every_setting_of_the_list_has_its_row_in_the_docs_and_every_row_a_setting() {
+    let doc = repo_file("docs/configuration.md");
+    let rows = doc_table(&doc, "| TOML key | flag | environment | default |");
+    let mut documented = std::collections::HashSet::new();
+    for row in &rows {
+        // `[claim_headers]`: a table in the file.
+        let key = row[0].trim_matches('`').trim_matches(['[', ']']);
+        let s =
+            Setting::named(key).unwrap_or_else(|| panic!("documented, but not a setting: {key}"));
+        assert!(documented.insert(key), "{key} is documented twice");
+        assert!(
+            row[1].starts_with(&format!("`{}`", s.flag()))
+                || row[1].starts_with(&format!("`{} ", s.flag())),
+            "{key}: its flag is {} in the list: {row:?}",
+            s.flag()
+        );
+        assert!(
+            row[2].starts_with(&format!("`{}`", s.env)),
+            "{key}: its variable is {} in the list: {row:?}",
+            s.env
+        );
+        if let Some(default) = s.default {
+            assert!(
+                row[3].starts_with(&format!("`{default}`")),
+                "{key}: its default is {default} in the list: {row:?}"
+            );
         }
-        let (flag, env) = (flag_name(key), env_name(key));
+        let table = s.kind == Kind::Pairs;
+        assert_eq!(row[0].starts_with("`["), table, "{key}: {row:?}");
+    }
+    for s in SETTINGS {
         assert!(
-            cells[2].starts_with(&format!("`{flag}")),
-            "{key}: flag {flag} in {row}"
+            documented.contains(s.key),
+            "undocumented setting: {}",
+            s.key
         );
-        assert!(
-            cells[3].starts_with(&format!("`{env}`")),
-            "{key}: {env} in {row}"
-        );
+    }
+    // The keys an [[issuers]] table takes, and only those.
+    let issuer_keys: Vec<String> = doc_table(&doc, "| `[[issuers]]` key |")
+        .iter()
+        .map(|row| row[0].trim_matches('`').to_owned())
+        .collect();
+    let mut listed: Vec<&str> = SETTINGS
+        .iter()
+        .filter(|s| s.scope != Scope::Daemon)
+        .map(|s| s.key)
+        .collect();
+    let mut issuer_keys: Vec<&str> = issuer_keys.iter().map(String::as_str).collect();
+    listed.sort_unstable();
+    issuer_keys.sort_unstable();
+    assert_eq!(issuer_keys, listed, "the [[issuers]] table of the docs");
+    assert!(doc.contains("| `[[routes]]` key |"));
+}
+
+#[test]
+fn every_setting_has_its_own_flag_variable_and_key() {
+    let mut seen = std::collections::HashSet::new();
+    for s in SETTINGS {
+        for name in [s.key.to_owned(), s.flag(), s.env.to_owned()] {
+            assert!(seen.insert(name.clone()), "{name} is declared twice");
+        }
+        // The flag is the key in kebab case; a list's flag, which takes
+        // one item, may drop the plural (--audience, --require).
+        let kebab = s.key.replace('_', "-");
+        match s.kind {
+            Kind::List | Kind::Pairs => assert!(kebab.starts_with(s.flag), "{s:?}"),
+            Kind::Text | Kind::Switch => assert_eq!(s.flag, kebab, "{s:?}"),
+        }
+        // The variable is named after the key or after the flag.
+        let by_key = format!("JWTD_{}", s.key.to_uppercase());
+        let by_flag = format!("JWTD_{}", s.flag.replace('-', "_").to_uppercase());
+        assert!(s.env == by_key || s.env == by_flag, "{s:?}");
+        assert!(!s.help().is_empty() && !s.value_name.is_empty(), "{s:?}");
+    }
+    // `--require`'s variable is JWTD_REQUIRE; every other list's is named
+    // after its key (a rule of naming, not a fallback: each is declared).
+    let list_vars: Vec<(&str, &str)> = SETTINGS
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::List | Kind::Pairs))
+        .map(|s| (s.key, s.env))
+        .collect();
+    assert_eq!(
+        list_vars,
+        [
+            ("audiences", "JWTD_AUDIENCES"),
+            ("algorithms", "JWTD_ALGORITHMS"),
+            ("required_claims", "JWTD_REQUIRE"),
+            ("claim_headers", "JWTD_CLAIM_HEADERS"),
+            ("redis", "JWTD_REDIS"),
+        ]
+    );
+}
+
+#[test]
+fn each_variable_and_each_file_key_sets_its_own_setting_only() {
+    for s in SETTINGS {
+        let value = match s.kind {
+            Kind::Pairs => "x-a=a,x-b=b",
+            Kind::List => "a,b",
+            Kind::Text | Kind::Switch => "1",
+        };
+        let env = RawConfig::from_env(|k| (k == s.env).then(|| value.to_owned()));
+        assert_eq!(env.given(), [s.key], "{}", s.env);
+        let file = match s.kind {
+            Kind::Pairs => format!("[{}]\nx-a = \"a\"\nx-b = \"b\"\n", s.key),
+            Kind::List => format!("{} = [\"a\", \"b\"]\n", s.key),
+            Kind::Text | Kind::Switch => format!("{} = \"1\"\n", s.key),
+        };
+        let mut problems = Vec::new();
+        let toml = RawConfig::from_toml(&file, &mut problems);
+        assert!(problems.is_empty(), "{file}: {problems:?}");
+        assert_eq!(toml.given(), [s.key], "{file}");
+        // The environment and the file give the same value.
+        assert_eq!(env, toml, "{}", s.key);
+    }
+}
+
+#[test]
+fn the_declared_defaults_are_the_defaults() {
+    let unset = Config::from_raw(raw(&[])).expect("defaults are valid");
+    let declared = raw(&[]).or(RawConfig::read(|s| {
+        s.default.map(|d| Value::Text(d.to_owned()))
+    }));
+    assert!(declared.given().len() > 40, "{declared:?}");
+    let declared = Config::from_raw(declared).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(format!("{declared:?}"), format!("{unset:?}"));
+    // And the defaults of the modules that use them.
+    assert_eq!(
+        unset.revocation,
+        crate::revocation::RevocationConfig::default()
+    );
+    assert_eq!(unset.max_frame_bytes, crate::protocol::DEFAULT_MAX_FRAME);
+}
+
+#[test]
+fn max_token_bytes_has_the_bounds_of_the_policy() {
+    // The policy's own problems are reported as they are, so its bound on
+    // max_token_bytes must be the one config checks first (else the same
+    // problem would be reported twice).
+    for (bytes, ok) in [
+        (63, false),
+        (64, true),
+        (1 << 20, true),
+        ((1 << 20) + 1, false),
+    ] {
+        let policy = Policy {
+            max_token_bytes: bytes,
+            ..Policy::default()
+        };
+        assert_eq!(policy.problems().is_empty(), ok, "{bytes}");
+        let problems = Config::from_raw(raw(&[
+            ("JWTD_MAX_TOKEN_BYTES", &bytes.to_string()),
+            ("JWTD_MAX_FRAME_BYTES", "2000000"),
+            ("JWTD_GRPC_MAX_MESSAGE_BYTES", "2000000"),
+        ]))
+        .err()
+        .unwrap_or_default();
+        assert_eq!(problems.len(), usize::from(!ok), "{bytes}: {problems:?}");
     }
 }
 

@@ -85,7 +85,7 @@ fn keygen(alg: &str, extra: &[&str]) -> Generated {
         alg,
         "--private",
         s(&private),
-        "--jwks",
+        "--jwks-file",
         s(&jwks),
     ];
     args.extend_from_slice(extra);
@@ -158,11 +158,11 @@ fn round_trip(alg: &str) {
     let token = mint(
         keys.private(),
         &[
-            "--iss",
+            "--issuer",
             "https://issuer.test",
             "--sub",
             "alice",
-            "--aud",
+            "--audience",
             "api",
             "--ttl",
             "1h",
@@ -171,7 +171,7 @@ fn round_trip(alg: &str) {
     );
     let out = check(
         &[
-            "--jwks",
+            "--jwks-file",
             keys.jwks(),
             "--issuer",
             "https://issuer.test",
@@ -330,7 +330,7 @@ fn keygen_explicit_kid_is_used_in_jwks_private_file_and_tokens() {
     let text = std::fs::read_to_string(&keys.private).expect("read");
     assert!(text.starts_with("kid: my-key-1\n"), "{text}");
     let token = mint(keys.private(), &[]);
-    let v = assert_valid(&check(&["--jwks", keys.jwks()], &token));
+    let v = assert_valid(&check(&["--jwks-file", keys.jwks()], &token));
     assert_eq!(v["kid"], "my-key-1");
 }
 
@@ -358,14 +358,14 @@ fn keygen_without_jwks_prints_the_public_set_only() {
 fn check_expired_token_exits_1_with_reason_expired() {
     let keys = keygen("ES256", &[]);
     let token = mint(keys.private(), &["--ttl", "60", &at(T0)]);
-    let out = check(&["--jwks", keys.jwks(), &at(T0 + 3600)], &token);
+    let out = check(&["--jwks-file", keys.jwks(), &at(T0 + 3600)], &token);
     assert_rejected(&out, "expired");
     assert_eq!(
         stdout_json(&out),
         json!({"valid": false, "reason": "expired"})
     );
     // Still valid within the lifetime.
-    assert_valid(&check(&["--jwks", keys.jwks(), &at(T0 + 59)], &token));
+    assert_valid(&check(&["--jwks-file", keys.jwks(), &at(T0 + 59)], &token));
 }
 
 #[test]
@@ -374,9 +374,12 @@ fn check_leeway_flag_widens_the_expiry_window() {
     let token = mint(keys.private(), &["--ttl", "60", &at(T0)]);
     // Expired 60 s ago: beyond the default 30 s, within 2 minutes.
     let late = at(T0 + 120);
-    assert_rejected(&check(&["--jwks", keys.jwks(), &late], &token), "expired");
+    assert_rejected(
+        &check(&["--jwks-file", keys.jwks(), &late], &token),
+        "expired",
+    );
     assert_valid(&check(
-        &["--jwks", keys.jwks(), "--leeway", "2m", &late],
+        &["--jwks-file", keys.jwks(), "--leeway", "2m", &late],
         &token,
     ));
 }
@@ -386,7 +389,7 @@ fn check_reads_the_token_from_stdin_with_dash() {
     let keys = keygen("ES256", &[]);
     let token = mint(keys.private(), &["--sub", "stdin-user"]);
     let out = run_jwtd(
-        &["check", "--jwks", keys.jwks(), "-"],
+        &["check", "--jwks-file", keys.jwks(), "-"],
         Some(format!("{token}\n").as_bytes()),
     );
     let v = assert_valid(&out);
@@ -421,9 +424,15 @@ fn check_with_another_keys_jwks_is_bad_signature_or_unknown_key() {
     let signer = keygen("ES256", &["--kid", "shared"]);
     let other = keygen("ES256", &["--kid", "shared"]);
     let token = mint(signer.private(), &[]);
-    assert_rejected(&check(&["--jwks", other.jwks()], &token), "bad_signature");
+    assert_rejected(
+        &check(&["--jwks-file", other.jwks()], &token),
+        "bad_signature",
+    );
     let stranger = keygen("ES256", &["--kid", "stranger"]);
-    assert_rejected(&check(&["--jwks", stranger.jwks()], &token), "unknown_key");
+    assert_rejected(
+        &check(&["--jwks-file", stranger.jwks()], &token),
+        "unknown_key",
+    );
 }
 
 #[test]
@@ -432,13 +441,13 @@ fn check_algorithms_restriction_rejects_other_algorithms() {
     let token = mint(keys.private(), &[]);
     assert_rejected(
         &check(
-            &["--jwks", keys.jwks(), "--algorithms", "RS256,EdDSA"],
+            &["--jwks-file", keys.jwks(), "--algorithms", "RS256,EdDSA"],
             &token,
         ),
         "algorithm_not_allowed",
     );
     assert_valid(&check(
-        &["--jwks", keys.jwks(), "--algorithms", "RS256, ES256"],
+        &["--jwks-file", keys.jwks(), "--algorithms", "RS256, ES256"],
         &token,
     ));
 }
@@ -448,13 +457,13 @@ fn check_require_custom_claim() {
     let keys = keygen("ES256", &[]);
     let token = mint(keys.private(), &["--claims", r#"{"tenant":"t1"}"#]);
     let v = assert_valid(&check(
-        &["--jwks", keys.jwks(), "--require", "exp,tenant"],
+        &["--jwks-file", keys.jwks(), "--require", "exp,tenant"],
         &token,
     ));
     assert_eq!(v["claims"]["tenant"], "t1");
     assert_rejected(
         &check(
-            &["--jwks", keys.jwks(), "--require", "tenant,scope"],
+            &["--jwks-file", keys.jwks(), "--require", "tenant,scope"],
             &token,
         ),
         "missing_claim",
@@ -470,22 +479,31 @@ fn require_never_silently_drops_exp() {
     );
     // exp is required by default, and a list of claims adds to it: neither
     // an empty list nor one naming other claims accepts a token without exp.
-    assert_rejected(&check(&["--jwks", keys.jwks()], &token), "missing_claim");
+    assert_rejected(
+        &check(&["--jwks-file", keys.jwks()], &token),
+        "missing_claim",
+    );
     for require in ["--require=", "--require=tenant", "--require=tenant,sub"] {
         assert_rejected(
-            &check(&["--jwks", keys.jwks(), require], &token),
+            &check(&["--jwks-file", keys.jwks(), require], &token),
             "missing_claim",
         );
     }
     // Only the explicit -exp accepts it.
     let v = assert_valid(&check(
-        &["--jwks", keys.jwks(), "--require=tenant,-exp"],
+        &["--jwks-file", keys.jwks(), "--require=tenant,-exp"],
         &token,
     ));
     assert!(v["claims"].get("exp").is_none(), "{v}");
     // Removing any other claim is a usage error, not a silent no-op.
     let out = run_jwtd(
-        &["check", "--jwks", keys.jwks(), "--require=-sub", &token],
+        &[
+            "check",
+            "--jwks-file",
+            keys.jwks(),
+            "--require=-sub",
+            &token,
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -499,18 +517,21 @@ fn require_never_silently_drops_exp() {
 fn check_typ_must_match_the_header() {
     let keys = keygen("ES256", &[]);
     let at_jwt = mint(keys.private(), &["--typ", "at+jwt"]);
-    assert_valid(&check(&["--jwks", keys.jwks(), "--typ", "at+jwt"], &at_jwt));
     assert_valid(&check(
-        &["--jwks", keys.jwks(), "--typ", "application/AT+JWT"],
+        &["--jwks-file", keys.jwks(), "--typ", "at+jwt"],
+        &at_jwt,
+    ));
+    assert_valid(&check(
+        &["--jwks-file", keys.jwks(), "--typ", "application/AT+JWT"],
         &at_jwt,
     ));
     let plain = mint(keys.private(), &[]);
     assert_rejected(
-        &check(&["--jwks", keys.jwks(), "--typ", "at+jwt"], &plain),
+        &check(&["--jwks-file", keys.jwks(), "--typ", "at+jwt"], &plain),
         "typ",
     );
     // Without --typ, any typ is accepted.
-    assert_valid(&check(&["--jwks", keys.jwks()], &at_jwt));
+    assert_valid(&check(&["--jwks-file", keys.jwks()], &at_jwt));
 }
 
 #[test]
@@ -520,13 +541,13 @@ fn check_max_lifetime_rejects_longer_lived_tokens() {
     let soon = at(T0 + 1);
     assert_rejected(
         &check(
-            &["--jwks", keys.jwks(), "--max-lifetime", "1h", &soon],
+            &["--jwks-file", keys.jwks(), "--max-lifetime", "1h", &soon],
             &token,
         ),
         "lifetime_too_long",
     );
     assert_valid(&check(
-        &["--jwks", keys.jwks(), "--max-lifetime", "2h", &soon],
+        &["--jwks-file", keys.jwks(), "--max-lifetime", "2h", &soon],
         &token,
     ));
 }
@@ -534,16 +555,19 @@ fn check_max_lifetime_rejects_longer_lived_tokens() {
 #[test]
 fn check_issuer_and_audience_mismatches_are_named() {
     let keys = keygen("ES256", &[]);
-    let token = mint(keys.private(), &["--iss", "https://a.test", "--aud", "api"]);
+    let token = mint(
+        keys.private(),
+        &["--issuer", "https://a.test", "--audience", "api"],
+    );
     assert_rejected(
         &check(
-            &["--jwks", keys.jwks(), "--issuer", "https://b.test"],
+            &["--jwks-file", keys.jwks(), "--issuer", "https://b.test"],
             &token,
         ),
         "issuer",
     );
     assert_rejected(
-        &check(&["--jwks", keys.jwks(), "--audience", "web"], &token),
+        &check(&["--jwks-file", keys.jwks(), "--audience", "web"], &token),
         "audience",
     );
 }
@@ -554,7 +578,7 @@ fn check_bad_configuration_reports_every_problem_at_once() {
     let missing = dir.path().join("missing.json");
     let out = check(
         &[
-            "--jwks",
+            "--jwks-file",
             s(&missing),
             "--algorithms",
             "none,XX",
@@ -571,7 +595,7 @@ fn check_bad_configuration_reports_every_problem_at_once() {
         "jwtd check: --algorithms: algorithm 'none' is never allowed".to_owned(),
         "jwtd check: --algorithms: unknown algorithm 'XX'".to_owned(),
         "jwtd check: leeway: 600 s exceeds the maximum of 300 s".to_owned(),
-        format!("jwtd check: --jwks {}: ", s(&missing)),
+        format!("jwtd check: --jwks-file {}: ", s(&missing)),
     ];
     for want in &expected {
         let hits = lines
@@ -594,7 +618,10 @@ fn check_bad_configuration_reports_every_problem_at_once() {
 fn check_with_out_of_range_token_size_is_a_configuration_error() {
     let keys = keygen("ES256", &[]);
     let token = mint(keys.private(), &[]);
-    let out = check(&["--jwks", keys.jwks(), "--max-token-bytes", "10"], &token);
+    let out = check(
+        &["--jwks-file", keys.jwks(), "--max-token-bytes", "10"],
+        &token,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("max token size: 10 bytes"),
@@ -609,7 +636,7 @@ fn check_without_any_key_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(
-        stderr(&out).contains("no trusted keys: pass --jwks FILE or --key FILE"),
+        stderr(&out).contains("no trusted keys: pass --jwks-file FILE or --key FILE"),
         "{}",
         stderr(&out)
     );
@@ -624,7 +651,7 @@ fn check_warns_about_a_skipped_key_and_still_verifies() {
         &[keys.public_jwk(), weak_rsa_jwk("legacy-1024")],
     );
     let token = mint(keys.private(), &[]);
-    let out = check(&["--jwks", s(&jwks)], &token);
+    let out = check(&["--jwks-file", s(&jwks)], &token);
     let v = assert_valid(&out);
     assert_eq!(v["kid"], "good");
     let err = stderr(&out);
@@ -638,7 +665,7 @@ fn check_warns_about_a_skipped_key_and_still_verifies() {
 fn check_with_no_usable_key_exits_2_naming_the_reason() {
     let dir = tempfile::tempdir().expect("temp dir");
     let jwks = write_jwks(dir.path(), "weak.json", &[weak_rsa_jwk("legacy-1024")]);
-    let out = check(&["--jwks", s(&jwks)], "a.b.c");
+    let out = check(&["--jwks-file", s(&jwks)], "a.b.c");
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = stderr(&out);
@@ -653,7 +680,7 @@ fn check_with_no_usable_key_exits_2_naming_the_reason() {
 #[test]
 fn check_without_token_is_a_usage_error() {
     let keys = keygen("ES256", &[]);
-    let out = run_jwtd(&["check", "--jwks", keys.jwks()], None);
+    let out = run_jwtd(&["check", "--jwks-file", keys.jwks()], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = stderr(&out);
@@ -683,7 +710,7 @@ fn mint_extra_claims_appear_in_check_output() {
         keys.private(),
         &["--claims", r#"{"scope":"a b","roles":["x"]}"#],
     );
-    let v = assert_valid(&check(&["--jwks", keys.jwks()], &token));
+    let v = assert_valid(&check(&["--jwks-file", keys.jwks()], &token));
     assert_eq!(v["claims"]["scope"], "a b");
     assert_eq!(v["claims"]["roles"], json!(["x"]));
 }
@@ -692,22 +719,25 @@ fn mint_extra_claims_appear_in_check_output() {
 fn mint_extra_header_jku_is_reported_as_an_anomaly() {
     let keys = keygen("ES256", &[]);
     let token = mint(keys.private(), &["--header", r#"{"jku":"https://evil"}"#]);
-    let v = assert_valid(&check(&["--jwks", keys.jwks()], &token));
+    let v = assert_valid(&check(&["--jwks-file", keys.jwks()], &token));
     assert_eq!(v["anomalies"], json!(["jku"]), "{v}");
     // A plain token has no anomalies member.
     let plain = mint(keys.private(), &[]);
-    let v = assert_valid(&check(&["--jwks", keys.jwks()], &plain));
+    let v = assert_valid(&check(&["--jwks-file", keys.jwks()], &plain));
     assert!(v.get("anomalies").is_none(), "{v}");
 }
 
 #[test]
 fn mint_repeated_aud_yields_an_array() {
     let keys = keygen("ES256", &[]);
-    let token = mint(keys.private(), &["--aud", "a", "--aud", "b"]);
-    let v = assert_valid(&check(&["--jwks", keys.jwks(), "--audience", "b"], &token));
+    let token = mint(keys.private(), &["--audience", "a", "--audience", "b"]);
+    let v = assert_valid(&check(
+        &["--jwks-file", keys.jwks(), "--audience", "b"],
+        &token,
+    ));
     assert_eq!(v["claims"]["aud"], json!(["a", "b"]));
-    let single = mint(keys.private(), &["--aud", "a"]);
-    let v = assert_valid(&check(&["--jwks", keys.jwks()], &single));
+    let single = mint(keys.private(), &["--audience", "a"]);
+    let v = assert_valid(&check(&["--jwks-file", keys.jwks()], &single));
     assert_eq!(v["claims"]["aud"], "a");
 }
 
@@ -719,11 +749,16 @@ fn dev_key_set_round_trips_through_mint_and_check() {
     let jwks = repo_path("deploy/dev/jwks.json");
     let token = mint(
         s(&key),
-        &["--iss", "https://jwtd.dev.invalid", "--aud", "jwtd-dev"],
+        &[
+            "--issuer",
+            "https://jwtd.dev.invalid",
+            "--audience",
+            "jwtd-dev",
+        ],
     );
     let v = assert_valid(&check(
         &[
-            "--jwks",
+            "--jwks-file",
             s(&jwks),
             "--issuer",
             "https://jwtd.dev.invalid",
@@ -735,4 +770,168 @@ fn dev_key_set_round_trips_through_mint_and_check() {
     assert_eq!(v["alg"], "ES256");
     assert_eq!(v["kid"], "jwtd-dev-es256");
     assert_eq!(v["claims"]["iss"], "https://jwtd.dev.invalid");
+}
+
+// ---------------------------------------------------- names across commands
+
+#[test]
+fn old_flag_spellings_still_work() {
+    // Scripts written before the subcommands took serve's names.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let private = dir.path().join("k.pem");
+    let jwks = dir.path().join("jwks.json");
+    let out = run_jwtd(
+        &[
+            "keygen",
+            "--alg",
+            "ES256",
+            "--private",
+            s(&private),
+            "--jwks",
+            s(&jwks),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let token = mint(
+        s(&private),
+        &["--iss", "https://a.test", "--aud", "api", &at(T0)],
+    );
+    let v = assert_valid(&check(
+        &[
+            "--jwks",
+            s(&jwks),
+            "--issuer",
+            "https://a.test",
+            "--audience",
+            "api",
+            "--leeway",
+            "30",
+            &at(T0 + 1),
+        ],
+        &token,
+    ));
+    assert_eq!(v["claims"]["iss"], "https://a.test");
+}
+
+#[test]
+fn check_reads_durations_as_the_daemon_does_and_pem_through_jwks_file() {
+    let keys = keygen("ES256", &[]);
+    // Lifetime 90 s, written three ways.
+    for ttl in ["90", "90s", "1m"] {
+        let token = mint(keys.private(), &["--ttl", ttl, &at(T0)]);
+        let v = assert_valid(&check(&["--jwks-file", keys.jwks(), &at(T0)], &token));
+        let lifetime = v["claims"]["exp"].as_i64().unwrap() - T0;
+        assert_eq!(lifetime, if ttl == "1m" { 60 } else { 90 }, "{ttl}");
+    }
+    // As the daemon refuses it: leeway in whole seconds only.
+    let token = mint(keys.private(), &[]);
+    let out = check(&["--jwks-file", keys.jwks(), "--leeway", "500ms"], &token);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a whole number of seconds"),
+        "{}",
+        stderr(&out)
+    );
+    // --jwks-file reads PEM public keys, as the daemon's jwks_file does.
+    let pem = keys.public_pem();
+    assert_valid(&check(&["--jwks-file", s(&pem)], &token));
+}
+
+// ----------------------------------------------------------- serve --help
+
+#[test]
+fn serve_help_groups_flags_by_topic_and_names_each_variable() {
+    let out = run_jwtd(&["serve", "--help"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let help = stdout(&out);
+    // The help's sections: a heading line ("Keys:") and its flags.
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            sections.push((line.trim_end_matches(':').to_owned(), String::new()));
+        } else if let Some((_, body)) = sections.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    let headings: Vec<&str> = sections.iter().map(|(h, _)| h.as_str()).collect();
+    let topics: Vec<&str> = jwtd::config::Topic::ALL
+        .iter()
+        .map(|t| t.heading())
+        .collect();
+    assert_eq!(headings[1..], topics[..], "{help}");
+    for setting in jwtd::config::SETTINGS {
+        let (_, body) = sections
+            .iter()
+            .find(|(h, _)| h == setting.topic.heading())
+            .expect("the setting's heading");
+        // The flag's entry: from its name to the next flag.
+        let flag = format!("--{} ", setting.flag);
+        let flag_alone = format!("--{}\n", setting.flag);
+        let at = body
+            .find(&flag)
+            .or_else(|| body.find(&flag_alone))
+            .unwrap_or_else(|| panic!("{flag} under {}:\n{help}", setting.topic.heading()));
+        let entry = &body[at..];
+        let entry = &entry[..entry[2..].find("\n      --").map_or(entry.len(), |n| n + 2)];
+        assert!(
+            entry.contains(&format!("[env: {}]", setting.env)),
+            "{flag}: {entry}"
+        );
+        if let (Some(default), false) = (setting.default, setting.flag == "dev") {
+            assert!(
+                entry.contains(&format!("[default: {default}]")),
+                "{flag}: {entry}"
+            );
+        }
+    }
+}
+
+// ----------------------------------------------------------- exit statuses
+
+/// `jwtd serve ARGS` with no `JWTD_*` variable inherited, to its exit.
+fn serve_exit(args: &[&str]) -> Output {
+    let mut cmd = Command::new(crate::support::jwtd_bin());
+    cmd.arg("serve")
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("JWTD_")) {
+        cmd.env_remove(k);
+    }
+    cmd.output().expect("run jwtd serve")
+}
+
+#[test]
+fn serve_that_cannot_start_exits_69_apart_from_usage_and_config_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A socket in a directory that does not exist: valid, but not bindable.
+    let missing = dir.path().join("no-such-dir/jwtd.sock");
+    let out = serve_exit(&["--dev", "--socket", s(&missing)]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("cannot bind the socket"), "{err}");
+    assert!(err.contains(s(&missing)), "{err}");
+
+    // The admin address taken: the native socket was bound by then, and
+    // is removed again.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let socket = dir.path().join("jwtd.sock");
+    let out = serve_exit(&["--dev", "--socket", s(&socket), "--admin-addr", &addr]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("admin listener"), "{err}");
+    assert!(!socket.exists(), "the bound socket was left behind: {err}");
+
+    // A usage error is still 2, a configuration problem still 64.
+    let out = serve_exit(&["--dev", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = serve_exit(&["--dev", "--socket", s(&socket), "--leeway", "1h"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("jwtd: config: --leeway: leeway: "),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -94,7 +94,8 @@ fn every_conformance_vector_gets_the_expected_verdict_from_the_library() {
 fn every_conformance_vector_gets_the_expected_verdict_from_jwtd_check() {
     let mut wrong = BTreeMap::new();
     for case in cases() {
-        let mut args: Vec<String> = vec!["check".into(), "--jwks".into(), jwks_path(&case.jwks)];
+        let mut args: Vec<String> =
+            vec!["check".into(), "--jwks-file".into(), jwks_path(&case.jwks)];
         if let Some(iss) = case.v["iss"].as_str() {
             args.extend(["--issuer".into(), iss.into()]);
         }

@@ -664,7 +664,15 @@ fn dev_serves_the_published_set_for_the_dev_issuer_only() {
     let key = key.to_string_lossy();
     let verify = |iss: &str| {
         let token = crate::support::run_jwtd(
-            &["mint", "--key", &key, "--iss", iss, "--aud", "jwtd-dev"],
+            &[
+                "mint",
+                "--key",
+                &key,
+                "--issuer",
+                iss,
+                "--audience",
+                "jwtd-dev",
+            ],
             None,
         );
         assert!(token.status.success(), "{token:?}");

@@ -1122,7 +1122,16 @@ fn mint(iss: &str, aud: &str) -> String {
         .arg("mint")
         .arg("--key")
         .arg(repo_path("deploy/dev/signing-key.pem"))
-        .args(["--iss", iss, "--aud", aud, "--sub", "alice", "--ttl", "10m"])
+        .args([
+            "--issuer",
+            iss,
+            "--audience",
+            aud,
+            "--sub",
+            "alice",
+            "--ttl",
+            "10m",
+        ])
         .output()
         .expect("jwtd mint");
     assert!(out.status.success(), "mint: {}", text(&out.stderr));
