@@ -1259,13 +1259,13 @@ async fn revocations_through_the_socket_reach_the_in_memory_store() {
 }
 
 /// `--threads N` sizes the runtime: the daemon runs exactly N threads named
-/// as tokio names its workers (`tokio-runtime-worker`, cut to the 15 bytes
-/// of a Linux thread name), and answers on them. The embedded dev key set
+/// as tokio (1.54) names its workers, `tokio-rt-worker`, and answers on
+/// them. The embedded dev key set
 /// means no file is read, so no blocking-pool thread (which tokio names
 /// the same) is started beside them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_sets_the_number_of_runtime_workers() {
-    const WORKER: &str = "tokio-runtime-w";
+    const WORKER: &str = "tokio-rt-worker";
     for threads in [1usize, 3] {
         let d = Jwtd::builder()
             .no_jwks_file()
