@@ -749,6 +749,37 @@ impl Drop for Helper {
     }
 }
 
+/// jwtd behind a proxy (nginx, Envoy) in front of a stand-in app: what the
+/// proxy tests share. The proxy and the app are stopped before jwtd.
+pub struct Proxied {
+    /// The proxy first, then the app: the order they stop in.
+    helpers: Vec<Helper>,
+    pub jwtd: Jwtd,
+    /// The proxy's listening port.
+    pub port: u16,
+}
+
+impl Proxied {
+    /// `jwtd`, and `helpers` (proxy first) already listening on `port`.
+    pub fn new(jwtd: Jwtd, helpers: Vec<Helper>, port: u16) -> Proxied {
+        Proxied {
+            helpers,
+            jwtd,
+            port,
+        }
+    }
+
+    /// A token jwtd trusts ([`Jwtd::token`]).
+    pub fn token(&self, extra: Value) -> String {
+        self.jwtd.token(extra)
+    }
+
+    /// `request` through the proxy ([`tcp_exchange`]).
+    pub fn send(&self, request: &str) -> (u16, String, String) {
+        tcp_exchange(self.port, request)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // HTTP bits.
 
