@@ -564,9 +564,15 @@ fn readyz_can_require_the_revocation_store() {
     assert_eq!(sample(&d.metrics(), "jwtd_ready"), 0.0);
     redis.spawn();
     wait_for((200, "ready\n"), "Redis restarted");
-    // Without the setting, a Redis outage does not touch readiness.
+    // Without the setting, a Redis outage does not touch readiness: once
+    // the daemon has met it (a lookup failed, the store counted down),
+    // /readyz still says ready.
     let plain = start(&["--redis", &url]);
     redis.kill();
+    let token = plain.token(json!({"jti": "after-the-kill"}));
+    assert_ne!(check_all(&plain, &[Some(&token)]), [200], "Redis is down");
+    plain.wait_metric("jwtd_revocation_backend_up", |up| up == 0.0);
     let (status, body) = plain.admin_get("/readyz");
     assert_eq!((status, body.as_str()), (200, "ready\n"));
+    assert_eq!(plain.metric("jwtd_ready"), 1.0);
 }
