@@ -520,22 +520,12 @@ fn socket_group_is_given_to_every_socket_and_an_unknown_group_is_exit_64() {
     }
     // By name when the group has one, else by number.
     let group = name.clone().unwrap_or_else(|| gid.to_string());
-    let grpc_dir = tempfile::tempdir().expect("dir");
-    let grpc = grpc_dir.path().join("grpc.sock");
-    let front = start(
-        "",
-        &[
-            "--socket-group",
-            &group,
-            "--grpc-socket",
-            grpc.to_str().unwrap(),
-        ],
-    );
-    for socket in [
-        front.socket.clone(),
-        front.http_socket().to_owned(),
-        grpc,
-    ] {
+    let front = Jwtd::builder()
+        .http_front()
+        .grpc_front()
+        .args(["--socket-group", &group])
+        .start();
+    for socket in [&front.socket, front.http_socket(), front.grpc_socket()] {
         let meta = std::fs::metadata(&socket).expect("socket");
         assert_eq!(meta.gid(), gid, "{}", socket.display());
         assert_eq!(meta.mode() & 0o777, 0o660, "{}", socket.display());
@@ -546,23 +536,11 @@ fn socket_group_is_given_to_every_socket_and_an_unknown_group_is_exit_64() {
         assert_eq!(std::fs::metadata(numeric.http_socket()).unwrap().gid(), gid);
     }
     // An unknown group name: a configuration problem.
-    let dir = tempfile::tempdir().expect("dir");
-    let out = crate::support::run_jwtd(
-        &[
-            "serve",
-            "--socket",
-            dir.path().join("s.sock").to_str().unwrap(),
-            "--jwks-file",
-            crate::support::repo_path("deploy/dev/jwks.json")
-                .to_str()
-                .unwrap(),
-            "--socket-group",
-            "no-such-group-jwtd",
-        ],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(64), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let exited = Jwtd::builder()
+        .args(["--socket-group", "no-such-group-jwtd"])
+        .run_until_exit();
+    assert_eq!(exited.code, Some(64), "{}", exited.log);
+    let stderr = exited.log;
     assert!(
         stderr.contains("socket_group: no group named \"no-such-group-jwtd\""),
         "{stderr}"
