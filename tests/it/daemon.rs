@@ -332,10 +332,7 @@ async fn unknown_selector_is_an_error_but_the_connection_stays() {
 fn sigterm_answers_every_request_in_flight_then_exits_cleanly() {
     // Cache off and RSA-2048 tokens, each distinct, so the requests are
     // still being verified when the signal lands.
-    let d = start_with(
-        Algorithm::PS256,
-        &["--cache-entries", "0"],
-    );
+    let d = start_with(Algorithm::PS256, &["--cache-entries", "0"]);
     let n = 3000u32;
     let mut frames = BytesMut::new();
     for id in 0..n {
@@ -428,6 +425,17 @@ fn a_stale_socket_is_replaced_but_a_live_one_is_not_stolen() {
         .socket_at(&stale)
         .start();
     drop(replaced);
+    // The same after a crash: a daemon killed outright leaves its socket
+    // file behind, and started again on that path it takes the path back.
+    let crashed = Jwtd::start(&[]);
+    crashed.kill();
+    assert!(crashed.socket.exists(), "SIGKILL removed the socket file");
+    crashed.restart();
+    assert!(
+        StdStream::connect(&crashed.socket).is_ok(),
+        "{}",
+        crashed.log_report()
+    );
 
     // Not a socket: never deleted.
     let file = dir.path().join("file");
@@ -719,7 +727,10 @@ fn log_lines_carry_no_rust_debug_forms() {
 #[test]
 fn log_colours_only_on_a_terminal_and_never_with_no_color() {
     let has_escape = |log: &[u8]| log.contains(&0x1b);
-    assert!(!has_escape(&startup_log(false, false)), "colours into a file");
+    assert!(
+        !has_escape(&startup_log(false, false)),
+        "colours into a file"
+    );
     assert!(
         has_escape(&startup_log(true, false)),
         "no colours on a terminal"
@@ -752,10 +763,7 @@ fn jwtd_verify_prints_the_verdict_and_exits_by_it() {
 fn a_framing_error_is_answered_after_every_earlier_request() {
     // Cache misses verified on other tasks must still reach the client
     // before the final ERROR.
-    let d = start_with(
-        Algorithm::ES384,
-        &["--cache-entries", "0"],
-    );
+    let d = start_with(Algorithm::ES384, &["--cache-entries", "0"]);
     let mut frames = BytesMut::new();
     for id in 0..20u32 {
         let t = d.mint(&json!({"exp": now() + 60, "jti": id.to_string()}));

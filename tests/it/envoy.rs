@@ -72,9 +72,7 @@ impl Stack {
             .args(["--strip-token", "true"])
             .config("[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n");
         jwtd = match mode {
-            Mode::Http => jwtd
-                .http_front()
-                .args(["--http-path-prefix", "/verify"]),
+            Mode::Http => jwtd.http_front().args(["--http-path-prefix", "/verify"]),
             Mode::Grpc => jwtd.grpc_front(),
         };
         if !jwtd_args.is_empty() {

@@ -885,6 +885,9 @@ fn sigterm_while_connected_removes_the_socket_and_exits_0() {
         }
     });
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert!(!front.grpc_socket().exists(), "the gRPC socket file is removed");
+    assert!(
+        !front.grpc_socket().exists(),
+        "the gRPC socket file is removed"
+    );
     drop(grpc);
 }

@@ -526,7 +526,7 @@ fn socket_group_is_given_to_every_socket_and_an_unknown_group_is_exit_64() {
         .args(["--socket-group", &group])
         .start();
     for socket in [&front.socket, front.http_socket(), front.grpc_socket()] {
-        let meta = std::fs::metadata(&socket).expect("socket");
+        let meta = std::fs::metadata(socket).expect("socket");
         assert_eq!(meta.gid(), gid, "{}", socket.display());
         assert_eq!(meta.mode() & 0o777, 0o660, "{}", socket.display());
     }

@@ -92,20 +92,23 @@ fn good_bad_and_attack_tokens_move_the_right_counters() {
         )
         .expect("mint");
 
-    let statuses = check_all(&d, &[
-        Some(&valid),
-        Some(&valid),
-        Some(&valid),
-        Some(&embedded),
-        Some(&expired),
-        Some(&replayed),
-        Some("garbage"),
-        Some(&none),
-        Some(&confused),
-        Some(&unknown_kid),
-        Some(&forged),
-        None,
-    ]);
+    let statuses = check_all(
+        &d,
+        &[
+            Some(&valid),
+            Some(&valid),
+            Some(&valid),
+            Some(&embedded),
+            Some(&expired),
+            Some(&replayed),
+            Some("garbage"),
+            Some(&none),
+            Some(&confused),
+            Some(&unknown_kid),
+            Some(&forged),
+            None,
+        ],
+    );
     assert_eq!(
         statuses,
         [200, 200, 200, 200, 401, 401, 401, 401, 401, 401, 401, 401]

@@ -342,9 +342,10 @@ impl Hammer {
     async fn leave_old_out(&self) {
         self.state.phase.store(NEW_ONLY, SeqCst);
         let state = &self.state;
-        let drained = eventually(WAIT, || async move {
-            state.old_in_flight.load(SeqCst) == 0
-        })
+        let drained = eventually(
+            WAIT,
+            || async move { state.old_in_flight.load(SeqCst) == 0 },
+        )
         .await;
         assert!(drained, "old-key requests still in flight after {WAIT:?}");
     }
@@ -372,10 +373,7 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
     let state = hammer.state.clone();
     let s = &state;
     assert!(
-        eventually(WAIT, || async move {
-            s.old_cached.load(SeqCst) >= 100
-        })
-        .await,
+        eventually(WAIT, || async move { s.old_cached.load(SeqCst) >= 100 }).await,
         "the reused old token was never served from the cache{}",
         d.log_report()
     );
@@ -386,19 +384,17 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
     let probe = fresh(&new);
     let (c, p) = (&client, &probe);
     assert!(
-        eventually(WAIT, || async move {
-            is_valid(&verify(c, p).await)
-        })
-        .await,
+        eventually(WAIT, || async move { is_valid(&verify(c, p).await) }).await,
         "the new key was never picked up{}",
         d.log_report()
     );
     hammer.send_both();
     let before = state.new_valid.load(SeqCst);
     assert!(
-        eventually(WAIT, || async move {
-            s.new_valid.load(SeqCst) >= before + 100
-        })
+        eventually(
+            WAIT,
+            || async move { s.new_valid.load(SeqCst) >= before + 100 }
+        )
         .await,
         "the hammer's new-key tokens are not getting through{}",
         d.log_report()
@@ -530,9 +526,10 @@ async fn a_thousand_random_kids_in_a_second_cause_at_most_one_fetch() {
     // interval, nothing else fetches).
     let s = &server;
     assert!(
-        eventually(WAIT, || async move {
-            s.requests("jwks").len() > fetches_before
-        })
+        eventually(
+            WAIT,
+            || async move { s.requests("jwks").len() > fetches_before }
+        )
         .await,
         "the unknown kids' refresh never fetched{}",
         d.log_report()
@@ -705,7 +702,11 @@ async fn not_ready_until_the_first_good_set() {
     let d = serve(&["--jwks-url", &server.url("jwks"), "--refresh-min", "1s"]);
     let client = d.client().await;
     let token = fresh(&k1);
-    assert!(!is_ready(&client).await, "ready without keys{}", d.log_report());
+    assert!(
+        !is_ready(&client).await,
+        "ready without keys{}",
+        d.log_report()
+    );
     let reply = verify(&client, &token).await;
     assert!(
         matches!(
@@ -838,10 +839,7 @@ async fn discovery_finds_the_jwks_and_follows_a_changed_jwks_uri() {
     let token = mint(&k2, json!({"iss": issuer}));
     let (c, t) = (&client, &token);
     assert!(
-        eventually(WAIT, || async move {
-            is_valid(&verify(c, t).await)
-        })
-        .await,
+        eventually(WAIT, || async move { is_valid(&verify(c, t).await) }).await,
         "the new jwks_uri was never followed: {:?}{}",
         server.requests("idp/keys2"),
         d.log_report()
@@ -861,8 +859,7 @@ async fn discovery_with_a_mismatched_issuer_is_not_used() {
     let client = d.client().await;
     let token = mint(&k1, json!({"iss": issuer}));
     // Not ready after the document was fetched and refused, twice.
-    let errors =
-        format!(r#"jwtd_jwks_refreshes_total{{issuer="{issuer}",result="error"}}"#);
+    let errors = format!(r#"jwtd_jwks_refreshes_total{{issuer="{issuer}",result="error"}}"#);
     d.wait_metric(&errors, |n| n >= 2.0);
     assert!(
         !is_ready(&client).await,
@@ -1069,10 +1066,7 @@ async fn a_watched_pem_file_is_reloaded() {
     let new = fresh(&second);
     let (c, t) = (&client, &new);
     assert!(
-        eventually(WAIT, || async move {
-            is_valid(&verify(c, t).await)
-        })
-        .await,
+        eventually(WAIT, || async move { is_valid(&verify(c, t).await) }).await,
         "the new PEM key was not loaded{}",
         d.log_report()
     );
@@ -1118,10 +1112,7 @@ async fn redirects_are_followed_only_to_allowed_urls() {
     assert_becomes_ready(&five.client().await, &five).await;
     let six = serve(&["--jwks-url", &server.url("r1")]);
     assert!(
-        eventually(WAIT, || async {
-            six.log().contains("too many redirects")
-        })
-        .await,
+        eventually(WAIT, || async { six.log().contains("too many redirects") }).await,
         "six redirects were followed{}",
         six.log_report()
     );
@@ -1182,10 +1173,7 @@ async fn an_auth0_style_issuer_and_a_failing_discovery_document_keep_the_known_j
     let token = mint(&k2, json!({"iss": issuer}));
     let (c, t) = (&client, &token);
     assert!(
-        eventually(WAIT, || async move {
-            is_valid(&verify(c, t).await)
-        })
-        .await,
+        eventually(WAIT, || async move { is_valid(&verify(c, t).await) }).await,
         "the known jwks_uri was not used after discovery failed{}",
         d.log_report()
     );
@@ -1297,7 +1285,11 @@ async fn an_hmac_secret_in_a_served_set_mints_nothing_and_the_other_keys_still_w
 
     for (what, token) in [("EC", fresh(&ec)), ("RSA", fresh(&rsa))] {
         let reply = verify(&client, &token).await;
-        assert!(is_valid(&reply), "{what} token: {reply:?}{}", d.log_report());
+        assert!(
+            is_valid(&reply),
+            "{what} token: {reply:?}{}",
+            d.log_report()
+        );
     }
     // Anyone can read the set, so anyone could sign with its secret: such
     // tokens are refused, with the kid or without.
@@ -1357,10 +1349,7 @@ async fn a_suppressed_unknown_kid_refresh_is_logged_once_per_cooldown() {
     assert!(is_rejected(&reply, Reject::UnknownKey), "{reply:?}");
     let s = &server;
     assert!(
-        eventually(WAIT, || async move {
-            s.requests("jwks").len() >= 2
-        })
-        .await,
+        eventually(WAIT, || async move { s.requests("jwks").len() >= 2 }).await,
         "the unknown kid asked for no fetch{}",
         d.log_report()
     );
@@ -1415,10 +1404,7 @@ async fn a_key_published_right_after_start_verifies_without_waiting_out_the_cool
     let d = serve(&["--jwks-url", &server.url("jwks")]);
     let s = &server;
     assert!(
-        eventually(WAIT, || async move {
-            !s.requests("jwks").is_empty()
-        })
-        .await,
+        eventually(WAIT, || async move { !s.requests("jwks").is_empty() }).await,
         "no start-up fetch{}",
         d.log_report()
     );
@@ -1501,14 +1487,14 @@ async fn credentials_in_a_jwks_url_never_reach_the_log() {
     // The issuer goes down: failed fetches are logged, with reqwest's error.
     server.stop();
     assert!(
-        eventually(WAIT, || async {
-            d.log().contains("key set fetch failed")
-        })
-        .await,
+        eventually(WAIT, || async { d.log().contains("key set fetch failed") }).await,
         "no failed fetch logged{}",
         d.log_report()
     );
-    for (what, log) in [("jwks", d.log_report()), ("redirect", redirected.log_report())] {
+    for (what, log) in [
+        ("jwks", d.log_report()),
+        ("redirect", redirected.log_report()),
+    ] {
         assert!(
             !log.contains("SECRET"),
             "{what}: a credential in the log{log}"

@@ -181,7 +181,10 @@ impl Redis {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("redis-server did not answer PING within {WAIT:?}{}", self.log());
+                panic!(
+                    "redis-server did not answer PING within {WAIT:?}{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -454,7 +457,7 @@ async fn assert_valid_and_cached(d: &Jwtd, client: &Client, token: &str) {
 async fn until_valid(d: &Jwtd, client: &Client, within: Duration) -> Duration {
     let start = Instant::now();
     loop {
-        let reply = verify(client, &tokens(&d).fresh()).await;
+        let reply = verify(client, &tokens(d).fresh()).await;
         if is_valid(&reply) {
             return start.elapsed();
         }
@@ -504,7 +507,7 @@ async fn time_to_revoked(d: &Jwtd, client: &Client, token: &str, since: Instant)
 /// (Redis is down and revocation fails closed); how long the answer took.
 async fn assert_unavailable(d: &Jwtd, client: &Client) -> Duration {
     let start = Instant::now();
-    let reply = verify(client, &tokens(&d).fresh()).await;
+    let reply = verify(client, &tokens(d).fresh()).await;
     assert!(
         is_unavailable(&reply),
         "Redis is down: expected revocation_unavailable, got {reply:?}{}",
@@ -607,10 +610,8 @@ async fn a_revoked_jti_is_pushed_and_rejected_even_when_cached() {
     wait_connected(&d, &client, &redis).await;
 
     let exp = now() + 3600;
-    let token = tokens(&d)
-        .mint(&json!({"jti": "t-1", "sub": "alice", "iat": now(), "exp": exp}));
-    let sibling = tokens(&d)
-        .mint(&json!({"jti": "t-2", "sub": "alice", "iat": now(), "exp": exp}));
+    let token = tokens(&d).mint(&json!({"jti": "t-1", "sub": "alice", "iat": now(), "exp": exp}));
+    let sibling = tokens(&d).mint(&json!({"jti": "t-2", "sub": "alice", "iat": now(), "exp": exp}));
     assert_valid_and_cached(&d, &client, &token).await;
     assert_valid_and_cached(&d, &client, &sibling).await;
 
@@ -644,8 +645,7 @@ async fn a_revoked_subject_rejects_tokens_issued_before_and_not_after() {
     let t = now() - 20;
     let exp = now() + 3600;
     let mint = |iss: &str, jti: &str, iat: i64| {
-        tokens(&d)
-            .mint(&json!({"iss": iss, "jti": jti, "sub": "bob", "iat": iat, "exp": exp}))
+        tokens(&d).mint(&json!({"iss": iss, "jti": jti, "sub": "bob", "iat": iat, "exp": exp}))
     };
     let older = mint(iss, "older", t - 10);
     let newer = mint(iss, "newer", t + 10);
@@ -827,8 +827,8 @@ async fn a_redis_cluster_of_three_masters_works_the_same() {
     let tag = issuer_tag(iss);
     let t = now() - 20;
     let exp = now() + 3600;
-    let by_jti = tokens(&d)
-        .mint(&json!({"iss": iss, "jti": "c-1", "sub": "carol", "iat": t, "exp": exp}));
+    let by_jti =
+        tokens(&d).mint(&json!({"iss": iss, "jti": "c-1", "sub": "carol", "iat": t, "exp": exp}));
     let by_sub = tokens(&d)
         .mint(&json!({"iss": iss, "jti": "d-1", "sub": "dave", "iat": t - 10, "exp": exp}));
     assert_valid_and_cached(&d, &client, &by_jti).await;
@@ -1038,7 +1038,10 @@ async fn a_memo_is_refreshed_in_the_background_before_it_expires() {
     // early (it sleeps at least that long); a machine stalled past the end
     // shows as a revoked answer (a lookup of its own), and is tried again.
     for attempt in 1..=3 {
-        let jti = format!("refreshed-ahead-{attempt}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let jti = format!(
+            "refreshed-ahead-{attempt}-{}",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let token = tokens(&d).mint(&json!({"jti": jti, "exp": now() + 3600}));
         // Verified, looked up, cached with a memo good for TTL from before
         // this instant.
@@ -1148,8 +1151,7 @@ async fn known_revocations_survive_a_redis_that_lost_its_data() {
 
         let exp = now() + 3600;
         let mint = |jti: &str, sub: &str| {
-            tokens(&d)
-                .mint(&json!({"jti": jti, "sub": sub, "iat": now() - 5, "exp": exp}))
+            tokens(&d).mint(&json!({"jti": jti, "sub": sub, "iat": now() - 5, "exp": exp}))
         };
         let here = mint("here", "u-here");
         let pushed = mint("pushed", "u-pushed");
@@ -1162,7 +1164,11 @@ async fn known_revocations_survive_a_redis_that_lost_its_data() {
         // Through this daemon's socket...
         let body = json!({"jti": "here", "exp": exp}).to_string();
         let reply = client.revoke(body.as_bytes()).await.expect("revoke");
-        assert!(matches!(reply, Reply::Done { .. }), "{reply:?}{}", d.log_report());
+        assert!(
+            matches!(reply, Reply::Done { .. }),
+            "{reply:?}{}",
+            d.log_report()
+        );
         // ... and from outside, announced on the push channel.
         let exp_arg = exp.to_string();
         revoke(
@@ -1209,16 +1215,20 @@ async fn known_revocations_hold_with_redis_down_failing_open() {
     wait_connected(&d, &client, &redis).await;
 
     let exp = now() + 3600;
-    let by_jti = tokens(&d)
-        .mint(&json!({"jti": "down-1", "sub": "u-keeps", "iat": now() - 5, "exp": exp}));
-    let by_sub = tokens(&d)
-        .mint(&json!({"jti": "down-2", "sub": "u-cut", "iat": now() - 5, "exp": exp}));
+    let by_jti =
+        tokens(&d).mint(&json!({"jti": "down-1", "sub": "u-keeps", "iat": now() - 5, "exp": exp}));
+    let by_sub =
+        tokens(&d).mint(&json!({"jti": "down-2", "sub": "u-cut", "iat": now() - 5, "exp": exp}));
     assert_valid_and_cached(&d, &client, &by_jti).await;
     assert_valid_and_cached(&d, &client, &by_sub).await;
 
     let body = json!({"jti": "down-1", "exp": exp}).to_string();
     let reply = client.revoke(body.as_bytes()).await.expect("revoke");
-    assert!(matches!(reply, Reply::Done { .. }), "{reply:?}{}", d.log_report());
+    assert!(
+        matches!(reply, Reply::Done { .. }),
+        "{reply:?}{}",
+        d.log_report()
+    );
     let (_, exited) = revoke(&redis.url(), &["--sub", "u-cut", "--issuer", ""]);
     time_to_revoked(&d, &client, &by_sub, exited).await;
 
@@ -1247,7 +1257,11 @@ async fn known_revocations_hold_with_redis_down_failing_open() {
     )
     .await;
     let fresh = verify(&client, &tokens(&d).fresh()).await;
-    assert!(is_valid(&fresh), "still failing open: {fresh:?}{}", d.log_report());
+    assert!(
+        is_valid(&fresh),
+        "still failing open: {fresh:?}{}",
+        d.log_report()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1290,7 +1304,7 @@ fn assert_refused(out: &Output, code: i32, says: &str) -> String {
 async fn wait_connected_as(d: &Jwtd, client: &Client, redis: &Redis, iss: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let token = tokens(&d).mint(&json!({
+        let token = tokens(d).mint(&json!({
             "iss": iss,
             "jti": format!("fresh-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
             "exp": now() + 3600,
@@ -1307,7 +1321,11 @@ async fn wait_connected_as(d: &Jwtd, client: &Client, redis: &Redis, iss: &str) 
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     while redis.subscribers("jwtd:revocations") == 0 {
-        assert!(Instant::now() < deadline, "never subscribed{}", d.log_report());
+        assert!(
+            Instant::now() < deadline,
+            "never subscribed{}",
+            d.log_report()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -1322,8 +1340,7 @@ async fn jwtd_revoke_takes_jti_exp_iss_and_sub_from_the_token() {
     let tag = issuer_tag(iss);
     let exp = now() + 3600;
     let mint = |jti: &str, sub: &str| {
-        tokens(&d)
-            .mint(&json!({"iss": iss, "jti": jti, "sub": sub, "iat": now() - 5, "exp": exp}))
+        tokens(&d).mint(&json!({"iss": iss, "jti": jti, "sub": sub, "iat": now() - 5, "exp": exp}))
     };
 
     // --redis, the token as an argument: its jti, under its issuer, until
@@ -1395,15 +1412,13 @@ async fn jwtd_revoke_never_reports_a_revocation_that_matches_nothing() {
         );
     }
     // A token without jti, revoked alone; without sub, by subject.
-    let no_jti = tokens(&d)
-        .mint(&json!({"iss": iss, "sub": "s", "exp": now() + 60}));
+    let no_jti = tokens(&d).mint(&json!({"iss": iss, "sub": "s", "exp": now() + 60}));
     assert_refused(
         &revoke_output(&["--redis", &url, "--token", &no_jti], None),
         2,
         "no jti",
     );
-    let no_sub = tokens(&d)
-        .mint(&json!({"iss": iss, "jti": "j", "exp": now() + 60}));
+    let no_sub = tokens(&d).mint(&json!({"iss": iss, "jti": "j", "exp": now() + 60}));
     assert_refused(
         &revoke_output(
             &["--redis", &url, "--token", &no_sub, "--all-of-subject"],
@@ -1414,8 +1429,7 @@ async fn jwtd_revoke_never_reports_a_revocation_that_matches_nothing() {
     );
     // Expired beyond the 300 s grace (flags, or the token's own exp);
     // empty jti and subject.
-    let expired = tokens(&d)
-        .mint(&json!({"iss": iss, "jti": "old", "exp": now() - 301}));
+    let expired = tokens(&d).mint(&json!({"iss": iss, "jti": "old", "exp": now() - 301}));
     for (args, says) in [
         (
             vec!["--jti", "old", "--exp", &long_ago, "--issuer", ""],
@@ -1432,8 +1446,8 @@ async fn jwtd_revoke_never_reports_a_revocation_that_matches_nothing() {
     }
     // Through the socket: an issuer the daemon does not serve, and tokens
     // without iss (it requires one).
-    let stranger = tokens(&d)
-        .mint(&json!({"iss": "https://stranger.test", "jti": "x", "exp": now() + 60}));
+    let stranger =
+        tokens(&d).mint(&json!({"iss": "https://stranger.test", "jti": "x", "exp": now() + 60}));
     for args in [
         vec!["--sub", "alice", "--issuer", "https://stranger.test"],
         vec!["--jti", "x", "--exp", &exp, "--issuer", ""],

@@ -224,9 +224,7 @@ impl Launch {
             .append(true)
             .open(&self.log)
             .expect("jwtd log file");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         let nofile = self.nofile;
         // SAFETY: prctl(2) and setrlimit(2) are async-signal-safe. The
         // daemon gets SIGKILL when the thread that started it (the test's)
@@ -527,12 +525,16 @@ impl Jwtd {
 
     /// The HTTP front's socket ([`JwtdBuilder::http_front`]).
     pub fn http_socket(&self) -> &Path {
-        self.http.as_deref().expect("started without the HTTP front")
+        self.http
+            .as_deref()
+            .expect("started without the HTTP front")
     }
 
     /// The gRPC front's socket ([`JwtdBuilder::grpc_front`]).
     pub fn grpc_socket(&self) -> &Path {
-        self.grpc.as_deref().expect("started without the gRPC front")
+        self.grpc
+            .as_deref()
+            .expect("started without the gRPC front")
     }
 
     /// The admin port ([`JwtdBuilder::admin`]).
