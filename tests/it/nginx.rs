@@ -6,92 +6,47 @@
 //! it). Each test runs its own nginx with `-p` a temp dir, on free loopback
 //! ports, and stops it on drop.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use jwtd::sign::SigningKey;
-use jwtd::verify::Algorithm;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{free_port, front_token, jwtd_bin, now, repo_path, tcp_exchange};
-
-fn wait_for(what: &str, ready: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{Helper, Jwtd, Proxied, free_port, now, repo_path};
 
 /// jwtd with its HTTP front, and nginx in front of the stand-in app.
-struct Stack {
-    jwtd: Child,
-    nginx: Child,
-    port: u16,
-    key: SigningKey,
-    dir: tempfile::TempDir,
+struct Stack(Proxied);
+
+impl std::ops::Deref for Stack {
+    type Target = Proxied;
+    fn deref(&self) -> &Proxied {
+        &self.0
+    }
 }
 
 impl Stack {
     fn start() -> Stack {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key = SigningKey::generate(Algorithm::ES256)
-            .expect("key")
-            .with_kid(Some("k1".into()));
-        let jwks = dir.path().join("jwks.json");
-        std::fs::write(&jwks, json!({"keys": [key.public_jwk()]}).to_string()).expect("jwks");
-        let config = dir.path().join("jwtd.toml");
-        std::fs::write(
-            &config,
-            "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n\
-             [[routes]]\nprefix = \"/admin/health\"\n",
-        )
-        .expect("config");
-        let http: PathBuf = dir.path().join("http.sock");
-        let jwtd = Command::new(jwtd_bin())
-            .arg("serve")
-            .arg("--socket")
-            .arg(dir.path().join("jwtd.sock"))
-            .arg("--http-socket")
-            .arg(&http)
-            .arg("--jwks-file")
-            .arg(&jwks)
-            .arg("--config")
-            .arg(&config)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn jwtd");
-        wait_for("jwtd", || {
-            std::os::unix::net::UnixStream::connect(&http).is_ok()
-        });
-
+        let jwtd = Jwtd::builder()
+            .http_front()
+            .config(
+                "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n\
+                 [[routes]]\nprefix = \"/admin/health\"\n",
+            )
+            .start();
         let (port, app_port) = (free_port(), free_port());
-        let prefix = dir.path().join("nginx");
-        let conf_path = render_conf(&prefix, &http, port, app_port);
-        let nginx = Command::new(nginx_bin())
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["-g", "daemon off;"])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nginx");
-        let stack = Stack {
-            jwtd,
-            nginx,
-            port,
-            key,
-            dir,
-        };
-        wait_for("nginx", || TcpStream::connect(("127.0.0.1", port)).is_ok());
-        stack
-    }
-
-    fn token(&self, claims: Value) -> String {
-        front_token(&self.key, claims)
+        let prefix = jwtd.dir.path().join("nginx");
+        let conf_path = render_conf(&prefix, jwtd.http_socket(), port, app_port);
+        let mut nginx = Helper::spawn(
+            "nginx",
+            Command::new(nginx_bin())
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(&conf_path)
+                .args(["-g", "daemon off;"])
+                .stderr(Stdio::null()),
+        );
+        nginx.wait_tcp(port);
+        Stack(Proxied::new(jwtd, vec![nginx], port))
     }
 
     /// GET `path` through nginx (HTTP/1.0, one connection): status, raw
@@ -103,14 +58,13 @@ impl Stack {
     /// The same, with more request headers (`Name: value\r\n` lines).
     fn get_with(&self, path: &str, token: Option<&str>, headers: &str) -> (u16, String, String) {
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-        tcp_exchange(
-            self.port,
-            &format!("GET {path} HTTP/1.0\r\nHost: app.example\r\n{auth}{headers}\r\n"),
-        )
+        self.send(&format!(
+            "GET {path} HTTP/1.0\r\nHost: app.example\r\n{auth}{headers}\r\n"
+        ))
     }
 
     fn nginx_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("nginx/error.log")).unwrap_or_default()
+        std::fs::read_to_string(self.jwtd.dir.path().join("nginx/error.log")).unwrap_or_default()
     }
 }
 
@@ -197,25 +151,6 @@ fn render_conf(prefix: &Path, http_socket: &Path, port: u16, app_port: u16) -> P
     path
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: nginx's master then stops its workers
-        // (killed outright, it would leave them running).
-        if let Ok(pid) = libc::pid_t::try_from(self.nginx.id()) {
-            // SAFETY: kill(2) on our own child with a valid signal.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.nginx.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for child in [&mut self.nginx, &mut self.jwtd] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[test]
 fn nginx_passes_good_tokens_with_claims_and_refuses_the_rest() {
     let stack = Stack::start();
@@ -272,10 +207,9 @@ fn many_checks_over_the_kept_alive_upstream_all_succeed() {
 
 #[test]
 fn with_jwtd_gone_nginx_fails_closed_with_500() {
-    let mut stack = Stack::start();
+    let stack = Stack::start();
     let token = stack.token(json!({}));
-    let _ = stack.jwtd.kill();
-    let _ = stack.jwtd.wait();
+    stack.jwtd.kill();
     let (status, _, body) = stack.get("/orders", Some(&token));
     assert_eq!(status, 500, "{body}");
     assert!(!body.contains("sub="), "the app was reached: {body}");

@@ -5,9 +5,8 @@
 //! `...` standing for any text (times, ids).
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::support::{jwtd_bin, repo_path};
+use crate::support::{Jwtd, jwtd_bin, repo_path};
 
 /// The bodies of README.md's ```` ```sh ```` blocks, in order.
 fn sh_blocks(readme: &str) -> Vec<&str> {
@@ -53,16 +52,6 @@ fn output_patterns_match_as_the_readme_means_them() {
     assert!(!shown_as("ab...bc", "abc"));
 }
 
-/// Kills the daemon when the test ends, however it ends.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_quick_start_example_prints_what_the_readme_shows() {
     let readme = std::fs::read_to_string(repo_path("README.md")).expect("README.md");
@@ -79,31 +68,15 @@ fn the_quick_start_example_prints_what_the_readme_shows() {
         .expect("README's first sh block runs `cargo run --release`");
     let run = run.split('#').next().unwrap_or("");
     let args: Vec<&str> = run.split_whitespace().skip_while(|a| *a == "--").collect();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = std::fs::File::create(dir.path().join("jwtd.log")).expect("log");
-    let mut daemon = Daemon(
-        Command::new(jwtd_bin())
-            .args(&args)
-            .current_dir(repo_path(""))
-            .env("XDG_RUNTIME_DIR", dir.path())
-            .stdin(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn jwtd"),
-    );
-    let socket = dir.path().join("jwtd.sock");
-    let daemon_log = || std::fs::read_to_string(dir.path().join("jwtd.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        assert!(
-            matches!(daemon.0.try_wait(), Ok(None)),
-            "`jwtd {}` exited: {}",
-            args.join(" "),
-            daemon_log()
-        );
-        assert!(Instant::now() < deadline, "no socket: {}", daemon_log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(args.first(), Some(&"serve"), "{run}");
+    // The default socket, $XDG_RUNTIME_DIR/jwtd.sock, in the daemon's temp
+    // dir; returns once it listens.
+    let daemon = Jwtd::builder()
+        .no_jwks_file()
+        .args(&args[1..])
+        .default_socket()
+        .current_dir(repo_path(""))
+        .start();
 
     // The example: commands, and after each the output it shows.
     let example = blocks
@@ -122,7 +95,7 @@ fn the_quick_start_example_prints_what_the_readme_shows() {
         .arg("-c")
         .arg(&script)
         .current_dir(repo_path(""))
-        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_RUNTIME_DIR", daemon.dir.path())
         .stdin(Stdio::null())
         .output()
         .expect("run sh");

@@ -10,11 +10,11 @@
 //!
 //! The tests use `Cache-Control: max-age=1` with `--refresh-min 1s` so that
 //! refreshes happen every second or so, and poll with deadlines rather than
-//! sleeping; the few fixed sleeps wait out a cooldown or a dead server, where
-//! there is nothing to poll.
+//! sleeping. Each daemon has its admin listener, so a test can wait for what
+//! leaves no trace on the server (a refused connection, a failed parse):
+//! `jwtd_jwks_refreshes_total{result="error"}` moving.
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,7 @@ use jwtd::sign::SigningKey;
 use jwtd::verify::{Algorithm, Reject};
 use serde_json::{Value, json};
 
-use crate::support::jwtd_bin;
+use crate::support::{Jwtd, WAIT, eventually};
 
 /// `jwks_server.py`, running; killed on drop.
 struct JwksServer {
@@ -117,132 +117,32 @@ impl Drop for JwksServer {
     }
 }
 
-/// A running `jwtd serve`; killed on drop.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
+/// `jwtd serve ARGS...`, the key source among the args, with the admin
+/// listener (for the refresh counters); returns once its socket accepts
+/// connections (which it does at once, before any key set is loaded).
+fn serve(args: &[&str]) -> Jwtd {
+    Jwtd::builder().no_jwks_file().admin().args(args).start()
 }
 
-/// `jwtd serve --socket SOCKET ARGS...` with stderr to `stderr` and no
-/// `JWTD_*` setting leaking in from the environment.
-fn serve(socket: &Path, stderr: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(jwtd_bin());
-    cmd.arg("serve").arg("--socket").arg(socket).args(args);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("JWTD_") {
-            cmd.env_remove(name);
-        }
+/// As [`serve`], with extra environment variables.
+fn serve_with_env(args: &[&str], env: &[(&str, &str)]) -> Jwtd {
+    let mut b = Jwtd::builder().no_jwks_file().admin().args(args);
+    for (k, v) in env {
+        b = b.env(k, v);
     }
-    // Plain text in the stderr file that failure messages quote.
-    cmd.env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(stderr).expect("stderr file"));
-    cmd
-}
-
-impl Daemon {
-    /// Starts the daemon and waits until its socket accepts connections
-    /// (which it does at once, before any key set is loaded).
-    fn start(args: &[&str]) -> Daemon {
-        Daemon::start_with_env(args, &[])
-    }
-
-    /// As [`Daemon::start`], with extra environment variables.
-    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let dir = tempfile::tempdir().expect("daemon temp dir");
-        let socket = dir.path().join("jwtd.sock");
-        let stderr = dir.path().join("stderr.log");
-        let child = serve(&socket, &stderr, args)
-            .envs(env.iter().copied())
-            .spawn()
-            .expect("spawn jwtd");
-        let mut d = Daemon {
-            child,
-            socket,
-            stderr,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
-            assert!(d.is_alive(), "jwtd exited at start{}", d.log());
-            assert!(
-                Instant::now() < deadline,
-                "jwtd is not listening{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(&self.socket)
-            .await
-            .expect("connect to jwtd")
-    }
-
-    fn is_alive(&mut self) -> bool {
-        self.child.try_wait().expect("jwtd status").is_none()
-    }
-
-    /// The daemon's stderr, for failure messages.
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!("\n--- jwtd stderr ---\n{text}")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    b.start()
 }
 
 /// Runs `jwtd serve ARGS` expecting it to refuse its configuration: returns
-/// the exit code and stderr. Panics if it is still running after 10 s.
+/// the exit code and stderr.
 fn refused(args: &[&str]) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let stderr = dir.path().join("stderr.log");
-    let mut child = serve(&dir.path().join("jwtd.sock"), &stderr, args)
-        .spawn()
-        .expect("spawn jwtd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("jwtd status") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("jwtd {args:?} started instead of refusing its configuration");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = std::fs::read_to_string(&stderr).unwrap_or_default();
-    (status.code(), text)
+    let exited = Jwtd::builder().no_jwks_file().args(args).run_until_exit();
+    (exited.code, exited.log)
 }
 
-/// Polls `check` every 50 ms until it holds (true) or `within` has passed
-/// (false).
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// `jwtd_jwks_refreshes_total` of the (one, unnamed) issuer for `result`.
+fn refreshes(result: &str) -> String {
+    format!(r#"jwtd_jwks_refreshes_total{{issuer="default",result="{result}"}}"#)
 }
 
 async fn is_ready(client: &Client) -> bool {
@@ -265,11 +165,11 @@ fn is_rejected(reply: &Reply, why: Reject) -> bool {
 }
 
 /// Waits (up to 5 s) until the daemon reports ready.
-async fn assert_becomes_ready(client: &Client, d: &Daemon) {
+async fn assert_becomes_ready(client: &Client, d: &Jwtd) {
     assert!(
-        eventually(Duration::from_secs(5), || is_ready(client)).await,
+        eventually(WAIT, || is_ready(client)).await,
         "jwtd never became ready{}",
-        d.log()
+        d.log_report()
     );
 }
 
@@ -442,11 +342,12 @@ impl Hammer {
     async fn leave_old_out(&self) {
         self.state.phase.store(NEW_ONLY, SeqCst);
         let state = &self.state;
-        let drained = eventually(Duration::from_secs(10), || async move {
-            state.old_in_flight.load(SeqCst) == 0
-        })
+        let drained = eventually(
+            WAIT,
+            || async move { state.old_in_flight.load(SeqCst) == 0 },
+        )
         .await;
-        assert!(drained, "old-key requests still in flight after 10 s");
+        assert!(drained, "old-key requests still in flight after {WAIT:?}");
     }
 
     async fn stop(self) -> Arc<HammerState> {
@@ -463,7 +364,7 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
     let server = JwksServer::start();
     let (old, new) = (Arc::new(key("old")), Arc::new(key("new")));
     server.set_routes(json!({"/jwks": max_age_1(&jwks(&[&old]))}));
-    let d = Daemon::start(&["--jwks-url", &server.url("jwks"), "--refresh-min", "1s"]);
+    let d = serve(&["--jwks-url", &server.url("jwks"), "--refresh-min", "1s"]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
 
@@ -472,12 +373,9 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
     let state = hammer.state.clone();
     let s = &state;
     assert!(
-        eventually(Duration::from_secs(5), || async move {
-            s.old_cached.load(SeqCst) >= 100
-        })
-        .await,
+        eventually(WAIT, || async move { s.old_cached.load(SeqCst) >= 100 }).await,
         "the reused old token was never served from the cache{}",
-        d.log()
+        d.log_report()
     );
 
     // Phase 2: the server publishes {old, new}; once the daemon accepts a
@@ -486,22 +384,20 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
     let probe = fresh(&new);
     let (c, p) = (&client, &probe);
     assert!(
-        eventually(Duration::from_secs(5), || async move {
-            is_valid(&verify(c, p).await)
-        })
-        .await,
+        eventually(WAIT, || async move { is_valid(&verify(c, p).await) }).await,
         "the new key was never picked up{}",
-        d.log()
+        d.log_report()
     );
     hammer.send_both();
     let before = state.new_valid.load(SeqCst);
     assert!(
-        eventually(Duration::from_secs(5), || async move {
-            s.new_valid.load(SeqCst) >= before + 100
-        })
+        eventually(
+            WAIT,
+            || async move { s.new_valid.load(SeqCst) >= before + 100 }
+        )
         .await,
         "the hammer's new-key tokens are not getting through{}",
-        d.log()
+        d.log_report()
     );
 
     // Phase 3: the hammer leaves the old key out, then the server drops it.
@@ -509,7 +405,7 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
     hammer.leave_old_out().await;
     server.set_routes(json!({"/jwks": max_age_1(&jwks(&[&new]))}));
     let old_token = state.old_token.clone();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT;
     loop {
         let reply = verify(&client, &old_token).await;
         if is_rejected(&reply, Reject::UnknownKey) {
@@ -518,27 +414,36 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
         assert!(
             is_valid(&reply),
             "old token before the swap: {reply:?}{}",
-            d.log()
+            d.log_report()
         );
         assert!(
             Instant::now() < deadline,
             "the old key was never dropped{}",
-            d.log()
+            d.log_report()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let new_at_swap = state.new_valid.load(SeqCst);
-    // It stays refused across later refreshes, cached or not.
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    // It stays refused across later refreshes, cached or not: checked until
+    // the server has answered two more fetches (max-age=1), so the claim
+    // covers refreshes that really happened.
+    let fetched = server.requests("jwks").len();
+    let deadline = Instant::now() + WAIT;
+    while server.requests("jwks").len() < fetched + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no refresh after the swap{}",
+            d.log_report()
+        );
         for token in [&old_token, &fresh(&old)] {
             let reply = verify(&client, token).await;
             assert!(
                 is_rejected(&reply, Reject::UnknownKey),
                 "old token after the swap: {reply:?}{}",
-                d.log()
+                d.log_report()
             );
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let state = hammer.stop().await;
@@ -548,7 +453,7 @@ async fn rotation_under_load_fails_nothing_and_removed_keys_stop_at_the_swap() {
         "{} of the hammer's replies were not VALID, first: {:?}{}",
         failures.len(),
         &failures[..failures.len().min(5)],
-        d.log()
+        d.log_report()
     );
     assert!(
         state.new_valid.load(SeqCst) > new_at_swap,
@@ -565,7 +470,7 @@ async fn a_thousand_random_kids_in_a_second_cause_at_most_one_fetch() {
     let server = JwksServer::start();
     let trusted = key("trusted");
     server.set_routes(json!({"/jwks": {"body": jwks(&[&trusted])}}));
-    let d = Daemon::start(&[
+    let d = serve(&[
         "--jwks-url",
         &server.url("jwks"),
         "--unknown-kid-cooldown",
@@ -605,25 +510,36 @@ async fn a_thousand_random_kids_in_a_second_cause_at_most_one_fetch() {
         assert!(
             is_rejected(&reply, Reject::UnknownKey),
             "random kid: {reply:?}{}",
-            d.log()
+            d.log_report()
         );
     }
-    // The one fetch comes once the gap has passed; nothing asks for more.
+    // Every request has been answered, so every ask for a refresh has been
+    // made: the daemon's count of them is final, and it is one.
+    let asked = d.metric(r#"jwtd_jwks_unknown_kid_refreshes_total{issuer="default"}"#);
+    assert_eq!(
+        asked,
+        1.0,
+        "1,000 unknown kids asked for {asked} refreshes{}",
+        d.log_report()
+    );
+    // That one fetch comes once the gap has passed (and with a 1 h refresh
+    // interval, nothing else fetches).
     let s = &server;
     assert!(
-        eventually(Duration::from_secs(10), || async move {
-            s.requests("jwks").len() > fetches_before
-        })
+        eventually(
+            WAIT,
+            || async move { s.requests("jwks").len() > fetches_before }
+        )
         .await,
-        "no unknown kid asked for a fetch{}",
-        d.log()
+        "the unknown kids' refresh never fetched{}",
+        d.log_report()
     );
     let fetches = server.requests("jwks").len() - fetches_before;
     assert_eq!(
         fetches,
         1,
         "1,000 unknown kids caused {fetches} fetches (want exactly one){}",
-        d.log()
+        d.log_report()
     );
 }
 
@@ -638,7 +554,7 @@ async fn an_unknown_kid_refresh_picks_up_a_new_key_for_the_waiting_request() {
     let server = JwksServer::start();
     let (k1, k2) = (key("k1"), key("k2"));
     server.set_routes(json!({"/jwks": {"body": jwks(&[&k1])}}));
-    let d = Daemon::start(&[
+    let d = serve(&[
         "--jwks-url",
         &server.url("jwks"),
         "--unknown-kid-cooldown",
@@ -647,19 +563,21 @@ async fn an_unknown_kid_refresh_picks_up_a_new_key_for_the_waiting_request() {
         "1h",
         "--refresh-min",
         "1s",
+        // A wait no loaded machine runs out: the request waits for the
+        // fetch it asked for (which starts once the 1 s minimum gap since
+        // the start-up fetch has passed) however long that takes.
+        "--unknown-kid-wait",
+        "30s",
     ]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
-    // Past the minimum gap since the start-up fetch (refresh_min, 1 s):
-    // the fetch the new kid asks for starts at once, within its wait.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     server.set_routes(json!({"/jwks": {"body": jwks(&[&k1, &k2])}}));
     let reply = verify(&client, &fresh(&k2)).await;
     assert!(
         is_valid(&reply),
         "first request with the new kid: {reply:?}; fetches: {:?}{}",
         server.requests("jwks"),
-        d.log()
+        d.log_report()
     );
 }
 
@@ -682,7 +600,7 @@ async fn keeps_the_last_good_set(failure: Failure) {
     let mut server = JwksServer::start();
     let (k1, k2) = (key("k1"), key("k2"));
     server.set_routes(json!({"/jwks": max_age_1(&jwks(&[&k1]))}));
-    let mut d = Daemon::start(&[
+    let d = serve(&[
         "--jwks-url",
         &server.url("jwks"),
         "--refresh-min",
@@ -697,36 +615,25 @@ async fn keeps_the_last_good_set(failure: Failure) {
     let cached = fresh(&k1);
     assert!(is_valid(&verify(&client, &cached).await));
 
+    // Failed refreshes are counted: wait until two have been, so that the
+    // verdict below follows failures the daemon saw (a dead fetcher would
+    // keep k1 too).
+    let before = d.metric(&refreshes("error"));
     match failure {
         Failure::Route(route) => {
             let route = route_with_k2(route, &k2);
             server.set_routes(json!({"/jwks": route}));
-            // One request may have read the routes just before the switch.
-            let before = server.requests("jwks").len();
-            let s = &server;
-            assert!(
-                eventually(Duration::from_secs(12), || async move {
-                    s.requests("jwks").len() >= before + 3
-                })
-                .await,
-                "the daemon stopped retrying: {:?}{}",
-                server.requests("jwks"),
-                d.log()
-            );
         }
-        Failure::Stopped => {
-            server.stop();
-            // Nothing to poll: a refused connection leaves no trace.
-            tokio::time::sleep(Duration::from_millis(2500)).await;
-        }
+        Failure::Stopped => server.stop(),
     }
+    d.wait_metric(&refreshes("error"), |n| n >= before + 2.0);
 
     for token in [&cached, &fresh(&k1)] {
         let reply = verify(&client, token).await;
-        assert!(is_valid(&reply), "k1 token: {reply:?}{}", d.log());
+        assert!(is_valid(&reply), "k1 token: {reply:?}{}", d.log_report());
     }
-    assert!(is_ready(&client).await, "not ready{}", d.log());
-    assert!(d.is_alive(), "jwtd died{}", d.log());
+    assert!(is_ready(&client).await, "not ready{}", d.log_report());
+    assert!(d.is_running(), "jwtd died{}", d.log_report());
 }
 
 /// Fills `{k2}` into a failing route's body where the body is a key set.
@@ -792,10 +699,14 @@ async fn not_ready_until_the_first_good_set() {
     let server = JwksServer::start();
     let k1 = key("k1");
     server.set_routes(json!({"/jwks": {"status": 500}}));
-    let d = Daemon::start(&["--jwks-url", &server.url("jwks"), "--refresh-min", "1s"]);
+    let d = serve(&["--jwks-url", &server.url("jwks"), "--refresh-min", "1s"]);
     let client = d.client().await;
     let token = fresh(&k1);
-    assert!(!is_ready(&client).await, "ready without keys{}", d.log());
+    assert!(
+        !is_ready(&client).await,
+        "ready without keys{}",
+        d.log_report()
+    );
     let reply = verify(&client, &token).await;
     assert!(
         matches!(
@@ -806,7 +717,7 @@ async fn not_ready_until_the_first_good_set() {
             }
         ),
         "verify without keys: {reply:?}{}",
-        d.log()
+        d.log_report()
     );
 
     server.set_routes(json!({"/jwks": {"body": jwks(&[&k1])}}));
@@ -823,7 +734,7 @@ async fn etag_revalidation_sends_if_none_match_and_keeps_the_set() {
     let mut route = max_age_1(&jwks(&[&k1]));
     route["etag"] = etag.into();
     server.set_routes(json!({"/jwks": route}));
-    let d = Daemon::start(&["--jwks-url", &server.url("jwks"), "--refresh-min", "1s"]);
+    let d = serve(&["--jwks-url", &server.url("jwks"), "--refresh-min", "1s"]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
     let token = fresh(&k1);
@@ -831,7 +742,7 @@ async fn etag_revalidation_sends_if_none_match_and_keeps_the_set() {
 
     // Two revalidations: the set survives a 304, and so does the schedule.
     let s = &server;
-    let revalidated = eventually(Duration::from_secs(8), || async move {
+    let revalidated = eventually(WAIT, || async move {
         let not_modified = s
             .requests("jwks")
             .iter()
@@ -844,11 +755,11 @@ async fn etag_revalidation_sends_if_none_match_and_keeps_the_set() {
         revalidated,
         "no conditional revalidation: {:?}{}",
         server.requests("jwks"),
-        d.log()
+        d.log_report()
     );
     for token in [&token, &fresh(&k1)] {
         let reply = verify(&client, token).await;
-        assert!(is_valid(&reply), "after 304s: {reply:?}{}", d.log());
+        assert!(is_valid(&reply), "after 304s: {reply:?}{}", d.log_report());
     }
     assert!(is_ready(&client).await);
 }
@@ -858,7 +769,7 @@ async fn max_stale_makes_the_daemon_unready_but_it_keeps_verifying() {
     let server = JwksServer::start();
     let k1 = key("k1");
     server.set_routes(json!({"/jwks": max_age_1(&jwks(&[&k1]))}));
-    let d = Daemon::start(&[
+    let d = serve(&[
         "--jwks-url",
         &server.url("jwks"),
         "--refresh-min",
@@ -872,12 +783,12 @@ async fn max_stale_makes_the_daemon_unready_but_it_keeps_verifying() {
     server.set_routes(json!({"/jwks": {"status": 500}}));
     let c = &client;
     assert!(
-        eventually(Duration::from_secs(5), || async move { !is_ready(c).await }).await,
-        "still ready 5 s after the issuer failed, with --max-stale 2s{}",
-        d.log()
+        eventually(WAIT, || async move { !is_ready(c).await }).await,
+        "still ready long after the issuer failed, with --max-stale 2s{}",
+        d.log_report()
     );
     let reply = verify(&client, &fresh(&k1)).await;
-    assert!(is_valid(&reply), "stale set: {reply:?}{}", d.log());
+    assert!(is_valid(&reply), "stale set: {reply:?}{}", d.log_report());
 }
 
 // ---------------------------------------------------------------------------
@@ -900,7 +811,7 @@ async fn discovery_finds_the_jwks_and_follows_a_changed_jwks_uri() {
         &doc: discovery_route(&issuer, &server.url("idp/keys1")),
         "/idp/keys1": max_age_1(&jwks(&[&k1])),
     }));
-    let d = Daemon::start(&["--discovery", &issuer, "--refresh-min", "1s"]);
+    let d = serve(&["--discovery", &issuer, "--refresh-min", "1s"]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
 
@@ -908,14 +819,14 @@ async fn discovery_finds_the_jwks_and_follows_a_changed_jwks_uri() {
     assert!(
         is_valid(&reply),
         "token of the issuer: {reply:?}{}",
-        d.log()
+        d.log_report()
     );
     let other = mint(&k1, json!({"iss": "https://other.example"}));
     let reply = verify(&client, &other).await;
     assert!(
         is_rejected(&reply, Reject::Issuer),
         "token of another issuer: {reply:?}{}",
-        d.log()
+        d.log_report()
     );
 
     // The issuer moves its keys: the discovery document names a new
@@ -928,13 +839,10 @@ async fn discovery_finds_the_jwks_and_follows_a_changed_jwks_uri() {
     let token = mint(&k2, json!({"iss": issuer}));
     let (c, t) = (&client, &token);
     assert!(
-        eventually(Duration::from_secs(8), || async move {
-            is_valid(&verify(c, t).await)
-        })
-        .await,
+        eventually(WAIT, || async move { is_valid(&verify(c, t).await) }).await,
         "the new jwks_uri was never followed: {:?}{}",
         server.requests("idp/keys2"),
-        d.log()
+        d.log_report()
     );
 }
 
@@ -947,16 +855,16 @@ async fn discovery_with_a_mismatched_issuer_is_not_used() {
         format!("/idp/{WELL_KNOWN}"): discovery_route("https://impostor.example", &server.url("idp/keys")),
         "/idp/keys": max_age_1(&jwks(&[&k1])),
     }));
-    let d = Daemon::start(&["--discovery", &issuer, "--refresh-min", "1s"]);
+    let d = serve(&["--discovery", &issuer, "--refresh-min", "1s"]);
     let client = d.client().await;
     let token = mint(&k1, json!({"iss": issuer}));
-    let c = &client;
-    let became_ready =
-        eventually(Duration::from_secs(3), || async move { is_ready(c).await }).await;
+    // Not ready after the document was fetched and refused, twice.
+    let errors = format!(r#"jwtd_jwks_refreshes_total{{issuer="{issuer}",result="error"}}"#);
+    d.wait_metric(&errors, |n| n >= 2.0);
     assert!(
-        !became_ready,
+        !is_ready(&client).await,
         "ready on a mismatched discovery document{}",
-        d.log()
+        d.log_report()
     );
     let reply = verify(&client, &token).await;
     assert!(
@@ -968,7 +876,7 @@ async fn discovery_with_a_mismatched_issuer_is_not_used() {
             }
         ),
         "verify with a mismatched discovery document: {reply:?}{}",
-        d.log()
+        d.log_report()
     );
 }
 
@@ -1001,7 +909,7 @@ audiences = ["api-b"]
         a_keys = server.url("a/keys"),
     );
     std::fs::write(&config, toml).expect("write config");
-    let d = Daemon::start(&["--config", config.to_str().expect("UTF-8 path")]);
+    let d = serve(&["--config", config.to_str().expect("UTF-8 path")]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
 
@@ -1035,7 +943,7 @@ audiences = ["api-b"]
     ];
     for (what, token, expected) in cases {
         let reply = verify(&client, &token).await;
-        assert!(expected(&reply), "{what}: {reply:?}{}", d.log());
+        assert!(expected(&reply), "{what}: {reply:?}{}", d.log_report());
     }
 }
 
@@ -1056,7 +964,7 @@ async fn remote_urls_must_be_https_except_loopback() {
         "http://localhost:9/x",
         "http://[::1]:9/x",
     ] {
-        let d = Daemon::start(&["--jwks-url", url]);
+        let d = serve(&["--jwks-url", url]);
         let client = d.client().await;
         assert!(!is_ready(&client).await, "{url}: ready with no keys");
     }
@@ -1139,7 +1047,7 @@ async fn a_watched_pem_file_is_reloaded() {
         key("any-kid"),
     );
     std::fs::write(&pem, public_pem(&first)).expect("write PEM");
-    let d = Daemon::start(&["--jwks-file", pem.to_str().expect("UTF-8 path")]);
+    let d = serve(&["--jwks-file", pem.to_str().expect("UTF-8 path")]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
     // PEM carries no kid: a token without one and (below) one with any kid
@@ -1149,7 +1057,7 @@ async fn a_watched_pem_file_is_reloaded() {
     assert!(
         is_valid(&reply),
         "token of the PEM key: {reply:?}{}",
-        d.log()
+        d.log_report()
     );
 
     let tmp = dir.path().join("key.pem.tmp");
@@ -1158,19 +1066,16 @@ async fn a_watched_pem_file_is_reloaded() {
     let new = fresh(&second);
     let (c, t) = (&client, &new);
     assert!(
-        eventually(Duration::from_millis(2500), || async move {
-            is_valid(&verify(c, t).await)
-        })
-        .await,
-        "the new PEM key was not loaded within 2.5 s{}",
-        d.log()
+        eventually(WAIT, || async move { is_valid(&verify(c, t).await) }).await,
+        "the new PEM key was not loaded{}",
+        d.log_report()
     );
     for token in [&old, &fresh(&first)] {
         let reply = verify(&client, token).await;
         assert!(
             is_rejected(&reply, Reject::UnknownKey) || is_rejected(&reply, Reject::BadSignature),
             "token of the replaced PEM key: {reply:?}{}",
-            d.log()
+            d.log_report()
         );
     }
 }
@@ -1185,7 +1090,7 @@ async fn redirects_are_followed_only_to_allowed_urls() {
         "/jwks": {"body": jwks(&[&k1])},
         "/escape": {"status": 302, "headers": {"Location": "http://jwks.example.com/jwks"}},
     }));
-    let followed = Daemon::start(&["--jwks-url", &server.url("moved")]);
+    let followed = serve(&["--jwks-url", &server.url("moved")]);
     let client = followed.client().await;
     assert_becomes_ready(&client, &followed).await;
     assert!(is_valid(&verify(&client, &fresh(&k1)).await));
@@ -1203,16 +1108,13 @@ async fn redirects_are_followed_only_to_allowed_urls() {
             json!({"status": 302, "headers": {"Location": server.url(&next)}});
     }
     server.set_routes(routes);
-    let five = Daemon::start(&["--jwks-url", &server.url("r2")]);
+    let five = serve(&["--jwks-url", &server.url("r2")]);
     assert_becomes_ready(&five.client().await, &five).await;
-    let six = Daemon::start(&["--jwks-url", &server.url("r1")]);
+    let six = serve(&["--jwks-url", &server.url("r1")]);
     assert!(
-        eventually(Duration::from_secs(3), || async {
-            six.log().contains("too many redirects")
-        })
-        .await,
+        eventually(WAIT, || async { six.log().contains("too many redirects") }).await,
         "six redirects were followed{}",
-        six.log()
+        six.log_report()
     );
     assert!(!is_ready(&six.client().await).await);
     server.set_routes(json!({
@@ -1220,15 +1122,15 @@ async fn redirects_are_followed_only_to_allowed_urls() {
     }));
 
     // /escape redirects to plain http off loopback: refused, never ready.
-    let escaped = Daemon::start(&["--jwks-url", &server.url("escape")]);
+    let escaped = serve(&["--jwks-url", &server.url("escape")]);
     let client = escaped.client().await;
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(WAIT, || async {
             escaped.log().contains("redirect refused")
         })
         .await,
         "no refusal logged{}",
-        escaped.log()
+        escaped.log_report()
     );
     assert!(!is_ready(&client).await);
     assert!(matches!(
@@ -1252,11 +1154,11 @@ async fn an_auth0_style_issuer_and_a_failing_discovery_document_keep_the_known_j
         &doc: discovery_route(&issuer, &server.url("tenant/jwks")),
         "/tenant/jwks": max_age_1(&jwks(&[&k1])),
     }));
-    let d = Daemon::start(&["--discovery", &issuer, "--refresh-min", "1s"]);
+    let d = serve(&["--discovery", &issuer, "--refresh-min", "1s"]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
     let reply = verify(&client, &mint(&k1, json!({"iss": issuer}))).await;
-    assert!(is_valid(&reply), "{reply:?}{}", d.log());
+    assert!(is_valid(&reply), "{reply:?}{}", d.log_report());
     let without_slash = mint(&k1, json!({"iss": issuer.trim_end_matches('/')}));
     assert!(is_rejected(
         &verify(&client, &without_slash).await,
@@ -1271,19 +1173,16 @@ async fn an_auth0_style_issuer_and_a_failing_discovery_document_keep_the_known_j
     let token = mint(&k2, json!({"iss": issuer}));
     let (c, t) = (&client, &token);
     assert!(
-        eventually(Duration::from_secs(8), || async move {
-            is_valid(&verify(c, t).await)
-        })
-        .await,
+        eventually(WAIT, || async move { is_valid(&verify(c, t).await) }).await,
         "the known jwks_uri was not used after discovery failed{}",
-        d.log()
+        d.log_report()
     );
     assert!(is_ready(&client).await);
     assert!(
-        d.log()
+        d.log_report()
             .contains("discovery failed; using the last known jwks_uri"),
         "the discovery failure was not reported{}",
-        d.log()
+        d.log_report()
     );
 }
 
@@ -1295,7 +1194,7 @@ async fn a_chunked_body_above_max_jwks_bytes_is_refused_while_streaming() {
     let big = jwks(&all);
     assert!(big.len() > 4096, "the set must exceed the cap");
     server.set_routes(json!({"/jwks": {"body": big, "chunked": true}}));
-    let d = Daemon::start(&[
+    let d = serve(&[
         "--jwks-url",
         &server.url("jwks"),
         "--max-jwks-bytes",
@@ -1305,12 +1204,12 @@ async fn a_chunked_body_above_max_jwks_bytes_is_refused_while_streaming() {
     ]);
     let client = d.client().await;
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        eventually(WAIT, || async {
             d.log().contains("larger than max_jwks_bytes")
         })
         .await,
         "an oversized chunked body was not refused{}",
-        d.log()
+        d.log_report()
     );
     assert!(!is_ready(&client).await);
     // The same transfer encoding under the cap is fine.
@@ -1340,7 +1239,7 @@ async fn loopback_fetches_never_go_through_a_proxy() {
     // own environment proxy happens to skip http URLs, which would hide the
     // leak this test is about.
     let env = [("http_proxy", proxy_url.as_str())];
-    let d = Daemon::start_with_env(&["--jwks-url", &server.url("jwks")], &env);
+    let d = serve_with_env(&["--jwks-url", &server.url("jwks")], &env);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
     assert!(is_valid(&verify(&client, &fresh(&k1)).await));
@@ -1380,13 +1279,17 @@ async fn an_hmac_secret_in_a_served_set_mints_nothing_and_the_other_keys_still_w
     let body = jwks(&[&hmac, &ec, &rsa]);
     assert!(body.contains("\"k\""), "the served set carries the secret");
     server.set_routes(json!({"/jwks": {"body": body}}));
-    let d = Daemon::start(&["--jwks-url", &server.url("jwks")]);
+    let d = serve(&["--jwks-url", &server.url("jwks")]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
 
     for (what, token) in [("EC", fresh(&ec)), ("RSA", fresh(&rsa))] {
         let reply = verify(&client, &token).await;
-        assert!(is_valid(&reply), "{what} token: {reply:?}{}", d.log());
+        assert!(
+            is_valid(&reply),
+            "{what} token: {reply:?}{}",
+            d.log_report()
+        );
     }
     // Anyone can read the set, so anyone could sign with its secret: such
     // tokens are refused, with the kid or without.
@@ -1395,10 +1298,10 @@ async fn an_hmac_secret_in_a_served_set_mints_nothing_and_the_other_keys_still_w
         assert!(
             is_rejected(&reply, Reject::UnknownKey),
             "token signed with the published secret ({what}): {reply:?}{}",
-            d.log()
+            d.log_report()
         );
     }
-    let log = d.log();
+    let log = d.log_report();
     let warning = log
         .lines()
         .find(|l| l.contains("key skipped") && l.contains("published-secret"))
@@ -1429,7 +1332,7 @@ async fn a_suppressed_unknown_kid_refresh_is_logged_once_per_cooldown() {
     let server = JwksServer::start();
     let k1 = key("k1");
     server.set_routes(json!({"/jwks": {"body": jwks(&[&k1])}}));
-    let d = Daemon::start(&[
+    let d = serve(&[
         "--jwks-url",
         &server.url("jwks"),
         "--refresh-min",
@@ -1446,15 +1349,12 @@ async fn a_suppressed_unknown_kid_refresh_is_logged_once_per_cooldown() {
     assert!(is_rejected(&reply, Reject::UnknownKey), "{reply:?}");
     let s = &server;
     assert!(
-        eventually(Duration::from_secs(10), || async move {
-            s.requests("jwks").len() >= 2
-        })
-        .await,
+        eventually(WAIT, || async move { s.requests("jwks").len() >= 2 }).await,
         "the unknown kid asked for no fetch{}",
-        d.log()
+        d.log_report()
     );
     let suppressed = || {
-        d.log()
+        d.log_report()
             .lines()
             .filter(|l| l.contains("refresh suppressed"))
             .map(str::to_owned)
@@ -1462,14 +1362,14 @@ async fn a_suppressed_unknown_kid_refresh_is_logged_once_per_cooldown() {
     };
     let c = &client;
     assert!(
-        eventually(Duration::from_secs(10), || async move {
+        eventually(WAIT, || async move {
             let reply = verify(c, &stranger_token()).await;
             assert!(is_rejected(&reply, Reject::UnknownKey), "{reply:?}");
             !suppressed().is_empty()
         })
         .await,
         "no suppressed refresh was logged{}",
-        d.log()
+        d.log_report()
     );
     for _ in 0..50 {
         let reply = verify(&client, &stranger_token()).await;
@@ -1501,31 +1401,39 @@ async fn a_key_published_right_after_start_verifies_without_waiting_out_the_cool
     let started = Instant::now();
     // Defaults: a 30 s cooldown, refresh_min 1m (so a 5 s minimum gap), the
     // next scheduled fetch in 5 minutes.
-    let d = Daemon::start(&["--jwks-url", &server.url("jwks")]);
+    let d = serve(&["--jwks-url", &server.url("jwks")]);
     let s = &server;
     assert!(
-        eventually(Duration::from_secs(10), || async move {
-            !s.requests("jwks").is_empty()
-        })
-        .await,
+        eventually(WAIT, || async move { !s.requests("jwks").is_empty() }).await,
         "no start-up fetch{}",
-        d.log()
+        d.log_report()
     );
     // The issuer publishes a key and a client uses it at once.
     server.set_routes(json!({"/jwks": {"body": jwks(&[&old, &new])}}));
     let client = d.client().await;
     let token = fresh(&new);
     let (c, t) = (&client, &token);
-    let valid = eventually(Duration::from_secs(20), || async move {
-        is_valid(&verify(c, t).await)
-    })
-    .await;
+    let valid = eventually(WAIT, || async move { is_valid(&verify(c, t).await) }).await;
     let took = started.elapsed();
     assert!(
         valid,
-        "the new key was not picked up within 20 s (it was, before, only after the 30 s cooldown): {:?}{}",
+        "the new key was not picked up: {:?}{}",
         server.requests("jwks"),
-        d.log()
+        d.log_report()
+    );
+    // The cooldown never refused it (before the fix, the start-up fetch
+    // used the cooldown up: every ask was suppressed for 30 s), and the one
+    // ask was granted.
+    let issuer = r#"{issuer="default"}"#;
+    assert_eq!(
+        d.metric(&format!("jwtd_jwks_unknown_kid_suppressed_total{issuer}")),
+        0.0,
+        "an unknown kid right after start was suppressed{}",
+        d.log_report()
+    );
+    assert_eq!(
+        d.metric(&format!("jwtd_jwks_unknown_kid_refreshes_total{issuer}")),
+        1.0
     );
     // Two fetches: the start-up one, and the one the unknown kid asked for
     // (which waited out the minimum gap, not the cooldown).
@@ -1534,12 +1442,11 @@ async fn a_key_published_right_after_start_verifies_without_waiting_out_the_cool
         2,
         "{:?}{}",
         server.requests("jwks"),
-        d.log()
+        d.log_report()
     );
+    // Reported, not asserted: the structural checks above tell the
+    // behaviours apart; a time limit would only measure the machine.
     eprintln!("a key published at start verified {took:.1?} after the daemon started");
-    // The measured time is reported rather than asserted tightly (a loaded
-    // 2-core machine); it must not be anywhere near the 30 s cooldown.
-    assert!(took < Duration::from_secs(15), "took {took:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1559,7 +1466,7 @@ async fn credentials_in_a_jwks_url_never_reach_the_log() {
         "http://user:SECRET@127.0.0.1:{}/jwks?api_key=SECRET",
         server.port
     );
-    let d = Daemon::start(&["--jwks-url", &url, "--refresh-min", "1s"]);
+    let d = serve(&["--jwks-url", &url, "--refresh-min", "1s"]);
     let client = d.client().await;
     assert_becomes_ready(&client, &d).await;
     assert!(is_valid(&verify(&client, &fresh(&k1)).await));
@@ -1568,37 +1475,37 @@ async fn credentials_in_a_jwks_url_never_reach_the_log() {
         "http://user:SECRET@127.0.0.1:{}/moved?api_key=SECRET",
         server.port
     );
-    let redirected = Daemon::start(&["--jwks-url", &moved]);
+    let redirected = serve(&["--jwks-url", &moved]);
     assert!(
-        eventually(Duration::from_secs(5), || async {
+        eventually(WAIT, || async {
             redirected.log().contains("redirect refused")
         })
         .await,
         "no refused redirect{}",
-        redirected.log()
+        redirected.log_report()
     );
     // The issuer goes down: failed fetches are logged, with reqwest's error.
     server.stop();
     assert!(
-        eventually(Duration::from_secs(8), || async {
-            d.log().contains("key set fetch failed")
-        })
-        .await,
+        eventually(WAIT, || async { d.log().contains("key set fetch failed") }).await,
         "no failed fetch logged{}",
-        d.log()
+        d.log_report()
     );
-    for (what, log) in [("jwks", d.log()), ("redirect", redirected.log())] {
+    for (what, log) in [
+        ("jwks", d.log_report()),
+        ("redirect", redirected.log_report()),
+    ] {
         assert!(
             !log.contains("SECRET"),
             "{what}: a credential in the log{log}"
         );
         assert!(log.contains("?***"), "{what}: no redacted URL{log}");
     }
-    assert!(d.log().contains("***@127.0.0.1"), "{}", d.log());
+    assert!(d.log().contains("***@127.0.0.1"), "{}", d.log_report());
     assert!(
         redirected.log().contains("jwks.example.com/jwks?***"),
         "{}",
-        redirected.log()
+        redirected.log_report()
     );
     // A URL the configuration refuses is redacted in the problem too.
     let (code, stderr) = refused(&[
