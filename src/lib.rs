@@ -6,59 +6,98 @@
 //!
 //! # Layout
 //!
-//! Dependencies point inward: `verify` and `jwks` know nothing of sockets;
-//! `server` knows nothing of where keys come from.
+//! Dependencies point inward, and a test keeps them so
+//! (`tests/it/layering.rs`: no cycle among these modules, and `verify`
+//! imports nothing of the crate). `docs/architecture.md` draws the rooms and
+//! the arrows between them.
 //!
 //! ```text
-//! verify/   the core: token bytes + KeySet + Policy -> Verdict (pure, no I/O)
-//!   alg       Algorithm, AlgSet: the closed set of JWS algorithms (no `none`)
-//!   json      strict JSON: duplicates, depth, typed registered members
-//!   outcome   Reject reasons, Anomalies, Claims, Verified, Verdict
-//! jwks/     trusted keys: JWKS and PEM parsed once into aws-lc-rs keys
-//!   refresh   RefreshGate: unknown-kid refreshes, single flight + cooldown
-//!   source/   tasks keeping each issuer's set current: file, remote (JWKS
-//!             URL, OIDC discovery); validated whole, swapped atomically
-//! cache     verified-result cache: SHA-256 keyed, sharded LRU, never past exp
-//! verifier  Verifier: the shared handle (issuers: keys via ArcSwap and
-//!           policies; the cache; readiness)
-//! metrics   metric handles (resolved once), anomaly kinds, surge detector,
-//!           rate-limited security log events (docs/metrics.md)
-//! protocol/ native protocol codec: bytes <-> Request / Reply (docs/protocol.md)
-//! server/   listeners: socket hygiene, accept loop, drain
-//!   native    the native protocol's connections
-//!   authz     the proxy fronts' shared decision (token lookup, claim
-//!             headers, route policies)
-//!   http      HTTP/1.1 front (nginx auth_request, Envoy ext_authz HTTP)
-//!   grpc      gRPC front (Envoy ext_authz gRPC, Istio)
-//!   listen    a front's listeners: Unix socket or TCP, connection limit
-//!   admin     /metrics, /livez, /readyz on a thread of its own
-//! client    Rust client for the native protocol (pipelined, replies by id)
-//! config    serve settings: flags > JWTD_* env > TOML > defaults, all errors at once
-//! sign      the signing side (mint, keygen, tests); never on a request path
-//! pem       minimal PEM block reader/writer
-//! redact    URLs safe to log (no userinfo, no query string)
+//! verify/    the core, a leaf: token bytes + KeySet + Policy + now -> Verdict
+//!            (pure, no I/O, no clock)
+//!   alg        Algorithm, AlgSet: the closed set of JWS algorithms (no `none`)
+//!   json       strict JSON: duplicates, depth, typed registered members
+//!   keys       KeySet: JWKS and PEM parsed once into aws-lc-rs keys; unusable
+//!              keys skipped with a reason
+//!   pem        minimal PEM block reader/writer
+//!   outcome    Reject reasons, Anomalies, Claims, Verified, Verdict
+//! request    what every front hands the verifier (Request: token, selector,
+//!            Context) and gets back (Decision)
+//! verifier/  Verifier: the shared handle and the one request pipeline
+//!   issuer     issuers, their key sets (ArcSwap) and health; the KeySink
+//!   check      stages on one token: cache, verification, revocation, waits
+//!   pipeline   begin / Ticket::verify / Waiting::finish / decide; the
+//!              verification Budget; route stage; one metrics record
+//! route      route policies (path prefix -> scopes, claims), a pipeline stage
+//! cache      verified-result cache: SHA-256 keyed, sharded LRU, never past exp
+//! revocation/ the blacklist: batched Redis lookups, local answers, pushed
+//!            invalidations, REVOKE writes (docs/revocation.md)
+//! jwks/      key sources: file, JWKS URL, OIDC discovery, publishing through
+//!            a KeySink; RefreshGate for unknown kids (docs/key-sources.md)
+//! metrics    metric handles (resolved once), anomaly kinds, surge detector,
+//!            rate-limited security log events (docs/metrics.md)
+//! protocol/  native protocol codec: bytes <-> frames, wire codes for reasons
+//!            and anomalies (docs/protocol.md)
+//! server/    the fronts: wire format in, Request down the pipeline, wire out
+//!   listen     listeners (Unix or TCP), one accept loop with the connection
+//!              limit, one drain
+//!   native     the native protocol's connections (pipelined, out of order)
+//!   authz/     the proxy fronts' shared part: token lookup, Decision -> Answer,
+//!              claim headers
+//!   http       HTTP/1.1 front (nginx auth_request, Envoy ext_authz HTTP)
+//!   grpc       gRPC front (Envoy ext_authz gRPC, Istio)
+//!   admin      /metrics, /livez, /readyz on a thread of its own
+//! client     Rust client for the native protocol (pipelined, replies by id)
+//! config/    serve settings: one list (settings.rs); flags > JWTD_* env >
+//!            TOML > defaults; every error at once (docs/configuration.md)
+//! sign       the signing side (mint, keygen, tests); never on a request path
+//! clock      the wall clock, read in one place
+//! redact     URLs safe to log (no userinfo, no query string)
 //! ```
 //!
 //! The binary adds `src/cli/` (one module per subcommand: serve, verify,
-//! check, ping, mint, keygen, bench) and a thin `src/main.rs`.
+//! check, ping, mint, keygen, revoke, bench) and a thin `src/main.rs`.
 //!
 //! # The life of one request
 //!
-//! 1. `server::native` reads bytes; `protocol::decode_request` cuts a whole
-//!    frame (zero-copy) into a `Request`.
-//! 2. `Verifier::check_cached` picks the policy for the selector and looks the
-//!    token's SHA-256 up in the cache: a hit is answered inline.
-//! 3. A miss joins the read's batch; batches are verified on this task and,
-//!    when cores are idle, on spawned ones (`Verifier::check_uncached`, which
-//!    runs [`verify::verify_with`]: size and shape, header with `alg: none`
-//!    refused first, the issuer chosen by `iss` when several are configured,
-//!    key selection by kid and algorithm binding, the signature with keys
-//!    parsed at load time, then claims once the signature holds) and valid
-//!    results are cached until `exp + leeway`. An unknown kid of a remote
-//!    issuer waits (bounded) for one shared refresh of its set and is
-//!    verified again.
-//! 4. The reply (`protocol::Reply`) goes through the connection's writer,
-//!    batched with whatever else is ready, tagged with the request's id.
+//! Every front does the same three things: translate the wire request into
+//! a [`request::Request`], send it down the verifier's pipeline, translate
+//! the [`request::Decision`] back.
+//!
+//! 1. **In.** `server::native` cuts whole frames out of a read
+//!    (`protocol::decode_request`, zero-copy); `server::http` reads an
+//!    `auth_request`/`ext_authz` HTTP check and `server::grpc` a
+//!    `CheckRequest`, and both find the token with `authz::find_token`
+//!    (header, cookie, query, in the configured order) and fill the
+//!    request's context (method, scheme, authority, path, headers, client
+//!    address and certificate).
+//! 2. **Begin.** `Verifier::begin` picks the issuer policy for the
+//!    selector and looks the token's SHA-256 up in the cache. A hit goes
+//!    through the local revocation answer and the route stage and is
+//!    `Step::Done` at once (a plain hit is counted into the caller's
+//!    `Tally`, one metrics update per read).
+//! 3. **Verify.** A miss takes a slot of the verification budget (none
+//!    free: undecided `overloaded`) and is a `Ticket`; `Ticket::verify` runs
+//!    [`verify::verify_with`] (size and shape, `alg: none` refused first,
+//!    the issuer by `iss`, key by kid with its algorithm binding, the
+//!    signature, then the claims) and caches a valid result until
+//!    `exp + leeway`. The native front verifies a read's tickets as a batch,
+//!    spread over idle cores; the proxy fronts call `Verifier::decide`,
+//!    which runs every step in one future.
+//! 4. **Wait.** An unknown kid of a remote issuer waits (bounded) for one
+//!    shared refresh of its set; a revocation status not known locally
+//!    joins the next batched Redis lookup. Both are `Step::Wait`, finished
+//!    by `Waiting::finish`.
+//! 5. **Conclude.** Revocation, then the route policy (requests with a
+//!    path), then one metrics record, give the `Decision`.
+//! 6. **Out.** The native front replies with `protocol::Reply`, tagged with
+//!    the request's id and batched with whatever else is ready; the proxy
+//!    fronts map the decision to `authz::Answer` (allow with claim headers,
+//!    deny 401/403 with an RFC 6750 challenge, or an error their proxy never
+//!    treats as "allowed").
+//!
+//! REVOKE (native protocol, `jwtd revoke --socket`) goes through
+//! `Verifier::revoke`, which refuses a revocation that could match nothing
+//! here and writes the rest to the store.
 //!
 //! # Example
 //!

@@ -172,7 +172,7 @@ fn longest_routes<'r>(routes: &'r [Route], path: &str, fold: bool, met: &mut Vec
 /// `/api/admin/healthz`). A prefix ending in `/` covers everything
 /// starting with it, and the path without that slash (`/api/admin/` covers
 /// `/api/admin`, which many apps serve as the section's index). With `fold`,
-/// letters compare ignoring case (see [`fold_case`]).
+/// letters compare ignoring case (see `fold_case`).
 pub fn covers(prefix: &str, path: &str, fold: bool) -> bool {
     let rest = if fold {
         strip_prefix_folded(path, prefix)

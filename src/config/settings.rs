@@ -365,7 +365,7 @@ settings! {
         /// Tokens must carry exactly this iss [default: not checked].
         issuer: Text { flag: "issuer", env: "JWTD_ISSUER", value: "S", topic: Tokens },
         /// Trusted JWK set or PEM public key file, re-read when it changes.
-        /// One key source (this, --jwks-url, --discovery, [[issuers]] in the
+        /// One key source (this, --jwks-url, --discovery, `[[issuers]]` in the
         /// config file, or --dev) is required.
         jwks_file: Text { flag: "jwks-file", env: "JWTD_JWKS_FILE", value: "FILE", topic: Keys },
         /// Trusted JWK set URL, fetched in the background (https, or http to
@@ -397,8 +397,8 @@ settings! {
         max_kidless_keys: Text { flag: "max-kidless-keys", env: "JWTD_MAX_KIDLESS_KEYS", value: "N", topic: Tokens, default: "4" },
     }
     daemon {
-        /// Serve the embedded DEVELOPMENT key set (issuer
-        /// https://jwtd.dev.invalid), whose private key is published in
+        /// Serve the embedded DEVELOPMENT key set (issuer `https://jwtd.dev.invalid`),
+        /// whose private key is published in
         /// deploy/dev/: for trying jwtd out, never in production.
         dev: Switch { flag: "dev", env: "JWTD_DEV", value: "BOOL", topic: Keys, default: "false" },
         /// Refresh period of remote key sets without Cache-Control max-age.

@@ -24,7 +24,7 @@
 //! keys, made on the first batch and made again after a failed batch;
 //! revocations written through the daemon keep a second one, made on the
 //! first write and again after a failed one (its deadline is a write's, not
-//! a batch's). Both are made by [`Target::connect`], the one way jwtd
+//! a batch's). Both are made by `remote::Target::connect`, the one way jwtd
 //! connects to Redis. jwtd reconnects on its own schedule rather than using
 //! the crate's `ConnectionManager`, whose retries run on a backoff of their
 //! own that a 100 ms batch deadline cannot bound.

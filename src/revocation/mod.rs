@@ -31,7 +31,7 @@
 //!    on their own, until the token's `exp` + 300 s, whatever Redis answers
 //!    later or whether it answers at all: a Redis that lost its data says
 //!    "absent", and that never takes a known revocation back.
-//! 4. **Local answers** ([`local`]): each key's last answer is kept, a
+//! 4. **Local answers** (`local.rs`): each key's last answer is kept, a
 //!    revoked `jti` until the token's `exp`, anything else for `cache_ttl`
 //!    (1 s). Most checks end here, inline, without a task switch.
 //! 5. **Batched lookup** ([`batch`]): the missing keys join the batcher's

@@ -1,6 +1,6 @@
 //! The gRPC front: `envoy.service.auth.v3.Authorization/Check`, what Envoy's
 //! `ext_authz` filter calls in gRPC mode (and Istio's `envoyExtAuthzGrpc`
-//! provider). It maps [`authz::decide`]'s [`Decision`] to a
+//! provider). It maps [`authz::decide`]'s [`Decision`](crate::request::Decision) to a
 //! `CheckResponse`; the decision is shared with the HTTP front and
 //! documented in [`authz`]. Types come from `envoy-types` (pre-generated
 //! protos, no protoc), served with tonic over HTTP/2.
@@ -39,7 +39,7 @@
 //!   refused (`OUT_OF_RANGE`, tonic's code for it) on its 5-byte length prefix, before any
 //!   of it is buffered;
 //! - all messages: `grpc_max_buffered_bytes` (16 MiB) of request bytes
-//!   received and not yet decided, over the whole front ([`Budgeted`]);
+//!   received and not yet decided, over the whole front (`Budgeted`);
 //!   a stream that would pass it is refused (`RESOURCE_EXHAUSTED`) and its
 //!   bytes freed;
 //! - time: a message not complete `grpc_body_timeout` (10 s) after its

@@ -1,5 +1,5 @@
 //! The HTTP/1.1 front: what nginx `auth_request` and Envoy `ext_authz`
-//! (HTTP mode) call. It maps [`authz::decide`]'s [`Decision`] to HTTP; the
+//! (HTTP mode) call. It maps [`authz::decide`]'s [`Decision`](crate::request::Decision) to HTTP; the
 //! decision itself (token lookup order, claim headers, route policies) is
 //! shared with the gRPC front and documented in [`authz`].
 //!

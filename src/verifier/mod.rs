@@ -3,7 +3,7 @@
 //!
 //! # The pipeline
 //!
-//! A front translates its wire request into a [`Request`] (token,
+//! A front translates its wire request into a [`Request`](crate::request::Request) (token,
 //! selector, [`crate::request::Context`]) and calls [`Verifier::begin`];
 //! what comes back is a [`Step`]:
 //!
@@ -32,24 +32,24 @@
 //!   sources publish through, the `Trust` that picks the issuer by `iss`).
 //! - `check`: the stages on one token: cache, verification, revocation,
 //!   and the waits (`Pending`).
-//! - `pipeline`: the entry point and the [`Decision`] (route policy,
+//! - `pipeline`: the entry point and the [`Decision`](crate::request::Decision) (route policy,
 //!   metrics, the verification [`Budget`]).
 //!
 //! **Issuers.** With one issuer nothing is chosen: its policy applies (and
 //! checks `iss` only if configured). With several, the core reads the
 //! token's `iss` before any signature work and this module maps it to one
-//! issuer; an `iss` that names none is [`Reject::UnknownIssuer`]
+//! issuer; an `iss` that names none is [`Reject::UnknownIssuer`](crate::verify::Reject::UnknownIssuer)
 //! (see [`crate::verify::Trust`]).
 //!
 //! **Selectors** name one configured audience (of any issuer). For an
 //! issuer with audiences, a selector outside them refuses the token
-//! ([`Reject::Audience`]); for an issuer without, it narrows the check to
+//! ([`Reject::Audience`](crate::verify::Reject::Audience)); for an issuer without, it narrows the check to
 //! that audience.
 //!
 //! **Revocation.** Every valid answer, cache hits included, goes through the
 //! revocation check: [`crate::revocation::Revocation::check_local`] inline,
 //! else a pending lookup; a memo about to expire is refreshed in the
-//! background (a spawned lookup). Revoked is [`Reject::Revoked`]; a store
+//! background (a spawned lookup). Revoked is [`Reject::Revoked`](crate::verify::Reject::Revoked); a store
 //! that could not be asked (revocation failing closed) is undecided
 //! `revocation_unavailable`. REVOKE requests go through
 //! [`Verifier::revoke`].

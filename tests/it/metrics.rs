@@ -186,11 +186,8 @@ fn good_bad_and_attack_tokens_move_the_right_counters() {
         sample(&m, r#"jwtd_connections_limit{front="http"}"#),
         1024.0
     );
-    assert_eq!(
-        sample(&m, r#"jwtd_verifying_limit{budget="proxy"}"#),
-        4096.0
-    );
-    assert_eq!(sample(&m, r#"jwtd_verifying{budget="proxy"}"#), 0.0);
+    assert_eq!(sample(&m, r#"jwtd_verifying_limit{budget="all"}"#), 4096.0);
+    assert_eq!(sample(&m, r#"jwtd_verifying{budget="all"}"#), 0.0);
     assert_eq!(sample(&m, r#"jwtd_jwks_keys{issuer="default"}"#), 1.0);
     assert_eq!(
         sample(
