@@ -697,6 +697,12 @@ impl Metrics {
             .set(if snapshot.revocation_up { 1.0 } else { 0.0 });
         self.fail_open.absolute(snapshot.failed_open);
         self.fail_closed.absolute(snapshot.failed_closed);
+        // A handful of reasons, looked up once per scrape: not worth a
+        // resolved handle each.
+        for (reason, n) in &snapshot.revocation_failures {
+            metrics::counter!("jwtd_revocation_lookup_failures_total", "reason" => *reason)
+                .absolute(*n);
+        }
     }
 }
 
@@ -722,6 +728,9 @@ pub struct Snapshot {
     pub failed_open: u64,
     /// Lookups that failed closed so far.
     pub failed_closed: u64,
+    /// Failed revocation lookups so far, by reason (`timeout`, `connect`,
+    /// `breaker_open`, `redis`, `stopped`).
+    pub revocation_failures: Vec<(&'static str, u64)>,
 }
 
 /// One issuer's key source, for [`Snapshot`].
@@ -828,6 +837,11 @@ const HELP: &[(&str, char, &str)] = &[
         "jwtd_revocation_roundtrip_seconds",
         'h',
         "Time of one revocation batch round trip",
+    ),
+    (
+        "jwtd_revocation_lookup_failures_total",
+        'c',
+        "Revocation lookups that failed, by reason",
     ),
     (
         "jwtd_revocation_decisions_total",

@@ -405,6 +405,7 @@ impl Verifier {
             revocation_up: stats.backend_up(),
             failed_open: stats.failed_open.load(Ordering::Relaxed),
             failed_closed: stats.failed_closed.load(Ordering::Relaxed),
+            revocation_failures: stats.failed_lookups().collect(),
         }
     }
 

@@ -1240,6 +1240,20 @@ async fn known_revocations_hold_with_redis_down_failing_open() {
     // before the known revocations are checked against it.
     until_valid(&d, &client, WAIT).await;
     d.wait_metric(fail_open, |n| n > before);
+    // The operator sees why: each failed lookup counted under its reason.
+    let failures: f64 = ["timeout", "connect", "breaker_open", "redis"]
+        .iter()
+        .map(|r| {
+            d.metric(&format!(
+                r#"jwtd_revocation_lookup_failures_total{{reason="{r}"}}"#
+            ))
+        })
+        .sum();
+    assert!(failures > 0.0, "no failed lookup counted{}", d.log_report());
+    assert_eq!(
+        d.metric(r#"jwtd_revocation_lookup_failures_total{reason="stopped"}"#),
+        0.0
+    );
     stays_revoked(
         &d,
         &client,
