@@ -3,6 +3,10 @@
 //! issuer chosen by `Call`), and the revocation check of every valid
 //! result. Each may end in a wait ([`Pending`]): a refresh of the key set
 //! for an unknown kid, or a revocation lookup.
+//!
+//! Everything here is `pub(super)`: only the pipeline (and the verifier's
+//! tests) can call a stage, so no front can hand-build the check flow
+//! again; the compiler keeps it so.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use crate::verify::{self, Reject, Rejection, Verified};
 
 /// What the daemon answers for one token.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(super) enum Outcome {
     /// Valid; `cached` says whether the cache answered.
     Valid {
         /// The verified result (shared with the cache).
@@ -80,7 +84,7 @@ impl Verifier {
     /// Answers from the cache when it can: `Ok` for a hit or an unknown
     /// selector, `Err(Miss)` when the token must be verified (pass the miss
     /// to [`Verifier::check_uncached`], which reuses its cache key).
-    pub(crate) fn check_cached(
+    pub(super) fn check_cached(
         &self,
         selector: &[u8],
         token: &[u8],
@@ -135,7 +139,7 @@ impl Verifier {
 
     /// Verifies `token` (no cache lookup) and caches a valid result. May
     /// answer [`Outcome::Pending`] (see the module doc).
-    pub(crate) fn check_uncached(
+    pub(super) fn check_uncached(
         &self,
         miss: Miss,
         selector: &[u8],
@@ -220,13 +224,13 @@ fn decided(result: Arc<Verified>, cached: bool, standing: Standing) -> Outcome {
 /// A cache miss: the token must be verified. Carries the cache key so the
 /// token is hashed once per request (none when the cache is disabled).
 #[derive(Debug)]
-pub(crate) struct Miss {
+pub(super) struct Miss {
     key: Option<Key>,
 }
 
 /// An answer that needs a wait: see [`Outcome::Pending`].
 #[derive(Debug)]
-pub(crate) struct Pending {
+pub(super) struct Pending {
     kind: PendingKind,
 }
 
@@ -250,7 +254,7 @@ enum PendingKind {
 impl Pending {
     /// The reject this becomes if a refresh does not help (`None` for a
     /// revocation lookup).
-    pub(crate) fn rejection(&self) -> Option<Rejection> {
+    pub(super) fn rejection(&self) -> Option<Rejection> {
         match &self.kind {
             PendingKind::Refresh { rejection, .. } => Some(*rejection),
             PendingKind::Revocation { .. } => None,
@@ -261,7 +265,7 @@ impl Pending {
     /// `unknown_kid_wait`, and the token is then verified once more (never
     /// starting another refresh); a revocation lookup at most the batch
     /// deadline.
-    pub(crate) async fn finish(
+    pub(super) async fn finish(
         self,
         verifier: &Verifier,
         selector: &[u8],

@@ -24,22 +24,53 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The code of a file without comments and without its test module.
+/// The code of a file without comments and without test code: each
+/// `#[cfg(test)]` item (a `mod tests;` line, or an item whose braces are
+/// counted to their close) is skipped wherever it sits. Braces inside
+/// string literals would confuse the count; this codebase's source has
+/// none on the lines of a test item's header or close.
 fn code_of(text: &str) -> String {
     let mut code = String::new();
-    for line in text.lines() {
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(test)]") {
-            // Test modules sit at the end of their files (STYLE.md).
-            break;
-        }
         if trimmed.starts_with("//") {
+            continue;
+        }
+        if trimmed.starts_with("#[cfg(test)]") {
+            skip_item(&mut lines);
             continue;
         }
         code.push_str(line);
         code.push('\n');
     }
     code
+}
+
+/// Skips the item after a `#[cfg(test)]`: up to its first `;` outside
+/// braces, or to the brace that closes its first `{`.
+fn skip_item<'a>(lines: &mut impl Iterator<Item = &'a str>) {
+    let mut depth = 0usize;
+    let mut opened = false;
+    for line in lines {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        for c in line.chars() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    opened = true;
+                }
+                '}' => depth = depth.saturating_sub(1),
+                ';' if !opened => return,
+                _ => {}
+            }
+        }
+        if opened && depth == 0 {
+            return;
+        }
+    }
 }
 
 /// `crate::a::b` and `crate::{a, b::c}` -> the first segments.
@@ -173,4 +204,54 @@ fn the_reader_sees_imports_in_every_form() {
     );
     let found: Vec<String> = crate_paths(&code).into_iter().collect();
     assert_eq!(found, ["cache", "clock", "metrics", "verify"]);
+}
+
+#[test]
+fn test_code_anywhere_in_a_file_is_skipped_and_code_after_it_is_read() {
+    let code = code_of(
+        "use crate::verify;\n#[cfg(test)]\nmod tests;\n#[cfg(test)]\nfn helper() {\n    \
+         if true { crate::sign::x(); }\n}\n#[cfg(test)]\nuse crate::client;\n\
+         fn after() { crate::cache::y(); }\n",
+    );
+    let found: Vec<String> = crate_paths(&code).into_iter().collect();
+    assert_eq!(found, ["cache", "verify"]);
+}
+
+/// The request-serving fronts reach verification only through the
+/// verifier's pipeline: none names the revocation store, the cache, a key
+/// source or the core's `verify` functions. (The check stages themselves
+/// are `pub(super)` in `src/verifier/check.rs`: the compiler keeps fronts
+/// off them.) The admin listener is not a front: it probes the store for
+/// `/readyz`.
+#[test]
+fn the_fronts_decide_nothing_themselves() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut offences = Vec::new();
+    for file in files {
+        let name = file
+            .strip_prefix(&src)
+            .expect("under src/server")
+            .to_string_lossy()
+            .into_owned();
+        if name == "admin.rs" || name.ends_with("tests.rs") {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(&file).expect("read"));
+        for banned in [
+            "crate::revocation",
+            ".revocation()",
+            "crate::cache",
+            "crate::jwks",
+            "verify::verify",
+            "check_cached",
+            "check_uncached",
+        ] {
+            if code.contains(banned) {
+                offences.push(format!("src/server/{name} uses {banned}"));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
 }
