@@ -32,7 +32,6 @@ pub(super) fn settings(c: &mut Check, raw: &RawConfig, socket: &Path) -> Fronts 
     let token_header = token_header(c, raw);
     let forward_payload = c.flag(&s::forward_payload, raw.forward_payload.as_deref());
     let claim_headers = claim_headers(c, raw, &token_header, forward_payload);
-    let routes = routes(c, raw);
     let name = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     Fronts {
         http_socket,
@@ -48,7 +47,6 @@ pub(super) fn settings(c: &mut Check, raw: &RawConfig, socket: &Path) -> Fronts 
             debug_reason: c.flag(&s::debug_reason, raw.debug_reason.as_deref()),
             strip_token: c.flag(&s::strip_token, raw.strip_token.as_deref()),
             path_prefix: raw.http_path_prefix.clone().unwrap_or_default(),
-            routes,
         },
     }
 }
@@ -164,8 +162,9 @@ fn claim_headers(
     claim_headers
 }
 
-/// The `[[routes]]` tables.
-fn routes(c: &mut Check, raw: &RawConfig) -> Vec<Route> {
+/// The `[[routes]]` tables: a stage of the verifier's pipeline, which
+/// applies them to every request with a path (the proxy fronts).
+pub(super) fn routes(c: &mut Check, raw: &RawConfig) -> Vec<Route> {
     let mut routes = Vec::new();
     for (n, r) in raw.routes.iter().flatten().enumerate() {
         let prefix = match &r.prefix {

@@ -837,10 +837,11 @@ fn front_settings_are_read() {
         headers,
         [("x-roles", "realm_access.roles"), ("x-user", "sub")]
     );
-    assert_eq!(a.routes.len(), 1);
-    assert_eq!(a.routes[0].scopes, ["admin"]);
+    let routes = &c.verifier.routes;
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].scopes, ["admin"]);
     assert_eq!(
-        a.routes[0].claims,
+        routes[0].claims,
         [(
             "tenant".to_owned(),
             vec!["acme".to_owned(), "globex".to_owned()]

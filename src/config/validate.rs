@@ -241,13 +241,8 @@ impl Config {
         let conn = connections(&mut c, &raw, max_token_bytes);
         // Routes and the verification budget are stages of the verifier's
         // pipeline, shared by every front.
-        let verifier = cache(
-            &mut c,
-            &raw,
-            issuers,
-            conn.max_verifying,
-            fronts.authz.routes.clone(),
-        );
+        let routes = fronts::routes(&mut c, &raw);
+        let verifier = cache(&mut c, &raw, issuers, conn.max_verifying, routes);
         let (threads, shutdown_grace) = process(&mut c, &raw);
         let (log, log_json) = logging(&mut c, &raw);
         let admin_addr = admin_addr(&mut c, &raw);

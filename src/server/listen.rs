@@ -207,7 +207,11 @@ pub fn accept_all(
     (rx, Accepting { _tasks: tasks })
 }
 
-/// A front's connection tasks, and their drain.
+/// A front's connection tasks, and their drain: the native and HTTP
+/// fronts and their connections. (The gRPC front's connections belong to
+/// tonic, whose own graceful shutdown sends HTTP/2 GOAWAY, which only the
+/// owner of the connection can do; `grpc::run` bounds it by the same
+/// grace.)
 #[derive(Debug)]
 pub struct Connections {
     tasks: JoinSet<()>,

@@ -88,10 +88,6 @@ pub struct AuthzConfig {
     /// Prefix to strip from request paths before route matching (Envoy's
     /// HTTP-mode `path_prefix`).
     pub path_prefix: String,
-    /// Route policies, any order (for each reading of the path, the
-    /// longest covering prefix applies; see [`crate::route::routes_met`]).
-    /// Applied by the verifier's pipeline, which gets them at start-up.
-    pub routes: Vec<Route>,
 }
 
 impl Default for AuthzConfig {
@@ -105,7 +101,6 @@ impl Default for AuthzConfig {
             debug_reason: false,
             strip_token: false,
             path_prefix: String::new(),
-            routes: Vec::new(),
         }
     }
 }
