@@ -33,7 +33,7 @@
 //!            invalidations, REVOKE writes (docs/revocation.md)
 //! jwks/      key sources: file, JWKS URL, OIDC discovery, publishing through
 //!            a KeySink; RefreshGate for unknown kids (docs/key-sources.md)
-//! metrics    metric handles (resolved once), anomaly kinds, surge detector,
+//! metrics/   metric handles (resolved once), anomaly kinds, surge detector,
 //!            rate-limited security log events (docs/metrics.md)
 //! protocol/  native protocol codec: bytes <-> frames, wire codes for reasons
 //!            and anomalies (docs/protocol.md)
