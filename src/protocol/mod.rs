@@ -53,46 +53,28 @@ pub enum Op {
     },
 }
 
-/// Why jwtd could not decide (status UNDECIDED).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// No key set loaded yet.
-    NoKeys,
-    /// Shedding load.
-    Overloaded,
-    /// The revocation store could not be asked in time (and revocation
-    /// fails closed).
-    RevocationUnavailable,
+/// Why jwtd could not decide (status UNDECIDED): the pipeline's own type;
+/// its code on the wire is [`cause_code`].
+pub use crate::request::Cause;
+
+/// An undecided cause's code on the wire (`docs/protocol.md`).
+pub fn cause_code(cause: Cause) -> u16 {
+    match cause {
+        Cause::NoKeys => 1,
+        Cause::Overloaded => 2,
+        Cause::RevocationUnavailable => 3,
+    }
 }
 
-impl Cause {
-    /// Protocol code.
-    pub fn code(self) -> u16 {
-        match self {
-            Cause::NoKeys => 1,
-            Cause::Overloaded => 2,
-            Cause::RevocationUnavailable => 3,
-        }
-    }
-
-    /// Stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::NoKeys => "no_keys",
-            Cause::Overloaded => "overloaded",
-            Cause::RevocationUnavailable => "revocation_unavailable",
-        }
-    }
-
-    fn from_code(code: u16) -> Option<Cause> {
-        [
-            Cause::NoKeys,
-            Cause::Overloaded,
-            Cause::RevocationUnavailable,
-        ]
-        .into_iter()
-        .find(|c| c.code() == code)
-    }
+/// The cause a code stands for, if any (clients decode replies).
+fn cause_from_code(code: u16) -> Option<Cause> {
+    [
+        Cause::NoKeys,
+        Cause::Overloaded,
+        Cause::RevocationUnavailable,
+    ]
+    .into_iter()
+    .find(|c| cause_code(*c) == code)
 }
 
 /// A rejection reason's code on the wire (`docs/protocol.md`): part of the
@@ -375,7 +357,7 @@ impl Reply {
                 (ST_INVALID, reject_code(*reason), reason.as_str().as_bytes())
             }
             Reply::Undecided { cause, .. } => {
-                (ST_UNDECIDED, cause.code(), cause.as_str().as_bytes())
+                (ST_UNDECIDED, cause_code(*cause), cause.as_str().as_bytes())
             }
             Reply::Pong { ready, .. } => (ST_PONG, u16::from(!*ready), &[]),
             Reply::Done { key, .. } => (ST_DONE, 0, key),
@@ -585,7 +567,7 @@ pub fn decode_reply(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Reply
             claims: frame.clone(),
         }),
         ST_INVALID => reject_from_code(code).map(|reason| Reply::Invalid { id, reason }),
-        ST_UNDECIDED => Cause::from_code(code).map(|cause| Reply::Undecided { id, cause }),
+        ST_UNDECIDED => cause_from_code(code).map(|cause| Reply::Undecided { id, cause }),
         // Any code but 0 reads as not ready: a newer daemon may say why.
         ST_PONG => Some(Reply::Pong {
             id,

@@ -268,6 +268,21 @@ fn reject_codes_are_unique_and_round_trip() {
 }
 
 #[test]
+fn undecided_causes_keep_their_documented_codes_and_round_trip() {
+    let causes = [
+        (Cause::NoKeys, 1),
+        (Cause::Overloaded, 2),
+        (Cause::RevocationUnavailable, 3),
+    ];
+    for (cause, code) in causes {
+        assert_eq!(cause_code(cause), code, "codes are part of the protocol");
+        assert_eq!(cause_from_code(code), Some(cause));
+    }
+    assert_eq!(cause_from_code(0), None);
+    assert_eq!(cause_from_code(4), None);
+}
+
+#[test]
 fn anomaly_bits_round_trip_one_flag_each() {
     let mut seen = 0;
     for a in Anomalies::ALL {

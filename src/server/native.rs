@@ -51,7 +51,7 @@ use tokio::time::Instant;
 use super::ServerConfig;
 use crate::clock::unix_now;
 use crate::protocol::{self, Cause, Op, ProtocolError, Reply};
-use crate::request::{self, Context, Decision, Front, Request};
+use crate::request::{Context, Decision, Front, Request};
 use crate::verifier::{Refused, Step, Tally, Ticket, Verifier, Waiting};
 
 /// How long a draining connection waits for more requests from a quiet
@@ -439,14 +439,7 @@ fn reply(id: u32, decision: Decision) -> Reply {
             id,
             reason: rejection.reason,
         },
-        Decision::Undecided(cause) => Reply::Undecided {
-            id,
-            cause: match cause {
-                request::Cause::NoKeys => Cause::NoKeys,
-                request::Cause::Overloaded => Cause::Overloaded,
-                request::Cause::RevocationUnavailable => Cause::RevocationUnavailable,
-            },
-        },
+        Decision::Undecided(cause) => Reply::Undecided { id, cause },
         Decision::UnknownSelector => Reply::Error {
             id,
             error: ProtocolError::UnknownSelector,
