@@ -5,7 +5,17 @@
 # as medians, with the after/before ratios.
 #
 #   git worktree add /tmp/jwtd-base <commit>     # the "before"
-#   benches/compare.sh /tmp/jwtd-base [ROUNDS] [SECONDS_PER_CELL]   (3, 5)
+#   benches/compare.sh /tmp/jwtd-base [ROUNDS] [SECONDS_PER_CELL] [MODE]
+#                                                 (3, 5, scripts)
+#
+# MODE scripts: the two scripts whole, as described below. MODE cached:
+# only the cached path (what most requests take), many short alternating
+# cells: both daemons run side by side (one token, so idle but for the
+# cell under load), and this checkout's load generator drives both, so the
+# servers are the only difference. Cells: native protocol at depth 8 and
+# the HTTP front, 16 connections each, server CPU from /proc. With PIN=1
+# the servers run on CPU 1 and the load generator on CPU 0 (taskset), which
+# takes the scheduler's placement out of the noise on a 2-core machine.
 #
 # Each side runs its own scripts and its own release binary (lib.sh builds
 # it in that checkout), so "before" is measured exactly as it was. The
@@ -16,6 +26,7 @@ cd "$(dirname "$0")/.."
 base=${1:?usage: benches/compare.sh BASE_CHECKOUT [ROUNDS] [SECONDS_PER_CELL]}
 rounds=${2:-3}
 secs=${3:-5}
+mode=${4:-scripts}
 here=$PWD
 base=$(cd "$base" && pwd)
 logs=$(mktemp -d /tmp/jwtd-compare.XXXXXX)
@@ -29,15 +40,58 @@ run_side() { # side dir round
     done
 }
 
-for round in $(seq "$rounds"); do
-    if ((round % 2)); then
-        run_side before "$base" "$round"
-        run_side after "$here" "$round"
-    else
-        run_side after "$here" "$round"
-        run_side before "$base" "$round"
+cached_rounds() {
+    (cd "$base" && cargo build --release --quiet)
+    cargo build --release --quiet
+    local work=$logs/work gen=$here/target/release/jwtd pin_server='' pin_gen=''
+    if [ "${PIN:-0}" = 1 ]; then
+        pin_server='taskset -c 1'
+        pin_gen='taskset -c 0'
     fi
-done
+    mkdir -p "$work"
+    local iss=https://issuer.example.test/ aud=api://jwt-sidecar-bench
+    "$gen" keygen --alg ES256 --kid bench-es256 --private "$work/es256.pem" --jwks-file "$work/jwks.json"
+    "$gen" bench tokens --key "$work/es256.pem" --count 1 --issuer "$iss" --audience "$aud" >"$work/one.txt"
+    declare -gA pid
+    for side in before after; do
+        local dir=$here
+        [ "$side" = before ] && dir=$base
+        $pin_server "$dir/target/release/jwtd" serve --socket "$work/$side.sock" --http-socket "$work/$side-http.sock" \
+            --jwks-file "$work/jwks.json" --issuer "$iss" --audience "$aud" --log warn &
+        pid[$side]=$!
+    done
+    trap 'kill ${pid[before]} ${pid[after]} 2>/dev/null || true' EXIT
+    for side in before after; do
+        for _ in $(seq 100); do [ -S "$work/$side-http.sock" ] && break; sleep 0.05; done
+    done
+    for round in $(seq "$rounds"); do
+        local order="before after"
+        ((round % 2)) || order="after before"
+        for side in $order; do
+            echo "round $round: $side cached" >&2
+            {
+                echo "cached: $($pin_gen "$gen" bench run --json -d "${secs}s" -c 16 --depth 8 --socket "$work/$side.sock" \
+                    --tokens "$work/one.txt" --server-pid "${pid[$side]}")"
+                echo "http-cached: $($pin_gen "$gen" bench run --json --http -d "${secs}s" -c 16 --socket "$work/$side-http.sock" \
+                    --tokens "$work/one.txt" --server-pid "${pid[$side]}")"
+            } >>"$logs/$side-cached-$round.log"
+        done
+    done
+}
+
+if [ "$mode" = cached ]; then
+    cached_rounds
+else
+    for round in $(seq "$rounds"); do
+        if ((round % 2)); then
+            run_side before "$base" "$round"
+            run_side after "$here" "$round"
+        else
+            run_side after "$here" "$round"
+            run_side before "$base" "$round"
+        fi
+    done
+fi
 
 python3 - "$logs" "$rounds" <<'PY'
 import json, re, statistics, sys
@@ -48,10 +102,11 @@ data = {}  # (side, cell) -> [(cpu, rps)]
 for log in sorted(logs.glob("*.log")):
     side = log.name.split("-")[0]
     for line in log.read_text().splitlines():
-        m = re.match(r"^([\w-]+): (\{.*\})$", line)
+        m = re.match(r"^([\w-]+): (\{.*)$", line)
         if not m or m.group(1) not in cells:
             continue
-        r = json.loads(m.group(2))
+        # http.sh appends its process-tree CPU (" cpu={...}") after the JSON.
+        r, _ = json.JSONDecoder().raw_decode(m.group(2))
         cpu = r.get("server_cpu_us_per_request")
         if cpu is None:  # process-tree cells (nginx-auth) report per group
             continue
