@@ -187,6 +187,9 @@ async fn answer(
         path.split_once('?').map(|(_, q)| q),
         config,
     );
+    // Routes see the path alone (Context::path): the query may hold the
+    // token, and a stage's log line must never carry it.
+    let route_path = path.split(['?', '#']).next().unwrap_or_default();
     let header_view = Headers(headers);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let request = request::Request {
@@ -201,7 +204,7 @@ async fn answer(
                 .or(Some(req.method().as_str())),
             scheme: header("x-forwarded-proto"),
             authority: header("x-forwarded-host").or_else(|| header("host")),
-            path: Some(&path),
+            path: Some(route_path),
             headers: Some(&header_view),
             // The proxy's view of the client: nginx's X-Real-IP
             // (deploy/nginx.conf sets it from $remote_addr).
