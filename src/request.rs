@@ -76,7 +76,9 @@ pub struct Context<'a> {
     pub headers: Option<&'a dyn Headers>,
     /// The client's address, as the proxy saw it.
     pub client: Option<IpAddr>,
-    /// The client's TLS certificate (PEM) when the proxy passes one.
+    /// The client's TLS certificate when the proxy passes one, as the proxy
+    /// sends it (Envoy: URL-encoded PEM, `attributes.source.certificate`);
+    /// a stage that reads it decodes it.
     pub peer_certificate: Option<&'a str>,
 }
 

@@ -150,6 +150,9 @@ pub async fn run(
         }
     };
     drop(accepting);
+    // A connection accepted as shutdown came sits in the channel: close it
+    // now rather than at the end of the grace.
+    drop(accepted);
     let abandoned = connections.drain(grace).await;
     if abandoned > 0 {
         tracing::warn!(
@@ -197,6 +200,9 @@ async fn answer(
         path.split_once('?').map(|(_, q)| q),
         config,
     );
+    // Routes see the path alone (Context::path): the query may hold the
+    // token, and a stage's log line must never carry it.
+    let route_path = path.split(['?', '#']).next().unwrap_or_default();
     let header_view = Headers(headers);
     let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let request = request::Request {
@@ -211,11 +217,15 @@ async fn answer(
                 .or(Some(req.method().as_str())),
             scheme: header(&X_FORWARDED_PROTO),
             authority: header(&X_FORWARDED_HOST).or_else(|| header(&HOST)),
-            path: Some(&path),
+            path: Some(route_path),
             headers: Some(&header_view),
             // The proxy's view of the client: nginx's X-Real-IP
             // (deploy/nginx.conf sets it from $remote_addr).
-            client: header(&X_REAL_IP).and_then(|ip| ip.trim().parse().ok()),
+            // Behind Envoy (`path_prefix` set) X-Real-IP is the client's
+            // own header, never trusted, like X-Original-*.
+            client: header(&X_REAL_IP)
+                .filter(|_| config.path_prefix.is_empty())
+                .and_then(|ip| ip.trim().parse().ok()),
             ..request::Context::new(Front::Http, arrived, crate::clock::unix_now())
         },
     };

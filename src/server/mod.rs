@@ -344,6 +344,9 @@ pub async fn run(
     };
 
     drop(accepting);
+    // A connection accepted as shutdown came sits in the channel: close it
+    // now rather than at the end of the grace.
+    drop(accepted);
     tracing::info!(open = connections.len(), grace = ?grace, "shutting down: draining connections");
     let abandoned = connections.drain(grace).await;
     Drained { abandoned }

@@ -437,3 +437,40 @@ async fn revoked_tokens_are_refused_cached_or_not() {
         Decision::Valid { .. }
     ));
 }
+
+#[tokio::test]
+async fn a_cancelled_decision_gives_its_verification_slot_back() {
+    // A proxy check whose client went away is a dropped `decide` future:
+    // the miss it holds, waiting for a key refresh, must free its slot.
+    let (old, new) = (es256("old"), es256("new"));
+    let v = Verifier::new(VerifierConfig {
+        issuers: vec![issuer("https://a", &[], true)],
+        cache_entries: 100,
+        cache_max_ttl: 600,
+        max_verifying: 1,
+        routes: Vec::new(),
+    });
+    v.set_keys(0, set_of(&[&old]));
+    let now = crate::clock::unix_now();
+    let token = mint(&new, json!({"iss": "https://a", "exp": now + 3600}));
+    let request = Request {
+        token: Some(&token),
+        selector: b"",
+        context: Context::new(Front::Http, std::time::Instant::now(), now),
+    };
+    let mut waiting = Box::pin(v.decide(&request));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        waiting.as_mut().poll(&mut cx).is_pending(),
+        "waits for the refresh"
+    );
+    assert_eq!(v.budget().in_use(), 1, "the waiting miss holds its slot");
+    drop(waiting);
+    assert_eq!(v.budget().in_use(), 0, "given back when cancelled");
+    // And the next miss gets it, rather than `overloaded`.
+    let valid = mint(&old, json!({"iss": "https://a", "exp": now + 3600}));
+    assert!(matches!(
+        decide(&v, b"", &valid, now).await,
+        Decision::Valid { cached: false, .. }
+    ));
+}

@@ -19,6 +19,7 @@ mod layering;
 mod metrics;
 mod nginx;
 mod observability;
+mod pipeline;
 mod props;
 mod readme;
 mod remote;
