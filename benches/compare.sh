@@ -106,9 +106,10 @@ import json, re, statistics, sys
 from pathlib import Path
 logs, rounds = Path(sys.argv[1]), int(sys.argv[2])
 cells = ["cached", "es256", "rs256", "http-cached", "http-es256", "nginx-auth"]
-data = {}  # (side, cell) -> [(cpu, rps)]
+data = {}  # (side, cell) -> [(cpu, rps, round)]
 for log in sorted(logs.glob("*.log")):
     side = log.name.split("-")[0]
+    rnd = int(log.stem.rsplit("-", 1)[1])
     for line in log.read_text().splitlines():
         m = re.match(r"^([\w-]+): (\{.*)$", line)
         if not m or m.group(1) not in cells:
@@ -118,9 +119,9 @@ for log in sorted(logs.glob("*.log")):
         cpu = r.get("server_cpu_us_per_request")
         if cpu is None:  # process-tree cells (nginx-auth) report per group
             continue
-        data.setdefault((side, m.group(1)), []).append((cpu, r.get("requests_per_second") or r.get("rps")))
-print(f"| cell | before CPU us/req | after CPU us/req | after/before CPU | before req/s | after req/s |")
-print("|---|---:|---:|---:|---:|---:|")
+        data.setdefault((side, m.group(1)), []).append((cpu, r.get("rps"), rnd))
+print("| cell | before CPU us/req | after CPU us/req | after/before CPU | per-round ratio | before req/s | after req/s |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for cell in cells:
     b, a = data.get(("before", cell)), data.get(("after", cell))
     if not b or not a:
@@ -129,6 +130,11 @@ for cell in cells:
     ac = statistics.median(x[0] for x in a)
     br = statistics.median(x[1] or 0 for x in b)
     ar = statistics.median(x[1] or 0 for x in a)
+    b, a = sorted(b, key=lambda x: x[2]), sorted(a, key=lambda x: x[2])
     per = lambda xs: " / ".join(f"{x[0]:.2f}" for x in xs)
-    print(f"| {cell} | {bc:.2f} ({per(b)}) | {ac:.2f} ({per(a)}) | {ac / bc:.3f} | {br:,.0f} | {ar:,.0f} |")
+    # The median of each round's after/before: the two sides of a round
+    # ran minutes apart, so host drift weighs on both alike.
+    before_of = {x[2]: x[0] for x in b}
+    ratios = [x[0] / before_of[x[2]] for x in a if x[2] in before_of]
+    print(f"| {cell} | {bc:.2f} ({per(b)}) | {ac:.2f} ({per(a)}) | {ac / bc:.3f} | {statistics.median(ratios):.3f} | {br:,.0f} | {ar:,.0f} |")
 PY
