@@ -50,9 +50,9 @@ use tokio::time::Instant;
 
 use super::ServerConfig;
 use crate::clock::unix_now;
-use crate::protocol::{self, Cause, Op, ProtocolError, Reply};
+use crate::protocol::{self, Op, ProtocolError, Reply};
 use crate::request::{Context, Decision, Front, Request};
-use crate::verifier::{Refused, Step, Tally, Ticket, Verifier, Waiting};
+use crate::verifier::{Next, Refused, Step, Tally, Ticket, Verifier, Waiting};
 
 /// How long a draining connection waits for more requests from a quiet
 /// client before closing.
@@ -363,7 +363,7 @@ fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSe
         .filter_map(|p| {
             let req = pipeline_request(&p.selector, &p.token, p.arrived, now);
             match p.ticket.verify(verifier, &req) {
-                Step::Wait(waiting) => {
+                Next::Wait(waiting) => {
                     waiters.push(Waiter {
                         waiting,
                         id: p.id,
@@ -374,15 +374,7 @@ fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSe
                     });
                     None
                 }
-                Step::Done(decision) => Some((reply(p.id, decision), p.permit)),
-                // A ticket verifies to a decision or a wait; fail safe.
-                Step::Verify(_) => Some((
-                    Reply::Undecided {
-                        id: p.id,
-                        cause: Cause::Overloaded,
-                    },
-                    p.permit,
-                )),
+                Next::Done(decision) => Some((reply(p.id, decision), p.permit)),
             }
         })
         .collect();

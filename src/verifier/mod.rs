@@ -11,7 +11,7 @@
 //! begin: token? -> selector -> cache --hit--> revocation (local) -> route -> Decision
 //!                                 \--miss--> budget slot? --none--> Undecided(overloaded)
 //!                                                \--> Step::Verify(Ticket)
-//! Ticket::verify:  core (crate::verify) -> cache insert -> revocation -> route -> Decision
+//! Ticket::verify:  core (crate::verify) -> cache insert -> revocation -> route -> Next (Done or Wait)
 //! Step::Wait(Waiting), Waiting::finish: a key refresh (unknown kid) or a
 //!                  revocation lookup, awaited -> ... -> route -> Decision
 //! ```
@@ -81,7 +81,7 @@ use crate::route::Route;
 use crate::verify::{self, KeySet, Policy};
 
 pub use issuer::{Health, Issuer, IssuerKeys};
-pub use pipeline::{Budget, Step, Tally, Ticket, Waiting};
+pub use pipeline::{Budget, Next, Step, Tally, Ticket, Waiting};
 
 /// Why [`Verifier::revoke`] did not revoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

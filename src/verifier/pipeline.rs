@@ -129,6 +129,16 @@ pub enum Step {
     Wait(Waiting),
 }
 
+/// Where a verified miss stands: [`Step`] without `Verify`, which a ticket
+/// cannot come back as.
+#[derive(Debug)]
+pub enum Next {
+    /// Decided (and counted).
+    Done(Decision),
+    /// A key refresh (unknown kid) or a revocation lookup to await.
+    Wait(Waiting),
+}
+
 /// A cache miss with its verification slot.
 #[derive(Debug)]
 pub struct Ticket {
@@ -199,16 +209,15 @@ impl Verifier {
         let mut tally = Tally::new(req.context.front, req.context.arrived);
         let step = self.begin(req, &mut tally);
         self.flush(&mut tally);
-        let step = match step {
-            Step::Verify(ticket) => ticket.verify(self, req),
-            other => other,
+        let waiting = match step {
+            Step::Done(decision) => return decision,
+            Step::Wait(waiting) => waiting,
+            Step::Verify(ticket) => match ticket.verify(self, req) {
+                Next::Done(decision) => return decision,
+                Next::Wait(waiting) => waiting,
+            },
         };
-        match step {
-            Step::Done(decision) => decision,
-            Step::Wait(waiting) => waiting.finish(self, req).await,
-            // `verify` never answers Verify; fail safe rather than panic.
-            Step::Verify(_) => Decision::Undecided(Cause::Overloaded),
-        }
+        waiting.finish(self, req).await
     }
 
     /// Whether a route policy could apply to `req` (then even a plain hit
@@ -274,14 +283,14 @@ impl Ticket {
     /// Time is `req`'s `now`: a front queueing tickets reads the clock when
     /// verification starts, so a queued token is never judged by a stale
     /// clock.
-    pub fn verify(self, verifier: &Verifier, req: &Request<'_>) -> Step {
+    pub fn verify(self, verifier: &Verifier, req: &Request<'_>) -> Next {
         let token = req.token.unwrap_or_default();
         match verifier.check_uncached(self.miss, req.selector, token, req.context.now) {
-            Outcome::Pending(pending) => Step::Wait(Waiting {
+            Outcome::Pending(pending) => Next::Wait(Waiting {
                 pending,
                 slot: Some(self.slot),
             }),
-            outcome => Step::Done(verifier.conclude(req, Concluded::Outcome(outcome))),
+            outcome => Next::Done(verifier.conclude(req, Concluded::Outcome(outcome))),
         }
     }
 }
