@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::settings::{RawConfig, Setting, s};
 use super::validate::Check;
-use crate::server::authz::{self, AuthzConfig, ClaimHeader, Route};
+use crate::route::Route;
+use crate::server::authz::{self, AuthzConfig, ClaimHeader};
 
 /// Where the proxy fronts listen, and how they decide.
 #[derive(Debug, Clone, Default)]

@@ -49,7 +49,6 @@ mod token;
 use std::sync::Arc;
 
 use crate::request::{Decision, Reason, Request};
-pub use crate::route::Route;
 use crate::verifier::Verifier;
 
 pub use claims::{headers, valid_claim_header};
