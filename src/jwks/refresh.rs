@@ -416,9 +416,9 @@ mod tests {
     }
 
     /// Log lines written on this thread while the returned handle lives.
+    /// This thread's log lines while alive.
     struct Captured {
         buffer: std::sync::Arc<Mutex<Vec<u8>>>,
-        _guard: tracing::subscriber::DefaultGuard,
     }
 
     impl Captured {
@@ -428,14 +428,31 @@ mod tests {
         }
     }
 
-    struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl Drop for Captured {
+        fn drop(&mut self) {
+            CAPTURE.with(|c| c.borrow_mut().take());
+        }
+    }
+
+    thread_local! {
+        static CAPTURE: std::cell::RefCell<Option<std::sync::Arc<Mutex<Vec<u8>>>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// Writes a line into the capturing thread's buffer; lines of threads
+    /// that capture nothing are dropped.
+    struct Sink;
 
     impl std::io::Write for Sink {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend_from_slice(buf);
+            CAPTURE.with(|c| {
+                if let Some(buffer) = &*c.borrow() {
+                    buffer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(buf);
+                }
+            });
             Ok(buf.len())
         }
 
@@ -444,16 +461,22 @@ mod tests {
         }
     }
 
+    /// Captures this thread's log lines (the tests run on current-thread
+    /// runtimes). One *global* subscriber, installed once: a scoped one
+    /// (`set_default`) races tracing's global callsite cache when other
+    /// tests' threads first hit the same log line, and loses events now
+    /// and then.
     fn capture_logs() -> Captured {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(|| Sink)
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        });
         let buffer = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
-        Captured {
-            buffer,
-            _guard: tracing::subscriber::set_default(subscriber),
-        }
+        CAPTURE.with(|c| *c.borrow_mut() = Some(buffer.clone()));
+        Captured { buffer }
     }
 }
