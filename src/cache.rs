@@ -212,6 +212,7 @@ mod tests {
                 exp: Some(100),
                 nbf: None,
                 iat: None,
+                cnf: None,
                 raw: bytes::Bytes::from_static(b"{}"),
             },
             alg: Algorithm::ES256,

@@ -399,6 +399,40 @@ impl SigningKey {
         self.sign_parts(&header, &payload)
     }
 
+    /// A DPoP proof (RFC 9449 4.2) signed with this key: header `typ`
+    /// `dpop+jwt`, `alg`, and the public `jwk` (its key members only);
+    /// claims `jti`, `htm`, `htu`, `iat`, and `ath` when `access_token` is
+    /// given. `extra` members are added to the claims (and may override).
+    ///
+    /// # Errors
+    ///
+    /// Only on an internal crypto failure.
+    pub fn dpop_proof(
+        &self,
+        method: &str,
+        uri: &str,
+        access_token: Option<&[u8]>,
+        iat: i64,
+        jti: &str,
+        extra: &Map<String, Value>,
+    ) -> Result<String, SignKeyError> {
+        let mut jwk = self.public_jwk();
+        if let Some(map) = jwk.as_object_mut() {
+            map.retain(|k, _| matches!(k.as_str(), "kty" | "crv" | "x" | "y" | "n" | "e"));
+        }
+        let header = json!({"typ": "dpop+jwt", "alg": self.alg.as_str(), "jwk": jwk});
+        let mut claims = json!({"jti": jti, "htm": method, "htu": uri, "iat": iat});
+        if let Some(token) = access_token {
+            claims["ath"] = crate::verify::dpop::access_token_hash(token).into();
+        }
+        for (k, v) in extra {
+            claims[k.as_str()] = v.clone();
+        }
+        let header = serde_json::to_vec(&header).map_err(|_| SignKeyError::Sign)?;
+        let payload = serde_json::to_vec(&claims).map_err(|_| SignKeyError::Sign)?;
+        self.sign_parts(&header, &payload)
+    }
+
     /// The public JWK (for HMAC, the secret itself: there is no public half),
     /// with `kid`, `alg` and `use: sig`.
     pub fn public_jwk(&self) -> Value {
@@ -440,8 +474,8 @@ impl SigningKey {
             Some("OKP") => &["crv", "kty", "x"],
             _ => &["k", "kty"],
         };
-        // serde_json's Map is ordered by key (no preserve_order feature), which
-        // is the lexicographic order RFC 7638 requires.
+        // `members` is in the lexicographic order RFC 7638 requires, and the
+        // map keeps insertion order (serde_json's preserve_order).
         let canonical: Map<String, Value> = members
             .iter()
             .map(|m| ((*m).to_owned(), jwk[*m].clone()))

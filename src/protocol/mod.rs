@@ -105,6 +105,12 @@ pub fn reject_code(reason: Reject) -> u16 {
         Reject::Type => 22,
         Reject::UnknownIssuer => 23,
         Reject::Revoked => 24,
+        Reject::DpopInvalid => 25,
+        Reject::DpopReplay => 26,
+        Reject::DpopMismatch => 27,
+        Reject::BearerDowngrade => 28,
+        Reject::CnfMismatch => 29,
+        Reject::BindingMismatch => 30,
     }
 }
 

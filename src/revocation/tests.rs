@@ -66,6 +66,7 @@ fn token(
             exp: Some(2_000),
             nbf: None,
             iat,
+            cnf: None,
             raw: bytes::Bytes::new(),
         },
         alg: Algorithm::ES256,

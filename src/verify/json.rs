@@ -345,6 +345,8 @@ pub(crate) struct Payload<'de> {
     pub exp: Field<Number>,
     pub nbf: Field<Number>,
     pub iat: Field<Number>,
+    /// `cnf` (RFC 7800): an object, its members as found.
+    pub cnf: Field<CnfText<'de>>,
     /// Bit i is set when `required[i]` is present.
     pub required_seen: u64,
 }
@@ -399,6 +401,17 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
         let mut names = Names::default();
         let mut p = Payload::default();
         while let Some(Name(name)) = map.next_key()? {
+            if &*name == "cnf" {
+                p.cnf = match map.next_value_seed(CnfSeed(ValueSeed {
+                    depth,
+                    collect: false,
+                }))? {
+                    Some(cnf) => Field::Present(cnf),
+                    None => Field::WrongType,
+                };
+                names.insert(name)?;
+                continue;
+            }
             let collect = &*name == "aud";
             let v = map.next_value_seed(ValueSeed { depth, collect })?;
             match &*name {
@@ -427,6 +440,81 @@ impl<'de> Visitor<'de> for PayloadVisitor<'_> {
             names.insert(name)?;
         }
         Ok(p)
+    }
+}
+
+/// The members of a `cnf` claim (RFC 7800 3.1) as found: the two
+/// confirmation methods jwtd checks, and whether there were others.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct CnfText<'de> {
+    /// `jkt` (RFC 9449 6.1): the DPoP key's thumbprint.
+    pub jkt: Field<Cow<'de, str>>,
+    /// `x5t#S256` (RFC 8705 3.1): the client certificate's thumbprint.
+    pub x5t_s256: Field<Cow<'de, str>>,
+    /// Any other member (`jwk`, `kid`, `jku`...): a method jwtd cannot check.
+    pub other: bool,
+}
+
+/// Reads a `cnf` value: `Some` for an object (depth and duplicates enforced
+/// like everywhere else), `None` for any other JSON value.
+struct CnfSeed(ValueSeed);
+
+impl<'de> DeserializeSeed<'de> for CnfSeed {
+    type Value = Option<CnfText<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        match self.0.depth {
+            // No room for an object here: walk it as a value (which fails
+            // on a container) and call anything else the wrong type.
+            0 => self.0.deserialize(d).map(|_| None),
+            _ => d.deserialize_any(self),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for CnfSeed {
+    type Value = Option<CnfText<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a cnf value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut names = Names::default();
+        let mut cnf = CnfText::default();
+        while let Some(Name(name)) = map.next_key()? {
+            let v = map.next_value_seed(self.0.child())?;
+            match &*name {
+                "jkt" => cnf.jkt = string(v),
+                "x5t#S256" => cnf.x5t_s256 = string(v),
+                _ => cnf.other = true,
+            }
+            names.insert(name)?;
+        }
+        Ok(Some(cnf))
     }
 }
 

@@ -548,7 +548,7 @@ fn bytes(jwk: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, KeyPro
 
 /// One JWK; `secrets` says whether an `oct` key may be used (a local file)
 /// or not (a published set).
-fn parse_jwk(jwk: &Map<String, Value>, secrets: bool) -> Result<Key, KeyProblem> {
+pub(super) fn parse_jwk(jwk: &Map<String, Value>, secrets: bool) -> Result<Key, KeyProblem> {
     let kid = member(jwk, "kid")?.map(Arc::from);
     if let Some(usage) = member(jwk, "use")?
         && usage != "sig"

@@ -43,6 +43,7 @@
 //! the conformance vectors and cheap to call from any front.
 
 mod alg;
+pub mod dpop;
 pub(crate) mod json;
 pub mod keys;
 mod outcome;
@@ -55,7 +56,7 @@ use base64::Engine;
 pub use alg::{AlgSet, Algorithm, AlgorithmNameError, Curve, Family, is_none_spelling};
 pub use json::MAX_REQUIRED_CLAIMS;
 pub use keys::{B64URL, Key, KeyFingerprint, KeyKind, KeyProblem, KeySet, KeySetError, SkippedKey};
-pub use outcome::{Anomalies, Claims, Reject, Rejection, Verdict, Verified};
+pub use outcome::{Anomalies, Claims, Confirmation, Reject, Rejection, Verdict, Verified};
 
 use json::{Field, Number};
 
@@ -419,6 +420,7 @@ fn verify_inner<T: Trust>(
         exp: claims.exp,
         nbf: claims.nbf,
         iat: claims.iat,
+        cnf: claims.cnf.map(Box::new),
         raw: payload.into(),
     };
     Ok(Verified {
@@ -441,6 +443,37 @@ struct Times {
     exp: Option<i64>,
     nbf: Option<i64>,
     iat: Option<i64>,
+    cnf: Option<Confirmation>,
+}
+
+/// The token's `cnf`: `Ok(None)` when absent or empty; a member jwtd
+/// checks must be a base64url SHA-256 digest.
+fn confirmation(f: &Field<json::CnfText<'_>>) -> Result<Option<Confirmation>, Reject> {
+    fn digest(f: &Field<Cow<'_, str>>) -> Result<Option<[u8; 32]>, Reject> {
+        match f {
+            Field::Absent => Ok(None),
+            Field::Present(s) => {
+                let mut out = [0u8; 32];
+                match B64URL.decode_slice(s.as_bytes(), &mut out) {
+                    Ok(32) if s.len() == 43 => Ok(Some(out)),
+                    _ => Err(Reject::ClaimType),
+                }
+            }
+            Field::WrongType => Err(Reject::ClaimType),
+        }
+    }
+    match f {
+        Field::Absent => Ok(None),
+        Field::WrongType => Err(Reject::ClaimType),
+        Field::Present(c) => {
+            let cnf = Confirmation {
+                jkt: digest(&c.jkt)?,
+                x5t_s256: digest(&c.x5t_s256)?,
+                other: c.other,
+            };
+            Ok((cnf.jkt.is_some() || cnf.x5t_s256.is_some() || cnf.other).then_some(cnf))
+        }
+    }
 }
 
 fn date(f: &Field<Number>, round: fn(Number) -> i64) -> Option<i64> {
@@ -488,6 +521,7 @@ fn check_claims(p: &json::Payload<'_>, policy: &Policy, now: i64) -> Result<Time
         exp: date(&p.exp, Number::floor),
         nbf: date(&p.nbf, Number::ceil),
         iat: date(&p.iat, Number::ceil),
+        cnf: confirmation(&p.cnf)?,
     };
     let leeway = i64::try_from(policy.leeway).unwrap_or(i64::MAX);
     if let Some(exp) = t.exp

@@ -83,11 +83,32 @@ pub enum Reject {
     /// stage does, and it is a reason here so that every front reports it
     /// like any other.
     Revoked,
+    /// A DPoP proof (RFC 9449) is missing where one is needed, or is not a
+    /// valid proof: malformed, wrong `typ`, an `alg` not allowed (`none`
+    /// and HMAC never are), no public `jwk` (or one with private members),
+    /// a signature that does not verify, `iat` outside the window. Like
+    /// `Revoked`, the binding stage (`crate::bind`) returns the six reasons
+    /// from here on; the core never does.
+    DpopInvalid,
+    /// A DPoP proof whose `jti` was already seen within the window.
+    DpopReplay,
+    /// A valid DPoP proof for another request or another key: `htm`,
+    /// `htu` or `ath` do not match, or its key's thumbprint is not the
+    /// token's `cnf.jkt` (or the token is not DPoP-bound at all).
+    DpopMismatch,
+    /// A DPoP-bound token (`cnf.jkt`) presented without DPoP, as a bearer
+    /// token; or an unbound token where the issuer requires DPoP.
+    BearerDowngrade,
+    /// A certificate-bound token (`cnf.x5t#S256`, RFC 8705) without the
+    /// client certificate it names; or a `cnf` jwtd cannot check.
+    CnfMismatch,
+    /// A configured device or address binding (`[[bindings]]`) not met.
+    BindingMismatch,
 }
 
 impl Reject {
     /// Every reason, for pre-registering metric handles.
-    pub const ALL: [Reject; 24] = [
+    pub const ALL: [Reject; 30] = [
         Reject::TooLarge,
         Reject::Malformed,
         Reject::Base64,
@@ -112,6 +133,12 @@ impl Reject {
         Reject::Type,
         Reject::UnknownIssuer,
         Reject::Revoked,
+        Reject::DpopInvalid,
+        Reject::DpopReplay,
+        Reject::DpopMismatch,
+        Reject::BearerDowngrade,
+        Reject::CnfMismatch,
+        Reject::BindingMismatch,
     ];
 
     /// Stable snake_case name for metric labels, logs and CLI output.
@@ -141,6 +168,12 @@ impl Reject {
             Reject::Type => "typ",
             Reject::UnknownIssuer => "unknown_issuer",
             Reject::Revoked => "revoked",
+            Reject::DpopInvalid => "dpop_invalid",
+            Reject::DpopReplay => "dpop_replay",
+            Reject::DpopMismatch => "dpop_mismatch",
+            Reject::BearerDowngrade => "bearer_downgrade",
+            Reject::CnfMismatch => "cnf_mismatch",
+            Reject::BindingMismatch => "binding_mismatch",
         }
     }
 
@@ -154,6 +187,11 @@ impl Reject {
                 | Reject::BadSignature
                 | Reject::UnknownKey
                 | Reject::Unencoded
+                | Reject::DpopReplay
+                | Reject::DpopMismatch
+                | Reject::BearerDowngrade
+                | Reject::CnfMismatch
+                | Reject::BindingMismatch
         )
     }
 }
@@ -268,6 +306,11 @@ pub struct Claims {
     pub nbf: Option<i64>,
     /// `iat` in Unix seconds (fractions rounded up), if present.
     pub iat: Option<i64>,
+    /// `cnf` (RFC 7800): what the token is bound to, if anything. Read once
+    /// at verification, so a cached result carries it and the binding
+    /// stage (`crate::bind`) pays nothing to find it. Boxed: most tokens
+    /// have none.
+    pub cnf: Option<Box<Confirmation>>,
     /// The decoded payload: UTF-8 JSON text of an object. `Bytes` so that
     /// every reply served from the cache shares it instead of copying it.
     pub raw: Bytes,
@@ -280,6 +323,25 @@ impl Claims {
         // requires valid UTF-8; a failure here would be a bug in the core.
         std::str::from_utf8(&self.raw).unwrap_or("{}")
     }
+}
+
+/// A token's `cnf` claim: the proof-of-possession keys it is bound to.
+///
+/// The core only reads it (a malformed `jkt` or `x5t#S256` is
+/// [`Reject::ClaimType`]); enforcing it needs the request, which is the
+/// binding stage's work (`crate::bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation {
+    /// `cnf.jkt` (RFC 9449 6.1): the SHA-256 JWK thumbprint (RFC 7638) of
+    /// the key every DPoP proof must be signed with.
+    pub jkt: Option<[u8; 32]>,
+    /// `cnf.x5t#S256` (RFC 8705 3.1): the SHA-256 of the DER client
+    /// certificate the token must come with.
+    pub x5t_s256: Option<[u8; 32]>,
+    /// Another confirmation method (`jwk`, `kid`, `jku`...) that jwtd
+    /// cannot check: such a token is refused rather than taken as a bearer
+    /// token.
+    pub other: bool,
 }
 
 /// A token that passed every check.

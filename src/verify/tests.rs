@@ -1017,3 +1017,61 @@ fn only_keys_serving_the_tokens_alg_count_against_the_bound() {
         .expect("sign");
     assert_eq!(verdict(&token, &set, &Policy::default()), Ok(()));
 }
+
+// ---------------------------------------------------------------- cnf
+
+#[test]
+fn cnf_is_read_once_and_a_malformed_one_is_a_claim_type_error() {
+    let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    // (RFC 8705's own example value, bwcK...dg2, has non-canonical trailing
+    // bits: strict base64url refuses it, as it refuses them everywhere.)
+    let x5t = "BimEMugGayniIjvMI6qVBLVq5Qj6vzQ1UIhpucMZDiI";
+    let (key, set) = keyed(Algorithm::ES256, Some("k"));
+    let verified = |cnf: Value| {
+        let token = key
+            .mint(&json!({"exp": NOW + 60, "cnf": cnf}), &Map::new())
+            .unwrap();
+        verify(token.as_bytes(), &set, &Policy::default(), NOW)
+    };
+    let v = verified(json!({"jkt": jkt})).unwrap();
+    let cnf = v.claims.cnf.as_deref().copied().unwrap();
+    assert_eq!(B64URL.encode(cnf.jkt.unwrap()), jkt);
+    assert_eq!((cnf.x5t_s256, cnf.other), (None, false));
+    let v = verified(json!({"x5t#S256": x5t, "kid": "other-method"})).unwrap();
+    let cnf = v.claims.cnf.as_deref().copied().unwrap();
+    assert_eq!(B64URL.encode(cnf.x5t_s256.unwrap()), x5t);
+    assert!(cnf.other && cnf.jkt.is_none());
+    // Only a method jwtd cannot check: kept as such, never dropped.
+    let v = verified(json!({"jwk": {"kty": "EC"}})).unwrap();
+    assert!(v.claims.cnf.unwrap().other);
+    // Empty: unbound.
+    assert_eq!(verified(json!({})).unwrap().claims.cnf, None);
+    for bad in [
+        json!("jkt"),
+        json!(["jkt"]),
+        json!({"jkt": 1}),
+        json!({"jkt": "short"}),
+        json!({"jkt": format!("{jkt}=")}),
+        json!({"x5t#S256": "+/+/"}),
+    ] {
+        assert_eq!(
+            verified(bad.clone()).map(|_| ()),
+            Err(Rejection::from(Reject::ClaimType)),
+            "{bad}"
+        );
+    }
+    // Duplicates inside cnf are refused like anywhere else.
+    let payload = format!(
+        r#"{{"exp":{},"cnf":{{"jkt":"{jkt}","jkt":"{jkt}"}}}}"#,
+        NOW + 60
+    );
+    let token = key
+        .sign_parts(br#"{"alg":"ES256","kid":"k"}"#, payload.as_bytes())
+        .unwrap();
+    assert_eq!(
+        verify(token.as_bytes(), &set, &Policy::default(), NOW)
+            .map(|_| ())
+            .map_err(|r| r.reason),
+        Err(Reject::Payload)
+    );
+}
