@@ -44,6 +44,9 @@ pub enum ClientError {
     /// A selector longer than 255 bytes.
     #[error("selector longer than 255 bytes")]
     SelectorTooLong,
+    /// A VERIFY_CTX token or context field longer than 65535 bytes.
+    #[error("token or context field longer than 65535 bytes")]
+    FieldTooLong,
 }
 
 type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Reply>>>>>;
@@ -128,6 +131,37 @@ impl Client {
             return Err(ClientError::SelectorTooLong);
         }
         self.call(|buf, id| protocol::encode_verify(buf, id, selector, token))
+            .await
+    }
+
+    /// Verifies `token` for `selector` (empty: the default policy) with the
+    /// request it came with (VERIFY_CTX): method, URI, DPoP proof, client
+    /// certificate thumbprint, client address, as the binding stage needs
+    /// them. A daemon older than VERIFY_CTX answers ERROR `unknown op` and
+    /// closes the connection.
+    ///
+    /// # Errors
+    ///
+    /// Transport failures, a selector over 255 bytes, or a token or field
+    /// over 65535 bytes.
+    pub async fn verify_with_context(
+        &self,
+        selector: &[u8],
+        token: &[u8],
+        context: &protocol::WireContext,
+    ) -> Result<Reply, ClientError> {
+        if selector.len() > 255 {
+            return Err(ClientError::SelectorTooLong);
+        }
+        let too_long = |b: Option<&[u8]>| b.is_some_and(|b| b.len() > usize::from(u16::MAX));
+        if token.len() > usize::from(u16::MAX)
+            || too_long(context.method.as_deref())
+            || too_long(context.uri.as_deref())
+            || too_long(context.dpop.as_deref())
+        {
+            return Err(ClientError::FieldTooLong);
+        }
+        self.call(|buf, id| protocol::encode_verify_ctx(buf, id, selector, token, context))
             .await
     }
 

@@ -47,7 +47,7 @@ pub use duration::{parse_duration, parse_whole_seconds};
 pub use fronts::Fronts;
 pub use issuers::{DEV_ISSUER, DEV_JWKS, IssuerSource, KeySource, required_claims};
 pub use origin::{Origin, Origins};
-pub use raw::{RawRoute, env_names, unknown_env};
+pub use raw::{RawBinding, RawRoute, env_names, unknown_env};
 pub use settings::{Kind, RawConfig, RawIssuer, SETTINGS, Scope, Setting, Topic, Value};
 pub use validate::{Config, ListenLimits, default_socket};
 

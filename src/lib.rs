@@ -19,7 +19,8 @@
 //!   keys       KeySet: JWKS and PEM parsed once into aws-lc-rs keys; unusable
 //!              keys skipped with a reason
 //!   pem        minimal PEM block reader/writer
-//!   outcome    Reject reasons, Anomalies, Claims, Verified, Verdict
+//!   dpop       DPoP proofs (RFC 9449): proof bytes + request -> key thumbprint
+//!   outcome    Reject reasons, Anomalies, Claims (with cnf), Verified, Verdict
 //! request    what every front hands the verifier (Request: token, selector,
 //!            Context) and gets back (Decision)
 //! verifier/  Verifier: the shared handle and the one request pipeline
@@ -27,6 +28,8 @@
 //!   check      stages on one token: cache, verification, revocation, waits
 //!   pipeline   begin / Ticket::verify / Waiting::finish / decide; the
 //!              verification Budget; route stage; one metrics record
+//! bind/      the binding stage: DPoP, certificate-bound tokens (cnf), device
+//!            and address rules, the DPoP replay cache
 //! route      route policies (path prefix -> scopes, claims), a pipeline stage
 //! cache      verified-result cache: SHA-256 keyed, sharded LRU, never past exp
 //! revocation/ the blacklist: batched Redis lookups, local answers, pushed
@@ -87,8 +90,10 @@
 //!    shared refresh of its set; a revocation status not known locally
 //!    joins the next batched Redis lookup. Both are `Step::Wait`, finished
 //!    by `Waiting::finish`.
-//! 5. **Conclude.** Revocation, then the route policy (requests with a
-//!    path), then one metrics record, give the `Decision`.
+//! 5. **Conclude.** Revocation, then the binding stage (`bind`: DPoP
+//!    proof, client certificate, device and address rules; a DPoP proof
+//!    claimed in Redis is one more wait), then the route policy (requests
+//!    with a path), then one metrics record, give the `Decision`.
 //! 6. **Out.** The native front replies with `protocol::Reply`, tagged with
 //!    the request's id and batched with whatever else is ready; the proxy
 //!    fronts map the decision to `authz::Answer` (allow with claim headers,
@@ -117,6 +122,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bind;
 pub mod cache;
 pub mod client;
 pub mod clock;

@@ -54,6 +54,37 @@ pub trait Headers: Sync {
     fn get(&self, name: &str) -> Option<&str>;
 }
 
+/// How the token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenScheme {
+    /// As a bearer token: `Authorization: Bearer`, a cookie, a query
+    /// parameter, a custom header, or a native VERIFY without a DPoP proof.
+    #[default]
+    Bearer,
+    /// `Authorization: DPoP` (RFC 9449 7.1), or a native VERIFY carrying a
+    /// DPoP proof: the request must come with a proof for the token's key.
+    Dpop,
+}
+
+/// The client's TLS certificate, as the front got it: the binding stage
+/// (`crate::bind`) turns it into a SHA-256 thumbprint only when a token
+/// asks (`cnf.x5t#S256`), so requests of unbound tokens pay nothing for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCert<'a> {
+    /// The SHA-256 of the DER certificate, already computed (native
+    /// VERIFY with context).
+    Sha256([u8; 32]),
+    /// URL-encoded PEM: Envoy's `attributes.source.certificate` (gRPC
+    /// front, `include_peer_certificate: true`).
+    UrlEncodedPem(&'a str),
+    /// RFC 9440 `Client-Cert`: the DER certificate as a structured-field
+    /// byte sequence (`:base64:`), set by a trusted proxy (HTTP front).
+    Rfc9440(&'a str),
+    /// Envoy's `x-forwarded-client-cert`, whose `Hash=` is the hex SHA-256
+    /// of the DER certificate, set by a trusted proxy (HTTP front).
+    Xfcc(&'a str),
+}
+
 /// What the request is, beyond its token.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
@@ -76,10 +107,19 @@ pub struct Context<'a> {
     pub headers: Option<&'a dyn Headers>,
     /// The client's address, as the proxy saw it.
     pub client: Option<IpAddr>,
-    /// The client's TLS certificate when the proxy passes one, as the proxy
-    /// sends it (Envoy: URL-encoded PEM, `attributes.source.certificate`);
-    /// a stage that reads it decodes it.
-    pub peer_certificate: Option<&'a str>,
+    /// The client's TLS certificate, when the front knows it (see
+    /// [`ClientCert`]): decoded only by a stage that needs it.
+    pub client_cert: Option<ClientCert<'a>>,
+    /// How the token was presented.
+    pub token_scheme: TokenScheme,
+    /// The `DPoP` header's value (RFC 9449 4.1). A front that finds more
+    /// than one `DPoP` header passes an empty proof, which no check accepts
+    /// (RFC 9449 4.3: exactly one).
+    pub dpop_proof: Option<&'a [u8]>,
+    /// The request's absolute URI when the front was given it whole (native
+    /// VERIFY with context); else the binding stage builds it from
+    /// `scheme`, `authority` and `path`.
+    pub uri: Option<&'a str>,
 }
 
 impl<'a> Context<'a> {
@@ -95,7 +135,10 @@ impl<'a> Context<'a> {
             path: None,
             headers: None,
             client: None,
-            peer_certificate: None,
+            client_cert: None,
+            token_scheme: TokenScheme::Bearer,
+            dpop_proof: None,
+            uri: None,
         }
     }
 
@@ -115,6 +158,7 @@ impl std::fmt::Debug for Context<'_> {
             .field("method", &self.method)
             .field("path", &self.path)
             .field("client", &self.client)
+            .field("token_scheme", &self.token_scheme)
             .finish_non_exhaustive()
     }
 }

@@ -60,6 +60,14 @@ pub struct Args {
     /// Issue at this Unix second instead of now.
     #[arg(long, value_name = "UNIX", allow_negative_numbers = true)]
     now: Option<i64>,
+    /// Bind the token to this DPoP key (a private key file, as --key):
+    /// cnf.jkt is its RFC 7638 thumbprint (RFC 9449 6).
+    #[arg(long, value_name = "FILE")]
+    dpop_key: Option<String>,
+    /// Bind the token to this client certificate (PEM or DER file):
+    /// cnf.x5t#S256 is its SHA-256 (RFC 8705 3).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<String>,
 }
 
 fn object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
@@ -70,6 +78,24 @@ fn object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Value>> 
             _ => bail!("{flag}: expected a JSON object"),
         },
     }
+}
+
+/// base64url(SHA-256(DER)) of the first certificate in a PEM or DER file.
+pub fn cert_thumbprint(path: &str) -> anyhow::Result<String> {
+    use base64::Engine;
+    let bytes = std::fs::read(path).with_context(|| format!("--cert {path}"))?;
+    let der = match std::str::from_utf8(&bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"))
+    {
+        Some(text) => jwtd::verify::pem::parse(text)
+            .ok()
+            .and_then(|blocks| blocks.into_iter().find(|b| b.label == "CERTIFICATE"))
+            .map(|b| b.der)
+            .with_context(|| format!("--cert {path}: no CERTIFICATE block"))?,
+        None => bytes,
+    };
+    Ok(jwtd::verify::B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -113,6 +139,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect::<String>()
             .into(),
     );
+    let mut cnf = Map::new();
+    if let Some(path) = &args.dpop_key {
+        let text = std::fs::read_to_string(path).with_context(|| format!("--dpop-key {path}"))?;
+        let dpop =
+            SigningKey::from_file_contents(&text).with_context(|| format!("--dpop-key {path}"))?;
+        cnf.insert("jkt".into(), dpop.thumbprint().into());
+    }
+    if let Some(path) = &args.cert {
+        cnf.insert("x5t#S256".into(), cert_thumbprint(path)?.into());
+    }
+    if !cnf.is_empty() {
+        claims.insert("cnf".into(), Value::Object(cnf));
+    }
     claims.extend(object("--claims", args.claims.as_deref())?);
 
     let mut header = Map::new();

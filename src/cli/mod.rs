@@ -4,6 +4,7 @@
 
 mod bench;
 mod check;
+mod dpop;
 mod keygen;
 mod mint;
 mod ping;
@@ -103,6 +104,8 @@ enum Command {
     Check(check::Args),
     /// Sign a token (development and tests).
     Mint(mint::Args),
+    /// Sign a DPoP proof for one request (development and tests).
+    Dpop(dpop::Args),
     /// Generate a signing key and its public JWK set (development and tests).
     Keygen(keygen::Args),
 }
@@ -128,6 +131,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Check(args) => Ok(check::run(args)?),
         Command::Bench(args) => Ok(bench::run(args)?),
         Command::Mint(args) => Ok(mint::run(args)?),
+        Command::Dpop(args) => Ok(dpop::run(args)?),
         Command::Keygen(args) => Ok(keygen::run(args)?),
     }
 }

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
+use bytes::Bytes;
 use jwtd::client::Client;
-use jwtd::protocol::Reply;
+use jwtd::protocol::{Reply, WireContext};
 
 /// Exit status when jwtd could not decide (daemon unreachable, no keys).
 const EXIT_UNDECIDED: u8 = 3;
@@ -19,22 +20,80 @@ pub struct Args {
     /// Verify for this configured audience (a request selector).
     #[arg(long, value_name = "S")]
     audience: Option<String>,
+    /// The request's method, for a DPoP proof's htm (sends VERIFY_CTX).
+    #[arg(long, value_name = "METHOD")]
+    method: Option<String>,
+    /// The request's absolute URI, for a DPoP proof's htu (sends
+    /// VERIFY_CTX).
+    #[arg(long, value_name = "URI")]
+    uri: Option<String>,
+    /// The request's DPoP proof: the token is presented as DPoP (sends
+    /// VERIFY_CTX).
+    #[arg(long, value_name = "PROOF")]
+    dpop: Option<String>,
+    /// The client's TLS certificate (PEM or DER file), for
+    /// certificate-bound tokens (sends VERIFY_CTX).
+    #[arg(long, value_name = "FILE")]
+    client_cert: Option<std::path::PathBuf>,
+    /// The client's IP address, for address bindings (sends VERIFY_CTX).
+    #[arg(long, value_name = "IP")]
+    client_ip: Option<std::net::IpAddr>,
     /// The token, or - to read it from standard input.
     #[arg(value_name = "TOKEN|-")]
     token: String,
 }
 
+/// The VERIFY_CTX context the flags give, if any.
+fn context(args: &Args) -> anyhow::Result<Option<WireContext>> {
+    let cert_sha256 = match &args.client_cert {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--client-cert {}: {e}", path.display()))?;
+            let der = match std::str::from_utf8(&bytes)
+                .ok()
+                .filter(|t| t.contains("-----BEGIN"))
+            {
+                Some(text) => jwtd::verify::pem::parse(text)
+                    .ok()
+                    .and_then(|blocks| blocks.into_iter().find(|b| b.label == "CERTIFICATE"))
+                    .map(|b| b.der)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--client-cert {}: no CERTIFICATE block", path.display())
+                    })?,
+                None => bytes,
+            };
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+            Some(<[u8; 32]>::try_from(digest.as_ref())?)
+        }
+    };
+    let context = WireContext {
+        method: args.method.clone().map(Bytes::from),
+        uri: args.uri.clone().map(Bytes::from),
+        dpop: args.dpop.clone().map(Bytes::from),
+        cert_sha256,
+        client: args.client_ip,
+    };
+    Ok((context != WireContext::default()).then_some(context))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = super::read_token(&args.token)?;
-    let socket = args.socket.unwrap_or_else(jwtd::config::default_socket);
+    let context = context(&args)?;
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(jwtd::config::default_socket);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let reply = runtime.block_on(async {
         let client = Client::connect(&socket).await?;
-        client
-            .verify_for(args.audience.as_deref().unwrap_or("").as_bytes(), &token)
-            .await
+        let selector = args.audience.as_deref().unwrap_or("").as_bytes();
+        match &context {
+            Some(context) => client.verify_with_context(selector, &token, context).await,
+            None => client.verify_for(selector, &token).await,
+        }
     });
     let (out, code) = match reply {
         Ok(Reply::Valid {
@@ -64,6 +123,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(jwtd::client::ClientError::SelectorTooLong) => {
             eprintln!("jwtd verify: --audience is longer than 255 bytes");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+        Err(jwtd::client::ClientError::FieldTooLong) => {
+            eprintln!("jwtd verify: the token or a context flag is longer than 65535 bytes");
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
         Err(e) => {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::settings::{RawConfig, Setting, s};
 use super::validate::Check;
+use crate::bind::{self, BindConfig};
 use crate::route::Route;
 use crate::server::authz::{self, AuthzConfig, ClaimHeader};
 
@@ -48,7 +49,109 @@ pub(super) fn settings(c: &mut Check, raw: &RawConfig, socket: &Path) -> Fronts 
             debug_reason: c.flag(&s::debug_reason, raw.debug_reason.as_deref()),
             strip_token: c.flag(&s::strip_token, raw.strip_token.as_deref()),
             path_prefix: raw.http_path_prefix.clone().unwrap_or_default(),
+            dpop_to_bearer: c.flag(&s::dpop_to_bearer, raw.dpop_to_bearer.as_deref()),
+            client_cert_header: raw
+                .client_cert_header
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .and_then(|v| {
+                    let parsed = authz::CertHeader::parse(v);
+                    if parsed.is_none() {
+                        c.problem(
+                            &s::client_cert_header,
+                            format_args!("{v:?}: expected client-cert or x-forwarded-client-cert"),
+                        );
+                    }
+                    parsed
+                }),
         },
+    }
+}
+
+/// The binding stage's daemon-wide settings: `[[bindings]]`,
+/// `public_origin`, the replay cache's size.
+pub(super) fn bindings(c: &mut Check, raw: &RawConfig) -> BindConfig {
+    let mut rules = Vec::new();
+    for (n, b) in raw.bindings.iter().flatten().enumerate() {
+        let at = format!("bindings[{n}]");
+        let claim = match b.claim.as_deref().map(str::trim) {
+            Some(claim) if !claim.is_empty() => claim.to_owned(),
+            _ => {
+                c.problems.push(format!("{at}.claim: required"));
+                continue;
+            }
+        };
+        let source = match b.equals.as_deref().map(bind::Source::parse) {
+            Some(Ok(source)) => source,
+            Some(Err(e)) => {
+                c.problems.push(format!("{at}.equals: {e}"));
+                continue;
+            }
+            None => {
+                c.problems.push(format!(
+                    "{at}.equals: required: \"client_ip\" or \"sha256(header, ...)\""
+                ));
+                continue;
+            }
+        };
+        if let Some(prefix) = &b.prefix
+            && !prefix.starts_with('/')
+        {
+            c.problems.push(format!(
+                "{at}.prefix: a path starting with \"/\" is required"
+            ));
+        }
+        let if_missing = match b.if_missing.as_deref().map(str::trim) {
+            None | Some("refuse") => bind::Missing::Refuse,
+            Some("allow") => bind::Missing::Allow,
+            Some(other) => {
+                c.problems.push(format!(
+                    "{at}.if_missing: {other:?}: expected refuse or allow"
+                ));
+                bind::Missing::Refuse
+            }
+        };
+        rules.push(bind::Rule {
+            claim,
+            source,
+            issuer: b.issuer.clone().filter(|i| !i.is_empty()),
+            prefix: b.prefix.clone(),
+            if_missing,
+        });
+    }
+    let public_origin = raw
+        .public_origin
+        .as_deref()
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .and_then(|origin| {
+            let bare = origin.trim_end_matches('/');
+            // An origin: scheme and authority, nothing after.
+            let ok = crate::verify::dpop::normalize_uri(bare).is_some()
+                && bare
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
+            if ok {
+                Some(bare.to_owned())
+            } else {
+                c.problem(
+                    &s::public_origin,
+                    format_args!(
+                        "{origin:?}: expected scheme://host[:port], e.g. https://api.example.com"
+                    ),
+                );
+                None
+            }
+        });
+    let replay_entries = c.number(
+        &s::dpop_replay_entries,
+        raw.dpop_replay_entries.as_deref(),
+        (1, 10_000_000),
+    );
+    BindConfig {
+        rules,
+        public_origin,
+        replay_entries,
     }
 }
 

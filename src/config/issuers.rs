@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use super::settings::{RawConfig, RawIssuer, s};
 use super::validate::Check;
+use crate::bind::{DpopMode, IssuerBinding};
 use crate::jwks::source::{Endpoint, url_problem};
 use crate::verifier::IssuerConfig;
-use crate::verify::{self, AlgSet, Algorithm, KeySet, Policy};
+use crate::verify::dpop::ProofPolicy;
+use crate::verify::{self, AlgSet, Algorithm, Family, KeySet, Policy};
 
 /// The development key set compiled into the binary, served only with an
 /// explicit `--dev` (`JWTD_DEV=1`, `dev = true`): its private key is
@@ -91,6 +93,7 @@ pub(super) fn settings(
     for (prefix, table) in &issuer_tables {
         let (source, issuer) = key_source(c, prefix, table, tables, dev);
         let policy = policy(c, prefix, table, issuer, max_token_bytes);
+        let binding = binding(c, prefix, table, policy.leeway);
         if let Some(iss) = &policy.issuer
             && !names.insert(iss.clone())
         {
@@ -102,6 +105,7 @@ pub(super) fn settings(
             policy,
             unknown_kid: remote.then_some(refresh.unknown_kid),
             max_stale: refresh.max_stale.filter(|_| remote),
+            binding,
         });
         sources.push(source);
     }
@@ -302,6 +306,53 @@ fn policy(
     }
     c.at.clear();
     policy
+}
+
+/// One issuer's DPoP settings (`dpop`, `dpop_algorithms`,
+/// `dpop_max_age`); proofs share the issuer's leeway.
+fn binding(c: &mut Check, prefix: &str, t: &RawIssuer, leeway: u64) -> IssuerBinding {
+    c.at = prefix.to_owned();
+    let dpop = match t.dpop.as_deref() {
+        None => DpopMode::Off,
+        Some(v) => DpopMode::parse(v).unwrap_or_else(|| {
+            c.problem(
+                &s::dpop,
+                format_args!("{v:?}: expected off, allowed or required"),
+            );
+            DpopMode::Off
+        }),
+    };
+    let mut algorithms = AlgSet::EMPTY;
+    for name in t.dpop_algorithms.iter().flatten() {
+        match name.trim().parse::<Algorithm>() {
+            Ok(a) if a.family() == Family::Hmac => c.problem(
+                &s::dpop_algorithms,
+                format_args!("{a}: a DPoP proof is signed with a public key; HMAC never"),
+            ),
+            Ok(a) => algorithms.insert(a),
+            Err(e) => c.problem(&s::dpop_algorithms, e),
+        }
+    }
+    if t.dpop_algorithms.is_some() && algorithms.is_empty() {
+        c.problem(&s::dpop_algorithms, "the allow-list is empty");
+    }
+    let max_age = c.whole_seconds(&s::dpop_max_age, t.dpop_max_age.as_deref());
+    if !(1..=600).contains(&max_age.as_secs()) {
+        c.problem(&s::dpop_max_age, "must be 1s to 10m");
+    }
+    c.at.clear();
+    IssuerBinding {
+        dpop,
+        proof: ProofPolicy::new(
+            if t.dpop_algorithms.is_none() {
+                AlgSet::all()
+            } else {
+                algorithms
+            },
+            max_age.as_secs(),
+            leeway,
+        ),
+    }
 }
 
 /// The claims a token must carry, from the `required_claims` list

@@ -19,6 +19,21 @@ pub struct RawRoute {
     pub claims: Vec<(String, Vec<String>)>,
 }
 
+/// One `[[bindings]]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawBinding {
+    /// The claim holding the bound value.
+    pub claim: Option<String>,
+    /// What it must equal: `client_ip` or `sha256(header, ...)`.
+    pub equals: Option<String>,
+    /// Only tokens of this issuer.
+    pub issuer: Option<String>,
+    /// Only requests under this path prefix.
+    pub prefix: Option<String>,
+    /// `refuse` (default) or `allow`: a token without the claim.
+    pub if_missing: Option<String>,
+}
+
 impl RawConfig {
     /// Reads `JWTD_<SETTING>` variables through `get` (the process
     /// environment in production, a map in tests). Lists are
@@ -51,8 +66,14 @@ impl RawConfig {
         raw.routes = table
             .remove("routes")
             .and_then(|v| route_tables(v, problems));
+        raw.bindings = table
+            .remove("bindings")
+            .and_then(|v| binding_tables(v, problems));
         for key in table.keys() {
-            let known = SETTINGS.iter().map(|s| s.key).chain(["issuers", "routes"]);
+            let known = SETTINGS
+                .iter()
+                .map(|s| s.key)
+                .chain(["issuers", "routes", "bindings"]);
             problems.push(unknown_key("", key, known));
         }
         raw
@@ -153,6 +174,37 @@ fn pairs_table(
                 other.type_str()
             )),
         }
+    }
+    Some(out)
+}
+
+/// Reads `[[bindings]]`: `claim`, `equals`, `issuer`, `prefix`,
+/// `if_missing`.
+fn binding_tables(value: toml::Value, problems: &mut Vec<String>) -> Option<Vec<RawBinding>> {
+    let toml::Value::Array(items) = value else {
+        problems.push("config file: bindings: expected [[bindings]] tables".to_owned());
+        return None;
+    };
+    let mut out = Vec::new();
+    for (n, item) in items.into_iter().enumerate() {
+        let at = format!("bindings[{n}].");
+        let toml::Value::Table(mut t) = item else {
+            problems.push(format!("config file: bindings[{n}]: expected a table"));
+            continue;
+        };
+        let mut take = |key| take_scalar(&mut t, &at, key, problems);
+        let binding = RawBinding {
+            claim: take("claim"),
+            equals: take("equals"),
+            issuer: take("issuer"),
+            prefix: take("prefix"),
+            if_missing: take("if_missing"),
+        };
+        for key in t.keys() {
+            let known = ["claim", "equals", "issuer", "prefix", "if_missing"].into_iter();
+            problems.push(unknown_key(&at, key, known));
+        }
+        out.push(binding);
     }
     Some(out)
 }

@@ -253,6 +253,9 @@ macro_rules! settings {
             /// `[[routes]]` tables (config file only): what a token needs
             /// under a path prefix.
             pub routes: Option<Vec<super::RawRoute>>,
+            /// `[[bindings]]` tables (config file only): device and address
+            /// bindings.
+            pub bindings: Option<Vec<super::RawBinding>>,
         }
 
         /// One `[[issuers]]` table: the settings of scope
@@ -293,6 +296,7 @@ macro_rules! settings {
                     $( $dkey: get(&s::$dkey).map(FromValue::from_value), )*
                     issuers: None,
                     routes: None,
+                    bindings: None,
                 }
             }
 
@@ -304,6 +308,7 @@ macro_rules! settings {
                 $( if self.$dkey.is_some() { names.push(stringify!($dkey)); } )*
                 if self.issuers.is_some() { names.push("issuers"); }
                 if self.routes.is_some() { names.push("routes"); }
+                if self.bindings.is_some() { names.push("bindings"); }
                 names
             }
 
@@ -316,6 +321,7 @@ macro_rules! settings {
                     $( $dkey: self.$dkey.or(lower.$dkey), )*
                     issuers: self.issuers.or(lower.issuers),
                     routes: self.routes.or(lower.routes),
+                    bindings: self.bindings.or(lower.bindings),
                 }
             }
 
@@ -395,6 +401,15 @@ settings! {
         /// Most keys a token without kid is tried against (0 to 1024);
         /// beyond, it is refused unknown_key without a signature check.
         max_kidless_keys: Text { flag: "max-kidless-keys", env: "JWTD_MAX_KIDLESS_KEYS", value: "N", topic: Tokens, default: "4" },
+        /// DPoP (RFC 9449): off (refused), allowed (bearer and DPoP-bound
+        /// tokens), required (DPoP-bound tokens only). A DPoP-bound token is
+        /// never accepted as a bearer token.
+        dpop: Text { flag: "dpop", env: "JWTD_DPOP", value: "off|allowed|required", topic: Tokens, default: "off" },
+        /// Algorithms a DPoP proof may use, comma-separated (asymmetric
+        /// only) [default: every asymmetric algorithm].
+        dpop_algorithms: List { flag: "dpop-algorithms", env: "JWTD_DPOP_ALGORITHMS", value: "A,B", topic: Tokens },
+        /// How old a DPoP proof's iat may be (leeway added; 1s to 10m).
+        dpop_max_age: Text { flag: "dpop-max-age", env: "JWTD_DPOP_MAX_AGE", value: "DURATION", topic: Tokens, default: "60s" },
     }
     daemon {
         /// Serve the embedded DEVELOPMENT key set (issuer `https://jwtd.dev.invalid`),
@@ -465,6 +480,19 @@ settings! {
         /// HTTP front: prefix stripped from request paths before route
         /// matching (Envoy's path_prefix) [default: none].
         http_path_prefix: Text { flag: "http-path-prefix", env: "JWTD_HTTP_PATH_PREFIX", value: "PREFIX", topic: Fronts },
+        /// The scheme and host clients address (e.g. https://api.example.com),
+        /// for checking a DPoP proof's htu when the proxy cannot say
+        /// [default: what the proxy reports].
+        public_origin: Text { flag: "public-origin", env: "JWTD_PUBLIC_ORIGIN", value: "URL", topic: Fronts },
+        /// HTTP front: the header a trusted proxy puts the client
+        /// certificate in, for certificate-bound tokens: client-cert (RFC
+        /// 9440) or x-forwarded-client-cert (Envoy, its Hash=) [default:
+        /// none, no header is trusted].
+        client_cert_header: Text { flag: "client-cert-header", env: "JWTD_CLIENT_CERT_HEADER", value: "NAME", topic: Fronts },
+        /// Send an allowed DPoP request upstream as Authorization: Bearer,
+        /// without its DPoP header, for apps that know only bearer tokens
+        /// (true|false).
+        dpop_to_bearer: Text { flag: "dpop-to-bearer", env: "JWTD_DPOP_TO_BEARER", value: "BOOL", topic: Fronts, default: "false" },
         /// Concurrent connections per front; more wait in the kernel
         /// backlog.
         max_connections: Text { flag: "max-connections", env: "JWTD_MAX_CONNECTIONS", value: "N", topic: Limits, default: "1024" },
@@ -493,6 +521,10 @@ settings! {
         /// HTTP front: close a connection whose request head is not
         /// complete this long after its first byte.
         header_timeout: Text { flag: "header-timeout", env: "JWTD_HEADER_TIMEOUT", value: "DURATION", topic: Limits, default: "10s" },
+        /// DPoP proofs remembered against replay (per daemon; with --redis
+        /// also shared); when full of live proofs, requests are answered
+        /// overloaded.
+        dpop_replay_entries: Text { flag: "dpop-replay-entries", env: "JWTD_DPOP_REPLAY_ENTRIES", value: "N", topic: Limits, default: "100000" },
         /// Verified-result cache capacity in entries; 0 disables it.
         cache_entries: Text { flag: "cache-entries", env: "JWTD_CACHE_ENTRIES", value: "N", topic: Cache, default: "100000" },
         /// Longest a result stays cached (whole seconds; never past the

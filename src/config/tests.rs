@@ -531,6 +531,7 @@ fn every_setting_has_its_own_flag_variable_and_key() {
             ("audiences", "JWTD_AUDIENCES"),
             ("algorithms", "JWTD_ALGORITHMS"),
             ("required_claims", "JWTD_REQUIRE"),
+            ("dpop_algorithms", "JWTD_DPOP_ALGORITHMS"),
             ("claim_headers", "JWTD_CLAIM_HEADERS"),
             ("redis", "JWTD_REDIS"),
         ]

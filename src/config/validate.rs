@@ -242,7 +242,8 @@ impl Config {
         // Routes and the verification budget are stages of the verifier's
         // pipeline, shared by every front.
         let routes = fronts::routes(&mut c, &raw);
-        let verifier = cache(&mut c, &raw, issuers, conn.max_verifying, routes);
+        let mut verifier = cache(&mut c, &raw, issuers, conn.max_verifying, routes);
+        verifier.bind = fronts::bindings(&mut c, &raw);
         let (threads, shutdown_grace) = process(&mut c, &raw);
         let (log, log_json) = logging(&mut c, &raw);
         let admin_addr = admin_addr(&mut c, &raw);
@@ -398,6 +399,7 @@ fn cache(
         cache_max_ttl: cache_max_ttl.as_secs(),
         max_verifying,
         routes,
+        bind: crate::bind::BindConfig::default(),
     }
 }
 

@@ -23,6 +23,97 @@ pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 const OP_VERIFY: u8 = 1;
 const OP_PING: u8 = 2;
 const OP_REVOKE: u8 = 3;
+const OP_VERIFY_CTX: u8 = 4;
+
+/// VERIFY_CTX field types (`docs/protocol.md`).
+const FIELD_METHOD: u8 = 1;
+const FIELD_URI: u8 = 2;
+const FIELD_DPOP: u8 = 3;
+const FIELD_CERT_SHA256: u8 = 4;
+const FIELD_CLIENT_ADDR: u8 = 5;
+
+/// What a VERIFY_CTX says about the request the token came with, for the
+/// binding stage (DPoP, certificate-bound tokens, address rules). Every
+/// field is optional; text fields are checked to be printable ASCII when
+/// decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WireContext {
+    /// The HTTP method (`GET`).
+    pub method: Option<Bytes>,
+    /// The absolute URI (`https://api.example.com/orders`).
+    pub uri: Option<Bytes>,
+    /// The `DPoP` proof: its presence presents the token as DPoP.
+    pub dpop: Option<Bytes>,
+    /// SHA-256 of the client's DER certificate.
+    pub cert_sha256: Option<[u8; 32]>,
+    /// The client's address.
+    pub client: Option<std::net::IpAddr>,
+}
+
+impl WireContext {
+    /// The fields in wire form (type, value), in type order.
+    fn fields(&self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        if let Some(m) = &self.method {
+            out.push((FIELD_METHOD, m.to_vec()));
+        }
+        if let Some(u) = &self.uri {
+            out.push((FIELD_URI, u.to_vec()));
+        }
+        if let Some(d) = &self.dpop {
+            out.push((FIELD_DPOP, d.to_vec()));
+        }
+        if let Some(c) = &self.cert_sha256 {
+            out.push((FIELD_CERT_SHA256, c.to_vec()));
+        }
+        match self.client {
+            Some(std::net::IpAddr::V4(v4)) => out.push((FIELD_CLIENT_ADDR, v4.octets().to_vec())),
+            Some(std::net::IpAddr::V6(v6)) => out.push((FIELD_CLIENT_ADDR, v6.octets().to_vec())),
+            None => {}
+        }
+        out
+    }
+
+    /// Reads the fields of a VERIFY_CTX body; `None` when one is malformed,
+    /// unknown, or given twice.
+    fn parse(mut rest: Bytes) -> Option<WireContext> {
+        let mut ctx = WireContext::default();
+        let mut seen = 0u32;
+        while !rest.is_empty() {
+            if rest.len() < 3 {
+                return None;
+            }
+            let kind = rest[0];
+            let len = usize::from(u16::from_be_bytes([rest[1], rest[2]]));
+            if rest.len() < 3 + len {
+                return None;
+            }
+            let value = rest.slice(3..3 + len);
+            rest.advance(3 + len);
+            let bit = 1u32.checked_shl(u32::from(kind)).unwrap_or(0);
+            if bit == 0 || seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            let printable = |v: &Bytes| !v.is_empty() && v.iter().all(|b| (0x21..0x7f).contains(b));
+            match kind {
+                FIELD_METHOD if printable(&value) => ctx.method = Some(value),
+                FIELD_URI if printable(&value) => ctx.uri = Some(value),
+                FIELD_DPOP => ctx.dpop = Some(value),
+                FIELD_CERT_SHA256 => ctx.cert_sha256 = Some(<[u8; 32]>::try_from(&value[..]).ok()?),
+                FIELD_CLIENT_ADDR => {
+                    ctx.client = Some(match value.len() {
+                        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(&value[..]).ok()?),
+                        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(&value[..]).ok()?),
+                        _ => return None,
+                    });
+                }
+                _ => return None,
+            }
+        }
+        Some(ctx)
+    }
+}
 
 /// A decoded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +127,15 @@ pub struct Request {
 /// Request operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// Verify `token`, under the policy of `selector` (empty: the default).
+    /// Verify `token`, under the policy of `selector` (empty: the default);
+    /// VERIFY_CTX adds the request's `context`.
     Verify {
         /// Audience selector; empty for the default policy.
         selector: Bytes,
         /// The token bytes.
         token: Bytes,
+        /// The request the token came with (VERIFY_CTX only).
+        context: Option<Box<WireContext>>,
     },
     /// Liveness check.
     Ping,
@@ -173,6 +267,9 @@ pub enum ProtocolError {
     /// A REVOKE that can match no token (a `jti` whose `exp` is more than
     /// 300 s past).
     NothingToRevoke,
+    /// A VERIFY_CTX whose context fields are malformed, unknown or
+    /// repeated.
+    BadContext,
 }
 
 impl std::fmt::Display for ProtocolError {
@@ -204,6 +301,9 @@ impl ProtocolError {
             ProtocolError::NothingToRevoke => {
                 "the revocation can match no token: its exp is more than 300 s past"
             }
+            ProtocolError::BadContext => {
+                "bad VERIFY_CTX context: a field is malformed, unknown or repeated"
+            }
         }
     }
 
@@ -221,15 +321,20 @@ impl ProtocolError {
             ProtocolError::RevokeFailed => 9,
             ProtocolError::UnknownIssuer => 10,
             ProtocolError::NothingToRevoke => 11,
+            ProtocolError::BadContext => 12,
         }
     }
 
     /// Whether the connection must close after this error: framing errors
-    /// leave the byte stream untrustworthy.
+    /// leave the byte stream untrustworthy. An unknown op is not one: its
+    /// frame was whole, so the stream goes on (a client can fall back from
+    /// an op this daemon lacks; daemons before VERIFY_CTX closed here).
     pub fn is_fatal(self) -> bool {
         !matches!(
             self,
-            ProtocolError::UnknownSelector
+            ProtocolError::BadOp
+                | ProtocolError::BadContext
+                | ProtocolError::UnknownSelector
                 | ProtocolError::BadRevoke
                 | ProtocolError::RevokeFailed
                 | ProtocolError::UnknownIssuer
@@ -251,6 +356,7 @@ impl ProtocolError {
             RevokeFailed,
             UnknownIssuer,
             NothingToRevoke,
+            BadContext,
         ]
         .into_iter()
         .find(|e| e.code() == code)
@@ -443,7 +549,35 @@ pub fn decode_request(
             }
             let selector = frame.slice(1..1 + sel_len);
             let token = frame.slice(1 + sel_len..);
-            Op::Verify { selector, token }
+            Op::Verify {
+                selector,
+                token,
+                context: None,
+            }
+        }
+        OP_VERIFY_CTX => {
+            // sel_len u8, selector, token_len u16, token, fields.
+            let Some(&sel_len) = frame.first() else {
+                return fail(ProtocolError::FrameTooShort);
+            };
+            let sel_end = 1 + usize::from(sel_len);
+            let Some(len) = frame.get(sel_end..sel_end + 2) else {
+                return fail(ProtocolError::FrameTooShort);
+            };
+            let token_end = sel_end + 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            if frame.len() < token_end {
+                return fail(ProtocolError::FrameTooShort);
+            }
+            let selector = frame.slice(1..sel_end);
+            let token = frame.slice(sel_end + 2..token_end);
+            let Some(context) = WireContext::parse(frame.slice(token_end..)) else {
+                return fail(ProtocolError::BadContext);
+            };
+            Op::Verify {
+                selector,
+                token,
+                context: Some(Box::new(context)),
+            }
         }
         _ => return fail(ProtocolError::BadOp),
     };
@@ -487,6 +621,40 @@ pub fn encode_verify(out: &mut BytesMut, id: u32, selector: &[u8], token: &[u8])
     out.put_u8(sel_len);
     out.put_slice(selector);
     out.put_slice(token);
+}
+
+/// Appends a VERIFY_CTX request to `out`: a VERIFY with the request's
+/// context.
+///
+/// # Panics
+///
+/// If `selector` is longer than 255 bytes, or `token` or a field longer
+/// than 65535.
+pub fn encode_verify_ctx(
+    out: &mut BytesMut,
+    id: u32,
+    selector: &[u8],
+    token: &[u8],
+    context: &WireContext,
+) {
+    let sel_len = u8::try_from(selector.len()).expect("selector is at most 255 bytes");
+    let token_len = u16::try_from(token.len()).expect("token is at most 65535 bytes");
+    let fields = context.fields();
+    let body = 1
+        + selector.len()
+        + 2
+        + token.len()
+        + fields.iter().map(|(_, v)| 3 + v.len()).sum::<usize>();
+    put_header(out, body, OP_VERIFY_CTX, 0, id);
+    out.put_u8(sel_len);
+    out.put_slice(selector);
+    out.put_u16(token_len);
+    out.put_slice(token);
+    for (kind, value) in fields {
+        out.put_u8(kind);
+        out.put_u16(u16::try_from(value.len()).expect("a field is at most 65535 bytes"));
+        out.put_slice(&value);
+    }
 }
 
 /// Appends a PING request to `out`.

@@ -72,6 +72,7 @@ fn request_fed_byte_by_byte_decodes_once_complete() {
                     op: Op::Verify {
                         selector: Bytes::from_static(b"api"),
                         token: Bytes::from_static(b"a.b.c"),
+                        context: None,
                     },
                 })
             );

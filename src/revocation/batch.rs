@@ -1,15 +1,41 @@
-//! The batcher: turns the lookups of concurrent checks into few Redis round
-//! trips.
+//! The batcher: turns the lookups and claims of concurrent checks into few
+//! Redis round trips.
 //!
-//! One task owns the queue. When a lookup arrives it keeps taking whatever
-//! else is queued until the batch holds `batch_max` tokens' keys or the
-//! window (default 250 µs, measured from the first lookup) ends, pausing in
-//! between so that other tasks can enqueue. It then deduplicates
-//! the keys (the subject key of a busy user is asked once per batch, however
-//! many of its tokens are in flight), groups them by issuer hash tag and
-//! sends one `MGET` per group on the shared multiplexed connection, with the
-//! batch's deadline (`timeout`). The round trip runs on its own task (at most
-//! [`MAX_IN_FLIGHT`] at once), so the next batch forms meanwhile.
+//! One task owns the queue. When a request arrives it keeps taking whatever
+//! else is queued until the batch holds `batch_max` tokens' keys (a lookup
+//! weighs its keys, a claim one) or the window (default 250 µs, measured
+//! from the first request) ends, pausing in between so that other tasks can
+//! enqueue. It then deduplicates the lookups' keys (the subject key of a
+//! busy user is asked once per batch, however many of its tokens are in
+//! flight), groups them by issuer hash tag, one `MGET` per group, and sends
+//! them with the batch's claims on the shared multiplexed connection, with
+//! the batch's deadline (`timeout`). The round trip runs on its own task (at
+//! most [`MAX_IN_FLIGHT`] at once), so the next batch forms meanwhile.
+//!
+//! **Claims** (`Batcher::claim`, the DPoP replay check of
+//! [`super::Revocation::claim_once`]) are `SET <key> 1 NX PX <ttl>`: `OK`
+//! means this request was first, nil that the key was already there. They
+//! ride in the same batches as lookups, under the same deadline, breaker
+//! and failure reasons, and are never deduplicated: two claims of one key
+//! in a batch are sent in queue order in one pipeline (same key, same
+//! group), so Redis answers the first `OK` and the second nil. A claim goes
+//! into its key's hash-tag group (a replay key has no tag: it is a group of
+//! its own) after that group's `MGET`. On one server the whole batch is
+//! one pipeline: group after group, each its `MGET` and its claims. On a
+//! cluster the crate's cluster connection routes a pipeline whole, to one
+//! slot (it refuses a pipeline whose keys span slots), so each group is a
+//! pipeline of its own (one slot: one hash tag, or one untagged key); they
+//! are sent at once and the cluster connection multiplexes those bound for
+//! one node on that node's connection, so a batch still costs one round
+//! trip per node, not per group. A claim whose batch failed may still have
+//! reached Redis (a timeout): a retry of it can then find its own key.
+//!
+//! **Counters.** A claim counts as one request in `batch_size` (requests
+//! per round trip), [`super::Stats::claims`] and, when it finds its key,
+//! [`super::Stats::replays`]; `keys` counts lookup keys only, `max_batch`
+//! lookup keys and claims together (the keys one round trip carried). A
+//! claim refused by the open circuit counts in `short_circuited`; one that
+//! got no answer counts in [`super::Stats::failed_lookups`] by reason.
 //!
 //! The window is waited in short thread sleeps, not a tokio timer: tokio's
 //! timers tick in milliseconds, four times the window. That is affordable
@@ -47,7 +73,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::remote::{Conn, StoreError, Target, WithTtl};
+use super::remote::{Conn, Part, StoreError, Target, WithTtl};
 use super::{Entry, RevocationConfig, Stats};
 
 /// Failed batches in a row that open the circuit.
@@ -62,12 +88,46 @@ pub const MAX_IN_FLIGHT: usize = 2;
 /// Values of the keys asked, in order (`None`: absent), or why none came.
 pub type Answers = Result<Vec<Option<Vec<u8>>>, StoreError>;
 
-struct Request {
-    keys: Vec<String>,
-    tx: oneshot::Sender<Answers>,
+/// Whether a claim set its key (`true`: first) or found it there
+/// (`false`: a replay), or why no answer came.
+pub type Claimed = Result<bool, StoreError>;
+
+enum Request {
+    Lookup {
+        keys: Vec<String>,
+        tx: oneshot::Sender<Answers>,
+    },
+    Claim {
+        key: String,
+        /// Milliseconds, at least 1.
+        ttl_ms: u64,
+        tx: oneshot::Sender<Claimed>,
+    },
 }
 
-/// The handle checks enqueue lookups on.
+impl Request {
+    /// What the request weighs against `batch_max`: its keys.
+    fn weight(&self) -> usize {
+        match self {
+            Request::Lookup { keys, .. } => keys.len(),
+            Request::Claim { .. } => 1,
+        }
+    }
+
+    /// Answers the request with `why`.
+    fn fail(self, why: &StoreError) {
+        match self {
+            Request::Lookup { tx, .. } => {
+                let _ = tx.send(Err(why.clone()));
+            }
+            Request::Claim { tx, .. } => {
+                let _ = tx.send(Err(why.clone()));
+            }
+        }
+    }
+}
+
+/// The handle checks enqueue lookups and claims on.
 pub(crate) struct Batcher {
     tx: mpsc::UnboundedSender<Request>,
     shared: Arc<Shared>,
@@ -130,12 +190,32 @@ impl Batcher {
     /// came within `timeout` of the call (however long the queue), or the
     /// batch failed.
     pub(crate) async fn lookup(&self, keys: Vec<String>, timeout: Duration) -> Answers {
+        self.ask(|tx| Request::Lookup { keys, tx }, timeout).await
+    }
+
+    /// Claims `key` for `ttl` (`SET key 1 NX PX ttl`, at least 1 ms, a
+    /// fraction of a millisecond rounded up) in the next batch: `true` when
+    /// this claim set it, `false` when it was there already; `Err` as for
+    /// [`Batcher::lookup`].
+    pub(crate) async fn claim(&self, key: String, ttl: Duration, timeout: Duration) -> Claimed {
+        let ttl_ms = u64::try_from(ttl.as_nanos().div_ceil(1_000_000))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.ask(|tx| Request::Claim { key, ttl_ms, tx }, timeout)
+            .await
+    }
+
+    /// Enqueues the request `make` builds and waits for its answer, at
+    /// most `timeout`.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+        timeout: Duration,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Request { keys, tx })
-            .map_err(|_| StoreError::Stopped)?;
+        self.tx.send(make(tx)).map_err(|_| StoreError::Stopped)?;
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(answers)) => answers,
+            Ok(Ok(answer)) => answer,
             // The batcher dropped the request unanswered: it is gone.
             Ok(Err(_)) => Err(StoreError::Stopped),
             Err(_) => Err(StoreError::Timeout(timeout)),
@@ -192,7 +272,7 @@ struct Shared {
     breaker: Mutex<Breaker>,
     stats: Arc<Stats>,
     timeout: Duration,
-    /// Tokens per round trip.
+    /// Requests (lookups, each a token's keys, and claims) per round trip.
     batch_size: metrics::Histogram,
     /// Round-trip time.
     roundtrip: metrics::Histogram,
@@ -295,13 +375,13 @@ async fn run(
         // sleeps (see the module doc), and on a paused tokio clock (tests)
         // a tokio deadline would never come.
         let deadline = std::time::Instant::now() + window;
-        let mut keys = first.keys.len();
+        let mut keys = first.weight();
         let mut batch = vec![first];
         loop {
             while keys < max_keys {
                 match rx.try_recv() {
                     Ok(r) => {
-                        keys += r.keys.len();
+                        keys += r.weight();
                         batch.push(r);
                     }
                     Err(_) => break,
@@ -358,65 +438,113 @@ async fn run(
 /// Answers every request of `batch` with `why`.
 fn fail(batch: Vec<Request>, why: &StoreError) {
     for r in batch {
-        let _ = r.tx.send(Err(why.clone()));
+        r.fail(why);
     }
 }
 
-/// Asks the store for `batch`'s keys and answers every request; `Err` (why)
-/// when the store could not be asked (every request is answered with it).
+/// Where a request's answer is in a round trip's replies.
+enum Placed {
+    /// A lookup: indices of its keys in the deduplicated keys.
+    Keys(Vec<usize>),
+    /// A claim: its index among the batch's claims.
+    Claim(usize),
+}
+
+/// One hash-tag group of a batch: indices of its deduplicated keys and of
+/// its claims (in queue order).
+#[derive(Default)]
+struct Group {
+    keys: Vec<usize>,
+    claims: Vec<usize>,
+}
+
+/// Asks the store for `batch`'s keys, makes its claims, and answers every
+/// request; `Err` (why) when the store could not be asked (every request is
+/// answered with it).
 async fn round_trip(shared: &Shared, batch: Vec<Request>) -> Result<(), StoreError> {
-    // Deduplicate, remembering where each request's keys went.
+    // Deduplicate the lookups' keys, remembering where each request's
+    // answers will be; claims are kept apart, each one, in queue order.
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut unique: Vec<&str> = Vec::new();
-    let mut placed: Vec<Vec<usize>> = Vec::with_capacity(batch.len());
+    let mut claims: Vec<(&str, u64)> = Vec::new();
+    let mut placed: Vec<Placed> = Vec::with_capacity(batch.len());
     for r in &batch {
-        let at = r
-            .keys
-            .iter()
-            .map(|k| {
-                *index.entry(k.as_str()).or_insert_with(|| {
-                    unique.push(k.as_str());
-                    unique.len() - 1
-                })
-            })
-            .collect();
-        placed.push(at);
+        placed.push(match r {
+            Request::Lookup { keys, .. } => Placed::Keys(
+                keys.iter()
+                    .map(|k| {
+                        *index.entry(k.as_str()).or_insert_with(|| {
+                            unique.push(k.as_str());
+                            unique.len() - 1
+                        })
+                    })
+                    .collect(),
+            ),
+            Request::Claim { key, ttl_ms, .. } => {
+                claims.push((key.as_str(), *ttl_ms));
+                Placed::Claim(claims.len() - 1)
+            }
+        });
     }
-    // One MGET per hash tag: on a cluster a tag is one slot.
-    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    // One group per hash tag (on a cluster a tag is one slot): its MGET,
+    // then its claims in order.
+    let mut groups: HashMap<&str, Group> = HashMap::new();
     for (i, key) in unique.iter().enumerate() {
-        groups.entry(hash_tag(key)).or_default().push(i);
+        groups.entry(hash_tag(key)).or_default().keys.push(i);
+    }
+    for (i, (key, _)) in claims.iter().enumerate() {
+        groups.entry(hash_tag(key)).or_default().claims.push(i);
     }
     let stats = &shared.stats;
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.keys.fetch_add(unique.len() as u64, Ordering::Relaxed);
     stats
+        .claims
+        .fetch_add(claims.len() as u64, Ordering::Relaxed);
+    stats
         .max_batch
-        .fetch_max(unique.len() as u64, Ordering::Relaxed);
+        .fetch_max((unique.len() + claims.len()) as u64, Ordering::Relaxed);
 
+    let groups: Vec<Group> = groups.into_values().collect();
+    let parts: Vec<Part<'_>> = groups
+        .iter()
+        .map(|g| Part {
+            keys: g.keys.iter().map(|&i| unique[i]).collect(),
+            claims: g.claims.iter().map(|&i| claims[i]).collect(),
+        })
+        .collect();
     let asked = async {
         let conn = shared.batches.get(&shared.target).await?;
+        let replies = conn.exchange(&parts).await?;
         let mut values: Vec<Option<Vec<u8>>> = vec![None; unique.len()];
-        let queries = groups.values().map(|members| {
-            let mut conn = conn.clone();
-            let keys: Vec<&str> = members.iter().map(|&i| unique[i]).collect();
-            async move { (members, conn.mget(&keys).await) }
-        });
-        for (members, answer) in futures_util::future::join_all(queries).await {
-            for (&i, v) in members.iter().zip(answer?) {
+        let mut claimed: Vec<bool> = vec![false; claims.len()];
+        for (group, reply) in groups.iter().zip(replies) {
+            for (&i, v) in group.keys.iter().zip(reply.values) {
                 values[i] = v;
             }
+            for (&i, first) in group.claims.iter().zip(reply.claimed) {
+                claimed[i] = first;
+            }
         }
-        Ok(values)
+        Ok((values, claimed))
     };
-    let values = tokio::time::timeout(shared.timeout, asked)
+    let answered = tokio::time::timeout(shared.timeout, asked)
         .await
         .unwrap_or(Err(StoreError::Timeout(shared.timeout)));
-    match values {
-        Ok(values) => {
+    match answered {
+        Ok((values, claimed)) => {
+            let replays = claimed.iter().filter(|first| !**first).count();
+            stats.replays.fetch_add(replays as u64, Ordering::Relaxed);
             for (r, at) in batch.into_iter().zip(placed) {
-                let _ =
-                    r.tx.send(Ok(at.iter().map(|&i| values[i].clone()).collect()));
+                match (r, at) {
+                    (Request::Lookup { tx, .. }, Placed::Keys(at)) => {
+                        let _ = tx.send(Ok(at.iter().map(|&i| values[i].clone()).collect()));
+                    }
+                    (Request::Claim { tx, .. }, Placed::Claim(i)) => {
+                        let _ = tx.send(Ok(claimed[i]));
+                    }
+                    _ => unreachable!("each request is placed as it was read"),
+                }
             }
             Ok(())
         }
@@ -574,6 +702,105 @@ mod tests {
             );
             assert_eq!(b.write(&entry, "ch").await, Err(StoreError::Stopped));
         });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claims_ride_in_the_batches_of_lookups_in_queue_order() {
+        let script = Arc::new(Script::default());
+        let b = scripted(&script, &RevocationConfig::default());
+        let deadline = Duration::from_secs(1);
+        let claim = |key: &str| b.claim(key.to_owned(), Duration::from_secs(60), deadline);
+        script.set("jwtd:{-}:sub:b", b"7", None);
+        let (first, again, looked_up, other) = tokio::join!(
+            claim("jwtd:dpop:aa"),
+            claim("jwtd:dpop:aa"),
+            b.lookup(keys(), deadline),
+            claim("jwtd:dpop:bb"),
+        );
+        assert_eq!((first, again, other), (Ok(true), Ok(false), Ok(true)));
+        assert_eq!(looked_up, Ok(vec![None, Some(b"7".to_vec())]));
+        let stats = &b.shared.stats;
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 1, "one batch");
+        assert_eq!(stats.claims.load(Ordering::Relaxed), 3, "none deduplicated");
+        assert_eq!(stats.replays.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.keys.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.max_batch.load(Ordering::Relaxed), 5);
+        assert_eq!(script.claims.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_weighs_one_key_against_batch_max() {
+        let script = Arc::new(Script::default());
+        // batch_max 1: two keys (one token's) per batch.
+        let config = RevocationConfig {
+            batch_max: 1,
+            ..RevocationConfig::default()
+        };
+        let b = scripted(&script, &config);
+        let deadline = Duration::from_secs(1);
+        let claim = |n: u8| b.claim(format!("k{n}"), Duration::from_secs(1), deadline);
+        let all = tokio::join!(claim(1), claim(2), claim(3), claim(4));
+        assert_eq!(all, (Ok(true), Ok(true), Ok(true), Ok(true)));
+        assert_eq!(b.shared.stats.batches.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claims_fail_like_lookups_and_share_the_breaker() {
+        let script = Arc::new(Script::default());
+        let config = RevocationConfig::default();
+        let deadline = config.timeout;
+        let b = scripted(&script, &config);
+        let claim = || b.claim("jwtd:dpop:cc".to_owned(), Duration::from_secs(1), deadline);
+        script.fail(Some(Failure::Hang));
+        assert_eq!(claim().await, Err(StoreError::Timeout(deadline)));
+        script.fail(Some(Failure::Error));
+        assert!(matches!(claim().await, Err(StoreError::Redis(_))));
+        // A failed lookup counts toward the same breaker.
+        assert!(b.lookup(keys(), deadline).await.is_err());
+        script.fail(None);
+        assert_eq!(claim().await, Err(StoreError::BreakerOpen));
+        assert_eq!(
+            b.lookup(keys(), deadline).await,
+            Err(StoreError::BreakerOpen)
+        );
+        assert_eq!(script.claims.load(Ordering::Relaxed), 0, "none answered");
+        tokio::time::advance(BREAKER_PROBE).await;
+        assert_eq!(claim().await, Ok(true), "the probe closes the circuit");
+        assert_eq!(claim().await, Ok(false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_ttl_is_at_least_a_millisecond_rounded_up() {
+        // Seen through the queue: the request carries the milliseconds.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let b = Batcher {
+            tx,
+            shared: Arc::new(Shared {
+                target: Arc::new(Target::scripted(Arc::default())),
+                batches: Slot::new(Duration::from_secs(1)),
+                writes: Slot::new(Duration::from_secs(1)),
+                breaker: Mutex::default(),
+                stats: Arc::default(),
+                timeout: Duration::from_secs(1),
+                batch_size: metrics::histogram!("test"),
+                roundtrip: metrics::histogram!("test"),
+            }),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        for (ttl, ms) in [
+            (Duration::ZERO, 1),
+            (Duration::from_micros(10), 1),
+            (Duration::from_micros(1_500), 2),
+            (Duration::from_millis(200), 200),
+        ] {
+            let asked = b.claim("k".to_owned(), ttl, Duration::from_millis(1));
+            let (answer, request) = tokio::join!(asked, rx.recv());
+            assert_eq!(answer, Err(StoreError::Timeout(Duration::from_millis(1))));
+            match request {
+                Some(Request::Claim { ttl_ms, .. }) => assert_eq!(ttl_ms, ms, "{ttl:?}"),
+                _ => panic!("not a claim"),
+            }
+        }
     }
 
     #[test]

@@ -70,6 +70,18 @@
 //! push subscription, `jwtd revoke --redis`) is made the same way, by
 //! `remote::Target`.
 //!
+//! # Claims (DPoP replay protection)
+//!
+//! The store also answers "was this key ever claimed within its time to
+//! live?" for the whole fleet ([`Revocation::claim_once`]): a DPoP proof's
+//! `(jkt, jti)` is claimed under [`Revocation::replay_key`],
+//! `<prefix>dpop:<hex SHA-256(jkt || jti)>`, with `SET <key> 1 NX PX <ttl>`,
+//! so exactly one daemon's claim is first. Claims ride in the lookups'
+//! batches (same round trips, deadline, breaker and [`StoreError`]s; see
+//! [`batch`]); nothing of them is cached locally. Without Redis every
+//! claim is first: the binding stage's own replay cache is the whole
+//! store.
+//!
 //! # Clocks
 //!
 //! Memos and local answers expire on tokio's clock
@@ -161,12 +173,17 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Keys asked, over all batches (after deduplication).
     pub keys: AtomicU64,
-    /// Largest batch, in keys.
+    /// Largest batch, in keys (lookup keys after deduplication, and
+    /// claims).
     pub max_batch: AtomicU64,
     /// Batches that failed or timed out.
     pub failed_batches: AtomicU64,
-    /// Lookups refused at once by the open circuit.
+    /// Requests (lookups and claims) refused at once by the open circuit.
     pub short_circuited: AtomicU64,
+    /// Claims ([`Revocation::claim_once`]) sent, over all batches.
+    pub claims: AtomicU64,
+    /// Claims that found their key already there (replays).
+    pub replays: AtomicU64,
     /// Tokens let through because the store was unavailable (fail open).
     pub failed_open: AtomicU64,
     /// Tokens answered "could not decide" (fail closed).
@@ -175,7 +192,7 @@ pub struct Stats {
     pub pushed: AtomicU64,
     /// The last round trip to the store failed (false before any).
     pub down: std::sync::atomic::AtomicBool,
-    /// Lookups that got no answer, by reason (indexed like
+    /// Lookups and claims that got no answer, by reason (indexed like
     /// [`StoreError::REASONS`]).
     failed_lookups: [AtomicU64; StoreError::REASONS.len()],
 }
@@ -187,8 +204,9 @@ impl Stats {
         !self.down.load(Ordering::Relaxed)
     }
 
-    /// Lookups that got no answer, by reason ([`StoreError::as_str`]),
-    /// every reason listed (in [`StoreError::REASONS`] order).
+    /// Lookups (and claims, [`Revocation::claim_once`]) that got no
+    /// answer, by reason ([`StoreError::as_str`]), every reason listed (in
+    /// [`StoreError::REASONS`] order).
     pub fn failed_lookups(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         StoreError::REASONS
             .iter()
@@ -907,6 +925,61 @@ fn io_runtime() -> std::io::Result<tokio::runtime::Handle> {
     Ok(handle)
 }
 
+/// DPoP replay claims, shared by the fleet through Redis.
+impl Revocation {
+    /// Marks `key` as seen for `ttl` in the shared store, unless it already
+    /// is: `Ok(true)` when this call was first (`SET key 1 NX PX ttl`
+    /// answered `OK`), `Ok(false)` when it was already there (a replay),
+    /// `Err` when the store could not be asked within `timeout` (then the
+    /// claim may or may not have landed). The `ttl` is at least 1 ms (a
+    /// fraction of a millisecond is rounded up). Batched with concurrent
+    /// lookups and claims ([`batch`]). With the in-memory store (no Redis):
+    /// always `Ok(true)` (the caller keeps its own in-memory replay
+    /// cache).
+    ///
+    /// # Errors
+    ///
+    /// Why the store gave no answer, as for a lookup (counted in
+    /// [`Stats::failed_lookups`]).
+    pub async fn claim_once(&self, key: String, ttl: Duration) -> Result<bool, StoreError> {
+        let Store::Remote(batcher) = &self.inner.store else {
+            return Ok(true);
+        };
+        let claimed = batcher.claim(key, ttl, self.inner.config.timeout).await;
+        if let Err(why) = &claimed {
+            self.inner.stats.lookup_failed(why);
+        }
+        claimed
+    }
+
+    /// The key a DPoP proof's `(jkt, jti)` is claimed under:
+    /// `<prefix>dpop:` and the lowercase hex of SHA-256(`jkt` (32 bytes)
+    /// || `jti`'s bytes). The key has no hash tag: on a cluster each claim
+    /// lands on its own slot.
+    pub fn replay_key(&self, jkt: &[u8; 32], jti: &str) -> String {
+        use std::fmt::Write as _;
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(jkt);
+        ctx.update(jti.as_bytes());
+        let digest = ctx.finish();
+        let prefix = &self.inner.config.prefix;
+        let mut key = String::with_capacity(prefix.len() + 5 + 64);
+        key.push_str(prefix);
+        key.push_str("dpop:");
+        for b in digest.as_ref() {
+            let _ = write!(key, "{b:02x}");
+        }
+        key
+    }
+
+    /// Whether claims go to a shared store (Redis) at all: `false` for the
+    /// in-memory store, whose [`Revocation::claim_once`] always answers
+    /// "first".
+    pub fn shares_claims(&self) -> bool {
+        matches!(self.inner.store, Store::Remote(_))
+    }
+}
+
 /// Readiness (`ready_requires_revocation`): whether the store answers.
 impl Revocation {
     /// Whether lookups go to a remote store (Redis).
@@ -943,3 +1016,6 @@ fn decide(jti_revoked: bool, before: Option<i64>, token: &Verified) -> Standing 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod claim_tests;

@@ -261,25 +261,159 @@ enum Link {
     Scripted(Arc<Script>),
 }
 
+/// One slot's share of a batch (see `batch`): an `MGET` of `keys` (none
+/// when empty), then `SET <key> 1 NX PX <ms>` for each claim, in order, in
+/// one pipeline. Every key of a part hashes to one cluster slot.
+#[derive(Debug, Default)]
+pub(crate) struct Part<'a> {
+    /// Keys looked up.
+    pub(crate) keys: Vec<&'a str>,
+    /// Keys claimed, with their time to live in milliseconds (at least 1).
+    pub(crate) claims: Vec<(&'a str, u64)>,
+}
+
+/// What Redis answered to one [`Part`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct PartReply {
+    /// The values of the part's keys, in order (`None`: absent).
+    pub(crate) values: Vec<Option<Vec<u8>>>,
+    /// Per claim, in order: `true` when it set the key (`OK`), `false`
+    /// when the key was there already (nil).
+    pub(crate) claimed: Vec<bool>,
+}
+
+impl Part<'_> {
+    /// The part's commands, appended to `pipe`.
+    fn append_to(&self, pipe: &mut redis::Pipeline) {
+        if !self.keys.is_empty() {
+            pipe.cmd("MGET").arg(&self.keys);
+        }
+        for &(key, ms) in &self.claims {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms.max(1));
+        }
+    }
+
+    /// How many replies the part's commands give.
+    fn replies(&self) -> usize {
+        usize::from(!self.keys.is_empty()) + self.claims.len()
+    }
+
+    /// Reads the part's replies off `replies`.
+    fn read(
+        &self,
+        replies: &mut impl Iterator<Item = redis::Value>,
+    ) -> Result<PartReply, StoreError> {
+        let short = || StoreError::Redis("pipeline: too few replies".into());
+        let mut reply = PartReply::default();
+        if !self.keys.is_empty() {
+            let value = replies.next().ok_or_else(short)?;
+            let values: Vec<Option<Vec<u8>>> = redis::FromRedisValue::from_redis_value(value)
+                .map_err(|e| StoreError::Redis(format!("MGET: {e}").into()))?;
+            if values.len() != self.keys.len() {
+                return Err(StoreError::Redis("MGET: wrong number of values".into()));
+            }
+            reply.values = values;
+        }
+        for _ in &self.claims {
+            let claimed = match replies.next().ok_or_else(short)? {
+                redis::Value::Okay => true,
+                redis::Value::SimpleString(s) if s == "OK" => true,
+                redis::Value::Nil => false,
+                other => {
+                    return Err(StoreError::Redis(
+                        format!("SET NX: unexpected reply {other:?}").into(),
+                    ));
+                }
+            };
+            reply.claimed.push(claimed);
+        }
+        Ok(reply)
+    }
+}
+
 impl Conn {
-    /// `MGET keys`: their values, in order (`None`: absent).
+    /// Sends `parts` (a batch's lookups and claims) and reads every answer:
+    /// one pipeline of all of them on a single server; on a cluster, one
+    /// pipeline per part (the crate's cluster connection routes a pipeline
+    /// whole, to its first key's slot, and refuses one that spans slots),
+    /// all in flight at once on the cluster connection, which multiplexes
+    /// the pipelines bound for one node on that node's connection.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Timeout`] or [`StoreError::Redis`]; a reply with the
-    /// wrong number of values is a [`StoreError::Redis`].
-    pub(crate) async fn mget(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        #[cfg(test)]
-        if let Link::Scripted(script) = &self.link {
-            return script.mget(keys).await;
+    /// [`StoreError::Timeout`] or [`StoreError::Redis`] (an error reply to
+    /// any command fails them all); a reply of the wrong shape is a
+    /// [`StoreError::Redis`].
+    pub(crate) async fn exchange(&self, parts: &[Part<'_>]) -> Result<Vec<PartReply>, StoreError> {
+        match &self.link {
+            Link::Single(c) => {
+                let mut pipe = redis::pipe();
+                for part in parts {
+                    part.append_to(&mut pipe);
+                }
+                if pipe.is_empty() {
+                    return Ok(parts.iter().map(|_| PartReply::default()).collect());
+                }
+                let expected: usize = parts.iter().map(Part::replies).sum();
+                let replies: Vec<redis::Value> = pipe
+                    .query_async(&mut c.clone())
+                    .await
+                    .map_err(|e| self.failed(&e, "pipeline"))?;
+                if replies.len() != expected {
+                    return Err(StoreError::Redis(
+                        "pipeline: wrong number of replies".into(),
+                    ));
+                }
+                let mut replies = replies.into_iter();
+                parts.iter().map(|part| part.read(&mut replies)).collect()
+            }
+            Link::Cluster(c) => {
+                let sent = parts.iter().map(|part| {
+                    let mut c = c.clone();
+                    async move {
+                        let mut pipe = redis::pipe();
+                        part.append_to(&mut pipe);
+                        if pipe.is_empty() {
+                            return Ok(PartReply::default());
+                        }
+                        let replies: Vec<redis::Value> = pipe
+                            .query_async(&mut c)
+                            .await
+                            .map_err(|e| self.failed(&e, "pipeline"))?;
+                        if replies.len() != part.replies() {
+                            return Err(StoreError::Redis(
+                                "pipeline: wrong number of replies".into(),
+                            ));
+                        }
+                        part.read(&mut replies.into_iter())
+                    }
+                });
+                futures_util::future::join_all(sent)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+            #[cfg(test)]
+            Link::Scripted(script) => {
+                let mut replies = Vec::with_capacity(parts.len());
+                for part in parts {
+                    let mut reply = PartReply::default();
+                    if !part.keys.is_empty() {
+                        reply.values = script.mget(&part.keys).await?;
+                    }
+                    for &(key, ms) in &part.claims {
+                        reply.claimed.push(script.claim(key, ms).await?);
+                    }
+                    replies.push(reply);
+                }
+                Ok(replies)
+            }
         }
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(keys);
-        let values: Vec<Option<Vec<u8>>> = self.query("MGET", &cmd).await?;
-        if values.len() != keys.len() {
-            return Err(StoreError::Redis("MGET: wrong number of values".into()));
-        }
-        Ok(values)
     }
 
     /// `GET key` and `TTL key`, pipelined: the value and its remaining time
@@ -397,6 +531,8 @@ mod script {
         pub(crate) connects: AtomicU64,
         /// `MGET`s answered.
         pub(crate) mgets: AtomicU64,
+        /// Claims (`SET NX`) answered.
+        pub(crate) claims: AtomicU64,
     }
 
     impl Script {
@@ -447,6 +583,21 @@ mod script {
                 .iter()
                 .map(|k| values.get(*k).map(|(v, _)| v.clone()))
                 .collect())
+        }
+
+        /// `SET key 1 NX PX ms` (the expiry is kept in whole seconds,
+        /// and, as for every scripted key, not enforced).
+        pub(super) async fn claim(&self, key: &str, ms: u64) -> Result<bool, StoreError> {
+            self.command().await?;
+            self.claims.fetch_add(1, Ordering::Relaxed);
+            let mut values = self.values.lock().unwrap();
+            if values.contains_key(key) {
+                return Ok(false);
+            }
+            let secs = i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX);
+            let at = crate::clock::unix_now().saturating_add(secs);
+            values.insert(key.to_owned(), (b"1".to_vec(), Some(at)));
+            Ok(true)
         }
 
         pub(super) fn get_with_ttl(&self, key: &str) -> Result<Option<WithTtl>, StoreError> {

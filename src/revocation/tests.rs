@@ -52,7 +52,8 @@ impl Revocation {
     }
 }
 
-fn token(
+/// A verified token with these claims (`exp` 2000).
+pub(super) fn token(
     iss: Option<&str>,
     sub: Option<&str>,
     jti: Option<&str>,

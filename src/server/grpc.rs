@@ -68,7 +68,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::authz::{self, Answer, AuthzConfig, Deny};
 use super::listen::{self, Limits, Listener};
-use crate::request::{self, Front};
+use crate::request::{self, ClientCert, Front, TokenScheme};
 use crate::verifier::Verifier;
 use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context;
@@ -242,9 +242,13 @@ impl Authorization for Check {
             None => (http.path.as_str(), None),
         };
         let query = query.or((!http.query.is_empty()).then_some(http.query.as_str()));
-        let token = authz::find_token(token_header, headers.all("cookie"), query, config);
+        let (token, token_scheme) =
+            match authz::find_token(token_header, headers.all("cookie"), query, config) {
+                Some((token, scheme)) => (Some(token.as_bytes()), scheme),
+                None => (None, TokenScheme::Bearer),
+            };
         let request = request::Request {
-            token: token.map(str::as_bytes),
+            token,
             selector: b"",
             context: request::Context {
                 method: text(&http.method),
@@ -254,7 +258,11 @@ impl Authorization for Check {
                 headers: Some(&headers),
                 client: client_ip(source),
                 // URL-encoded PEM, when Envoy terminated mTLS.
-                peer_certificate: source.and_then(|p| text(&p.certificate)),
+                client_cert: source
+                    .and_then(|p| text(&p.certificate))
+                    .map(ClientCert::UrlEncodedPem),
+                token_scheme,
+                dpop_proof: authz::find_proof(headers.all("dpop")),
                 ..request::Context::new(Front::Grpc, arrived, crate::clock::unix_now())
             },
         };

@@ -61,9 +61,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::authz::{self, Answer, AuthzConfig, Deny};
+use super::authz::{self, Answer, AuthzConfig, CertHeader, Deny};
 use super::listen::{self, Limits, Listener};
-use crate::request::{self, Front, Reason};
+use crate::request::{self, ClientCert, Front, Reason, TokenScheme};
 use crate::verifier::Verifier;
 
 // The request context's headers, named once: a lookup by a prebuilt name
@@ -75,6 +75,7 @@ const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const DPOP: HeaderName = HeaderName::from_static("dpop");
 
 /// Serves HTTP on `listener` until `shutdown` resolves to a grace period;
 /// then stops accepting, lets every connection finish its request in
@@ -205,8 +206,12 @@ async fn answer(
     let route_path = path.split(['?', '#']).next().unwrap_or_default();
     let header_view = Headers(headers);
     let header = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let (token, token_scheme) = match token {
+        Some((token, scheme)) => (Some(token.as_bytes()), scheme),
+        None => (None, TokenScheme::Bearer),
+    };
     let request = request::Request {
-        token: token.map(str::as_bytes),
+        token,
         selector: b"",
         context: request::Context {
             // nginx's auth_request subrequest is a GET: the client's method
@@ -216,7 +221,12 @@ async fn answer(
                 .filter(|_| config.path_prefix.is_empty())
                 .or(Some(req.method().as_str())),
             scheme: header(&X_FORWARDED_PROTO),
-            authority: header(&X_FORWARDED_HOST).or_else(|| header(&HOST)),
+            // Behind Envoy the check request is the client's own: its
+            // X-Forwarded-Host is the client's to forge (a DPoP proof made
+            // for another host would pass), so only Host counts there.
+            authority: header(&X_FORWARDED_HOST)
+                .filter(|_| config.path_prefix.is_empty())
+                .or_else(|| header(&HOST)),
             path: Some(route_path),
             headers: Some(&header_view),
             // The proxy's view of the client: nginx's X-Real-IP
@@ -226,6 +236,22 @@ async fn answer(
             client: header(&X_REAL_IP)
                 .filter(|_| config.path_prefix.is_empty())
                 .and_then(|ip| ip.trim().parse().ok()),
+            token_scheme,
+            dpop_proof: authz::find_proof(
+                headers
+                    .get_all(DPOP)
+                    .iter()
+                    .map(|v| v.to_str().unwrap_or_default()),
+            ),
+            // Only from a header the operator named as set by a trusted
+            // proxy (`client_cert_header`): anyone else could send one.
+            client_cert: config.client_cert_header.and_then(|h| {
+                let value = headers.get(h.name())?.to_str().ok()?;
+                Some(match h {
+                    CertHeader::ClientCert => ClientCert::Rfc9440(value),
+                    CertHeader::Xfcc => ClientCert::Xfcc(value),
+                })
+            }),
             ..request::Context::new(Front::Http, arrived, crate::clock::unix_now())
         },
     };

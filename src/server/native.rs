@@ -50,8 +50,8 @@ use tokio::time::Instant;
 
 use super::ServerConfig;
 use crate::clock::unix_now;
-use crate::protocol::{self, Op, ProtocolError, Reply};
-use crate::request::{Context, Decision, Front, Request};
+use crate::protocol::{self, Op, ProtocolError, Reply, WireContext};
+use crate::request::{ClientCert, Context, Decision, Front, Request, TokenScheme};
 use crate::verifier::{Next, Refused, Step, Tally, Ticket, Verifier, Waiting};
 
 /// How long a draining connection waits for more requests from a quiet
@@ -79,23 +79,39 @@ struct Pending {
     id: u32,
     selector: Bytes,
     token: Bytes,
+    context: Option<Box<WireContext>>,
     ticket: Ticket,
     permit: OwnedSemaphorePermit,
     /// When the read that brought it completed (request latency).
     arrived: std::time::Instant,
 }
 
-/// The request a native frame is, for the pipeline.
+/// The request a native frame is, for the pipeline: a VERIFY_CTX's
+/// context fields fill the `Context` (a DPoP proof presents the token as
+/// DPoP; the text fields were checked ASCII when decoded).
 fn pipeline_request<'a>(
     selector: &'a [u8],
     token: &'a [u8],
+    wire: Option<&'a WireContext>,
     arrived: std::time::Instant,
     now: i64,
 ) -> Request<'a> {
+    let mut context = Context::new(Front::Native, arrived, now);
+    if let Some(wire) = wire {
+        let text = |b: &'a Option<Bytes>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok());
+        context.method = text(&wire.method);
+        context.uri = text(&wire.uri);
+        context.dpop_proof = wire.dpop.as_deref();
+        if wire.dpop.is_some() {
+            context.token_scheme = TokenScheme::Dpop;
+        }
+        context.client_cert = wire.cert_sha256.map(ClientCert::Sha256);
+        context.client = wire.client;
+    }
     Request {
         token: Some(token),
         selector,
-        context: Context::new(Front::Native, arrived, now),
+        context,
     }
 }
 
@@ -131,8 +147,12 @@ pub async fn serve(
         // Answer every complete frame already buffered.
         loop {
             let request = match protocol::decode_request(&mut buf, config.max_frame_bytes) {
-                Ok(Some(request)) => request,
+                Ok(Some(request)) => Ok(request),
                 Ok(None) => break,
+                // A whole frame this daemon cannot serve (an unknown op, a
+                // bad VERIFY_CTX context): that request's error; the
+                // stream goes on.
+                Err(e) if !e.error.is_fatal() => Err(e),
                 Err(e) => {
                     tracing::debug!(error = %e.error, "protocol error from client");
                     // Sent by the writer after every other reply.
@@ -159,6 +179,18 @@ pub async fn serve(
                         },
                         () = tx.closed() => break 'conn,
                     }
+                }
+            };
+            let request = match request {
+                Ok(request) => request,
+                Err(e) => {
+                    tracing::debug!(error = %e.error, "request refused");
+                    let reply = Reply::Error {
+                        id: e.id,
+                        error: e.error,
+                    };
+                    let _ = tx.send(Batch::One((reply, permit)));
+                    continue;
                 }
             };
             let refusing = drain_started.is_some_and(|t| t.elapsed() >= DRAIN_ANSWER);
@@ -265,9 +297,13 @@ fn answer(
             });
             return None;
         }
-        Op::Verify { selector, token } => {
+        Op::Verify {
+            selector,
+            token,
+            context,
+        } => {
             let arrived = tally.arrived();
-            let req = pipeline_request(&selector, &token, arrived, unix_now());
+            let req = pipeline_request(&selector, &token, context.as_deref(), arrived, unix_now());
             match verifier.begin(&req, tally) {
                 Step::Done(decision) => reply(id, decision),
                 Step::Verify(ticket) => {
@@ -275,6 +311,7 @@ fn answer(
                         id,
                         selector,
                         token,
+                        context,
                         ticket,
                         permit,
                         arrived,
@@ -286,6 +323,7 @@ fn answer(
                         id,
                         selector,
                         token,
+                        context,
                         permit,
                         arrived,
                     });
@@ -361,7 +399,7 @@ fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSe
     let replies = group
         .into_iter()
         .filter_map(|p| {
-            let req = pipeline_request(&p.selector, &p.token, p.arrived, now);
+            let req = pipeline_request(&p.selector, &p.token, p.context.as_deref(), p.arrived, now);
             match p.ticket.verify(verifier, &req) {
                 Next::Wait(waiting) => {
                     waiters.push(Waiter {
@@ -369,6 +407,7 @@ fn verify_group(group: Vec<Pending>, verifier: &Verifier, tx: &mpsc::UnboundedSe
                         id: p.id,
                         selector: p.selector,
                         token: p.token,
+                        context: p.context,
                         permit: p.permit,
                         arrived: p.arrived,
                     });
@@ -389,6 +428,7 @@ struct Waiter {
     id: u32,
     selector: Bytes,
     token: Bytes,
+    context: Option<Box<WireContext>>,
     permit: OwnedSemaphorePermit,
     arrived: std::time::Instant,
 }
@@ -409,7 +449,13 @@ fn spawn_waiters(waiters: Vec<Waiter>, verifier: &Verifier, tx: &mpsc::Unbounded
                 if tx.is_closed() {
                     return;
                 }
-                let req = pipeline_request(&w.selector, &w.token, w.arrived, unix_now());
+                let req = pipeline_request(
+                    &w.selector,
+                    &w.token,
+                    w.context.as_deref(),
+                    w.arrived,
+                    unix_now(),
+                );
                 let decision = w.waiting.finish(verifier, &req).await;
                 let _ = tx.send(Batch::One((reply(w.id, decision), w.permit)));
             }

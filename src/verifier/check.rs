@@ -37,6 +37,9 @@ pub(super) enum Outcome {
     /// Valid, but the revocation store could not be asked in time, and
     /// revocation fails closed: cannot decide.
     RevocationUnavailable,
+    /// Valid, but the DPoP replay cache is full of live proofs: cannot
+    /// decide (`overloaded`).
+    Busy,
     /// The answer needs a wait (a key refresh, a revocation lookup): await
     /// [`Pending::finish`] for it.
     Pending(Pending),
@@ -210,6 +213,41 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// Claims a DPoP proof in the shared store: first there, valid; already
+    /// there, a replay. A store that cannot be asked follows
+    /// `revocation_fail` (the claims live in the revocation store): closed,
+    /// undecided; open, valid (counted as a failed lookup).
+    async fn claim(
+        &self,
+        result: Arc<Verified>,
+        cached: bool,
+        claim: crate::bind::Claim,
+    ) -> Outcome {
+        let revocation = &self.inner.revocation;
+        let key = revocation.replay_key(&claim.jkt, &claim.jti);
+        let ttl = std::time::Duration::from_secs(claim.ttl);
+        match revocation.claim_once(key, ttl).await {
+            Ok(true) => Outcome::Valid { result, cached },
+            Ok(false) => {
+                tracing::debug!("DPoP proof replayed (seen by another daemon)");
+                Outcome::Invalid(Rejection {
+                    reason: Reject::DpopReplay,
+                    anomalies: result.anomalies,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(reason = error.as_str(), %error, "DPoP replay claim failed");
+                if revocation.config().fail_open {
+                    Outcome::Valid { result, cached }
+                } else {
+                    Outcome::RevocationUnavailable
+                }
+            }
+        }
+    }
+}
+
 /// A valid result's outcome once its revocation status is decided.
 fn decided(result: Arc<Verified>, cached: bool, standing: Standing) -> Outcome {
     match standing {
@@ -249,6 +287,13 @@ enum PendingKind {
         now: i64,
         id: Option<Key>,
     },
+    /// A valid, bound token, while its DPoP proof is claimed in the shared
+    /// store (the binding stage has passed it otherwise).
+    Claim {
+        result: Arc<Verified>,
+        cached: bool,
+        claim: crate::bind::Claim,
+    },
 }
 
 impl Pending {
@@ -257,7 +302,24 @@ impl Pending {
     pub(super) fn rejection(&self) -> Option<Rejection> {
         match &self.kind {
             PendingKind::Refresh { rejection, .. } => Some(*rejection),
-            PendingKind::Revocation { .. } => None,
+            PendingKind::Revocation { .. } | PendingKind::Claim { .. } => None,
+        }
+    }
+
+    /// A DPoP proof claim: its outcome has been through the binding stage
+    /// already.
+    pub(super) fn is_claim(&self) -> bool {
+        matches!(self.kind, PendingKind::Claim { .. })
+    }
+
+    /// A claim of `claim` for a valid `result` the binding stage passed.
+    pub(super) fn claim(result: Arc<Verified>, cached: bool, claim: crate::bind::Claim) -> Pending {
+        Pending {
+            kind: PendingKind::Claim {
+                result,
+                cached,
+                claim,
+            },
         }
     }
 
@@ -278,6 +340,11 @@ impl Pending {
                 now,
                 id,
             } => (result, cached, now, id),
+            PendingKind::Claim {
+                result,
+                cached,
+                claim,
+            } => return verifier.claim(result, cached, claim).await,
             PendingKind::Refresh { miss, wait, .. } => {
                 wait.done().await;
                 let now = crate::clock::unix_now();

@@ -73,6 +73,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
+use crate::bind::{BindConfig, Binder, IssuerBinding};
 use crate::cache::Cache;
 use crate::jwks::refresh::RefreshGate;
 use crate::metrics::Metrics;
@@ -108,6 +109,8 @@ pub struct IssuerConfig {
     /// Not ready once the last good set is older than this (remote sources
     /// only; `None`: never).
     pub max_stale: Option<Duration>,
+    /// Its DPoP mode and proof policy (see [`crate::bind`]).
+    pub binding: IssuerBinding,
 }
 
 /// Settings of a [`Verifier`].
@@ -127,6 +130,8 @@ pub struct VerifierConfig {
     /// Route policies, for requests whose context has a path (the proxy
     /// fronts): see [`crate::route`].
     pub routes: Vec<Route>,
+    /// The binding stage's daemon-wide settings (see [`crate::bind`]).
+    pub bind: BindConfig,
 }
 
 impl VerifierConfig {
@@ -137,11 +142,13 @@ impl VerifierConfig {
                 policy,
                 unknown_kid: None,
                 max_stale: None,
+                binding: IssuerBinding::default(),
             }],
             cache_entries,
             cache_max_ttl,
             max_verifying: DEFAULT_MAX_VERIFYING,
             routes: Vec::new(),
+            bind: BindConfig::default(),
         }
     }
 }
@@ -170,6 +177,8 @@ struct Inner {
     budget: Budget,
     /// Route policies (requests with a path).
     routes: Vec<Route>,
+    /// The binding stage.
+    bind: Binder,
 }
 
 /// The shared verification handle. Cheap to clone.
@@ -207,6 +216,7 @@ impl Verifier {
             limits.max_token_bytes = limits.max_token_bytes.max(i.policy.max_token_bytes);
             limits.max_json_depth = limits.max_json_depth.max(i.policy.max_json_depth);
         }
+        let bindings = config.issuers.iter().map(|i| i.binding).collect();
         let issuers: Box<[Issuer]> = config
             .issuers
             .into_iter()
@@ -262,6 +272,7 @@ impl Verifier {
                 metrics: Metrics::new(&names),
                 budget: Budget::new(config.max_verifying),
                 routes: config.routes,
+                bind: Binder::new(bindings, config.bind),
             }),
         }
     }

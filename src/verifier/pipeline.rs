@@ -17,8 +17,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Verifier;
 use super::check::{Miss, Outcome, Pending};
+use crate::bind::Bound;
 use crate::request::{Cause, Decision, Front, Request};
-use crate::verify::Anomalies;
+use crate::verify::{Anomalies, Rejection, Verified};
 
 /// The verification budget, shared by every front: at most
 /// `max_verifying` cache misses in verification at once (a miss waiting
@@ -174,7 +175,10 @@ impl Verifier {
             Ok(Outcome::Valid {
                 result,
                 cached: true,
-            }) if result.anomalies == Anomalies::NONE && !self.routes_apply(req) => {
+            }) if result.anomalies == Anomalies::NONE
+                && !self.routes_apply(req)
+                && !self.inner.bind.applies(&result, ctx) =>
+            {
                 tally.hits += 1;
                 Step::Done(Decision::Valid {
                     result,
@@ -185,7 +189,10 @@ impl Verifier {
                 pending,
                 slot: None,
             }),
-            Ok(outcome) => Step::Done(self.conclude(req, Concluded::Outcome(outcome))),
+            Ok(outcome) => match self.settle(req, outcome, None) {
+                Next::Done(decision) => Step::Done(decision),
+                Next::Wait(waiting) => Step::Wait(waiting),
+            },
             Err(miss) => match self.inner.budget.slot() {
                 Some(slot) => Step::Verify(Ticket { miss, slot }),
                 None => {
@@ -218,6 +225,60 @@ impl Verifier {
             },
         };
         waiting.finish(self, req).await
+    }
+
+    /// A decided outcome through the binding stage, then concluded; or a
+    /// wait, when a DPoP proof must be claimed in the shared store (`slot`
+    /// is the verification slot a miss holds until decided).
+    fn settle(
+        &self,
+        req: &Request<'_>,
+        outcome: Outcome,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Next {
+        match self.bind(req, outcome) {
+            Ok(outcome) => Next::Done(self.conclude(req, Concluded::Outcome(outcome))),
+            Err(pending) => Next::Wait(Waiting { pending, slot }),
+        }
+    }
+
+    /// The binding stage ([`crate::bind`]) on a valid outcome: the outcome
+    /// (refused: invalid with the stage's reason), or the claim of a DPoP
+    /// proof in the shared store to wait for.
+    fn bind(&self, req: &Request<'_>, outcome: Outcome) -> Result<Outcome, Pending> {
+        let Outcome::Valid { result, cached } = outcome else {
+            return Ok(outcome);
+        };
+        let (ctx, bind) = (&req.context, &self.inner.bind);
+        if !bind.applies(&result, ctx) {
+            return Ok(Outcome::Valid { result, cached });
+        }
+        let token = req.token.unwrap_or_default();
+        let shared = self.inner.revocation.shares_claims();
+        match bind.check(self.issuer_of(&result), &result, token, ctx, shared) {
+            Ok(Bound::Pass) => Ok(Outcome::Valid { result, cached }),
+            Ok(Bound::Claim(claim)) => Err(Pending::claim(result, cached, claim)),
+            Ok(Bound::Full) => Ok(Outcome::Busy),
+            Err(reason) => Ok(Outcome::Invalid(Rejection {
+                reason,
+                anomalies: result.anomalies,
+            })),
+        }
+    }
+
+    /// The index of the issuer that vouched for `result`: with several, the
+    /// one its `iss` names (verification chose it so).
+    fn issuer_of(&self, result: &Verified) -> usize {
+        if self.inner.issuers.len() <= 1 {
+            return 0;
+        }
+        result
+            .claims
+            .iss
+            .as_deref()
+            .and_then(|iss| self.inner.by_iss.get(iss))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether a route policy could apply to `req` (then even a plain hit
@@ -256,6 +317,7 @@ impl Verifier {
                 Outcome::NoKeys => Decision::Undecided(Cause::NoKeys),
                 Outcome::UnknownSelector => Decision::UnknownSelector,
                 Outcome::RevocationUnavailable => Decision::Undecided(Cause::RevocationUnavailable),
+                Outcome::Busy => Decision::Undecided(Cause::Overloaded),
                 // A wait is finished before it is concluded; should one get
                 // here, fail safe: its refusal, or undecided.
                 Outcome::Pending(pending) => match pending.rejection() {
@@ -290,7 +352,7 @@ impl Ticket {
                 pending,
                 slot: Some(self.slot),
             }),
-            outcome => Next::Done(verifier.conclude(req, Concluded::Outcome(outcome))),
+            outcome => verifier.settle(req, outcome, Some(self.slot)),
         }
     }
 }
@@ -301,7 +363,16 @@ impl Waiting {
     /// request that began it.
     pub async fn finish(self, verifier: &Verifier, req: &Request<'_>) -> Decision {
         let token = req.token.unwrap_or_default();
-        let outcome = self.pending.finish(verifier, req.selector, token).await;
+        let claimed = self.pending.is_claim();
+        let mut outcome = self.pending.finish(verifier, req.selector, token).await;
+        if !claimed {
+            // A refresh or a revocation lookup decided it: the binding
+            // stage comes next (once: a claim has been through it).
+            outcome = match verifier.bind(req, outcome) {
+                Ok(outcome) => outcome,
+                Err(claim) => claim.finish(verifier, req.selector, token).await,
+            };
+        }
         let decision = verifier.conclude(req, Concluded::Outcome(outcome));
         drop(self.slot);
         decision

@@ -208,6 +208,7 @@ fn issuer(iss: &str, aud: &[&str], refresh: bool) -> IssuerConfig {
         },
         unknown_kid: refresh.then_some((Duration::from_secs(30), Duration::from_secs(1))),
         max_stale: None,
+        binding: crate::bind::IssuerBinding::default(),
     }
 }
 
@@ -230,6 +231,7 @@ async fn the_tokens_iss_picks_the_issuer_and_its_keys_only() {
         cache_max_ttl: 600,
         max_verifying: 100,
         routes: Vec::new(),
+        bind: crate::bind::BindConfig::default(),
     });
     assert!(!v.ready());
     v.set_keys(0, set_of(&[&a]));
@@ -302,6 +304,7 @@ async fn a_cached_result_stops_when_its_own_issuer_drops_the_key() {
         cache_max_ttl: 600,
         max_verifying: 100,
         routes: Vec::new(),
+        bind: crate::bind::BindConfig::default(),
     });
     // The same key trusted by both issuers.
     v.set_keys(0, set_of(&[&shared]));
@@ -327,6 +330,7 @@ async fn an_unknown_kid_waits_for_the_refresh_and_is_verified_again() {
         cache_max_ttl: 600,
         max_verifying: 100,
         routes: Vec::new(),
+        bind: crate::bind::BindConfig::default(),
     });
     v.set_keys(0, set_of(&[&old]));
     let now = crate::clock::unix_now();
@@ -368,6 +372,7 @@ async fn a_kidless_token_matching_too_many_keys_asks_for_no_refresh() {
         cache_max_ttl: 600,
         max_verifying: 100,
         routes: Vec::new(),
+        bind: crate::bind::BindConfig::default(),
     });
     v.set_keys(0, set_of(&keys.iter().collect::<Vec<_>>()));
     let now = crate::clock::unix_now();
@@ -431,6 +436,7 @@ async fn a_cancelled_decision_gives_its_verification_slot_back() {
         cache_max_ttl: 600,
         max_verifying: 1,
         routes: Vec::new(),
+        bind: crate::bind::BindConfig::default(),
     });
     v.set_keys(0, set_of(&[&old]));
     let now = crate::clock::unix_now();

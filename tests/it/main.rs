@@ -8,6 +8,7 @@
 //! `support`).
 
 mod adversarial;
+mod bound;
 mod cli;
 mod conformance;
 mod daemon;

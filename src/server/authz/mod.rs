@@ -48,11 +48,11 @@ mod token;
 
 use std::sync::Arc;
 
-use crate::request::{Decision, Reason, Request};
+use crate::request::{Decision, Reason, Request, TokenScheme};
 use crate::verifier::Verifier;
 
 pub use claims::{headers, valid_claim_header};
-pub use token::find_token;
+pub use token::{find_proof, find_token};
 
 /// A header for the upstream request, filled from a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +87,45 @@ pub struct AuthzConfig {
     /// Prefix to strip from request paths before route matching (Envoy's
     /// HTTP-mode `path_prefix`).
     pub path_prefix: String,
+    /// HTTP front: the header a trusted proxy puts the client certificate
+    /// in (`None`: no header is trusted, and certificate-bound tokens
+    /// cannot pass the HTTP front).
+    pub client_cert_header: Option<CertHeader>,
+    /// For apps that know only bearer tokens: an allowed DPoP request goes
+    /// upstream as `Authorization: Bearer <token>`, without its `DPoP`
+    /// header (gRPC: Envoy rewrites; HTTP: the `authorization` response
+    /// header, for Envoy's `allowed_upstream_headers` or nginx's
+    /// `auth_request_set`).
+    pub dpop_to_bearer: bool,
+}
+
+/// Where a trusted proxy puts the client certificate (HTTP front).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertHeader {
+    /// RFC 9440 `Client-Cert` (nginx: `:$ssl_client_escaped_cert:` is not
+    /// it; see `docs/architecture.md`).
+    ClientCert,
+    /// Envoy's `x-forwarded-client-cert`, its `Hash=`.
+    Xfcc,
+}
+
+impl CertHeader {
+    /// Parses a `client_cert_header` value.
+    pub fn parse(text: &str) -> Option<CertHeader> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "client-cert" => Some(CertHeader::ClientCert),
+            "x-forwarded-client-cert" => Some(CertHeader::Xfcc),
+            _ => None,
+        }
+    }
+
+    /// The header's lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CertHeader::ClientCert => "client-cert",
+            CertHeader::Xfcc => "x-forwarded-client-cert",
+        }
+    }
 }
 
 impl Default for AuthzConfig {
@@ -100,6 +139,8 @@ impl Default for AuthzConfig {
             debug_reason: false,
             strip_token: false,
             path_prefix: String::new(),
+            client_cert_header: None,
+            dpop_to_bearer: false,
         }
     }
 }
@@ -114,6 +155,11 @@ pub fn default_claim_headers() -> Vec<ClaimHeader> {
         })
         .collect()
 }
+
+/// The header naming the key a DPoP-bound token is bound to (its
+/// `cnf.jkt`, base64url), on every allowed request of such a token; removed
+/// upstream otherwise.
+pub const CNF_JKT_HEADER: &str = "x-jwt-cnf-jkt";
 
 /// The header carrying the payload when `forward_payload` is set.
 pub const PAYLOAD_HEADER: &str = "x-jwt-payload";
@@ -156,7 +202,16 @@ pub enum Answer {
 /// a proxy answer.
 pub async fn decide(verifier: &Verifier, request: &Request<'_>, config: &AuthzConfig) -> Answer {
     let decision = verifier.decide(request).await;
-    answer(decision, config)
+    let mut answer = answer(decision, config);
+    if config.dpop_to_bearer
+        && request.context.token_scheme == TokenScheme::Dpop
+        && let Answer::Allow { headers } = &mut answer
+        && let Some(token) = request.token.and_then(|t| std::str::from_utf8(t).ok())
+    {
+        headers.push((Arc::from("authorization"), Some(format!("Bearer {token}"))));
+        headers.push((Arc::from("dpop"), None));
+    }
+    answer
 }
 
 /// The proxy answer for a decision.
