@@ -50,6 +50,8 @@ pub(super) fn settings(c: &mut Check, raw: &RawConfig, socket: &Path) -> Fronts 
             strip_token: c.flag(&s::strip_token, raw.strip_token.as_deref()),
             path_prefix: raw.http_path_prefix.clone().unwrap_or_default(),
             dpop_to_bearer: c.flag(&s::dpop_to_bearer, raw.dpop_to_bearer.as_deref()),
+            // Set once the issuers are known (`validate`).
+            cnf_header: false,
             client_cert_header: raw
                 .client_cert_header
                 .as_deref()

@@ -244,6 +244,11 @@ impl Config {
         let routes = fronts::routes(&mut c, &raw);
         let mut verifier = cache(&mut c, &raw, issuers, conn.max_verifying, routes);
         verifier.bind = fronts::bindings(&mut c, &raw);
+        let mut fronts = fronts;
+        fronts.authz.cnf_header = verifier
+            .issuers
+            .iter()
+            .any(|i| i.binding.dpop != crate::bind::DpopMode::Off);
         let (threads, shutdown_grace) = process(&mut c, &raw);
         let (log, log_json) = logging(&mut c, &raw);
         let admin_addr = admin_addr(&mut c, &raw);

@@ -418,6 +418,15 @@ impl Metrics {
             metrics::counter!("jwtd_revocation_lookup_failures_total", "reason" => *reason)
                 .absolute(*n);
         }
+        metrics::gauge!("jwtd_dpop_replay_entries").set(snapshot.dpop_replay_entries as f64);
+        metrics::counter!("jwtd_dpop_shared_claims_total", "result" => "first").absolute(
+            snapshot.dpop_shared_claims
+                - snapshot
+                    .dpop_shared_replays
+                    .min(snapshot.dpop_shared_claims),
+        );
+        metrics::counter!("jwtd_dpop_shared_claims_total", "result" => "replay")
+            .absolute(snapshot.dpop_shared_replays);
     }
 }
 
@@ -446,6 +455,13 @@ pub struct Snapshot {
     /// Failed revocation lookups so far, by reason (`timeout`, `connect`,
     /// `breaker_open`, `redis`, `stopped`).
     pub revocation_failures: Vec<(&'static str, u64)>,
+    /// DPoP proofs in the in-memory replay cache.
+    pub dpop_replay_entries: usize,
+    /// DPoP proofs claimed in Redis so far.
+    pub dpop_shared_claims: u64,
+    /// Of those, claims that found the proof already there (replays
+    /// caught across daemons).
+    pub dpop_shared_replays: u64,
 }
 
 /// One issuer's key source, for [`Snapshot`].
@@ -546,7 +562,17 @@ const HELP: &[(&str, char, &str)] = &[
     (
         "jwtd_revocation_batch_size",
         'h',
-        "Tokens per revocation round trip",
+        "Tokens looked up and DPoP proofs claimed per revocation round trip",
+    ),
+    (
+        "jwtd_dpop_replay_entries",
+        'g',
+        "DPoP proofs remembered against replay in memory",
+    ),
+    (
+        "jwtd_dpop_shared_claims_total",
+        'c',
+        "DPoP proofs claimed in Redis: first, or replay (seen by another daemon)",
     ),
     (
         "jwtd_revocation_roundtrip_seconds",

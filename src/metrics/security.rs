@@ -46,11 +46,26 @@ pub enum Kind {
     Revoked,
     /// An `iss` no configured issuer has.
     UnknownIssuer,
+    /// A DPoP proof that is not one (forged signature, private key in the
+    /// header, `alg: none`, stale).
+    DpopInvalid,
+    /// A DPoP proof used twice: a captured request replayed.
+    DpopReplay,
+    /// A valid DPoP proof for another request or key: a token used by
+    /// someone who does not hold its key.
+    DpopMismatch,
+    /// A DPoP-bound token sent as a bearer token: a stolen token tried
+    /// without its key.
+    BearerDowngrade,
+    /// A certificate-bound token without its certificate.
+    CnfMismatch,
+    /// A device or address binding not met.
+    BindingMismatch,
 }
 
 impl Kind {
     /// Every kind, in label order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 21] = [
         Kind::AlgNone,
         Kind::AlgConfusion,
         Kind::UnknownKid,
@@ -66,6 +81,12 @@ impl Kind {
         Kind::IatFuture,
         Kind::Revoked,
         Kind::UnknownIssuer,
+        Kind::DpopInvalid,
+        Kind::DpopReplay,
+        Kind::DpopMismatch,
+        Kind::BearerDowngrade,
+        Kind::CnfMismatch,
+        Kind::BindingMismatch,
     ];
 
     /// The label value.
@@ -86,6 +107,12 @@ impl Kind {
             Kind::IatFuture => "iat_future",
             Kind::Revoked => "revoked",
             Kind::UnknownIssuer => "unknown_issuer",
+            Kind::DpopInvalid => "dpop_invalid",
+            Kind::DpopReplay => "dpop_replay",
+            Kind::DpopMismatch => "dpop_mismatch",
+            Kind::BearerDowngrade => "bearer_downgrade",
+            Kind::CnfMismatch => "cnf_mismatch",
+            Kind::BindingMismatch => "binding_mismatch",
         }
     }
 
@@ -111,6 +138,12 @@ impl Kind {
             Reject::IssuedInFuture => Kind::IatFuture,
             Reject::Revoked => Kind::Revoked,
             Reject::UnknownIssuer => Kind::UnknownIssuer,
+            Reject::DpopInvalid => Kind::DpopInvalid,
+            Reject::DpopReplay => Kind::DpopReplay,
+            Reject::DpopMismatch => Kind::DpopMismatch,
+            Reject::BearerDowngrade => Kind::BearerDowngrade,
+            Reject::CnfMismatch => Kind::CnfMismatch,
+            Reject::BindingMismatch => Kind::BindingMismatch,
             _ => return None,
         })
     }

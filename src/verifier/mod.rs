@@ -417,6 +417,9 @@ impl Verifier {
             failed_open: stats.failed_open.load(Ordering::Relaxed),
             failed_closed: stats.failed_closed.load(Ordering::Relaxed),
             revocation_failures: stats.failed_lookups().collect(),
+            dpop_replay_entries: self.inner.bind.replay_entries(),
+            dpop_shared_claims: stats.claims.load(Ordering::Relaxed),
+            dpop_shared_replays: stats.replays.load(Ordering::Relaxed),
         }
     }
 

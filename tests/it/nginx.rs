@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::json;
+use jwtd::sign::SigningKey;
+use jwtd::verify::Algorithm;
+use serde_json::{Map, json};
 
 use crate::support::{Helper, Jwtd, Proxied, free_port, now, repo_path};
 
@@ -25,16 +27,29 @@ impl std::ops::Deref for Stack {
 
 impl Stack {
     fn start() -> Stack {
+        Stack::start_with(&[], false)
+    }
+
+    /// The same, jwtd with `jwtd_args` too; with `show_reason`, nginx also
+    /// passes jwtd's `x-jwt-reason` (`--debug-reason true`) to the client
+    /// (a test-only addition to the shipped file: see [`SHOW_REASON`]).
+    fn start_with(jwtd_args: &[&str], show_reason: bool) -> Stack {
         let jwtd = Jwtd::builder()
             .http_front()
             .config(
                 "[[routes]]\nprefix = \"/admin/\"\nscopes = [\"admin\"]\n\
                  [[routes]]\nprefix = \"/admin/health\"\n",
             )
+            .args(jwtd_args)
             .start();
         let (port, app_port) = (free_port(), free_port());
         let prefix = jwtd.dir.path().join("nginx");
         let conf_path = render_conf(&prefix, jwtd.http_socket(), port, app_port);
+        if show_reason {
+            let conf = std::fs::read_to_string(&conf_path).expect("rendered nginx.conf");
+            let conf = replace_once(&conf, "auth_request /_jwtd;", SHOW_REASON);
+            std::fs::write(&conf_path, conf).expect("nginx.conf");
+        }
         let mut nginx = Helper::spawn(
             "nginx",
             Command::new(nginx_bin())
@@ -92,15 +107,24 @@ fn replace_once(s: &str, from: &str, to: &str) -> String {
     s.replacen(from, to, 1)
 }
 
-/// The app behind nginx in the tests: echoes the claim headers it got.
+/// The app behind nginx in the tests: echoes the claim headers it got, the
+/// DPoP key's thumbprint and the DPoP proof, then the token (last).
 const STAND_IN_APP: &str = r#"
     server {
         listen 127.0.0.1:APP_PORT;
         location / {
-            return 200 "sub=$http_x_jwt_sub iss=$http_x_jwt_iss aud=$http_x_jwt_aud scope=$http_x_jwt_scope authorization=$http_authorization\n";
+            return 200 "sub=$http_x_jwt_sub iss=$http_x_jwt_iss aud=$http_x_jwt_aud scope=$http_x_jwt_scope cnf_jkt=$http_x_jwt_cnf_jkt dpop=$http_dpop authorization=$http_authorization\n";
         }
     }
 "#;
+
+/// Replaces the shipped `auth_request /_jwtd;` in tests that assert refusal
+/// reasons: nginx passes a 401's `WWW-Authenticate` only, so jwtd's
+/// `x-jwt-reason` is copied to the client here. Not for production: the
+/// reason tells a client why its token failed.
+const SHOW_REASON: &str = "auth_request /_jwtd;
+            auth_request_set $jwt_reason $upstream_http_x_jwt_reason;
+            add_header X-Jwt-Reason $jwt_reason always;";
 
 /// Writes `prefix/nginx.conf`: the shipped file with only its addresses and
 /// file paths changed (this test's ports, jwtd's socket, files under
@@ -327,4 +351,119 @@ fn the_shipped_conf_has_no_placeholders_and_passes_nginx_t() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "nginx -t failed: {said}");
     assert!(said.contains("test is successful"), "{said}");
+}
+
+/// The value of the first `name` header (any case) in a response head.
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim())
+}
+
+#[test]
+fn nginx_passes_dpop_bound_tokens_with_a_proof_for_the_url_the_client_asked() {
+    let stack = Stack::start_with(&["--dpop", "allowed", "--debug-reason", "true"], true);
+    let client = SigningKey::generate(Algorithm::ES256).expect("client key");
+    let token = stack.token(json!({"cnf": {"jkt": client.thumbprint()}}));
+    // What a client asking for http://127.0.0.1:PORT/orders?page=2 sends:
+    // Host with the port, and that URL (port included, query dropped) as
+    // the proof's htu.
+    let host = format!("127.0.0.1:{}", stack.port);
+    let htu = format!("http://{host}/orders");
+    let jti = std::cell::Cell::new(0);
+    let proof_for = |method: &str, uri: &str| {
+        jti.set(jti.get() + 1);
+        client
+            .dpop_proof(
+                method,
+                uri,
+                Some(token.as_bytes()),
+                now(),
+                &format!("jti-{}", jti.get()),
+                &Map::new(),
+            )
+            .expect("proof")
+    };
+    let send = |method: &str, auth: &str, proof: Option<&str>| {
+        let dpop = proof.map_or(String::new(), |p| format!("DPoP: {p}\r\n"));
+        stack.send(&format!(
+            "{method} /orders?page=2 HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\
+             Authorization: {auth}\r\n{dpop}\r\n"
+        ))
+    };
+    let dpop = format!("DPoP {token}");
+    let refused = |(status, head, body): (u16, String, String), reason: &str| {
+        assert_eq!(status, 401, "{reason}: {head}\n{body}");
+        assert_eq!(header_value(&head, "x-jwt-reason"), Some(reason), "{head}");
+        assert!(!body.contains("sub="), "the app was reached: {body}");
+    };
+
+    let once = proof_for("GET", &htu);
+    let (status, head, body) = send("GET", &dpop, Some(&once));
+    assert_eq!(
+        status,
+        200,
+        "{head}\n{body}{}{}",
+        stack.nginx_log(),
+        stack.jwtd.log_report()
+    );
+    assert!(body.contains("sub=alice "), "{body}");
+    assert!(
+        body.contains(&format!("cnf_jkt={} ", client.thumbprint())),
+        "the app did not get the key's thumbprint: {body}"
+    );
+    assert!(body.contains("dpop= "), "the proof reached the app: {body}");
+    assert!(
+        body.trim_end().ends_with("authorization="),
+        "the token reached the app: {body:?}"
+    );
+    // The same proof again.
+    refused(send("GET", &dpop, Some(&once)), "dpop_replay");
+    // The client's method reaches jwtd (X-Original-Method): a POST with a
+    // proof for POST passes, a GET with it does not.
+    let (status, _, body) = send("POST", &dpop, Some(&proof_for("POST", &htu)));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("sub=alice "), "{body}");
+    refused(
+        send("GET", &dpop, Some(&proof_for("POST", &htu))),
+        "dpop_mismatch",
+    );
+    // Another URL: the port matters (X-Forwarded-Host is the Host the
+    // client sent, port included), and so does the path.
+    refused(
+        send(
+            "GET",
+            &dpop,
+            Some(&proof_for("GET", "http://127.0.0.1/orders")),
+        ),
+        "dpop_mismatch",
+    );
+    refused(
+        send(
+            "GET",
+            &dpop,
+            Some(&proof_for("GET", &format!("http://{host}/other"))),
+        ),
+        "dpop_mismatch",
+    );
+    // The bound token as a bearer token, with or without the proof.
+    refused(
+        send("GET", &format!("Bearer {token}"), None),
+        "bearer_downgrade",
+    );
+    refused(
+        send(
+            "GET",
+            &format!("Bearer {token}"),
+            Some(&proof_for("GET", &htu)),
+        ),
+        "bearer_downgrade",
+    );
+    // A plain token still passes as a bearer token (DPoP is allowed, not
+    // required), with no thumbprint for the app.
+    let plain = stack.token(json!({}));
+    let (status, _, body) = send("GET", &format!("Bearer {plain}"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("cnf_jkt= "), "{body}");
 }

@@ -27,17 +27,20 @@ pub fn headers(result: &Verified, config: &AuthzConfig) -> Vec<(Arc<str>, Option
             (m.header.clone(), value)
         })
         .collect();
-    // Always listed, so that a client's own `x-jwt-cnf-jkt` is removed
-    // when the token is not DPoP-bound.
-    static CNF_JKT: std::sync::LazyLock<Arc<str>> =
-        std::sync::LazyLock::new(|| Arc::from(CNF_JKT_HEADER));
-    headers.push((
-        CNF_JKT.clone(),
-        result.claims.cnf.as_ref().and_then(|c| c.jkt).map(|jkt| {
-            use base64::Engine;
-            crate::verify::B64URL.encode(jkt)
-        }),
-    ));
+    // Listed on every allowed request where DPoP is accepted, so that a
+    // client's own `x-jwt-cnf-jkt` is removed when the token is not
+    // DPoP-bound.
+    if config.cnf_header {
+        static CNF_JKT: std::sync::LazyLock<Arc<str>> =
+            std::sync::LazyLock::new(|| Arc::from(CNF_JKT_HEADER));
+        headers.push((
+            CNF_JKT.clone(),
+            result.claims.cnf.as_ref().and_then(|c| c.jkt).map(|jkt| {
+                use base64::Engine;
+                crate::verify::B64URL.encode(jkt)
+            }),
+        ));
+    }
     if config.forward_payload {
         use base64::Engine;
         static NAME: std::sync::LazyLock<Arc<str>> =

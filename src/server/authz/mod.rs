@@ -97,6 +97,11 @@ pub struct AuthzConfig {
     /// header, for Envoy's `allowed_upstream_headers` or nginx's
     /// `auth_request_set`).
     pub dpop_to_bearer: bool,
+    /// Send `x-jwt-cnf-jkt` ([`CNF_JKT_HEADER`]) with every allowed request,
+    /// removed upstream when the token is not DPoP-bound: set when some
+    /// issuer accepts DPoP (with DPoP off everywhere no token is ever
+    /// DPoP-bound here, and the header is left alone).
+    pub cnf_header: bool,
 }
 
 /// Where a trusted proxy puts the client certificate (HTTP front).
@@ -141,6 +146,7 @@ impl Default for AuthzConfig {
             path_prefix: String::new(),
             client_cert_header: None,
             dpop_to_bearer: false,
+            cnf_header: false,
         }
     }
 }
@@ -158,7 +164,7 @@ pub fn default_claim_headers() -> Vec<ClaimHeader> {
 
 /// The header naming the key a DPoP-bound token is bound to (its
 /// `cnf.jkt`, base64url), on every allowed request of such a token; removed
-/// upstream otherwise.
+/// upstream otherwise (when [`AuthzConfig::cnf_header`]).
 pub const CNF_JKT_HEADER: &str = "x-jwt-cnf-jkt";
 
 /// The header carrying the payload when `forward_payload` is set.
