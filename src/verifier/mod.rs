@@ -8,12 +8,14 @@
 //! what comes back is a [`Step`]:
 //!
 //! ```text
-//! begin: token? -> selector -> cache --hit--> revocation (local) -> route -> Decision
+//! begin: token? -> selector -> cache --hit--> revocation (local) -> bind -> route -> Decision
+//!                                 |     \--hit with a DPoP proof--> budget slot? --> Step::Verify(Ticket)
 //!                                 \--miss--> budget slot? --none--> Undecided(overloaded)
 //!                                                \--> Step::Verify(Ticket)
-//! Ticket::verify:  core (crate::verify) -> cache insert -> revocation -> route -> Next (Done or Wait)
-//! Step::Wait(Waiting), Waiting::finish: a key refresh (unknown kid) or a
-//!                  revocation lookup, awaited -> ... -> route -> Decision
+//! Ticket::verify:  core (crate::verify) -> cache insert -> revocation -> bind -> route -> Next (Done or Wait)
+//!                  (a cached DPoP request: bind, the proof's signature check, -> route)
+//! Step::Wait(Waiting), Waiting::finish: a key refresh (unknown kid), a
+//!                  revocation lookup or a DPoP claim in Redis, awaited -> ... -> route -> Decision
 //! ```
 //!
 //! The split is what lets a front put each part where it is cheapest: the

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::Verifier;
 use super::check::{Miss, Outcome, Pending};
 use crate::bind::Bound;
-use crate::request::{Cause, Decision, Front, Request};
+use crate::request::{Cause, Decision, Front, Request, TokenScheme};
 use crate::verify::{Anomalies, Rejection, Verified};
 
 /// The verification budget, shared by every front: at most
@@ -140,11 +140,22 @@ pub enum Next {
     Wait(Waiting),
 }
 
-/// A cache miss with its verification slot.
+/// CPU-heavy work with its verification slot: a cache miss, or a cached
+/// token whose DPoP proof must be verified (one signature check, like a
+/// miss: it takes a slot of the same budget, and the native front spreads
+/// it over the cores with the misses).
 #[derive(Debug)]
 pub struct Ticket {
-    miss: Miss,
+    work: Work,
     slot: OwnedSemaphorePermit,
+}
+
+#[derive(Debug)]
+enum Work {
+    /// Verify the token.
+    Miss(Miss),
+    /// The token is valid (cached, revocation checked): bind it.
+    Bind(Outcome),
 }
 
 /// A request waiting for a key refresh or a revocation lookup. A miss keeps
@@ -189,12 +200,32 @@ impl Verifier {
                 pending,
                 slot: None,
             }),
+            // A proof to verify: a signature check, so a slot of the budget
+            // and the caller's choice of core, like a miss.
+            Ok(outcome @ Outcome::Valid { .. })
+                if ctx.token_scheme == TokenScheme::Dpop
+                    && ctx.dpop_proof.is_some_and(|p| !p.is_empty()) =>
+            {
+                match self.inner.budget.slot() {
+                    Some(slot) => Step::Verify(Ticket {
+                        work: Work::Bind(outcome),
+                        slot,
+                    }),
+                    None => {
+                        tracing::debug!("verification budget exhausted");
+                        Step::Done(self.conclude(req, Concluded::Overloaded))
+                    }
+                }
+            }
             Ok(outcome) => match self.settle(req, outcome, None) {
                 Next::Done(decision) => Step::Done(decision),
                 Next::Wait(waiting) => Step::Wait(waiting),
             },
             Err(miss) => match self.inner.budget.slot() {
-                Some(slot) => Step::Verify(Ticket { miss, slot }),
+                Some(slot) => Step::Verify(Ticket {
+                    work: Work::Miss(miss),
+                    slot,
+                }),
                 None => {
                     tracing::debug!("verification budget exhausted");
                     Step::Done(self.conclude(req, Concluded::Overloaded))
@@ -341,13 +372,17 @@ enum Concluded {
 }
 
 impl Ticket {
-    /// Verifies the token (the CPU-heavy step) and caches a valid result.
-    /// Time is `req`'s `now`: a front queueing tickets reads the clock when
+    /// Verifies the token (the CPU-heavy step) and caches a valid result,
+    /// or, for a cached token, verifies its DPoP proof. Time is `req`'s `now`: a front queueing tickets reads the clock when
     /// verification starts, so a queued token is never judged by a stale
     /// clock.
     pub fn verify(self, verifier: &Verifier, req: &Request<'_>) -> Next {
         let token = req.token.unwrap_or_default();
-        match verifier.check_uncached(self.miss, req.selector, token, req.context.now) {
+        let outcome = match self.work {
+            Work::Miss(miss) => verifier.check_uncached(miss, req.selector, token, req.context.now),
+            Work::Bind(outcome) => outcome,
+        };
+        match outcome {
             Outcome::Pending(pending) => Next::Wait(Waiting {
                 pending,
                 slot: Some(self.slot),

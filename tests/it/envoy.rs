@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use base64::Engine;
 use jwtd::sign::SigningKey;
 use jwtd::verify::{Algorithm, B64URL};
 use serde_json::{Map, json};
@@ -280,4 +281,313 @@ fn http_mode_fails_closed() {
 #[test]
 fn grpc_mode_fails_closed() {
     fails_closed_when_jwtd_cannot_decide_or_is_gone(Mode::Grpc);
+}
+
+// ---------------------------------------------------------------------------
+// Envoy ending mTLS: certificate-bound tokens and DPoP over https.
+
+/// Runs `openssl args` in `dir`; panics with its stderr if it fails, and
+/// says how to install it if it is missing.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run openssl ({e}): apt-get install openssl (scripts/test does)")
+        });
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, and two client
+/// certificates, `mine` and `theirs`, all P-256 and signed by the CA, made
+/// by `openssl` in a temp dir: `ca.pem`, `server.pem`/`server.key`,
+/// `mine.pem`/`mine.key`, `theirs.pem`/`theirs.key`.
+struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    fn make() -> Certs {
+        let dir = tempfile::tempdir().expect("certificates dir");
+        let d = dir.path();
+        let p256 = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let ca = [
+            &["req", "-x509"][..],
+            &p256,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            &["-subj", "/CN=jwtd test CA"],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ]
+        .concat();
+        openssl(d, &ca);
+        for (serial, name, ext) in [
+            (
+                "2",
+                "server",
+                "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            ),
+            ("3", "mine", "extendedKeyUsage=clientAuth\n"),
+            ("4", "theirs", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            let ext_file = format!("{name}.ext");
+            std::fs::write(
+                d.join(&ext_file),
+                format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"),
+            )
+            .expect("extensions file");
+            let (key, csr, pem) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
+            let subject = format!("/CN={name}");
+            let req = [
+                &["req", "-new"][..],
+                &p256,
+                &["-keyout", &key, "-out", &csr, "-subj", &subject],
+            ]
+            .concat();
+            openssl(d, &req);
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-set_serial",
+                    serial,
+                    "-days",
+                    "2",
+                    "-out",
+                    &pem,
+                    "-extfile",
+                    &ext_file,
+                ],
+            );
+        }
+        Certs { dir }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// RFC 8705 `x5t#S256` of client certificate `name`: base64url (no
+    /// padding) of the SHA-256 of its DER.
+    fn x5t(&self, name: &str) -> String {
+        let der_file = format!("{name}.der");
+        let pem_file = format!("{name}.pem");
+        openssl(
+            self.dir.path(),
+            &[
+                "x509", "-in", &pem_file, "-outform", "der", "-out", &der_file,
+            ],
+        );
+        let der = std::fs::read(self.path(&der_file)).expect("DER certificate");
+        B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der))
+    }
+}
+
+impl Stack {
+    /// `GET https://127.0.0.1:PORT{path}` with `curl`, through the mTLS
+    /// listener, presenting client certificate `cert` (`mine`, `theirs`, or
+    /// none) and `headers` (`name: value`): status, head (lowercase), body.
+    /// Status 0 when there was no HTTP answer (the head is then curl's
+    /// error).
+    fn tls_get(
+        &self,
+        certs: &Certs,
+        cert: Option<&str>,
+        path: &str,
+        headers: &[String],
+    ) -> (u16, String, String) {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "-i", "--max-time", "10", "--cacert"])
+            .arg(certs.path("ca.pem"));
+        if let Some(name) = cert {
+            curl.arg("--cert")
+                .arg(certs.path(&format!("{name}.pem")))
+                .arg("--key")
+                .arg(certs.path(&format!("{name}.key")));
+        }
+        for h in headers {
+            curl.args(["-H", h]);
+        }
+        let out = curl
+            .arg(format!("https://127.0.0.1:{}{path}", self.port))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run curl ({e}): apt-get install curl (the mTLS Envoy test needs it)")
+            });
+        if !out.status.success() {
+            return (
+                0,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+                String::new(),
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, head.to_ascii_lowercase(), body.to_owned())
+    }
+
+    /// Envoy's log (errors only), for failure messages.
+    fn envoy_log(&self) -> String {
+        let log =
+            std::fs::read_to_string(self.jwtd.dir.path().join("envoy.log")).unwrap_or_default();
+        format!("\n--- envoy log ---\n{log}{}", self.jwtd.log_report())
+    }
+}
+
+/// The value of the first `name` header in a lowercase response head.
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(n, _)| n.trim() == name)
+        .map(|(_, value)| value.trim())
+}
+
+#[test]
+fn mtls_listener_passes_certificate_bound_tokens_only_with_their_certificate() {
+    let certs = Certs::make();
+    let stack = Stack::start_mtls(&certs, &["--debug-reason", "true"]);
+    let bound = stack.token(json!({"cnf": {"x5t#S256": certs.x5t("mine")}}));
+    let plain = stack.token(json!({"scope": "read"}));
+    let auth = |token: &str| vec![format!("authorization: Bearer {token}")];
+
+    let (status, head, body) = stack.tls_get(&certs, Some("mine"), "/orders", &auth(&bound));
+    assert_eq!(status, 200, "{head}\n{body}{}", stack.envoy_log());
+    assert!(body.contains("x-jwt-sub=alice "), "{body}");
+    assert!(
+        body.trim_end().ends_with("authorization="),
+        "the token reached the app: {body:?}"
+    );
+
+    let (status, head, body) = stack.tls_get(&certs, Some("theirs"), "/orders", &auth(&bound));
+    assert_eq!(status, 401, "{head}\n{body}{}", stack.envoy_log());
+    assert_eq!(
+        header_value(&head, "x-jwt-reason"),
+        Some("cnf_mismatch"),
+        "{head}"
+    );
+    assert!(
+        head.contains("www-authenticate: bearer error=\"invalid_token\""),
+        "{head}"
+    );
+    assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
+
+    // A token bound to no certificate passes with either.
+    for cert in ["mine", "theirs"] {
+        let (status, _, body) = stack.tls_get(&certs, Some(cert), "/orders", &auth(&plain));
+        assert_eq!(status, 200, "{cert}: {body}");
+        assert!(body.contains("x-jwt-scope=read "), "{cert}: {body}");
+    }
+
+    // No client certificate: the handshake fails, no request is made.
+    let (status, said, _) = stack.tls_get(&certs, None, "/orders", &auth(&plain));
+    assert_eq!(status, 0, "answered without a client certificate: {said}");
+}
+
+#[test]
+fn mtls_listener_checks_dpop_proofs_for_the_https_url_the_client_used() {
+    let certs = Certs::make();
+    let stack = Stack::start_mtls(&certs, &["--dpop", "allowed", "--debug-reason", "true"]);
+    let client = SigningKey::generate(Algorithm::ES256).expect("client key");
+    let token = stack.token(json!({"cnf": {"jkt": client.thumbprint()}}));
+    // The URL curl asks for, port included (Envoy reports :authority as the
+    // client sent it, and the https scheme of the TLS listener).
+    let htu = format!("https://127.0.0.1:{}/orders", stack.port);
+    let proof = |method: &str, uri: &str, jti: &str| {
+        client
+            .dpop_proof(method, uri, Some(token.as_bytes()), now(), jti, &Map::new())
+            .expect("proof")
+    };
+    let dpop = |proof: &str| {
+        vec![
+            format!("authorization: DPoP {token}"),
+            format!("dpop: {proof}"),
+        ]
+    };
+    let refused = |(status, head, body): (u16, String, String), reason: &str| {
+        assert_eq!(status, 401, "{reason}: {head}\n{body}{}", stack.envoy_log());
+        assert_eq!(header_value(&head, "x-jwt-reason"), Some(reason), "{head}");
+        assert!(!body.contains("x-jwt-sub="), "the app was reached: {body}");
+    };
+
+    let once = proof("GET", &htu, "once");
+    let (status, head, body) = stack.tls_get(&certs, Some("mine"), "/orders?page=2", &dpop(&once));
+    assert_eq!(status, 200, "{head}\n{body}{}", stack.envoy_log());
+    assert!(body.contains("x-jwt-sub=alice "), "{body}");
+    assert!(
+        body.contains(&format!("x-jwt-cnf-jkt={} ", client.thumbprint())),
+        "the app did not get the key's thumbprint: {body}"
+    );
+    assert!(
+        body.trim_end().ends_with("authorization="),
+        "the token reached the app: {body:?}"
+    );
+    // The same proof again.
+    refused(
+        stack.tls_get(&certs, Some("mine"), "/orders?page=2", &dpop(&once)),
+        "dpop_replay",
+    );
+    // A proof for another method, another scheme, the URL without its port.
+    for (method, uri) in [
+        ("POST", htu.clone()),
+        ("GET", htu.replacen("https:", "http:", 1)),
+        ("GET", "https://127.0.0.1/orders".to_owned()),
+    ] {
+        refused(
+            stack.tls_get(
+                &certs,
+                Some("mine"),
+                "/orders",
+                &dpop(&proof(method, &uri, &format!("{method} {uri}"))),
+            ),
+            "dpop_mismatch",
+        );
+    }
+    // The bound token as a bearer token.
+    refused(
+        stack.tls_get(
+            &certs,
+            Some("mine"),
+            "/orders",
+            &[format!("authorization: Bearer {token}")],
+        ),
+        "bearer_downgrade",
+    );
+    // A fresh proof passes (with either certificate: the token is bound to
+    // the DPoP key, not to a certificate).
+    let (status, _, body) = stack.tls_get(
+        &certs,
+        Some("theirs"),
+        "/orders",
+        &dpop(&proof("GET", &htu, "fresh")),
+    );
+    assert_eq!(status, 200, "{body}");
 }

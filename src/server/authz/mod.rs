@@ -209,6 +209,15 @@ pub enum Answer {
 pub async fn decide(verifier: &Verifier, request: &Request<'_>, config: &AuthzConfig) -> Answer {
     let decision = verifier.decide(request).await;
     let mut answer = answer(decision, config);
+    // The app needs neither the token nor its proof: with `strip_token`,
+    // a DPoP request's proof goes too.
+    if config.strip_token
+        && !config.dpop_to_bearer
+        && request.context.token_scheme == TokenScheme::Dpop
+        && let Answer::Allow { headers } = &mut answer
+    {
+        headers.push((Arc::from("dpop"), None));
+    }
     if config.dpop_to_bearer
         && request.context.token_scheme == TokenScheme::Dpop
         && let Answer::Allow { headers } = &mut answer
