@@ -125,6 +125,19 @@ pub fn routes_met<'r>(routes: &'r [Route], path: &str) -> Vec<&'r Route> {
     met
 }
 
+/// Whether any reading of `path` (as [`routes_met`] reads it: raw,
+/// normalized, without `;` parameters, each with its format suffix cut,
+/// compared ignoring case) is covered by `prefix`: for rules that, like
+/// routes, must apply to every spelling of a protected path (the binding
+/// stage's `[[bindings]]` prefixes).
+pub fn any_reading_covers(prefix: &str, path: &str) -> bool {
+    path_readings(path).iter().any(|reading| {
+        std::iter::once(reading.as_ref())
+            .chain(without_format_suffix(reading))
+            .any(|r| covers(prefix, r, true))
+    })
+}
+
 /// Whether folding case leaves `s` as it is (ASCII without upper-case
 /// letters): compared with another such string, ignoring case is then the
 /// same as comparing exactly.

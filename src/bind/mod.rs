@@ -237,11 +237,16 @@ impl Binder {
                     tracing::debug!("DPoP scheme without a DPoP proof");
                     return Err(Reject::DpopInvalid);
                 };
+                let Some(jkt) = jkt else {
+                    tracing::debug!("DPoP scheme with a token not bound to a key");
+                    return Err(Reject::DpopMismatch);
+                };
                 let uri = self.htu(ctx);
                 let expect = Expect {
                     method: ctx.method.unwrap_or_default(),
                     uri: uri.as_deref().unwrap_or_default(),
                     access_token: token,
+                    jkt: Some(jkt),
                 };
                 let proof = dpop::verify_proof(proof, &settings.proof, &expect, ctx.now).map_err(
                     |problem| {
@@ -249,13 +254,6 @@ impl Binder {
                         problem.reject()
                     },
                 )?;
-                if jkt != Some(proof.jkt) {
-                    tracing::debug!(
-                        bound = jkt.is_some(),
-                        "DPoP proof key is not the token's cnf.jkt"
-                    );
-                    return Err(Reject::DpopMismatch);
-                }
                 claim = Some(proof);
             }
             TokenScheme::Bearer => {
@@ -279,10 +277,12 @@ impl Binder {
         let window = i64::try_from(settings.proof.max_age.saturating_add(settings.proof.leeway))
             .unwrap_or(i64::MAX);
         let until = proof.iat.saturating_add(window);
-        match self
-            .replay
-            .admit(replay::key(&proof.jkt, &proof.jti), until, ctx.now)
-        {
+        match self.replay.admit(
+            &proof.jkt,
+            replay::key(&proof.jkt, &proof.jti),
+            until,
+            ctx.now,
+        ) {
             replay::Admit::Replayed => {
                 tracing::debug!("DPoP proof replayed");
                 Err(Reject::DpopReplay)
@@ -300,21 +300,34 @@ impl Binder {
     }
 
     /// The URI the proof's `htu` must match, if the request's is known.
+    /// What the front reports is taken only when it is a scheme (`http`,
+    /// `https`) and an authority (`host[:port]`) and nothing else: a
+    /// client's `Host: api.example.com?` must not end the authority early
+    /// and drop the path from the comparison.
     fn htu(&self, ctx: &Context<'_>) -> Option<String> {
         if let Some(uri) = ctx.uri {
             return Some(uri.to_owned());
         }
         let path = ctx.path?;
+        if !path.starts_with('/') {
+            return None;
+        }
         match &self.public_origin {
             Some(origin) => Some(format!("{origin}{path}")),
-            None => Some(format!(
-                "{}://{}{path}",
-                ctx.scheme?.trim(),
-                ctx.authority?.trim()
-            )),
+            None => {
+                let scheme = ctx.scheme?.trim();
+                let authority = ctx.authority?.trim();
+                let known =
+                    scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http");
+                (known && dpop::is_authority(authority))
+                    .then(|| format!("{scheme}://{authority}{path}"))
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod attack_tests;

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SHARDS: usize = 16;
 
@@ -22,56 +23,94 @@ pub enum Admit {
     Fresh,
     /// Seen before, within its window.
     Replayed,
-    /// Not recorded: the cache is full of live entries.
+    /// Not recorded: the cache, or this key's share of it, is full of live
+    /// entries.
     Full,
 }
 
-/// One shard: proof key -> Unix second it may be forgotten.
-type Shard = Mutex<HashMap<[u8; 16], i64>>;
+/// One shard: by proof key thumbprint, that key's live proofs (16-byte
+/// digest of the `jti` -> Unix second it may be forgotten), and when the
+/// shard was last swept of expired entries.
+#[derive(Default)]
+struct Shard {
+    keys: HashMap<[u8; 32], HashMap<[u8; 16], i64>>,
+    swept: i64,
+}
 
 /// The replay cache.
+///
+/// Sharded by the proof key's thumbprint, with a share per key: one key
+/// may hold at most an eighth of the capacity, so a client flooding proofs
+/// with fresh `jti`s (it needs a bound token of its own to get this far)
+/// fills its own share and is answered `overloaded`, while every other
+/// client's proofs are still admitted. A full cache sweeps expired entries
+/// at most once a second per shard, so a flood costs no sweep per request.
 pub struct Replay {
-    shards: Box<[Shard]>,
-    per_shard: usize,
+    shards: Box<[Mutex<Shard>]>,
+    len: AtomicUsize,
+    capacity: usize,
+    per_key: usize,
 }
 
 impl Replay {
     /// A cache of about `capacity` proofs.
     pub fn new(capacity: usize) -> Replay {
+        let capacity = capacity.max(1);
         Replay {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            len: AtomicUsize::new(0),
+            capacity,
+            per_key: (capacity / 8).max(1),
         }
     }
 
-    /// Records `key` until `until` (Unix seconds) unless it is there and
-    /// live at `now`.
-    pub fn admit(&self, key: [u8; 16], until: i64, now: i64) -> Admit {
-        let shard = &self.shards[usize::from(key[0]) % SHARDS];
-        let mut map = shard
+    /// Records the proof `jti` (a digest) of key `jkt` until `until` (Unix
+    /// seconds) unless it is there and live at `now`.
+    pub fn admit(&self, jkt: &[u8; 32], jti: [u8; 16], until: i64, now: i64) -> Admit {
+        let shard = &self.shards[usize::from(jkt[0]) % SHARDS];
+        let mut shard = shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&expires) = map.get(&key)
-            && expires >= now
-        {
-            return Admit::Replayed;
+        let shard = &mut *shard;
+        let proofs = shard.keys.entry(*jkt).or_default();
+        if let Some(&expires) = proofs.get(&jti) {
+            if expires >= now {
+                return Admit::Replayed;
+            }
+            // Expired: renewed below, in place.
+            proofs.insert(jti, until);
+            return Admit::Fresh;
         }
-        if map.len() >= self.per_shard {
-            map.retain(|_, expires| *expires >= now);
-            if map.len() >= self.per_shard {
+        if proofs.len() >= self.per_key {
+            let before = proofs.len();
+            proofs.retain(|_, expires| *expires >= now);
+            self.len.fetch_sub(before - proofs.len(), Ordering::Relaxed);
+            if proofs.len() >= self.per_key {
                 return Admit::Full;
             }
         }
-        map.insert(key, until);
+        if self.len.load(Ordering::Relaxed) >= self.capacity && shard.swept < now {
+            shard.swept = now;
+            let mut dropped = 0;
+            shard.keys.retain(|_, proofs| {
+                let before = proofs.len();
+                proofs.retain(|_, expires| *expires >= now);
+                dropped += before - proofs.len();
+                !proofs.is_empty()
+            });
+            self.len.fetch_sub(dropped, Ordering::Relaxed);
+        }
+        if self.len.load(Ordering::Relaxed) >= self.capacity {
+            return Admit::Full;
+        }
+        shard.keys.entry(*jkt).or_default().insert(jti, until);
+        self.len.fetch_add(1, Ordering::Relaxed);
         Admit::Fresh
     }
 
-    /// Entries held (live or not yet dropped).
+    /// Entries held (live or not yet swept).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |m| m.len()))
-            .sum()
+        self.len.load(Ordering::Relaxed)
     }
 
     /// Whether no entry is held.
@@ -80,7 +119,7 @@ impl Replay {
     }
 }
 
-/// The cache key of a proof: 16 bytes of SHA-256(jkt || jti).
+/// The cache key of a proof's `jti`: 16 bytes of SHA-256(jkt || jti).
 pub fn key(jkt: &[u8; 32], jti: &str) -> [u8; 16] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     ctx.update(jkt);
@@ -98,28 +137,50 @@ mod tests {
     #[test]
     fn a_proof_is_admitted_once_within_its_window() {
         let replay = Replay::new(100);
-        let k = key(&[1; 32], "a");
-        assert_eq!(replay.admit(k, 160, 100), Admit::Fresh);
-        assert_eq!(replay.admit(k, 160, 150), Admit::Replayed);
+        let (a, b) = ([1; 32], [2; 32]);
+        let k = key(&a, "a");
+        assert_eq!(replay.admit(&a, k, 160, 100), Admit::Fresh);
+        assert_eq!(replay.admit(&a, k, 160, 150), Admit::Replayed);
         // Another key or another jti is another proof.
-        assert_eq!(replay.admit(key(&[2; 32], "a"), 160, 100), Admit::Fresh);
-        assert_eq!(replay.admit(key(&[1; 32], "b"), 160, 100), Admit::Fresh);
+        assert_eq!(replay.admit(&b, key(&b, "a"), 160, 100), Admit::Fresh);
+        assert_eq!(replay.admit(&a, key(&a, "b"), 160, 100), Admit::Fresh);
         // Past its window it is forgotten (and would be stale anyway).
-        assert_eq!(replay.admit(k, 300, 161), Admit::Fresh);
+        assert_eq!(replay.admit(&a, k, 300, 161), Admit::Fresh);
+        assert_eq!(replay.len(), 3);
     }
 
     #[test]
-    fn a_full_cache_drops_expired_entries_and_never_live_ones() {
-        let replay = Replay::new(SHARDS); // one entry per shard
-        // Find two keys of the same shard.
-        let mut same = (0u32..)
-            .map(|i| key(&[0; 32], &i.to_string()))
-            .filter(|k| usize::from(k[0]) % SHARDS == 0);
-        let (a, b) = (same.next().unwrap(), same.next().unwrap());
-        assert_eq!(replay.admit(a, 160, 100), Admit::Fresh);
-        assert_eq!(replay.admit(b, 160, 100), Admit::Full);
-        assert_eq!(replay.admit(a, 160, 120), Admit::Replayed);
-        assert_eq!(replay.admit(b, 300, 161), Admit::Fresh);
-        assert_eq!(replay.len(), 1);
+    fn one_key_fills_only_its_share_and_a_full_cache_never_forgets_a_live_proof() {
+        let replay = Replay::new(16); // two per key
+        let flood = [9u8; 32];
+        assert_eq!(
+            replay.admit(&flood, key(&flood, "1"), 160, 100),
+            Admit::Fresh
+        );
+        assert_eq!(
+            replay.admit(&flood, key(&flood, "2"), 160, 100),
+            Admit::Fresh
+        );
+        assert_eq!(
+            replay.admit(&flood, key(&flood, "3"), 160, 100),
+            Admit::Full
+        );
+        // Others are still admitted, until the whole cache is full.
+        for i in 0..14u8 {
+            let other = [i + 20; 32];
+            assert_eq!(
+                replay.admit(&other, key(&other, "x"), 160, 100),
+                Admit::Fresh,
+                "{i}"
+            );
+        }
+        let late = [200u8; 32];
+        assert_eq!(replay.admit(&late, key(&late, "x"), 160, 100), Admit::Full);
+        // Once the proofs expire, room again (swept at most once a second).
+        assert_eq!(replay.admit(&late, key(&late, "x"), 300, 161), Admit::Fresh);
+        assert_eq!(
+            replay.admit(&flood, key(&flood, "3"), 300, 161),
+            Admit::Fresh
+        );
     }
 }

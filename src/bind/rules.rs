@@ -13,7 +13,9 @@
 //!   client address the proxy reports must be one of them.
 //!
 //! A rule applies to a request when its `issuer` (if set) is the token's
-//! and its `prefix` (if set) covers the request's path, and only where the
+//! and its `prefix` (if set) covers the request's path as routes read it
+//! (every reading: raw, normalized, case folded; `crate::route`), so no
+//! spelling of a bound path slips past its rule; and only where the
 //! front reports what it compares: request headers (proxy fronts) for a
 //! device rule, the client address (proxy fronts; native VERIFY with
 //! context) for an address rule. A token without the claim is refused
@@ -103,7 +105,7 @@ pub fn met(rule: &Rule, iss: Option<&str>, raw: &[u8], ctx: &Context<'_>) -> boo
     if let Some(prefix) = &rule.prefix
         && !ctx
             .path
-            .is_some_and(|path| crate::route::covers(prefix, path, true))
+            .is_some_and(|path| crate::route::any_reading_covers(prefix, path))
     {
         return true;
     }

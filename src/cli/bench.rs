@@ -13,14 +13,24 @@
 //!   every request VALID without verifying: the transport limit, measured
 //!   with the same client.
 //! * `jwtd bench crypto`: raw aws-lc-rs verification of one signature on
-//!   one thread: the crypto limit per core.
+//!   one thread: the crypto limit per core. With `--dpop-proof`, the raw
+//!   check of a DPoP proof's signature beside jwtd's whole proof check and
+//!   a replay-cache admission, interleaved in short rounds.
+//!
+//! DPoP (`run --dpop-key`): every request is a VERIFY_CTX carrying a proof
+//! for its token. Proofs are the client's work, so they are all signed
+//! before the warm-up (spread over the cores this process may use) and
+//! none during the measured window; each is sent once. They go stale after
+//! the daemon's proof window (60 s + 30 s of leeway by default), so a run
+//! is refused when it cannot end inside it.
 //!
 //! Latency is measured from the write of a request to the read of its reply.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,7 +41,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use jwtd::protocol::{self, Reply};
+use jwtd::protocol::{self, Reply, WireContext};
 use jwtd::sign::SigningKey;
 use jwtd::verify::Anomalies;
 use jwtd::verify::KeySet;
@@ -74,7 +84,24 @@ struct TokensArgs {
     /// Lifetime of the tokens.
     #[arg(long, default_value = "1h", value_parser = jwtd::config::parse_duration)]
     ttl: Duration,
+    /// Bind every token to this DPoP key (a private key file): `cnf.jkt`
+    /// is its RFC 7638 thumbprint, as `jwtd mint --dpop-key`.
+    #[arg(long, value_name = "FILE")]
+    dpop_key: Option<PathBuf>,
 }
+
+/// The URI DPoP proofs are made for unless `--dpop-uri` says otherwise.
+const DEFAULT_DPOP_URI: &str = "https://api.example.com/orders";
+
+/// Proofs made per second of warm-up and measurement in closed loop when
+/// `--dpop-proofs` is not given: about twice what jwtd verifies per
+/// second on a 2-core machine (ES256 proofs).
+const DEFAULT_PROOFS_PER_SECOND: u64 = 25_000;
+
+/// Longest warm-up + measurement (plus the time to sign the proofs) a DPoP
+/// run may take: proofs are stale after the daemon's max age + leeway, 60
+/// + 30 s by default, counted from their `iat` (when they were signed).
+const MAX_DPOP_RUN: Duration = Duration::from_secs(85);
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
@@ -113,6 +140,28 @@ struct RunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Present every token as DPoP, with a fresh proof signed by this
+    /// client key (the `--tokens` must be bound to it: `jwtd bench tokens
+    /// --dpop-key`). Native protocol only: each request is a VERIFY_CTX.
+    #[arg(long, value_name = "FILE", conflicts_with = "http")]
+    dpop_key: Option<PathBuf>,
+    /// The request URI the proofs are for (htu), sent with each request.
+    #[arg(long, value_name = "URI", default_value = DEFAULT_DPOP_URI, requires = "dpop_key")]
+    dpop_uri: String,
+    /// The request method the proofs are for (htm), sent with each request.
+    #[arg(
+        long,
+        value_name = "METHOD",
+        default_value = "GET",
+        requires = "dpop_key"
+    )]
+    dpop_method: String,
+    /// Proofs to sign before the run, each sent once [default: `--rate` x
+    /// (warm-up + duration) + 20%, or 25,000 per second in closed loop].
+    /// If they run out during the measurement, the measured window ends
+    /// there (and the report says so); during the warm-up, the run fails.
+    #[arg(long, value_name = "N", requires = "dpop_key")]
+    dpop_proofs: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,14 +175,41 @@ struct EchoArgs {
 struct CryptoArgs {
     /// Key set holding the token's key.
     // `--jwks`, the old spelling, stays for scripts.
-    #[arg(long = "jwks-file", alias = "jwks", value_name = "FILE")]
-    jwks_file: PathBuf,
+    #[arg(
+        long = "jwks-file",
+        alias = "jwks",
+        value_name = "FILE",
+        required_unless_present = "dpop_proof"
+    )]
+    jwks_file: Option<PathBuf>,
     /// A token signed by a key of the set.
-    #[arg(long, value_name = "TOKEN")]
-    token: String,
+    #[arg(long, value_name = "TOKEN", required_unless_present = "dpop_proof")]
+    token: Option<String>,
+    /// Instead of a token: a DPoP proof, checked with the key in its own
+    /// header. Measures, interleaved in rounds of a few ms: `raw`, the
+    /// signature alone (key parsed once); `proof`, jwtd's whole proof
+    /// check (`verify::dpop::verify_proof`: parse, key, signature,
+    /// thumbprint, claims, htu, ath); `replay`, one replay-cache admission;
+    /// `key`, parsing the proof's `jwk` into a key (as a one-key set).
+    #[arg(long, value_name = "PROOF", conflicts_with_all = ["jwks_file", "token"])]
+    dpop_proof: Option<String>,
+    /// The access token the proof was made for (its ath), with
+    /// `--dpop-proof`.
+    #[arg(long, value_name = "TOKEN", requires = "dpop_proof")]
+    access_token: Option<String>,
+    /// The request URI the proof was made for (htu), with `--dpop-proof`.
+    #[arg(long, value_name = "URI", default_value = DEFAULT_DPOP_URI)]
+    uri: String,
+    /// The request method the proof was made for (htm), with
+    /// `--dpop-proof`.
+    #[arg(long, value_name = "METHOD", default_value = "GET")]
+    method: String,
     /// Measurement time.
     #[arg(long, default_value = "3s", value_parser = jwtd::config::parse_duration)]
     duration: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -160,11 +236,22 @@ fn load_tokens(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
     Ok(tokens)
 }
 
+fn load_key(path: &std::path::Path, flag: &str) -> anyhow::Result<SigningKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    SigningKey::from_file_contents(&text).with_context(|| format!("{flag} {}", path.display()))
+}
+
 fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let text =
         std::fs::read_to_string(&a.key).with_context(|| format!("--key {}", a.key.display()))?;
     let key = SigningKey::from_file_contents(&text)?;
+    let jkt = a
+        .dpop_key
+        .as_deref()
+        .map(|path| load_key(path, "--dpop-key").map(|k| k.thumbprint()))
+        .transpose()?;
     let now = jwtd::clock::unix_now();
     let exp = now.saturating_add(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -181,6 +268,9 @@ fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
         if let Some(aud) = &a.audience {
             claims["aud"] = aud.as_str().into();
         }
+        if let Some(jkt) = &jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
         writeln!(out, "{}", key.mint(&claims, &Default::default())?)?;
     }
     out.flush()?;
@@ -193,6 +283,9 @@ struct Tally {
     ok: u64,
     invalid: u64,
     other: u64,
+    /// Replies other than VALID over the whole run, warm-up included, by
+    /// reason (`dpop_replay`, `overloaded`...).
+    not_valid: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -204,7 +297,22 @@ impl Tally {
             ok: 0,
             invalid: 0,
             other: 0,
+            not_valid: BTreeMap::new(),
         }
+    }
+
+    /// Counts a reply that is not VALID under its reason, measured or not.
+    fn note(&mut self, reply: &Reply) {
+        let reason = match reply {
+            Reply::Valid { .. } => return,
+            Reply::Invalid { reason, .. } => reason.as_str().to_owned(),
+            Reply::Undecided { cause, .. } => cause.as_str().to_owned(),
+            Reply::Error { error, .. } => format!("error: {}", error.message()),
+            Reply::Pong { .. } => "pong".to_owned(),
+            Reply::Done { .. } => "done".to_owned(),
+            Reply::Other { status, code, .. } => format!("status {status} code {code}"),
+        };
+        *self.not_valid.entry(reason).or_default() += 1;
     }
 
     fn record(&mut self, latency: Duration, outcome: Option<bool>) {
@@ -223,7 +331,124 @@ impl Tally {
         self.ok += other.ok;
         self.invalid += other.invalid;
         self.other += other.other;
+        for (reason, n) in &other.not_valid {
+            *self.not_valid.entry(reason.clone()).or_default() += n;
+        }
     }
+}
+
+/// DPoP proofs signed before the run (`run --dpop-key`), sent in order,
+/// each once, by whichever connection asks next.
+struct Proofs {
+    method: Bytes,
+    uri: Bytes,
+    /// (index of the token in `--tokens`, proof made for it).
+    list: Vec<(usize, Bytes)>,
+    next: AtomicUsize,
+    ran_out: AtomicBool,
+}
+
+impl Proofs {
+    /// The next unsent proof, or `None` (and `ran_out` set) when all are
+    /// sent.
+    fn take(&self) -> Option<&(usize, Bytes)> {
+        let proof = self.list.get(self.next.fetch_add(1, Ordering::Relaxed));
+        if proof.is_none() {
+            self.ran_out.store(true, Ordering::Relaxed);
+        }
+        proof
+    }
+
+    fn ran_out(&self) -> bool {
+        self.ran_out.load(Ordering::Relaxed)
+    }
+
+    fn sent(&self) -> usize {
+        self.next.load(Ordering::Relaxed).min(self.list.len())
+    }
+}
+
+/// Signs `--dpop-proofs` proofs for the tokens, round-robin, on every core
+/// this process may run on (all of them before any request is sent).
+fn make_proofs(
+    a: &RunArgs,
+    key_path: &std::path::Path,
+    tokens: &[Bytes],
+) -> anyhow::Result<Proofs> {
+    let key = load_key(key_path, "--dpop-key")?;
+    let run = a.warmup + a.duration;
+    let count = match (a.dpop_proofs, a.rate) {
+        (Some(n), _) => n,
+        (None, Some(rate)) => (rate as f64 * run.as_secs_f64() * 1.2) as u64 + 1000,
+        (None, None) => (DEFAULT_PROOFS_PER_SECOND as f64 * run.as_secs_f64()) as u64,
+    };
+    let count = usize::try_from(count).context("--dpop-proofs")?.max(1);
+    if run > MAX_DPOP_RUN {
+        bail!(
+            "--dpop-key: --warmup + --duration is {:.0} s, but the proofs, all signed before the run, go stale {} s after (the daemon's default DPoP window, 60 s + 30 s of leeway): keep runs shorter",
+            run.as_secs_f64(),
+            MAX_DPOP_RUN.as_secs()
+        );
+    }
+    // A prefix unique to this run: the daemon remembers (jkt, jti) for the
+    // proof window, so two runs in a row must not reuse a jti.
+    let mut nonce = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut nonce).context("random jti prefix")?;
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let iat = jwtd::clock::unix_now();
+    let began = Instant::now();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(count);
+    let chunk = count.div_ceil(threads);
+    let no_extra = serde_json::Map::new();
+    let list = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (key, nonce, no_extra) = (&key, &nonce, &no_extra);
+                scope.spawn(move || -> anyhow::Result<Vec<(usize, Bytes)>> {
+                    (t * chunk..((t + 1) * chunk).min(count))
+                        .map(|i| {
+                            let token = i % tokens.len();
+                            let proof = key.dpop_proof(
+                                &a.dpop_method,
+                                &a.dpop_uri,
+                                Some(&tokens[token]),
+                                iat,
+                                &format!("{nonce}-{i}"),
+                                no_extra,
+                            )?;
+                            Ok((token, Bytes::from(proof)))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("proof signing thread panicked"))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?
+    .concat();
+    let signing = began.elapsed();
+    if signing + run > MAX_DPOP_RUN {
+        bail!(
+            "--dpop-key: signing {count} proofs took {:.1} s; with the run they would go stale before its end: fewer --dpop-proofs or a shorter run",
+            signing.as_secs_f64()
+        );
+    }
+    eprintln!(
+        "signed {count} DPoP proofs ({}) in {:.2} s on {threads} thread(s), before the run",
+        key.alg(),
+        signing.as_secs_f64()
+    );
+    Ok(Proofs {
+        method: Bytes::copy_from_slice(a.dpop_method.as_bytes()),
+        uri: Bytes::copy_from_slice(a.dpop_uri.as_bytes()),
+        list,
+        next: AtomicUsize::new(0),
+        ran_out: AtomicBool::new(false),
+    })
 }
 
 /// Process CPU time (user + system) in seconds, from /proc/PID/stat.
@@ -246,12 +471,24 @@ fn process_cpu(pid: u32) -> anyhow::Result<f64> {
 
 fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
     let tokens = Arc::new(load_tokens(&a.tokens)?);
+    let proofs = a
+        .dpop_key
+        .as_deref()
+        .map(|key| make_proofs(&a, key, &tokens).map(Arc::new))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let settings = a.settings();
+    let mut settings = a.settings();
+    settings.proofs = proofs.clone();
     let json = settings.json;
     let summary = runtime.block_on(load(settings, tokens))?;
+    let not_valid: u64 = summary.tally.not_valid.values().sum();
+    let dpop = proofs.as_ref().map(|p| {
+        json!({
+            "proofs": p.list.len(), "sent": p.sent(), "ran_out": summary.proofs_ran_out,
+        })
+    });
     let secs = summary.elapsed.as_secs_f64();
     let total = summary.tally.ok + summary.tally.invalid + summary.tally.other;
     let rps = total as f64 / secs;
@@ -267,6 +504,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
                 "other": summary.tally.other, "seconds": secs, "rps": rps,
                 "p50_us": q(0.5), "p99_us": q(0.99), "p999_us": q(0.999), "max_us": summary.tally.hist.max() as f64 / 1000.0,
                 "server_cpu_us_per_request": cpu_us,
+                "not_valid": summary.tally.not_valid, "dpop": dpop,
             })
         );
     } else {
@@ -284,6 +522,31 @@ fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(us) = cpu_us {
             println!("server CPU {us:.2} us per request");
         }
+        if let Some(p) = &proofs {
+            println!(
+                "DPoP: {} of {} proofs sent, each once",
+                p.sent(),
+                p.list.len()
+            );
+        }
+    }
+    if not_valid > 0 {
+        let reasons: Vec<String> = summary
+            .tally
+            .not_valid
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        eprintln!(
+            "warning: {not_valid} replies were not VALID over the run, warm-up included: {}",
+            reasons.join(", ")
+        );
+    }
+    if summary.proofs_ran_out {
+        eprintln!(
+            "warning: the DPoP proofs ran out after {:.2} s of measurement: the measured window ended there (raise --dpop-proofs)",
+            secs
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -301,6 +564,8 @@ struct RunSettings {
     selector: Bytes,
     server_pid: Option<u32>,
     json: bool,
+    /// DPoP proofs to send, one per request (`--dpop-key`).
+    proofs: Option<Arc<Proofs>>,
 }
 
 impl RunArgs {
@@ -316,6 +581,7 @@ impl RunArgs {
             selector: Bytes::copy_from_slice(self.selector.as_bytes()),
             server_pid: self.server_pid,
             json: self.json,
+            proofs: None,
         }
     }
 }
@@ -324,6 +590,27 @@ struct Summary {
     tally: Tally,
     elapsed: Duration,
     server_cpu: Option<f64>,
+    /// The DPoP proofs ran out: the measured window ended early.
+    proofs_ran_out: bool,
+}
+
+/// Sleeps for `d`, or until the DPoP proofs run out (then returns true).
+async fn sleep_unless_out(d: Duration, proofs: Option<&Proofs>) -> bool {
+    let Some(proofs) = proofs else {
+        tokio::time::sleep(d).await;
+        return false;
+    };
+    let end = Instant::now() + d;
+    loop {
+        if proofs.ran_out() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return false;
+        }
+        tokio::time::sleep((end - now).min(Duration::from_millis(5))).await;
+    }
 }
 
 async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary> {
@@ -366,11 +653,18 @@ async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary
             }
         }));
     }
-    tokio::time::sleep(s.warmup).await;
+    let proofs = s.proofs.as_deref();
+    if sleep_unless_out(s.warmup, proofs).await {
+        stop.store(true, Ordering::Relaxed);
+        bail!(
+            "the {} DPoP proofs ran out during the warm-up: raise --dpop-proofs",
+            proofs.map_or(0, |p| p.list.len())
+        );
+    }
     let cpu_before = s.server_pid.map(process_cpu).transpose()?;
     let began = Instant::now();
     measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(s.duration).await;
+    let proofs_ran_out = sleep_unless_out(s.duration, proofs).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = began.elapsed();
     let cpu_after = s.server_pid.map(process_cpu).transpose()?;
@@ -383,6 +677,7 @@ async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary
         tally,
         elapsed,
         server_cpu: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        proofs_ran_out,
     })
 }
 
@@ -415,23 +710,53 @@ impl InFlight {
 struct Requests<'a> {
     tokens: &'a [Bytes],
     selector: &'a Bytes,
+    /// DPoP: each request takes the next proof (and the token it is for).
+    proofs: Option<&'a Proofs>,
     next_id: u32,
     next_token: usize,
     inflight: InFlight,
 }
 
 impl Requests<'_> {
-    /// Encodes `n` VERIFY requests into `out`; returns `n`.
+    /// Encodes up to `n` requests into `out` (VERIFY, or VERIFY_CTX with a
+    /// proof); returns how many (fewer once the proofs have run out).
     fn queue(&mut self, out: &mut BytesMut, n: usize) -> usize {
         let now = Instant::now();
-        for _ in 0..n {
-            let token = &self.tokens[self.next_token % self.tokens.len()];
-            self.next_token += 1;
-            protocol::encode_verify(out, self.next_id, self.selector, token);
+        for queued in 0..n {
+            match self.proofs {
+                Some(proofs) => {
+                    let Some((token, proof)) = proofs.take() else {
+                        return queued;
+                    };
+                    let context = WireContext {
+                        method: Some(proofs.method.clone()),
+                        uri: Some(proofs.uri.clone()),
+                        dpop: Some(proof.clone()),
+                        ..Default::default()
+                    };
+                    protocol::encode_verify_ctx(
+                        out,
+                        self.next_id,
+                        self.selector,
+                        &self.tokens[*token],
+                        &context,
+                    );
+                }
+                None => {
+                    let token = &self.tokens[self.next_token % self.tokens.len()];
+                    self.next_token += 1;
+                    protocol::encode_verify(out, self.next_id, self.selector, token);
+                }
+            }
             self.inflight.put(self.next_id, now);
             self.next_id = self.next_id.wrapping_add(1);
         }
         n
+    }
+
+    /// Nothing more will be sent: the proofs have run out.
+    fn exhausted(&self) -> bool {
+        self.proofs.is_some_and(Proofs::ran_out)
     }
 }
 
@@ -450,6 +775,7 @@ async fn native_connection(
     let mut requests = Requests {
         tokens,
         selector: &s.selector,
+        proofs: s.proofs.as_deref(),
         next_id: 1,
         next_token: start,
         inflight: InFlight::new(s.depth),
@@ -469,8 +795,14 @@ async fn native_connection(
         }
         if per_second.is_none() && !stopping && outstanding < s.depth {
             outstanding += requests.queue(&mut out, s.depth - outstanding);
-            wr.write_all(&out).await?;
-            out.clear();
+            if !out.is_empty() {
+                wr.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        // Out of proofs and nothing left to read: no reply would wake us.
+        if outstanding == 0 && requests.exhausted() {
+            break;
         }
         let tick = async {
             match &pacer {
@@ -488,6 +820,7 @@ async fn native_connection(
                     .map_err(|e| anyhow::anyhow!("bad reply: {:?}", e.error))?
                 {
                     outstanding = outstanding.saturating_sub(1);
+                    tally.note(&reply);
                     let outcome = match reply {
                         Reply::Valid { .. } => Some(true),
                         Reply::Invalid { .. } => Some(false),
@@ -509,8 +842,10 @@ async fn native_connection(
                 owed -= n as f64;
                 if n > 0 && !stop.load(Ordering::Relaxed) {
                     outstanding += requests.queue(&mut out, n);
-                    wr.write_all(&out).await?;
-                    out.clear();
+                    if !out.is_empty() {
+                        wr.write_all(&out).await?;
+                        out.clear();
+                    }
                 }
             }
         }
@@ -576,6 +911,9 @@ async fn http_connection(
                 401 | 403 => Some(false),
                 _ => None,
             };
+            if status != 200 {
+                *tally.not_valid.entry(format!("HTTP {status}")).or_default() += 1;
+            }
             tally.record(sent.elapsed(), outcome);
         }
     }
@@ -678,40 +1016,187 @@ async fn echo_connection(stream: UnixStream) {
 }
 
 fn run_crypto(a: CryptoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(proof) = &a.dpop_proof {
+        return run_crypto_proof(&a, proof.trim().as_bytes());
+    }
+    let (Some(jwks_file), Some(token)) = (&a.jwks_file, &a.token) else {
+        bail!("--jwks-file and --token, or --dpop-proof");
+    };
     let keys = KeySet::from_jwks(
-        &std::fs::read(&a.jwks_file)
-            .with_context(|| format!("--jwks-file {}", a.jwks_file.display()))?,
+        &std::fs::read(jwks_file)
+            .with_context(|| format!("--jwks-file {}", jwks_file.display()))?,
     )?;
-    let token = a.token.trim().as_bytes();
-    let dot = token
-        .iter()
-        .rposition(|b| *b == b'.')
-        .context("not a JWS")?;
-    let sig = jwtd::verify::B64URL
-        .decode(&token[dot + 1..])
-        .context("signature is not base64url")?;
-    let header = jwtd::verify::B64URL
-        .decode(&token[..token.iter().position(|b| *b == b'.').unwrap_or(0)])?;
-    let header: serde_json::Value = serde_json::from_slice(&header)?;
-    let alg: jwtd::verify::Algorithm = header["alg"].as_str().unwrap_or_default().parse()?;
+    let token = token.trim().as_bytes();
+    let (alg, signing_input, sig) = split_jws(token)?;
     let key = keys
         .keys()
         .iter()
-        .find(|k| k.verify(alg, &token[..dot], &sig))
+        .find(|k| k.verify(alg, signing_input, &sig))
         .context("no key of the set verifies the token")?;
     let began = Instant::now();
     let mut n = 0u64;
     while began.elapsed() < a.duration {
         for _ in 0..64 {
-            std::hint::black_box(key.verify(alg, std::hint::black_box(&token[..dot]), &sig));
+            std::hint::black_box(key.verify(alg, std::hint::black_box(signing_input), &sig));
         }
         n += 64;
     }
     let per = began.elapsed().as_secs_f64() / n as f64;
-    println!(
-        "{alg}: {:.0} verifications/s on one thread ({:.2} us each)",
-        1.0 / per,
-        per * 1e6
+    if a.json {
+        println!(
+            "{}",
+            json!({"alg": alg.as_str(), "raw_us": per * 1e6, "per_second": 1.0 / per})
+        );
+    } else {
+        println!(
+            "{alg}: {:.0} verifications/s on one thread ({:.2} us each)",
+            1.0 / per,
+            per * 1e6
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A compact JWS's algorithm (from its header), signing input and
+/// decoded signature.
+fn split_jws(jws: &[u8]) -> anyhow::Result<(jwtd::verify::Algorithm, &[u8], Vec<u8>)> {
+    let dot = jws.iter().rposition(|b| *b == b'.').context("not a JWS")?;
+    let sig = jwtd::verify::B64URL
+        .decode(&jws[dot + 1..])
+        .context("signature is not base64url")?;
+    let header =
+        jwtd::verify::B64URL.decode(&jws[..jws.iter().position(|b| *b == b'.').unwrap_or(0)])?;
+    let header: serde_json::Value = serde_json::from_slice(&header)?;
+    let alg = header["alg"].as_str().unwrap_or_default().parse()?;
+    Ok((alg, &jws[..dot], sig))
+}
+
+/// `bench crypto --dpop-proof`: the proof's raw signature check against
+/// jwtd's whole proof check and a replay admission, in rounds: each round
+/// runs a batch of about 2 ms of every case (the order rotating), so all
+/// cases of a round see the same machine, and the proof / raw ratio is
+/// taken within each round (the median is reported).
+fn run_crypto_proof(a: &CryptoArgs, proof: &[u8]) -> anyhow::Result<ExitCode> {
+    use jwtd::bind::replay::{self, Replay};
+    use jwtd::verify::dpop::{self, Expect, ProofPolicy};
+
+    let (alg, signing_input, sig) = split_jws(proof)?;
+    let header = jwtd::verify::B64URL
+        .decode(&proof[..proof.iter().position(|b| *b == b'.').unwrap_or(0)])?;
+    let header: serde_json::Value = serde_json::from_slice(&header)?;
+    let jwks = serde_json::to_vec(&json!({ "keys": [header["jwk"]] }))?;
+    let keys = KeySet::from_jwks(&jwks).context("the proof's jwk")?;
+    let key = keys.keys().first().context("the proof has no jwk")?;
+    anyhow::ensure!(
+        key.verify(alg, signing_input, &sig),
+        "the proof's signature does not verify under its jwk"
     );
+    let token = a
+        .access_token
+        .as_deref()
+        .context("--access-token: the token the proof was made for (its ath)")?
+        .trim();
+    let expect = Expect {
+        method: &a.method,
+        uri: &a.uri,
+        access_token: token.as_bytes(),
+        jkt: None,
+    };
+    let policy = ProofPolicy::default();
+    let now = jwtd::clock::unix_now();
+    let checked = dpop::verify_proof(proof, &policy, &expect, now)
+        .map_err(|p| anyhow::anyhow!("the proof does not hold: {p}"))?;
+    // A replay cache as the daemon's (kept under a million entries, so the
+    // run does not grow it without bound), admitting a new jti each time.
+    let mut cache = Replay::new(2_000_000);
+    let mut next_jti = 0u64;
+
+    const CASES: [&str; 4] = ["raw", "proof", "replay", "key"];
+    let per_batch = |d: Duration| -> u64 {
+        // About 2 ms of the raw check per batch.
+        (0.002 / d.as_secs_f64()).clamp(1.0, 10_000.0) as u64
+    };
+    let probe = Instant::now();
+    for _ in 0..16 {
+        std::hint::black_box(key.verify(alg, signing_input, &sig));
+    }
+    let batch = per_batch(probe.elapsed() / 16);
+    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut ratios = Vec::new();
+    let began = Instant::now();
+    let mut round = 0usize;
+    while began.elapsed() < a.duration {
+        let mut this = [0.0f64; 4];
+        for k in 0..CASES.len() {
+            let case = (round + k) % CASES.len();
+            if case == 2 && cache.len() > 1_000_000 {
+                cache = Replay::new(2_000_000);
+            }
+            let t = Instant::now();
+            for _ in 0..batch {
+                match case {
+                    0 => {
+                        std::hint::black_box(key.verify(
+                            alg,
+                            std::hint::black_box(signing_input),
+                            &sig,
+                        ));
+                    }
+                    1 => {
+                        let _ = std::hint::black_box(dpop::verify_proof(
+                            std::hint::black_box(proof),
+                            &policy,
+                            &expect,
+                            now,
+                        ));
+                    }
+                    3 => {
+                        let _ =
+                            std::hint::black_box(KeySet::from_jwks(std::hint::black_box(&jwks)));
+                    }
+                    _ => {
+                        next_jti += 1;
+                        let jti = next_jti.to_string();
+                        std::hint::black_box(cache.admit(
+                            &checked.jkt,
+                            replay::key(&checked.jkt, &jti),
+                            now + 90,
+                            now,
+                        ));
+                    }
+                }
+            }
+            this[case] = t.elapsed().as_secs_f64() / batch as f64;
+        }
+        for (all, t) in times.iter_mut().zip(this) {
+            all.push(t);
+        }
+        ratios.push(this[1] / this[0]);
+        round += 1;
+    }
+    let median = |xs: &mut Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    let [raw, whole, admit, parse_key] = times.map(|mut t| median(&mut t) * 1e6);
+    let ratio = median(&mut ratios);
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "alg": alg.as_str(), "rounds": round, "raw_us": raw, "proof_us": whole,
+                "replay_us": admit, "key_us": parse_key, "proof_over_raw": ratio, "per_second": 1e6 / raw,
+            })
+        );
+    } else {
+        println!(
+            "{alg}: {:.0} verifications/s on one thread ({raw:.2} us each)",
+            1e6 / raw
+        );
+        println!(
+            "jwtd's whole proof check {whole:.2} us ({ratio:.3} x raw, median of {round} rounds); replay admission {admit:.3} us"
+        );
+        println!("parsing the proof's jwk into a key (a one-key set): {parse_key:.2} us");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -413,6 +413,15 @@ fn spawn_fronts(
         body_timeout: config.listen.grpc_body_timeout,
     };
     let mut tasks = Vec::new();
+    if fronts.authz.cnf_header
+        && (!http.is_empty() || !grpc.is_empty())
+        && config.verifier.bind.public_origin.is_none()
+    {
+        // cnf_header: some issuer accepts DPoP.
+        tracing::warn!(
+            "DPoP on a proxy front without public_origin: a proof's htu is checked against the host the client sent the proxy; serve only your own host names at the proxy (nginx server_name, Envoy virtual host domains) or set public_origin, or a proof made for another site passes here"
+        );
+    }
     if !http.is_empty() {
         tracing::info!(socket = %shown(fronts.http_socket.as_ref().map(|p| p.display())), listen = %shown(fronts.http_listen), "HTTP front serving");
         tasks.push(tokio::spawn(server::http::run(

@@ -61,7 +61,7 @@ pub(super) fn settings(c: &mut Check, raw: &RawConfig, socket: &Path) -> Fronts 
                     if parsed.is_none() {
                         c.problem(
                             &s::client_cert_header,
-                            format_args!("{v:?}: expected client-cert or x-forwarded-client-cert"),
+                            format_args!("{v:?}: expected client-cert, x-forwarded-client-cert or x-ssl-client-cert"),
                         );
                     }
                     parsed

@@ -486,7 +486,8 @@ settings! {
         public_origin: Text { flag: "public-origin", env: "JWTD_PUBLIC_ORIGIN", value: "URL", topic: Fronts },
         /// HTTP front: the header a trusted proxy puts the client
         /// certificate in, for certificate-bound tokens: client-cert (RFC
-        /// 9440) or x-forwarded-client-cert (Envoy, its Hash=) [default:
+        /// 9440), x-forwarded-client-cert (Envoy, its Hash=) or
+        /// x-ssl-client-cert (nginx's $ssl_client_escaped_cert) [default:
         /// none, no header is trusted].
         client_cert_header: Text { flag: "client-cert-header", env: "JWTD_CLIENT_CERT_HEADER", value: "NAME", topic: Fronts },
         /// Send an allowed DPoP request upstream as Authorization: Bearer,

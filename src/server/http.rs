@@ -250,6 +250,7 @@ async fn answer(
                 Some(match h {
                     CertHeader::ClientCert => ClientCert::Rfc9440(value),
                     CertHeader::Xfcc => ClientCert::Xfcc(value),
+                    CertHeader::NginxPem => ClientCert::UrlEncodedPem(value),
                 })
             }),
             ..request::Context::new(Front::Http, arrived, crate::clock::unix_now())

@@ -646,6 +646,24 @@ fn certificate_bound_tokens_pass_only_with_their_certificate_on_every_front() {
             "{r:?}"
         );
     });
+    // nginx's $ssl_client_escaped_cert (URL-encoded PEM) in X-SSL-Client-Cert.
+    let behind_nginx = daemon("off", "", &["--client-cert-header", "x-ssl-client-cert"]);
+    let token = behind_nginx.token(json!({"cnf": {"x5t#S256": x5t(mine)}}));
+    let pem = |der: &[u8]| format!("X-SSL-Client-Cert: {}\r\n", envoy_cert(der));
+    let a = nginx(
+        &behind_nginx,
+        "GET",
+        "/",
+        &format!("Authorization: Bearer {token}\r\n{}", pem(mine)),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = nginx(
+        &behind_nginx,
+        "GET",
+        "/",
+        &format!("Authorization: Bearer {token}\r\n{}", pem(theirs)),
+    );
+    assert_eq!(a.header("x-jwt-reason"), Some("cnf_mismatch"));
     // Without --client-cert-header, the HTTP front trusts no header.
     let untrusting = daemon("off", "", &[]);
     let token = untrusting.token(json!({"cnf": {"x5t#S256": x5t(mine)}}));
@@ -974,4 +992,113 @@ fn a_proof_replayed_to_another_daemon_sharing_redis_is_refused() {
             "{r:?}"
         );
     });
+}
+
+#[test]
+fn the_command_line_mints_bound_tokens_signs_proofs_and_verifies_with_context() {
+    use crate::support::{run_jwtd, stdout_json};
+    let d = daemon("allowed", "", &[]);
+    let dir = d.dir.path();
+    // The daemon's signing key, and a client key, as files.
+    let issuer_key = dir.join("issuer.pem");
+    std::fs::write(&issuer_key, d.key.private_file().unwrap()).unwrap();
+    let client = SigningKey::generate(Algorithm::ES256).unwrap();
+    let client_key = dir.join("client.pem");
+    std::fs::write(&client_key, client.private_file().unwrap()).unwrap();
+    let path = |p: &Path| p.display().to_string();
+    let kid = d.key.kid().unwrap_or_default().to_owned();
+    let out = run_jwtd(
+        &[
+            "mint",
+            "--key",
+            &path(&issuer_key),
+            "--kid",
+            &kid,
+            "--dpop-key",
+            &path(&client_key),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let proof = |method: &str| {
+        let out = run_jwtd(
+            &[
+                "dpop",
+                "--key",
+                &path(&client_key),
+                "--method",
+                method,
+                "--uri",
+                URI,
+                "--token",
+                &token,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let socket = path(&d.socket);
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "--socket", &socket];
+        args.extend_from_slice(extra);
+        args.push(&token);
+        let out = run_jwtd(&args, None);
+        (out.status.code(), stdout_json(&out))
+    };
+    let good = proof("GET");
+    let (code, v) = verify(&["--method", "GET", "--uri", URI, "--dpop", &good]);
+    assert_eq!((code, &v["valid"]), (Some(0), &json!(true)), "{v}");
+    assert_eq!(v["claims"]["cnf"]["jkt"], json!(client.thumbprint()));
+    let (code, v) = verify(&["--method", "GET", "--uri", URI, "--dpop", &good]);
+    assert_eq!((code, v["reason"].as_str()), (Some(1), Some("dpop_replay")));
+    let (code, v) = verify(&["--method", "POST", "--uri", URI, "--dpop", &proof("GET")]);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (Some(1), Some("dpop_mismatch"))
+    );
+    let (code, v) = verify(&[]);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (Some(1), Some("bearer_downgrade"))
+    );
+}
+
+#[test]
+fn strip_token_removes_a_dpop_proof_and_dpop_to_bearer_rewrites_the_scheme_on_grpc() {
+    let client = Client::new(Algorithm::ES256);
+    for (flag, removed, set) in [
+        ("--strip-token", vec!["authorization", "dpop"], None),
+        ("--dpop-to-bearer", vec!["dpop"], Some("authorization")),
+    ] {
+        let d = daemon("allowed", "", &[flag, "true"]);
+        let mut grpc = Grpc::connect(d.grpc_socket());
+        let token = bound_token(&d, &client);
+        let auth = format!("DPoP {token}");
+        let proof = client.proof("GET", URI, &token);
+        let r = grpc.check(
+            "GET",
+            "/orders",
+            &[("authorization", &auth), ("dpop", &proof)],
+            "192.0.2.7",
+            None,
+        );
+        let Some(HttpResponse::OkResponse(ok)) = &r.http_response else {
+            panic!("{flag}: {r:?}")
+        };
+        for name in removed {
+            assert!(
+                ok.headers_to_remove.iter().any(|h| h == name),
+                "{flag}: {name} kept: {ok:?}"
+            );
+        }
+        let rewritten = ok
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .find(|h| h.key == "authorization")
+            .map(|h| h.value.clone());
+        assert_eq!(rewritten, set.map(|_| format!("Bearer {token}")), "{flag}");
+    }
 }

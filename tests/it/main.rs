@@ -9,6 +9,7 @@
 
 mod adversarial;
 mod bound;
+mod bound_attacks;
 mod cli;
 mod conformance;
 mod daemon;

@@ -107,11 +107,14 @@ pub struct AuthzConfig {
 /// Where a trusted proxy puts the client certificate (HTTP front).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertHeader {
-    /// RFC 9440 `Client-Cert` (nginx: `:$ssl_client_escaped_cert:` is not
-    /// it; see `docs/architecture.md`).
+    /// RFC 9440 `Client-Cert`: the DER certificate as `:base64:`.
     ClientCert,
     /// Envoy's `x-forwarded-client-cert`, its `Hash=`.
     Xfcc,
+    /// `x-ssl-client-cert`: the URL-encoded PEM nginx has in
+    /// `$ssl_client_escaped_cert` (`proxy_set_header X-SSL-Client-Cert
+    /// $ssl_client_escaped_cert;`).
+    NginxPem,
 }
 
 impl CertHeader {
@@ -120,6 +123,7 @@ impl CertHeader {
         match text.trim().to_ascii_lowercase().as_str() {
             "client-cert" => Some(CertHeader::ClientCert),
             "x-forwarded-client-cert" => Some(CertHeader::Xfcc),
+            "x-ssl-client-cert" => Some(CertHeader::NginxPem),
             _ => None,
         }
     }
@@ -129,6 +133,7 @@ impl CertHeader {
         match self {
             CertHeader::ClientCert => "client-cert",
             CertHeader::Xfcc => "x-forwarded-client-cert",
+            CertHeader::NginxPem => "x-ssl-client-cert",
         }
     }
 }

@@ -12,6 +12,7 @@ fn expect() -> Expect<'static> {
         method: "GET",
         uri: URI,
         access_token: TOKEN,
+        jkt: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn rfc9449_examples() {
             method: case["method"].as_str().unwrap(),
             uri: case["uri"].as_str().unwrap(),
             access_token: token,
+            jkt: None,
         };
         let got = verify_proof(
             case["proof"].as_str().unwrap().as_bytes(),
