@@ -385,7 +385,7 @@ fn make_proofs(
     let count = usize::try_from(count).context("--dpop-proofs")?.max(1);
     if run > MAX_DPOP_RUN {
         bail!(
-            "--dpop-key: --warmup + --duration is {:.0} s, but the proofs, all signed before the run, go stale {} s after (the daemon's default DPoP window, 60 s + 30 s of leeway): keep runs shorter",
+            "--dpop-key: --warmup + --duration is {:.0} s, but the proofs, all signed before the run, must be used within {} s of signing (the daemon's default DPoP window is 60 s + 30 s of leeway): keep runs shorter",
             run.as_secs_f64(),
             MAX_DPOP_RUN.as_secs()
         );
@@ -1106,8 +1106,16 @@ fn run_crypto_proof(a: &CryptoArgs, proof: &[u8]) -> anyhow::Result<ExitCode> {
     let now = jwtd::clock::unix_now();
     let checked = dpop::verify_proof(proof, &policy, &expect, now)
         .map_err(|p| anyhow::anyhow!("the proof does not hold: {p}"))?;
-    // A replay cache as the daemon's (kept under a million entries, so the
-    // run does not grow it without bound), admitting a new jti each time.
+    // As the daemon asks: the token's cnf.jkt compared inside, before the
+    // signature.
+    let expect = Expect {
+        jkt: Some(checked.jkt),
+        ..expect
+    };
+    // A replay cache as the daemon's, admitting a new jti of the proof's
+    // key each time. One key may hold an eighth of the capacity (250,000
+    // here); the cache is renewed (untimed) at 200,000 entries, so the case
+    // measures admissions, never a full share.
     let mut cache = Replay::new(2_000_000);
     let mut next_jti = 0u64;
 
@@ -1129,7 +1137,7 @@ fn run_crypto_proof(a: &CryptoArgs, proof: &[u8]) -> anyhow::Result<ExitCode> {
         let mut this = [0.0f64; 4];
         for k in 0..CASES.len() {
             let case = (round + k) % CASES.len();
-            if case == 2 && cache.len() > 1_000_000 {
+            if case == 2 && cache.len() > 200_000 {
                 cache = Replay::new(2_000_000);
             }
             let t = Instant::now();
