@@ -241,6 +241,11 @@ impl Binder {
                     tracing::debug!("DPoP scheme with a token not bound to a key");
                     return Err(Reject::DpopMismatch);
                 };
+                // A key whose share of the replay cache is full of live
+                // proofs is answered before its proof costs a signature.
+                if !self.replay.has_room(&jkt, ctx.now) {
+                    return Ok(Bound::Full);
+                }
                 let uri = self.htu(ctx);
                 let expect = Expect {
                     method: ctx.method.unwrap_or_default(),
