@@ -480,7 +480,7 @@ settings! {
         /// HTTP front: prefix stripped from request paths before route
         /// matching (Envoy's path_prefix) [default: none].
         http_path_prefix: Text { flag: "http-path-prefix", env: "JWTD_HTTP_PATH_PREFIX", value: "PREFIX", topic: Fronts },
-        /// The scheme and host clients address (e.g. https://api.example.com),
+        /// The scheme and host clients address (e.g. `https://api.example.com`),
         /// for checking a DPoP proof's htu when the proxy cannot say
         /// [default: what the proxy reports].
         public_origin: Text { flag: "public-origin", env: "JWTD_PUBLIC_ORIGIN", value: "URL", topic: Fronts },

@@ -219,7 +219,8 @@ fn test_code_anywhere_in_a_file_is_skipped_and_code_after_it_is_read() {
 
 /// The request-serving fronts reach verification only through the
 /// verifier's pipeline: none names the revocation store, the cache, a key
-/// source or the core's `verify` functions. (The check stages themselves
+/// source, the binding stage or the core's `verify` functions (a front
+/// fills the request's `Context`; `bind` judges it). (The check stages themselves
 /// are `pub(super)` in `src/verifier/check.rs`: the compiler keeps fronts
 /// off them.) The admin listener is not a front: it probes the store for
 /// `/readyz`.
@@ -244,6 +245,8 @@ fn the_fronts_decide_nothing_themselves() {
             ".revocation()",
             "crate::cache",
             "crate::jwks",
+            "crate::bind",
+            "verify::dpop",
             "verify::verify",
             "check_cached",
             "check_uncached",
