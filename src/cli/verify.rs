@@ -30,7 +30,7 @@ pub struct Args {
     /// The request's DPoP proof: the token is presented as DPoP (sends
     /// VERIFY_CTX).
     #[arg(long, value_name = "PROOF")]
-    dpop: Option<String>,
+    dpop_proof: Option<String>,
     /// The client's TLS certificate (PEM or DER file), for
     /// certificate-bound tokens (sends VERIFY_CTX).
     #[arg(long, value_name = "FILE")]
@@ -70,7 +70,7 @@ fn context(args: &Args) -> anyhow::Result<Option<WireContext>> {
     let context = WireContext {
         method: args.method.clone().map(Bytes::from),
         uri: args.uri.clone().map(Bytes::from),
-        dpop: args.dpop.clone().map(Bytes::from),
+        dpop: args.dpop_proof.clone().map(Bytes::from),
         cert_sha256,
         client: args.client_ip,
     };

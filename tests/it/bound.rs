@@ -1048,12 +1048,19 @@ fn the_command_line_mints_bound_tokens_signs_proofs_and_verifies_with_context() 
         (out.status.code(), stdout_json(&out))
     };
     let good = proof("GET");
-    let (code, v) = verify(&["--method", "GET", "--uri", URI, "--dpop", &good]);
+    let (code, v) = verify(&["--method", "GET", "--uri", URI, "--dpop-proof", &good]);
     assert_eq!((code, &v["valid"]), (Some(0), &json!(true)), "{v}");
     assert_eq!(v["claims"]["cnf"]["jkt"], json!(client.thumbprint()));
-    let (code, v) = verify(&["--method", "GET", "--uri", URI, "--dpop", &good]);
+    let (code, v) = verify(&["--method", "GET", "--uri", URI, "--dpop-proof", &good]);
     assert_eq!((code, v["reason"].as_str()), (Some(1), Some("dpop_replay")));
-    let (code, v) = verify(&["--method", "POST", "--uri", URI, "--dpop", &proof("GET")]);
+    let (code, v) = verify(&[
+        "--method",
+        "POST",
+        "--uri",
+        URI,
+        "--dpop-proof",
+        &proof("GET"),
+    ]);
     assert_eq!(
         (code, v["reason"].as_str()),
         (Some(1), Some("dpop_mismatch"))
