@@ -80,24 +80,6 @@ fn object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Value>> 
     }
 }
 
-/// base64url(SHA-256(DER)) of the first certificate in a PEM or DER file.
-pub fn cert_thumbprint(path: &str) -> anyhow::Result<String> {
-    use base64::Engine;
-    let bytes = std::fs::read(path).with_context(|| format!("--cert {path}"))?;
-    let der = match std::str::from_utf8(&bytes)
-        .ok()
-        .filter(|t| t.contains("-----BEGIN"))
-    {
-        Some(text) => jwtd::verify::pem::parse(text)
-            .ok()
-            .and_then(|blocks| blocks.into_iter().find(|b| b.label == "CERTIFICATE"))
-            .map(|b| b.der)
-            .with_context(|| format!("--cert {path}: no CERTIFICATE block"))?,
-        None => bytes,
-    };
-    Ok(jwtd::verify::B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)))
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.key).with_context(|| format!("--key {}", args.key))?;
     let mut key =
@@ -147,7 +129,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cnf.insert("jkt".into(), dpop.thumbprint().into());
     }
     if let Some(path) = &args.cert {
-        cnf.insert("x5t#S256".into(), cert_thumbprint(path)?.into());
+        use base64::Engine;
+        let digest = super::certificate_sha256("--cert", std::path::Path::new(path))?;
+        cnf.insert(
+            "x5t#S256".into(),
+            jwtd::verify::B64URL.encode(digest).into(),
+        );
     }
     if !cnf.is_empty() {
         claims.insert("cnf".into(), Value::Object(cnf));

@@ -150,6 +150,25 @@ fn read_token(arg: &str) -> anyhow::Result<Vec<u8>> {
     Ok(buf.trim_ascii().to_vec())
 }
 
+/// SHA-256 of the DER of the first certificate in a PEM or DER file (a
+/// client certificate, RFC 8705's `x5t#S256`); `flag` names it in errors.
+fn certificate_sha256(flag: &str, path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let bytes = std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))?;
+    let der = match std::str::from_utf8(&bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"))
+    {
+        Some(text) => jwtd::verify::pem::parse(text)
+            .ok()
+            .and_then(|blocks| blocks.into_iter().find(|b| b.label == "CERTIFICATE"))
+            .map(|b| b.der)
+            .with_context(|| format!("{flag} {}: no CERTIFICATE block", path.display()))?,
+        None => bytes,
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+    Ok(<[u8; 32]>::try_from(digest.as_ref())?)
+}
+
 /// The current Unix time, or `--now`.
 fn unix_now(now: Option<i64>) -> i64 {
     now.unwrap_or_else(jwtd::clock::unix_now)

@@ -45,28 +45,11 @@ pub struct Args {
 
 /// The VERIFY_CTX context the flags give, if any.
 fn context(args: &Args) -> anyhow::Result<Option<WireContext>> {
-    let cert_sha256 = match &args.client_cert {
-        None => None,
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("--client-cert {}: {e}", path.display()))?;
-            let der = match std::str::from_utf8(&bytes)
-                .ok()
-                .filter(|t| t.contains("-----BEGIN"))
-            {
-                Some(text) => jwtd::verify::pem::parse(text)
-                    .ok()
-                    .and_then(|blocks| blocks.into_iter().find(|b| b.label == "CERTIFICATE"))
-                    .map(|b| b.der)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("--client-cert {}: no CERTIFICATE block", path.display())
-                    })?,
-                None => bytes,
-            };
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
-            Some(<[u8; 32]>::try_from(digest.as_ref())?)
-        }
-    };
+    let cert_sha256 = args
+        .client_cert
+        .as_deref()
+        .map(|path| super::certificate_sha256("--client-cert", path))
+        .transpose()?;
     let context = WireContext {
         method: args.method.clone().map(Bytes::from),
         uri: args.uri.clone().map(Bytes::from),
