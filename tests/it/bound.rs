@@ -1070,6 +1070,54 @@ fn the_command_line_mints_bound_tokens_signs_proofs_and_verifies_with_context() 
         (code, v["reason"].as_str()),
         (Some(1), Some("bearer_downgrade"))
     );
+
+    // Certificate-bound: mint --cert, verify --client-cert (PEM or DER).
+    let pem_of = |der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n")
+    };
+    let (mine, theirs) = (dir.join("mine.pem"), dir.join("theirs.der"));
+    std::fs::write(&mine, pem_of(b"\x30\x03\x02\x01\x01")).unwrap();
+    std::fs::write(&theirs, b"\x30\x03\x02\x01\x02").unwrap();
+    let out = run_jwtd(
+        &[
+            "mint",
+            "--key",
+            &path(&issuer_key),
+            "--kid",
+            &kid,
+            "--cert",
+            &path(&mine),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let bound = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let check = |cert: &Path| {
+        let out = run_jwtd(
+            &[
+                "verify",
+                "--socket",
+                &socket,
+                "--client-cert",
+                &path(cert),
+                &bound,
+            ],
+            None,
+        );
+        (out.status.code(), stdout_json(&out))
+    };
+    let (code, v) = check(&mine);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(
+        v["claims"]["cnf"]["x5t#S256"],
+        json!(x5t(b"\x30\x03\x02\x01\x01"))
+    );
+    let (code, v) = check(&theirs);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (Some(1), Some("cnf_mismatch"))
+    );
 }
 
 #[test]
