@@ -522,9 +522,9 @@ settings! {
         /// HTTP front: close a connection whose request head is not
         /// complete this long after its first byte.
         header_timeout: Text { flag: "header-timeout", env: "JWTD_HEADER_TIMEOUT", value: "DURATION", topic: Limits, default: "10s" },
-        /// DPoP proofs remembered against replay (per daemon; with --redis
-        /// also shared); when full of live proofs, requests are answered
-        /// overloaded.
+        /// DPoP proofs remembered against replay, each for dpop-max-age +
+        /// leeway (size: DPoP requests/s x 90); one client key may hold
+        /// half; beyond, requests are answered overloaded.
         dpop_replay_entries: Text { flag: "dpop-replay-entries", env: "JWTD_DPOP_REPLAY_ENTRIES", value: "N", topic: Limits, default: "100000" },
         /// Verified-result cache capacity in entries; 0 disables it.
         cache_entries: Text { flag: "cache-entries", env: "JWTD_CACHE_ENTRIES", value: "N", topic: Cache, default: "100000" },
