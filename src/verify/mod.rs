@@ -45,6 +45,7 @@
 mod alg;
 pub mod dpop;
 pub(crate) mod json;
+pub mod jwe;
 pub mod keys;
 mod outcome;
 pub mod pem;
