@@ -338,6 +338,150 @@ impl DecryptionKey {
     }
 }
 
+/// Most keys a JWE without `kid` is tried with: beyond, it is refused
+/// without trying any (each try may cost an RSA or ECDH operation).
+pub const MAX_KIDLESS_TRIES: usize = 4;
+
+/// A set of decryption keys (`jwe_keys`): a JWK set of private keys, each
+/// parsed once; keys jwtd cannot use are skipped and named.
+#[derive(Debug, Default)]
+pub struct DecryptionKeys {
+    keys: Vec<DecryptionKey>,
+    skipped: Vec<(usize, Option<String>, KeyError)>,
+}
+
+/// Why a set of decryption keys cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeysError {
+    /// Not a JSON object with a `keys` array.
+    #[error("not a JWK set: {0}")]
+    NotASet(String),
+    /// No key of the set is usable (each skipped key is listed).
+    #[error("no usable decryption key{}", list(.0))]
+    NoUsableKey(Vec<String>),
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return " (the set is empty)".to_owned();
+    }
+    items.iter().map(|i| format!("\n  {i}")).collect()
+}
+
+impl DecryptionKeys {
+    /// Parses a JWK set of private keys (strict JSON: a member written
+    /// twice refuses the set).
+    ///
+    /// # Errors
+    ///
+    /// Not a set, or no usable key in it.
+    pub fn from_jwks(json: &[u8]) -> Result<DecryptionKeys, KeysError> {
+        let text =
+            super::json::parse_jwk_set(json).map_err(|e| KeysError::NotASet(e.to_string()))?;
+        let keys = text
+            .value
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| KeysError::NotASet("no \"keys\" array".to_owned()))?;
+        let mut set = DecryptionKeys::default();
+        for (index, jwk) in keys.iter().enumerate() {
+            let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+            let parsed = match text.duplicates.get(index) {
+                Some(Some(name)) => Err(KeyError(format!("member \"{name}\" appears twice"))),
+                _ => jwk
+                    .as_object()
+                    .ok_or_else(|| KeyError("not a JSON object".to_owned()))
+                    .and_then(DecryptionKey::from_jwk),
+            };
+            match parsed {
+                Ok(key) => set.keys.push(key),
+                Err(e) => set.skipped.push((index, kid, e)),
+            }
+        }
+        if set.keys.is_empty() {
+            let skipped = set.skipped_messages();
+            return Err(KeysError::NoUsableKey(skipped));
+        }
+        Ok(set)
+    }
+
+    /// The usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is usable.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// One message per skipped key, naming its index and kid (never key
+    /// material), for the caller to log as warnings.
+    pub fn skipped_messages(&self) -> Vec<String> {
+        self.skipped
+            .iter()
+            .map(|(index, kid, e)| match kid {
+                Some(kid) => format!("key {index} (kid {kid:?}) skipped: {e}"),
+                None => format!("key {index} (no kid) skipped: {e}"),
+            })
+            .collect()
+    }
+
+    /// Decrypts `token` with the key its `kid` names, or, without `kid`,
+    /// with each key that serves its `alg` and `enc` (at most
+    /// [`MAX_KIDLESS_TRIES`] of them, else refused untried).
+    ///
+    /// # Errors
+    ///
+    /// As [`decrypt`]; no key for the `kid` is [`JweError::Algorithm`].
+    pub fn decrypt(&self, token: &[u8]) -> Result<Decrypted, JweError> {
+        let header = peek_header(token)?;
+        let kid = header.get("kid").and_then(Value::as_str);
+        let candidates: Vec<&DecryptionKey> = match kid {
+            Some(kid) => self.keys.iter().filter(|k| k.kid() == Some(kid)).collect(),
+            None => {
+                let alg = header
+                    .get("alg")
+                    .and_then(Value::as_str)
+                    .and_then(KeyAlg::from_name);
+                let enc = header
+                    .get("enc")
+                    .and_then(Value::as_str)
+                    .and_then(Enc::from_name);
+                match (alg, enc) {
+                    (Some(alg), Some(enc)) => {
+                        self.keys.iter().filter(|k| k.serves(alg, enc)).collect()
+                    }
+                    // Let `decrypt` name what is wrong with the header.
+                    _ => self.keys.iter().take(1).collect(),
+                }
+            }
+        };
+        if candidates.len() > MAX_KIDLESS_TRIES {
+            return Err(JweError::Algorithm);
+        }
+        let mut last = Err(JweError::Algorithm);
+        for key in candidates {
+            last = decrypt(token, key);
+            match last {
+                Ok(_) => return last,
+                // Another key may fit; header facts (zip, crit, RSA1_5...)
+                // are the same for every key.
+                Err(JweError::Decrypt | JweError::Algorithm | JweError::EphemeralKey) => {}
+                Err(_) => return last,
+            }
+        }
+        last
+    }
+}
+
+/// The protected header of a compact JWE, parsed (no checks beyond JSON).
+fn peek_header(token: &[u8]) -> Result<Map<String, Value>, JweError> {
+    let first = token.split(|&b| b == b'.').next().unwrap_or_default();
+    let bytes = B64URL.decode(first).map_err(|_| JweError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| JweError::Malformed)
+}
+
 /// A decrypted JWE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decrypted {

@@ -254,3 +254,47 @@ fn tampering_any_part_is_one_opaque_refusal() {
     }
     assert!(checked >= 20, "{checked}");
 }
+
+#[test]
+fn a_key_set_picks_by_kid_or_tries_the_keys_that_fit() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/conformance/jwe/vectors.json"
+    );
+    let vectors: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let decryptable: Vec<&Value> = vectors["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["expect"] == "decrypt")
+        .collect();
+    // Every example's key in one set, plus one that is skipped.
+    let mut jwks: Vec<Value> = decryptable.iter().map(|c| c["key"].clone()).collect();
+    jwks.push(serde_json::json!({"kty": "oct", "kid": "sig-key", "use": "sig", "k": "AAAA"}));
+    let set = DecryptionKeys::from_jwks(serde_json::json!({ "keys": jwks }).to_string().as_bytes())
+        .unwrap();
+    assert_eq!(set.len(), decryptable.len());
+    let skipped = set.skipped_messages();
+    assert_eq!(skipped.len(), 1);
+    assert!(skipped[0].contains("sig-key"), "{skipped:?}");
+    for case in &decryptable {
+        let got = set.decrypt(case["token"].as_str().unwrap().as_bytes());
+        assert_eq!(
+            got.map(|d| String::from_utf8(d.plaintext).unwrap())
+                .as_deref(),
+            Ok(case["plaintext"].as_str().unwrap()),
+            "{}",
+            case["name"]
+        );
+    }
+    // A set of nothing usable is an error naming why.
+    let bad = DecryptionKeys::from_jwks(br#"{"keys":[{"kty":"oct","k":"AAAA","kid":"x"}]}"#);
+    assert!(
+        matches!(bad, Err(KeysError::NoUsableKey(ref v)) if v[0].contains("\"x\"")),
+        "{bad:?}"
+    );
+    assert!(matches!(
+        DecryptionKeys::from_jwks(b"[]"),
+        Err(KeysError::NotASet(_))
+    ));
+}
