@@ -293,6 +293,13 @@ fn start(config: &Config, listeners: &Listeners) -> anyhow::Result<Started> {
         ),
     };
     let verifier = Verifier::with_revocation(config.verifier.clone(), revocation_store(config)?);
+    if let (Some(path), Some(keys)) = (&config.jwe_keys, &config.verifier.jwe) {
+        for skipped in keys.skipped_messages() {
+            tracing::warn!(path = %path.display(), "JWE decryption {skipped}");
+        }
+        tracing::info!(path = %path.display(), keys = keys.len(), "JWE decryption keys loaded");
+        jwe_key_file_mode(path);
+    }
     let admin = Admin::with_settings(
         verifier.clone(),
         prometheus,
@@ -643,5 +650,21 @@ fn init_tracing(filter: &str, json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Warns when the JWE decryption key file can be read by others than its
+/// owner: it holds private keys.
+fn jwe_key_file_mode(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:04o}"),
+                "the JWE decryption key file is readable by group or others: it holds private keys (chmod 0600 or 0400)"
+            );
+        }
     }
 }

@@ -416,6 +416,10 @@ settings! {
         /// whose private key is published in
         /// deploy/dev/: for trying jwtd out, never in production.
         dev: Switch { flag: "dev", env: "JWTD_DEV", value: "BOOL", topic: Keys, default: "false" },
+        /// JWE decryption keys: a JWK set of private keys (keep it
+        /// readable by jwtd alone); nested JWTs are decrypted, then
+        /// verified [default: none, JWEs refused].
+        jwe_keys: Text { flag: "jwe-keys", env: "JWTD_JWE_KEYS", value: "FILE", topic: Keys },
         /// Refresh period of remote key sets without Cache-Control max-age.
         refresh_interval: Text { flag: "refresh-interval", env: "JWTD_REFRESH_INTERVAL", value: "DURATION", topic: Keys, default: "5m" },
         /// Lower bound on a remote key set's max-age; cap of the retry

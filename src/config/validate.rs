@@ -64,6 +64,9 @@ pub struct Config {
     pub admin_addr: Option<SocketAddr>,
     /// Bounds of the listeners (proxy fronts, admin) and socket ownership.
     pub listen: ListenLimits,
+    /// Where the JWE decryption keys were read from (`jwe_keys`), for the
+    /// start-up checks (file mode) and logs.
+    pub jwe_keys: Option<PathBuf>,
 }
 
 /// Resource bounds of the proxy fronts and the admin listener, and the
@@ -244,6 +247,8 @@ impl Config {
         let routes = fronts::routes(&mut c, &raw);
         let mut verifier = cache(&mut c, &raw, issuers, conn.max_verifying, routes);
         verifier.bind = fronts::bindings(&mut c, &raw);
+        let (jwe_keys, jwe) = jwe_keys(&mut c, &raw);
+        verifier.jwe = jwe;
         let mut fronts = fronts;
         fronts.authz.cnf_header = verifier
             .issuers
@@ -255,6 +260,7 @@ impl Config {
         let listen = listen_limits(&mut c, &raw, max_token_bytes);
         c.finish()?;
         Ok(Config {
+            jwe_keys,
             socket,
             socket_mode,
             sources,
@@ -405,7 +411,36 @@ fn cache(
         max_verifying,
         routes,
         bind: crate::bind::BindConfig::default(),
+        jwe: None,
     }
+}
+
+/// The JWE decryption keys (`jwe_keys`): the file read and validated
+/// whole now, so a bad one is a configuration problem (exit 64).
+fn jwe_keys(
+    c: &mut Check,
+    raw: &RawConfig,
+) -> (
+    Option<PathBuf>,
+    Option<std::sync::Arc<crate::verify::jwe::DecryptionKeys>>,
+) {
+    let Some(path) = raw.jwe_keys.as_deref().filter(|p| !p.trim().is_empty()) else {
+        return (None, None);
+    };
+    let keys = match std::fs::read(path) {
+        Err(e) => {
+            c.problem(&s::jwe_keys, format_args!("{path}: {e}"));
+            None
+        }
+        Ok(bytes) => match crate::verify::jwe::DecryptionKeys::from_jwks(&bytes) {
+            Ok(keys) => Some(std::sync::Arc::new(keys)),
+            Err(e) => {
+                c.problem(&s::jwe_keys, format_args!("{path}: {e}"));
+                None
+            }
+        },
+    };
+    (Some(PathBuf::from(path)), keys)
 }
 
 /// The native socket's connection bounds.

@@ -61,11 +61,13 @@ pub enum Kind {
     CnfMismatch,
     /// A device or address binding not met.
     BindingMismatch,
+    /// A JWE that does not decrypt: a wrong key, or tampered.
+    JweDecrypt,
 }
 
 impl Kind {
     /// Every kind, in label order.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::AlgNone,
         Kind::AlgConfusion,
         Kind::UnknownKid,
@@ -87,6 +89,7 @@ impl Kind {
         Kind::BearerDowngrade,
         Kind::CnfMismatch,
         Kind::BindingMismatch,
+        Kind::JweDecrypt,
     ];
 
     /// The label value.
@@ -113,6 +116,7 @@ impl Kind {
             Kind::BearerDowngrade => "bearer_downgrade",
             Kind::CnfMismatch => "cnf_mismatch",
             Kind::BindingMismatch => "binding_mismatch",
+            Kind::JweDecrypt => "jwe_decrypt",
         }
     }
 
@@ -144,6 +148,7 @@ impl Kind {
             Reject::BearerDowngrade => Kind::BearerDowngrade,
             Reject::CnfMismatch => Kind::CnfMismatch,
             Reject::BindingMismatch => Kind::BindingMismatch,
+            Reject::JweDecrypt => Kind::JweDecrypt,
             _ => return None,
         })
     }

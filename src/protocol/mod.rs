@@ -205,6 +205,7 @@ pub fn reject_code(reason: Reject) -> u16 {
         Reject::BearerDowngrade => 28,
         Reject::CnfMismatch => 29,
         Reject::BindingMismatch => 30,
+        Reject::JweDecrypt => 31,
     }
 }
 

@@ -81,6 +81,7 @@ use crate::jwks::refresh::RefreshGate;
 use crate::metrics::Metrics;
 use crate::revocation::{Revocation, RevocationConfig, Revoke, RevokeError};
 use crate::route::Route;
+use crate::verify::jwe::DecryptionKeys;
 use crate::verify::{self, KeySet, Policy};
 
 pub use issuer::{Health, Issuer, IssuerKeys};
@@ -134,6 +135,9 @@ pub struct VerifierConfig {
     pub routes: Vec<Route>,
     /// The binding stage's daemon-wide settings (see [`crate::bind`]).
     pub bind: BindConfig,
+    /// Keys JWEs are decrypted with (`jwe_keys`); `None`: a JWE is refused
+    /// `jwe`. A nested JWT's inner token is verified as any token is.
+    pub jwe: Option<Arc<DecryptionKeys>>,
 }
 
 impl VerifierConfig {
@@ -151,6 +155,7 @@ impl VerifierConfig {
             max_verifying: DEFAULT_MAX_VERIFYING,
             routes: Vec::new(),
             bind: BindConfig::default(),
+            jwe: None,
         }
     }
 }
@@ -181,6 +186,8 @@ struct Inner {
     routes: Vec<Route>,
     /// The binding stage.
     bind: Binder,
+    /// JWE decryption keys (`jwe_keys`), swapped whole.
+    jwe: ArcSwapOption<DecryptionKeys>,
 }
 
 /// The shared verification handle. Cheap to clone.
@@ -275,8 +282,14 @@ impl Verifier {
                 budget: Budget::new(config.max_verifying),
                 routes: config.routes,
                 bind: Binder::new(bindings, config.bind),
+                jwe: ArcSwapOption::new(config.jwe),
             }),
         }
+    }
+
+    /// Replaces the JWE decryption keys (`None`: JWEs are refused).
+    pub fn set_jwe_keys(&self, keys: Option<Arc<DecryptionKeys>>) {
+        self.inner.jwe.store(keys);
     }
 
     /// The metric handles.

@@ -807,4 +807,6 @@ fn decrypt_content(
 }
 
 #[cfg(test)]
+mod cross_tests;
+#[cfg(test)]
 mod tests;

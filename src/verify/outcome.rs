@@ -34,7 +34,9 @@ pub enum Reject {
     /// The payload is not a UTF-8 JSON object, has duplicate members, or is
     /// nested too deeply.
     Payload,
-    /// Five segments: a JWE. jwtd verifies signed tokens only.
+    /// Five segments: a JWE this daemon does not accept (no `jwe_keys`,
+    /// or a header it refuses: `RSA1_5`, `PBES2`, `zip`, `crit`, an `alg`
+    /// or `enc` no key serves, claims not inside a signed token).
     Jwe,
     /// `b64: false` (RFC 7797): JWTs never use unencoded payloads.
     Unencoded,
@@ -104,11 +106,16 @@ pub enum Reject {
     CnfMismatch,
     /// A configured device or address binding (`[[bindings]]`) not met.
     BindingMismatch,
+    /// A JWE that does not decrypt with the configured keys: a wrong key,
+    /// or anything in it tampered. Deliberately one reason for every
+    /// decryption failure (no oracle); the verifier returns it, the core
+    /// never does.
+    JweDecrypt,
 }
 
 impl Reject {
     /// Every reason, for pre-registering metric handles.
-    pub const ALL: [Reject; 30] = [
+    pub const ALL: [Reject; 31] = [
         Reject::TooLarge,
         Reject::Malformed,
         Reject::Base64,
@@ -139,6 +146,7 @@ impl Reject {
         Reject::BearerDowngrade,
         Reject::CnfMismatch,
         Reject::BindingMismatch,
+        Reject::JweDecrypt,
     ];
 
     /// Stable snake_case name for metric labels, logs and CLI output.
@@ -174,6 +182,7 @@ impl Reject {
             Reject::BearerDowngrade => "bearer_downgrade",
             Reject::CnfMismatch => "cnf_mismatch",
             Reject::BindingMismatch => "binding_mismatch",
+            Reject::JweDecrypt => "jwe_decrypt",
         }
     }
 
@@ -192,6 +201,7 @@ impl Reject {
                 | Reject::BearerDowngrade
                 | Reject::CnfMismatch
                 | Reject::BindingMismatch
+                | Reject::JweDecrypt
         )
     }
 }

@@ -17,6 +17,7 @@ mod deploy;
 mod envoy;
 mod grpc;
 mod http;
+mod jwe;
 mod layering;
 mod metrics;
 mod nginx;

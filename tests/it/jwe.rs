@@ -1,0 +1,178 @@
+//! Encrypted tokens (issue 14, in progress) on the real `jwtd serve`: a
+//! nested JWT (a JWS inside a JWE, `cty: JWT`) decrypted with `--jwe-keys`
+//! and verified as any token, through the native protocol and the HTTP
+//! front; tampering, a claims-only JWE and a daemon without keys refused.
+//! (The decryption core against the RFC examples and Node `jose`:
+//! `src/verify/jwe/`.)
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use base64::Engine;
+use jwtd::protocol::Reply;
+use jwtd::verify::{B64URL, Reject};
+use serde_json::json;
+
+use crate::support::{Jwtd, exchange, now};
+
+const KEY: [u8; 32] = [0x5a; 32];
+
+/// A compact JWE (`dir`, `A256GCM`) of `plaintext`, made here with
+/// aws-lc-rs: the sender's side, which jwtd itself does not have yet.
+fn encrypt(plaintext: &[u8], cty: Option<&str>) -> String {
+    let mut header = json!({"alg": "dir", "enc": "A256GCM", "kid": "enc-1"});
+    if let Some(cty) = cty {
+        header["cty"] = cty.into();
+    }
+    let header = B64URL.encode(header.to_string());
+    let mut iv = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut iv).unwrap();
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &KEY).unwrap());
+    let mut in_out = plaintext.to_vec();
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(header.as_bytes()),
+            &mut in_out,
+        )
+        .unwrap();
+    format!(
+        "{header}..{}.{}.{}",
+        B64URL.encode(iv),
+        B64URL.encode(&in_out),
+        B64URL.encode(tag.as_ref())
+    )
+}
+
+fn daemon(with_keys: bool) -> Jwtd {
+    let builder = Jwtd::builder()
+        .http_front()
+        .args(["--debug-reason", "true"]);
+    if !with_keys {
+        return builder.start();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwe.json");
+    let jwks =
+        json!({"keys": [{"kty": "oct", "kid": "enc-1", "use": "enc", "k": B64URL.encode(KEY)}]});
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    let d = builder.arg("--jwe-keys").arg(&path).start();
+    // The file is read at start: the temp dir may go.
+    drop(dir);
+    d
+}
+
+#[test]
+fn a_nested_jwt_is_decrypted_then_verified_on_every_front() {
+    let d = daemon(true);
+    let inner = d.token(json!({"exp": now() + 600}));
+    let jwe = encrypt(inner.as_bytes(), Some("JWT"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = d.client().await;
+        let r = c.verify(jwe.as_bytes()).await.unwrap();
+        let Reply::Valid { claims, cached, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert!(!cached);
+        let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+        assert_eq!(claims["sub"], "alice");
+        // The same JWE again: answered from the cache, keyed by the JWE.
+        let r = c.verify(jwe.as_bytes()).await.unwrap();
+        assert!(matches!(r, Reply::Valid { cached: true, .. }), "{r:?}");
+        // Tampered ciphertext: the one opaque reason.
+        let mut parts: Vec<String> = jwe.split('.').map(str::to_owned).collect();
+        let mut ciphertext = B64URL.decode(&parts[3]).unwrap();
+        ciphertext[0] ^= 1;
+        parts[3] = B64URL.encode(ciphertext);
+        let r = c.verify(parts.join(".").as_bytes()).await.unwrap();
+        assert!(
+            matches!(
+                r,
+                Reply::Invalid {
+                    reason: Reject::JweDecrypt,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        // Claims alone (no signed token inside): refused.
+        let claims_only = encrypt(br#"{"sub":"mallory","exp":4102444800}"#, None);
+        let r = c.verify(claims_only.as_bytes()).await.unwrap();
+        assert!(
+            matches!(
+                r,
+                Reply::Invalid {
+                    reason: Reject::Jwe,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        // A nested token signed by a key the daemon does not trust.
+        let stranger = jwtd::sign::SigningKey::generate(jwtd::verify::Algorithm::ES256).unwrap();
+        let forged = stranger
+            .mint(
+                &json!({"sub": "mallory", "exp": now() + 600}),
+                &Default::default(),
+            )
+            .unwrap();
+        let r = c
+            .verify(encrypt(forged.as_bytes(), Some("JWT")).as_bytes())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                r,
+                Reply::Invalid {
+                    reason: Reject::UnknownKey | Reject::BadSignature,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    });
+    // The HTTP front: the decrypted claims become the claim headers.
+    let mut s = std::os::unix::net::UnixStream::connect(d.http_socket()).unwrap();
+    let a = exchange(
+        &mut s,
+        &format!("GET /verify HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {jwe}\r\n\r\n"),
+    );
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.header("x-jwt-sub"), Some("alice"));
+    assert!(d.log().contains("JWE decryption keys loaded"));
+}
+
+#[test]
+fn without_jwe_keys_a_jwe_is_refused_and_a_bad_key_file_is_exit_64() {
+    let d = daemon(false);
+    let jwe = encrypt(d.token(json!({})).as_bytes(), Some("JWT"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = d.client().await.verify(jwe.as_bytes()).await.unwrap();
+        assert!(
+            matches!(
+                r,
+                Reply::Invalid {
+                    reason: Reject::Jwe,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"keys":[{"kty":"oct","kid":"short","k":"AAAA"}]}"#).unwrap();
+    let exited = Jwtd::builder()
+        .arg("--jwe-keys")
+        .arg(&bad)
+        .arg("--jwe-keys-typo-check")
+        .run_until_exit();
+    assert_eq!(exited.code, Some(2), "an unknown flag is a usage error");
+    let exited = Jwtd::builder().arg("--jwe-keys").arg(&bad).run_until_exit();
+    assert_eq!(exited.code, Some(64), "{}", exited.log);
+    assert!(
+        exited.log.contains("jwe_keys") && exited.log.contains("\"short\""),
+        "{}",
+        exited.log
+    );
+}
