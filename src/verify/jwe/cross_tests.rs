@@ -97,8 +97,16 @@ fn jose_vectors() {
             other => panic!("{name}: expect {other:?}"),
         }
     }
-    // 12 key set-ups x 6 encs, one nested token each, and the refusals.
-    assert_eq!((decrypted, nested), (84, 12));
+    // Every alg x enc (ECDH-ES on three curves), one nested token per
+    // alg and curve, and the refusals.
+    let pairs: std::collections::BTreeSet<(&str, &str)> = cases(&vectors)
+        .iter()
+        .filter(|c| c["expect"] == "decrypt" && c["nested"] == false)
+        .map(|c| (text(c, "alg"), text(c, "enc")))
+        .collect();
+    assert_eq!(pairs.len(), 10 * 6, "{pairs:?}");
+    assert!(decrypted >= 84, "{decrypted} decrypted");
+    assert_eq!(nested, 12);
     assert!(refused >= 8, "{refused} refusals");
 }
 
@@ -229,5 +237,5 @@ fn jose_tokens_under_the_wrong_key_are_one_opaque_refusal() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 72);
+    assert!(checked >= 72, "{checked}");
 }
