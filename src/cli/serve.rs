@@ -557,6 +557,14 @@ fn start_sources(
             }
         }
     }
+    if let Some(path) = &config.jwe_keys {
+        let verifier = verifier.clone();
+        tasks.push(tokio::spawn(source::watch_jwe_file(
+            path.clone(),
+            move |keys| verifier.set_jwe_keys(Some(keys)),
+            source::FILE_POLL,
+        )));
+    }
     Ok(tasks)
 }
 

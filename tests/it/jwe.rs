@@ -18,14 +18,18 @@ const KEY: [u8; 32] = [0x5a; 32];
 /// A compact JWE (`dir`, `A256GCM`) of `plaintext`, made here with
 /// aws-lc-rs: the sender's side, which jwtd itself does not have yet.
 fn encrypt(plaintext: &[u8], cty: Option<&str>) -> String {
-    let mut header = json!({"alg": "dir", "enc": "A256GCM", "kid": "enc-1"});
+    encrypt_with(&KEY, "enc-1", plaintext, cty)
+}
+
+fn encrypt_with(secret: &[u8; 32], kid: &str, plaintext: &[u8], cty: Option<&str>) -> String {
+    let mut header = json!({"alg": "dir", "enc": "A256GCM", "kid": kid});
     if let Some(cty) = cty {
         header["cty"] = cty.into();
     }
     let header = B64URL.encode(header.to_string());
     let mut iv = [0u8; 12];
     aws_lc_rs::rand::fill(&mut iv).unwrap();
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &KEY).unwrap());
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, secret).unwrap());
     let mut in_out = plaintext.to_vec();
     let tag = key
         .seal_in_place_separate_tag(
@@ -174,5 +178,63 @@ fn without_jwe_keys_a_jwe_is_refused_and_a_bad_key_file_is_exit_64() {
         exited.log.contains("jwe_keys") && exited.log.contains("\"short\""),
         "{}",
         exited.log
+    );
+}
+
+#[test]
+fn the_key_file_is_watched_and_a_bad_version_keeps_the_last_good_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwe.json");
+    let set = |kid: &str, secret: &[u8; 32]| {
+        json!({"keys": [{"kty": "oct", "kid": kid, "k": B64URL.encode(secret)}]}).to_string()
+    };
+    std::fs::write(&path, set("enc-1", &KEY)).unwrap();
+    let d = Jwtd::builder().arg("--jwe-keys").arg(&path).start();
+    // 0644 by default here: readable by others, which is warned about.
+    d.wait_log("readable by group or others");
+    let inner = d.token(json!({}));
+    let old = encrypt(inner.as_bytes(), Some("JWT"));
+    let new_secret = [0x33u8; 32];
+    let new = encrypt_with(&new_secret, "enc-2", inner.as_bytes(), Some("JWT"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let verdict = |token: &str| {
+        rt.block_on(async { d.client().await.verify(token.as_bytes()).await.unwrap() })
+    };
+    assert!(matches!(verdict(&old), Reply::Valid { .. }));
+    // Rotate: a new file with the new key only.
+    let reloaded = d.log().matches("JWE decryption keys reloaded").count();
+    std::fs::write(&path, set("enc-2", &new_secret)).unwrap();
+    assert!(crate::support::wait_for(crate::support::WAIT, || {
+        d.log().matches("JWE decryption keys reloaded").count() > reloaded
+    }));
+    assert!(
+        matches!(verdict(&new), Reply::Valid { .. }),
+        "{:?}",
+        verdict(&new)
+    );
+    // The old key is gone: a JWE under it, not yet cached, is refused.
+    // (One already cached stays valid while its inner token's signing key
+    // is trusted: docs/design/jwe.md, "Left".)
+    let fresh_old = encrypt(d.token(json!({"jti": "other"})).as_bytes(), Some("JWT"));
+    assert!(matches!(
+        verdict(&fresh_old),
+        Reply::Invalid {
+            reason: Reject::Jwe,
+            ..
+        }
+    ));
+    // A broken file: the last good keys stay.
+    std::fs::write(&path, "{ not json").unwrap();
+    d.wait_log("JWE decryption key file rejected");
+    let another = encrypt_with(
+        &new_secret,
+        "enc-2",
+        d.token(json!({"jti": "x"})).as_bytes(),
+        Some("JWT"),
+    );
+    assert!(matches!(verdict(&another), Reply::Valid { .. }));
+    assert!(
+        !d.log().contains(&B64URL.encode(new_secret)),
+        "a key in the log"
     );
 }

@@ -28,7 +28,7 @@
 pub mod file;
 pub mod remote;
 
-pub use file::{FILE_POLL, watch_file};
+pub use file::{FILE_POLL, watch_file, watch_jwe_file};
 pub use remote::{Endpoint, RemoteSettings, url_problem, watch_remote};
 
 use crate::jwks::refresh::RefreshGate;
