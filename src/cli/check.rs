@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::{Context, anyhow};
 use serde_json::{Map, Value, json};
 
 use jwtd::verify::KeySet;
@@ -56,6 +56,10 @@ pub struct Args {
     /// Evaluate time at this Unix second instead of now.
     #[arg(long, value_name = "UNIX", allow_negative_numbers = true)]
     now: Option<i64>,
+    /// JWE decryption keys (a JWK set of private keys): a nested JWT is
+    /// decrypted, then its inner token checked.
+    #[arg(long, value_name = "FILE")]
+    jwe_keys: Option<std::path::PathBuf>,
     /// The token, or - to read it from standard input.
     #[arg(value_name = "TOKEN|-")]
     token: String,
@@ -139,8 +143,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for skipped in keys.skipped() {
         eprintln!("warning: {skipped}");
     }
-    let token = super::read_token(&args.token)?;
+    let mut token = super::read_token(&args.token)?;
     let now = super::unix_now(args.now);
+    let mut encryption = None;
+    if let Some(path) = &args.jwe_keys
+        && token.iter().filter(|&&b| b == b'.').count() == 4
+    {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("--jwe-keys {}", path.display()))?;
+        let jwe_keys = verify::jwe::DecryptionKeys::from_jwks(&bytes)
+            .map_err(|e| anyhow!("--jwe-keys {}: {e}", path.display()))?;
+        for skipped in jwe_keys.skipped_messages() {
+            eprintln!("warning: {skipped}");
+        }
+        let reason = match jwe_keys.decrypt(&token) {
+            Ok(d) if d.nested => {
+                encryption = Some((d.alg.as_str(), d.enc.as_str()));
+                token = d.plaintext;
+                None
+            }
+            Ok(_) => Some("jwe"),
+            Err(verify::jwe::JweError::Decrypt) => Some("jwe_decrypt"),
+            Err(_) => Some("jwe"),
+        };
+        if let Some(reason) = reason {
+            println!("{}", json!({"valid": false, "reason": reason}));
+            return Ok(ExitCode::from(1));
+        }
+    }
     let (out, code) = match verify::verify(&token, &keys, &policy, now) {
         Ok(v) => {
             // The payload is a validated JSON object; re-serialize it so the
@@ -155,6 +185,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             if !v.anomalies.is_empty() {
                 out.insert("anomalies".into(), v.anomalies.names().collect());
+            }
+            if let Some((alg, enc)) = encryption {
+                out.insert("encrypted".into(), json!({"alg": alg, "enc": enc}));
             }
             out.insert("claims".into(), claims);
             (Value::Object(out), 0)

@@ -238,3 +238,52 @@ fn the_key_file_is_watched_and_a_bad_version_keeps_the_last_good_keys() {
         "a key in the log"
     );
 }
+
+#[test]
+fn jwtd_check_decrypts_a_nested_jwt_offline() {
+    use crate::support::{run_jwtd, stdout_json};
+    let dir = tempfile::tempdir().unwrap();
+    let signer = jwtd::sign::SigningKey::generate(jwtd::verify::Algorithm::ES256)
+        .unwrap()
+        .with_kid(Some("k1".into()));
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [signer.public_jwk()]}).to_string()).unwrap();
+    let jwe_keys = dir.path().join("jwe.json");
+    std::fs::write(
+        &jwe_keys,
+        json!({"keys": [{"kty": "oct", "kid": "enc-1", "k": B64URL.encode(KEY)}]}).to_string(),
+    )
+    .unwrap();
+    let inner = signer
+        .mint(
+            &json!({"sub": "alice", "exp": now() + 600}),
+            &Default::default(),
+        )
+        .unwrap();
+    let jwe = encrypt(inner.as_bytes(), Some("JWT"));
+    let (jwks, jwe_keys) = (jwks.display().to_string(), jwe_keys.display().to_string());
+    let check = |token: &str, with_keys: bool| {
+        let mut args = vec!["check", "--jwks-file", &jwks];
+        if with_keys {
+            args.extend(["--jwe-keys", &jwe_keys]);
+        }
+        args.push(token);
+        let out = run_jwtd(&args, None);
+        (out.status.code(), stdout_json(&out))
+    };
+    let (code, v) = check(&jwe, true);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["claims"]["sub"], "alice");
+    assert_eq!(v["encrypted"], json!({"alg": "dir", "enc": "A256GCM"}));
+    let (code, v) = check(&jwe, false);
+    assert_eq!((code, v["reason"].as_str()), (Some(1), Some("jwe")));
+    let mut tampered = jwe.clone();
+    tampered.pop();
+    tampered.push(if jwe.ends_with('A') { 'B' } else { 'A' });
+    let (code, v) = check(&tampered, true);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(
+        matches!(v["reason"].as_str(), Some("jwe_decrypt" | "jwe")),
+        "{v}"
+    );
+}
