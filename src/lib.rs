@@ -20,6 +20,7 @@
 //!              keys skipped with a reason
 //!   pem        minimal PEM block reader/writer
 //!   dpop       DPoP proofs (RFC 9449): proof bytes + request -> key thumbprint
+//!   jwe        compact JWE decryption (RFC 7516/7518): token + private keys -> plaintext
 //!   outcome    Reject reasons, Anomalies, Claims (with cnf), Verified, Verdict
 //! request    what every front hands the verifier (Request: token, selector,
 //!            Context) and gets back (Decision)
@@ -53,6 +54,7 @@
 //! config/    serve settings: one list (settings.rs); flags > JWTD_* env >
 //!            TOML > defaults; every error at once (docs/configuration.md)
 //! sign       the signing side (mint, keygen, tests); never on a request path
+//! seal       the encrypting side of JWE (mint --encrypt-to, tests)
 //! clock      the wall clock, read in one place
 //! redact     URLs safe to log (no userinfo, no query string)
 //! ```
@@ -134,6 +136,7 @@ pub mod redact;
 pub mod request;
 pub mod revocation;
 pub mod route;
+pub mod seal;
 pub mod server;
 pub mod sign;
 pub mod verifier;

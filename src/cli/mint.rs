@@ -68,6 +68,18 @@ pub struct Args {
     /// cnf.x5t#S256 is its SHA-256 (RFC 8705 3).
     #[arg(long, value_name = "FILE")]
     cert: Option<String>,
+    /// Encrypt the signed token for this recipient key (a public JWK, or a
+    /// JWK set holding one; an oct key for A*KW or dir): a nested JWT
+    /// (`cty: JWT`).
+    #[arg(long, value_name = "FILE")]
+    encrypt_to: Option<String>,
+    /// With --encrypt-to: key management [default: the key's alg, else
+    /// RSA-OAEP-256, ECDH-ES+A256KW, or A*KW by an oct key's size].
+    #[arg(long, value_name = "ALG")]
+    encrypt_alg: Option<String>,
+    /// With --encrypt-to: content encryption.
+    #[arg(long, value_name = "ENC", default_value = "A256GCM")]
+    encrypt_enc: String,
 }
 
 fn object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
@@ -144,6 +156,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut header = Map::new();
     header.insert("typ".into(), args.typ.into());
     header.extend(object("--header", args.header.as_deref())?);
-    println!("{}", key.mint(&Value::Object(claims), &header)?);
+    let token = key.mint(&Value::Object(claims), &header)?;
+    let Some(path) = &args.encrypt_to else {
+        println!("{token}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    use jwtd::verify::jwe::{Enc, KeyAlg};
+    let text = std::fs::read_to_string(path).with_context(|| format!("--encrypt-to {path}"))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("--encrypt-to {path}: not JSON"))?;
+    let jwk = match value.get("keys").and_then(Value::as_array) {
+        Some(keys) if keys.len() == 1 => keys[0].clone(),
+        Some(_) => bail!("--encrypt-to {path}: a set of exactly one key"),
+        None => value,
+    };
+    let jwk = jwk
+        .as_object()
+        .cloned()
+        .with_context(|| format!("--encrypt-to {path}: not a JWK"))?;
+    let named = |v: Option<&str>| v.and_then(KeyAlg::from_name);
+    let alg = match (&args.encrypt_alg, jwk.get("kty").and_then(Value::as_str)) {
+        (Some(a), _) => KeyAlg::from_name(a).with_context(|| format!("--encrypt-alg {a:?}"))?,
+        (None, kty) => match (named(jwk.get("alg").and_then(Value::as_str)), kty) {
+            (Some(a), _) => a,
+            (None, Some("RSA")) => KeyAlg::RsaOaep256,
+            (None, Some("EC")) => KeyAlg::EcdhEsKw(256),
+            (None, Some("oct")) => {
+                let len = jwk
+                    .get("k")
+                    .and_then(Value::as_str)
+                    .map_or(0, |k| k.len() * 3 / 4);
+                match len {
+                    16 => KeyAlg::AesKw(128),
+                    24 => KeyAlg::AesKw(192),
+                    _ => KeyAlg::AesKw(256),
+                }
+            }
+            (None, other) => bail!("--encrypt-to {path}: key type {other:?}"),
+        },
+    };
+    let enc = Enc::from_name(&args.encrypt_enc)
+        .with_context(|| format!("--encrypt-enc {:?}", args.encrypt_enc))?;
+    let sealed = jwtd::seal::seal(token.as_bytes(), &jwk, alg, enc, Some("JWT"))
+        .map_err(|e| anyhow::anyhow!("--encrypt-to {path}: {e}"))?;
+    println!("{sealed}");
     Ok(ExitCode::SUCCESS)
 }

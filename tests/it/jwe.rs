@@ -287,3 +287,59 @@ fn jwtd_check_decrypts_a_nested_jwt_offline() {
         "{v}"
     );
 }
+
+#[test]
+fn jwtd_mint_encrypt_to_makes_nested_jwts_the_daemon_accepts() {
+    use crate::support::run_jwtd;
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../conformance/jwe/vectors.json")).unwrap();
+    let ec = vectors["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "RFC 7520 5.4")
+        .unwrap()["key"]
+        .clone();
+    let mut ec_public = ec.clone();
+    ec_public.as_object_mut().unwrap().remove("d");
+    let oct = json!({"kty": "oct", "kid": "enc-1", "k": B64URL.encode(KEY)});
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("jwe.json");
+    std::fs::write(&keys, json!({"keys": [ec, oct]}).to_string()).unwrap();
+    let d = Jwtd::builder().arg("--jwe-keys").arg(&keys).start();
+    let issuer_key = dir.path().join("issuer.pem");
+    std::fs::write(&issuer_key, d.key.private_file().unwrap()).unwrap();
+    let kid = d.key.kid().unwrap_or_default().to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (recipient, extra) in [
+        (ec_public.clone(), vec![]),
+        (
+            ec_public,
+            vec!["--encrypt-alg", "ECDH-ES", "--encrypt-enc", "A128CBC-HS256"],
+        ),
+        (oct.clone(), vec![]),
+        (oct, vec!["--encrypt-alg", "dir"]),
+    ] {
+        let to = dir.path().join("recipient.json");
+        std::fs::write(&to, recipient.to_string()).unwrap();
+        let (key_path, to_path) = (issuer_key.display().to_string(), to.display().to_string());
+        let mut args = vec![
+            "mint",
+            "--key",
+            &key_path,
+            "--kid",
+            &kid,
+            "--sub",
+            "alice",
+            "--encrypt-to",
+            &to_path,
+        ];
+        args.extend(extra.iter().copied());
+        let out = run_jwtd(&args, None);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let jwe = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert_eq!(jwe.split('.').count(), 5, "{jwe}");
+        let r = rt.block_on(async { d.client().await.verify(jwe.as_bytes()).await.unwrap() });
+        assert!(matches!(r, Reply::Valid { .. }), "{extra:?}: {r:?}");
+    }
+}
