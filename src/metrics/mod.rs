@@ -565,6 +565,11 @@ const HELP: &[(&str, char, &str)] = &[
         "Tokens looked up and DPoP proofs claimed per revocation round trip",
     ),
     (
+        "jwtd_jwe_decrypted_total",
+        'c',
+        "JWEs decrypted (cache misses), by alg and enc",
+    ),
+    (
         "jwtd_dpop_replay_entries",
         'g',
         "DPoP proofs remembered against replay in memory",

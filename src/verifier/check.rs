@@ -276,7 +276,18 @@ impl Verifier {
         if token.len() > self.inner.limits.max_token_bytes {
             return Err(Reject::TooLarge);
         }
-        match keys.decrypt(token) {
+        let decrypted = keys.decrypt(token);
+        if let Ok(d) = &decrypted {
+            // On a miss only (a decryption costs far more than the lookup
+            // of a labelled counter).
+            metrics::counter!(
+                "jwtd_jwe_decrypted_total",
+                "alg" => d.alg.as_str(),
+                "enc" => d.enc.as_str()
+            )
+            .increment(1);
+        }
+        match decrypted {
             Ok(d) if d.nested => Ok(Some(d.plaintext)),
             Ok(d) => {
                 tracing::debug!(

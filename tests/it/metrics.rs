@@ -253,10 +253,31 @@ fn open_connections_are_counted_by_front() {
 fn every_documented_metric_is_exported() {
     let redis = crate::revocation::Redis::start();
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let d = start(&["--redis", &url]);
-    // A miss (a revocation round trip) and a hit.
+    // JWE decryption keys, so that a nested JWT is counted too.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jwe_keys = dir.path().join("jwe.json");
+    let oct = json!({"kty": "oct", "kid": "e", "k": base64::Engine::encode(&B64URL, [9u8; 32])});
+    std::fs::write(&jwe_keys, json!({"keys": [oct]}).to_string()).expect("write");
+    let d = start(&[
+        "--redis",
+        &url,
+        "--jwe-keys",
+        &jwe_keys.display().to_string(),
+    ]);
+    // A miss (a revocation round trip), a hit, and a nested JWT.
     let token = d.token(json!({"iat": now(), "jti": "j1"}));
-    assert_eq!(check_all(&d, &[Some(&token), Some(&token)]), [200, 200]);
+    let nested = jwtd::seal::seal(
+        d.token(json!({"jti": "j2"})).as_bytes(),
+        oct.as_object().expect("object"),
+        jwtd::verify::jwe::KeyAlg::AesKw(256),
+        jwtd::verify::jwe::Enc::Gcm(256),
+        Some("JWT"),
+    )
+    .expect("seal");
+    assert_eq!(
+        check_all(&d, &[Some(&token), Some(&token), Some(&nested)]),
+        [200, 200, 200]
+    );
     let m = d.metrics();
     let doc = std::fs::read_to_string(repo_path("docs/metrics.md")).expect("docs/metrics.md");
     let documented: Vec<&str> = doc
