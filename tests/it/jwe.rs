@@ -343,3 +343,62 @@ fn jwtd_mint_encrypt_to_makes_nested_jwts_the_daemon_accepts() {
         assert!(matches!(r, Reply::Valid { .. }), "{extra:?}: {r:?}");
     }
 }
+
+/// Node `jose` made a nested JWT for every key management algorithm
+/// (`tests/conformance/jwe/jose.json`): each is accepted by the daemon,
+/// and each tampered one refused with the one opaque reason.
+#[test]
+fn nested_jwts_from_node_jose_pass_the_daemon_for_every_key_management_algorithm() {
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../conformance/jwe/jose.json")).unwrap();
+    let nested: Vec<&serde_json::Value> = vectors["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["nested"] == true && c["expect"] == "decrypt")
+        .collect();
+    assert!(nested.len() >= 10, "{}", nested.len());
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let signing: Vec<&serde_json::Value> = nested.iter().map(|c| &c["signing_jwk"]).collect();
+    std::fs::write(&jwks, json!({ "keys": signing }).to_string()).unwrap();
+    let jwe_keys = dir.path().join("jwe.json");
+    let decrypting: Vec<&serde_json::Value> = nested.iter().map(|c| &c["key"]).collect();
+    std::fs::write(&jwe_keys, json!({ "keys": decrypting }).to_string()).unwrap();
+    let d = Jwtd::builder()
+        .no_jwks_file()
+        .arg("--jwks-file")
+        .arg(&jwks)
+        .arg("--jwe-keys")
+        .arg(&jwe_keys)
+        .start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = d.client().await;
+        for case in nested {
+            let name = format!("{} {}", case["alg"], case["enc"]);
+            let token = case["token"].as_str().unwrap();
+            let r = c.verify(token.as_bytes()).await.unwrap();
+            let Reply::Valid { claims, .. } = &r else {
+                panic!("{name}: {r:?}")
+            };
+            let claims: serde_json::Value = serde_json::from_slice(claims).unwrap();
+            assert_eq!(claims["sub"], "alice", "{name}");
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            let mut tag = B64URL.decode(&parts[4]).unwrap();
+            tag[0] ^= 1;
+            parts[4] = B64URL.encode(tag);
+            let r = c.verify(parts.join(".").as_bytes()).await.unwrap();
+            assert!(
+                matches!(
+                    r,
+                    Reply::Invalid {
+                        reason: Reject::JweDecrypt,
+                        ..
+                    }
+                ),
+                "{name}: {r:?}"
+            );
+        }
+    });
+}
