@@ -177,6 +177,14 @@ impl Cache {
         }
     }
 
+    /// Drops every entry (a swap of what vouched for entries the cache
+    /// cannot tell apart: the JWE decryption keys).
+    pub fn clear(&self) {
+        for shard in self.shards.iter().flatten() {
+            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    }
+
     /// Entries pushed out by newer ones so far.
     pub fn evictions(&self) -> u64 {
         self.evictions.load(std::sync::atomic::Ordering::Relaxed)

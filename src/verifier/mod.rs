@@ -287,9 +287,14 @@ impl Verifier {
         }
     }
 
-    /// Replaces the JWE decryption keys (`None`: JWEs are refused).
+    /// Replaces the JWE decryption keys (`None`: JWEs are refused). The
+    /// result cache is emptied: an entry of a JWE does not say which
+    /// decryption key opened it, and one removed must stop vouching at the
+    /// swap, as a removed signing key does. (Decryption keys change
+    /// rarely; the cache refills from the next requests.)
     pub fn set_jwe_keys(&self, keys: Option<Arc<DecryptionKeys>>) {
         self.inner.jwe.store(keys);
+        self.inner.cache.clear();
     }
 
     /// The metric handles.

@@ -212,9 +212,19 @@ fn the_key_file_is_watched_and_a_bad_version_keeps_the_last_good_keys() {
         "{:?}",
         verdict(&new)
     );
-    // The old key is gone: a JWE under it, not yet cached, is refused.
-    // (One already cached stays valid while its inner token's signing key
-    // is trusted: docs/design/jwe.md, "Left".)
+    // The old key is gone: the JWE it opened (cached before) stops
+    // vouching at the swap, and a new one under it is refused.
+    assert!(
+        matches!(
+            verdict(&old),
+            Reply::Invalid {
+                reason: Reject::Jwe,
+                ..
+            }
+        ),
+        "{:?}",
+        verdict(&old)
+    );
     let fresh_old = encrypt(d.token(json!({"jti": "other"})).as_bytes(), Some("JWT"));
     assert!(matches!(
         verdict(&fresh_old),
