@@ -7,19 +7,18 @@
 //! tested both ways in this crate, besides the RFC examples and the tokens
 //! an independent library (Node `jose`) made.
 
-use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey};
 use aws_lc_rs::cipher::{
-    self, EncryptingKey, EncryptionContext, PaddedBlockEncryptingKey, UnboundCipherKey,
+    EncryptingKey, EncryptionContext, PaddedBlockEncryptingKey, UnboundCipherKey,
 };
-use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{self, SystemRandom};
 use aws_lc_rs::rsa::{self, OaepPublicEncryptingKey, PublicEncryptingKey, PublicKeyComponents};
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::verify::B64URL;
-use crate::verify::jwe::{Enc, KeyAlg, concat_kdf};
+use crate::verify::jwe::{Enc, KeyAlg, cbc_hs_tag, concat_kdf};
 
 /// Why a JWE could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,12 +155,10 @@ pub fn seal(
 
 /// AES key wrap (RFC 3394, default IV) over AES-ECB, any KEK size.
 pub fn aes_wrap(kek: &[u8], key: &[u8]) -> Result<Vec<u8>, SealError> {
-    let algorithm = match kek.len() {
-        16 => &cipher::AES_128,
-        24 => &cipher::AES_192,
-        32 => &cipher::AES_256,
-        n => return Err(err(format!("a {n}-byte key wrapping key"))),
-    };
+    if ![16, 24, 32].contains(&kek.len()) {
+        return Err(err(format!("a {}-byte key wrapping key", kek.len())));
+    }
+    let algorithm = Enc::aes(u16::try_from(kek.len() * 8).map_err(err)?);
     if key.len() < 16 || !key.len().is_multiple_of(8) {
         return Err(err("key to wrap: a multiple of 8 bytes, at least 16"));
     }
@@ -206,11 +203,7 @@ fn encrypt_content(
 ) -> Result<Sealed, SealError> {
     match enc {
         Enc::Gcm(bits) => {
-            let algorithm = match bits {
-                128 => &aead::AES_128_GCM,
-                192 => &aead::AES_192_GCM,
-                _ => &aead::AES_256_GCM,
-            };
+            let algorithm = Enc::gcm(bits);
             let mut iv = [0u8; 12];
             rand::fill(&mut iv).map_err(err)?;
             let key = LessSafeKey::new(UnboundKey::new(algorithm, cek).map_err(err)?);
@@ -226,16 +219,7 @@ fn encrypt_content(
         }
         Enc::CbcHs(bits) => {
             let (mac_key, enc_key) = cek.split_at(cek.len() / 2);
-            let algorithm = match bits {
-                128 => &cipher::AES_128,
-                192 => &cipher::AES_192,
-                _ => &cipher::AES_256,
-            };
-            let (hash, tag_len) = match bits {
-                128 => (hmac::HMAC_SHA256, 16),
-                192 => (hmac::HMAC_SHA384, 24),
-                _ => (hmac::HMAC_SHA512, 32),
-            };
+            let algorithm = Enc::aes(bits);
             let mut iv = [0u8; 16];
             rand::fill(&mut iv).map_err(err)?;
             let key = PaddedBlockEncryptingKey::cbc_pkcs7(
@@ -248,12 +232,7 @@ fn encrypt_content(
                 EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(iv)),
             )
             .map_err(err)?;
-            let mut ctx = hmac::Context::with_key(&hmac::Key::new(hash, mac_key));
-            ctx.update(aad);
-            ctx.update(&iv);
-            ctx.update(&in_out);
-            ctx.update(&(aad.len() as u64 * 8).to_be_bytes());
-            let tag = ctx.sign().as_ref()[..tag_len].to_vec();
+            let tag = cbc_hs_tag(bits, mac_key, aad, &iv, &in_out);
             Ok((iv.to_vec(), in_out, tag))
         }
     }

@@ -467,24 +467,12 @@ impl SigningKey {
     /// The RFC 7638 JWK thumbprint (SHA-256, base64url) of the public key:
     /// a stable, collision-resistant default kid.
     pub fn thumbprint(&self) -> String {
-        let jwk = self.public_jwk();
-        let members: &[&str] = match jwk["kty"].as_str() {
-            Some("RSA") => &["e", "kty", "n"],
-            Some("EC") => &["crv", "kty", "x", "y"],
-            Some("OKP") => &["crv", "kty", "x"],
-            _ => &["k", "kty"],
-        };
-        // `members` is in the lexicographic order RFC 7638 requires, and the
-        // map keeps insertion order (serde_json's preserve_order).
-        let canonical: Map<String, Value> = members
-            .iter()
-            .map(|m| ((*m).to_owned(), jwk[*m].clone()))
-            .collect();
-        let text = Value::Object(canonical).to_string();
-        B64URL.encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            text.as_bytes(),
-        ))
+        // `public_jwk` always has the members RFC 7638 requires.
+        self.public_jwk()
+            .as_object()
+            .and_then(crate::verify::dpop::thumbprint)
+            .map(|digest| B64URL.encode(digest))
+            .unwrap_or_default()
     }
 
     /// The private key as a file `jwtd mint --key` reads back: PKCS#8 PEM for

@@ -42,7 +42,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use jwtd::protocol::{self, Reply, WireContext};
-use jwtd::sign::SigningKey;
 use jwtd::verify::Anomalies;
 use jwtd::verify::KeySet;
 
@@ -236,21 +235,13 @@ fn load_tokens(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
     Ok(tokens)
 }
 
-fn load_key(path: &std::path::Path, flag: &str) -> anyhow::Result<SigningKey> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
-    SigningKey::from_file_contents(&text).with_context(|| format!("{flag} {}", path.display()))
-}
-
 fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    let text =
-        std::fs::read_to_string(&a.key).with_context(|| format!("--key {}", a.key.display()))?;
-    let key = SigningKey::from_file_contents(&text)?;
+    let key = super::signing_key("--key", &a.key)?;
     let jkt = a
         .dpop_key
         .as_deref()
-        .map(|path| load_key(path, "--dpop-key").map(|k| k.thumbprint()))
+        .map(|path| super::signing_key("--dpop-key", path).map(|k| k.thumbprint()))
         .transpose()?;
     let now = jwtd::clock::unix_now();
     let exp = now.saturating_add(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX));
@@ -375,7 +366,7 @@ fn make_proofs(
     key_path: &std::path::Path,
     tokens: &[Bytes],
 ) -> anyhow::Result<Proofs> {
-    let key = load_key(key_path, "--dpop-key")?;
+    let key = super::signing_key("--dpop-key", key_path)?;
     let run = a.warmup + a.duration;
     let count = match (a.dpop_proofs, a.rate) {
         (Some(n), _) => n,

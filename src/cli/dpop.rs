@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Map;
 
-use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 
 /// Flags of `jwtd dpop`.
@@ -38,9 +37,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.key).with_context(|| format!("--key {}", args.key))?;
-    let mut key =
-        SigningKey::from_file_contents(&text).with_context(|| format!("--key {}", args.key))?;
+    let mut key = super::signing_key("--key", std::path::Path::new(&args.key))?;
     if let Some(alg) = args.alg {
         key = key.with_alg(alg)?;
     }

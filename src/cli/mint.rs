@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
-use jwtd::sign::SigningKey;
 use jwtd::verify::Algorithm;
 
 /// Flags of `jwtd mint`.
@@ -93,9 +92,7 @@ fn object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Value>> 
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.key).with_context(|| format!("--key {}", args.key))?;
-    let mut key =
-        SigningKey::from_file_contents(&text).with_context(|| format!("--key {}", args.key))?;
+    let mut key = super::signing_key("--key", std::path::Path::new(&args.key))?;
     if let Some(alg) = args.alg {
         key = key.with_alg(alg)?;
     }
@@ -135,9 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let mut cnf = Map::new();
     if let Some(path) = &args.dpop_key {
-        let text = std::fs::read_to_string(path).with_context(|| format!("--dpop-key {path}"))?;
-        let dpop =
-            SigningKey::from_file_contents(&text).with_context(|| format!("--dpop-key {path}"))?;
+        let dpop = super::signing_key("--dpop-key", std::path::Path::new(path))?;
         cnf.insert("jkt".into(), dpop.thumbprint().into());
     }
     if let Some(path) = &args.cert {

@@ -150,6 +150,15 @@ fn read_token(arg: &str) -> anyhow::Result<Vec<u8>> {
     Ok(buf.trim_ascii().to_vec())
 }
 
+/// A private key file (`--key`, `--dpop-key`...), as `jwtd mint` reads
+/// one; `flag` names it in errors.
+fn signing_key(flag: &str, path: &std::path::Path) -> anyhow::Result<jwtd::sign::SigningKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    jwtd::sign::SigningKey::from_file_contents(&text)
+        .with_context(|| format!("{flag} {}", path.display()))
+}
+
 /// SHA-256 of the DER of the first certificate in a PEM or DER file (a
 /// client certificate, RFC 8705's `x5t#S256`); `flag` names it in errors.
 fn certificate_sha256(flag: &str, path: &std::path::Path) -> anyhow::Result<[u8; 32]> {

@@ -358,12 +358,14 @@ pub fn access_token_hash(token: &[u8]) -> String {
 /// The RFC 7638 SHA-256 thumbprint of a public JWK: the required members
 /// of its `kty`, in lexicographic order, as compact JSON. `None` when a
 /// required member is missing or not a string, or the `kty` is not one
-/// jwtd verifies with.
+/// jwtd knows.
 pub fn thumbprint(jwk: &Map<String, Value>) -> Option<[u8; 32]> {
     let members: &[&str] = match jwk.get("kty")?.as_str()? {
         "EC" => &["crv", "kty", "x", "y"],
         "RSA" => &["e", "kty", "n"],
         "OKP" => &["crv", "kty", "x"],
+        // RFC 7638 3.2 (a DPoP proof's `jwk` is never one: refused later).
+        "oct" => &["k", "kty"],
         _ => return None,
     };
     let mut text = String::from("{");

@@ -137,6 +137,25 @@ impl Enc {
         })
     }
 
+    /// The AES cipher of a CBC-HMAC `enc` of `bits` (its key is half the
+    /// content key), or of a key wrap with a KEK of `bits`.
+    pub fn aes(bits: u16) -> &'static cipher::Algorithm {
+        match bits {
+            128 => &cipher::AES_128,
+            192 => &cipher::AES_192,
+            _ => &cipher::AES_256,
+        }
+    }
+
+    /// The AES-GCM algorithm of a GCM `enc` of `bits`.
+    pub fn gcm(bits: u16) -> &'static aead::Algorithm {
+        match bits {
+            128 => &aead::AES_128_GCM,
+            192 => &aead::AES_192_GCM,
+            _ => &aead::AES_256_GCM,
+        }
+    }
+
     /// The content key's length in bytes.
     pub fn key_len(self) -> usize {
         match self {
@@ -693,12 +712,10 @@ pub fn concat_kdf(z: &[u8], name: &str, bits: usize, apu: &[u8], apv: &[u8]) -> 
 /// AES key unwrap (RFC 3394, default IV), for 128, 192 and 256-bit KEKs;
 /// `None` when the integrity check fails or the input is malformed.
 pub fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Option<Vec<u8>> {
-    let algorithm = match kek.len() {
-        16 => &cipher::AES_128,
-        24 => &cipher::AES_192,
-        32 => &cipher::AES_256,
-        _ => return None,
-    };
+    if ![16, 24, 32].contains(&kek.len()) {
+        return None;
+    }
+    let algorithm = Enc::aes(u16::try_from(kek.len() * 8).ok()?);
     if wrapped.len() < 24 || !wrapped.len().is_multiple_of(8) {
         return None;
     }
@@ -745,15 +762,10 @@ fn decrypt_content(
     }
     match enc {
         Enc::Gcm(bits) => {
-            let algorithm = match bits {
-                128 => &aead::AES_128_GCM,
-                192 => &aead::AES_192_GCM,
-                _ => &aead::AES_256_GCM,
-            };
             if tag.len() != 16 {
                 return None;
             }
-            let key = LessSafeKey::new(UnboundKey::new(algorithm, cek).ok()?);
+            let key = LessSafeKey::new(UnboundKey::new(Enc::gcm(bits), cek).ok()?);
             let nonce = Nonce::try_assume_unique_for_key(iv).ok()?;
             let mut in_out = Vec::with_capacity(ciphertext.len() + 16);
             in_out.extend_from_slice(ciphertext);
@@ -767,28 +779,15 @@ fn decrypt_content(
         }
         Enc::CbcHs(bits) => {
             let (mac_key, enc_key) = cek.split_at(cek.len() / 2);
-            let (hash, tag_len) = match bits {
-                128 => (hmac::HMAC_SHA256, 16),
-                192 => (hmac::HMAC_SHA384, 24),
-                _ => (hmac::HMAC_SHA512, 32),
-            };
-            if iv.len() != 16 || tag.len() != tag_len {
+            if iv.len() != 16 {
                 return None;
             }
-            let mut ctx = hmac::Context::with_key(&hmac::Key::new(hash, mac_key));
-            ctx.update(aad);
-            ctx.update(iv);
-            ctx.update(ciphertext);
-            ctx.update(&(aad.len() as u64 * 8).to_be_bytes());
-            let full = ctx.sign();
-            constant_time::verify_slices_are_equal(&full.as_ref()[..tag_len], tag).ok()?;
-            let algorithm = match bits {
-                128 => &cipher::AES_128,
-                192 => &cipher::AES_192,
-                _ => &cipher::AES_256,
-            };
+            // Compared in constant time (a wrong length is simply unequal),
+            // before anything is decrypted.
+            let want = cbc_hs_tag(bits, mac_key, aad, iv, ciphertext);
+            constant_time::verify_slices_are_equal(&want, tag).ok()?;
             let key = PaddedBlockDecryptingKey::cbc_pkcs7(
-                UnboundCipherKey::new(algorithm, enc_key).ok()?,
+                UnboundCipherKey::new(Enc::aes(bits), enc_key).ok()?,
             )
             .ok()?;
             let mut in_out = ciphertext.to_vec();
@@ -804,6 +803,24 @@ fn decrypt_content(
             Some(in_out)
         }
     }
+}
+
+/// The authentication tag of AES-CBC with HMAC-SHA-2 (RFC 7518 5.2.2):
+/// HMAC over AAD, IV, ciphertext and the AAD's length in bits, truncated
+/// to half the hash. Shared by the decrypting side and the encrypting one
+/// (`crate::seal`).
+pub fn cbc_hs_tag(bits: u16, mac_key: &[u8], aad: &[u8], iv: &[u8], ciphertext: &[u8]) -> Vec<u8> {
+    let (hash, tag_len) = match bits {
+        128 => (hmac::HMAC_SHA256, 16),
+        192 => (hmac::HMAC_SHA384, 24),
+        _ => (hmac::HMAC_SHA512, 32),
+    };
+    let mut ctx = hmac::Context::with_key(&hmac::Key::new(hash, mac_key));
+    ctx.update(aad);
+    ctx.update(iv);
+    ctx.update(ciphertext);
+    ctx.update(&(aad.len() as u64 * 8).to_be_bytes());
+    ctx.sign().as_ref()[..tag_len].to_vec()
 }
 
 #[cfg(test)]
