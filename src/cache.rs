@@ -223,7 +223,7 @@ mod tests {
                 cnf: None,
                 raw: bytes::Bytes::from_static(b"{}"),
             },
-            alg: Algorithm::ES256,
+            alg: Some(Algorithm::ES256),
             kid: Some(kid.into()),
             key: crate::verify::KeyFingerprint([7; 32]),
             anomalies: Anomalies::NONE,

@@ -28,7 +28,7 @@ fn verified(cnf: Option<Confirmation>, claims: Value) -> Verified {
             cnf: cnf.map(Box::new),
             raw: claims.to_string().into(),
         },
-        alg: Algorithm::ES256,
+        alg: Some(Algorithm::ES256),
         kid: None,
         key: KeyFingerprint([0; 32]),
         anomalies: Anomalies::NONE,

@@ -293,7 +293,7 @@ fn start(config: &Config, listeners: &Listeners) -> anyhow::Result<Started> {
         ),
     };
     let verifier = Verifier::with_revocation(config.verifier.clone(), revocation_store(config)?);
-    if let (Some(path), Some(keys)) = (&config.jwe_keys, &config.verifier.jwe) {
+    for (path, keys) in config.jwe_keys.iter().zip(&config.verifier.jwe) {
         for skipped in keys.skipped_messages() {
             tracing::warn!(path = %path.display(), "JWE decryption {skipped}");
         }
@@ -557,11 +557,11 @@ fn start_sources(
             }
         }
     }
-    if let Some(path) = &config.jwe_keys {
+    for (set, path) in config.jwe_keys.iter().enumerate() {
         let verifier = verifier.clone();
         tasks.push(tokio::spawn(source::watch_jwe_file(
             path.clone(),
-            move |keys| verifier.set_jwe_keys(Some(keys)),
+            move |keys| verifier.set_jwe_keys(set, keys),
             source::FILE_POLL,
         )));
     }

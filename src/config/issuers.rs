@@ -6,13 +6,15 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::settings::{RawConfig, RawIssuer, s};
 use super::validate::Check;
 use crate::bind::{DpopMode, IssuerBinding};
 use crate::jwks::source::{Endpoint, url_problem};
-use crate::verifier::IssuerConfig;
+use crate::verifier::{IssuerConfig, IssuerJwe};
+use crate::verify::jwe::DecryptionKeys;
 use crate::verify::dpop::ProofPolicy;
 use crate::verify::{self, AlgSet, Algorithm, Family, KeySet, Policy};
 
@@ -70,12 +72,17 @@ pub(super) struct KeyRefresh {
 
 /// Types every issuer: its key source and its verifier settings, in the
 /// same order.
+#[allow(clippy::type_complexity)]
 pub(super) fn settings(
     c: &mut Check,
     raw: &RawConfig,
     max_token_bytes: usize,
     refresh: &KeyRefresh,
-) -> (Vec<IssuerSource>, Vec<IssuerConfig>) {
+) -> (
+    Vec<IssuerSource>,
+    Vec<IssuerConfig>,
+    Vec<(PathBuf, Arc<DecryptionKeys>)>,
+) {
     let issuer_tables = issuer_list(c, raw);
     // With [[issuers]] tables, even one, every table must name its issuer
     // and its key source: nothing falls back to the development keys.
@@ -90,10 +97,12 @@ pub(super) fn settings(
     let mut sources = Vec::new();
     let mut issuers = Vec::new();
     let mut names = HashSet::new();
+    let mut jwe_files = JweFiles::default();
     for (prefix, table) in &issuer_tables {
         let (source, issuer) = key_source(c, prefix, table, tables, dev);
         let policy = policy(c, prefix, table, issuer, max_token_bytes);
         let binding = binding(c, prefix, table, policy.leeway);
+        let jwe = jwe_files.issuer(c, prefix, table);
         if let Some(iss) = &policy.issuer
             && !names.insert(iss.clone())
         {
@@ -106,10 +115,69 @@ pub(super) fn settings(
             unknown_kid: remote.then_some(refresh.unknown_kid),
             max_stale: refresh.max_stale.filter(|_| remote),
             binding,
+            jwe,
         });
         sources.push(source);
     }
-    (sources, issuers)
+    (sources, issuers, jwe_files.files)
+}
+
+/// The JWE decryption key files (`jwe_keys`), each read and validated
+/// whole once however many issuers name it (a bad one is a configuration
+/// problem, exit 64); an issuer refers to its file by index.
+#[derive(Default)]
+struct JweFiles {
+    files: Vec<(PathBuf, Arc<DecryptionKeys>)>,
+    /// Files already reported bad (reported once).
+    failed: HashSet<PathBuf>,
+}
+
+impl JweFiles {
+    /// One issuer's JWE settings (`jwe_keys`, `jwe_unsigned_claims`); an
+    /// empty `jwe_keys` is none (an `[[issuers]]` table opting out of the
+    /// top-level file).
+    fn issuer(&mut self, c: &mut Check, prefix: &str, t: &RawIssuer) -> IssuerJwe {
+        c.at = prefix.to_owned();
+        let unsigned_claims = c.flag(&s::jwe_unsigned_claims, t.jwe_unsigned_claims.as_deref());
+        let named = t.jwe_keys.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        let keys = named.and_then(|path| self.file(c, PathBuf::from(path)));
+        if unsigned_claims && named.is_none() {
+            c.problem(
+                &s::jwe_unsigned_claims,
+                "needs jwe_keys (claims alone are accepted only inside a JWE)",
+            );
+        }
+        c.at.clear();
+        IssuerJwe {
+            keys,
+            unsigned_claims,
+        }
+    }
+
+    fn file(&mut self, c: &mut Check, path: PathBuf) -> Option<usize> {
+        if let Some(n) = self.files.iter().position(|(p, _)| *p == path) {
+            return Some(n);
+        }
+        if self.failed.contains(&path) {
+            return None;
+        }
+        let loaded = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                DecryptionKeys::from_file_contents(&bytes).map_err(|e| e.to_string())
+            });
+        match loaded {
+            Ok(keys) => {
+                self.files.push((path, Arc::new(keys)));
+                Some(self.files.len() - 1)
+            }
+            Err(e) => {
+                c.problem(&s::jwe_keys, format_args!("{}: {e}", path.display()));
+                self.failed.insert(path);
+                None
+            }
+        }
+    }
 }
 
 /// The issuers to configure, each with the prefix its problems carry: the

@@ -410,16 +410,20 @@ settings! {
         dpop_algorithms: List { flag: "dpop-algorithms", env: "JWTD_DPOP_ALGORITHMS", value: "A,B", topic: Tokens },
         /// How old a DPoP proof's iat may be (leeway added; 1s to 10m).
         dpop_max_age: Text { flag: "dpop-max-age", env: "JWTD_DPOP_MAX_AGE", value: "DURATION", topic: Tokens, default: "60s" },
+        /// JWE decryption keys: a JWK set or PEM file of private keys
+        /// (keep it readable by jwtd alone); nested JWTs are decrypted,
+        /// then verified [default: none, JWEs refused].
+        jwe_keys: Text { flag: "jwe-keys", env: "JWTD_JWE_KEYS", value: "FILE", topic: Keys },
+        /// Accept a JWE of claims alone (no inner signature) when its key
+        /// management is symmetric (A*KW, dir): only a holder of the key
+        /// can make one.
+        jwe_unsigned_claims: Switch { flag: "jwe-unsigned-claims", env: "JWTD_JWE_UNSIGNED_CLAIMS", value: "BOOL", topic: Tokens, default: "false" },
     }
     daemon {
         /// Serve the embedded DEVELOPMENT key set (issuer `https://jwtd.dev.invalid`),
         /// whose private key is published in
         /// deploy/dev/: for trying jwtd out, never in production.
         dev: Switch { flag: "dev", env: "JWTD_DEV", value: "BOOL", topic: Keys, default: "false" },
-        /// JWE decryption keys: a JWK set of private keys (keep it
-        /// readable by jwtd alone); nested JWTs are decrypted, then
-        /// verified [default: none, JWEs refused].
-        jwe_keys: Text { flag: "jwe-keys", env: "JWTD_JWE_KEYS", value: "FILE", topic: Keys },
         /// Refresh period of remote key sets without Cache-Control max-age.
         refresh_interval: Text { flag: "refresh-interval", env: "JWTD_REFRESH_INTERVAL", value: "DURATION", topic: Keys, default: "5m" },
         /// Lower bound on a remote key set's max-age; cap of the retry

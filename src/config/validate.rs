@@ -64,9 +64,10 @@ pub struct Config {
     pub admin_addr: Option<SocketAddr>,
     /// Bounds of the listeners (proxy fronts, admin) and socket ownership.
     pub listen: ListenLimits,
-    /// Where the JWE decryption keys were read from (`jwe_keys`), for the
-    /// start-up checks (file mode) and logs.
-    pub jwe_keys: Option<PathBuf>,
+    /// The JWE decryption key files (`jwe_keys`, top level and per
+    /// issuer, each once), in the order of [`VerifierConfig::jwe`], for the
+    /// start-up checks (file mode), the watchers and logs.
+    pub jwe_keys: Vec<PathBuf>,
 }
 
 /// Resource bounds of the proxy fronts and the admin listener, and the
@@ -240,15 +241,15 @@ impl Config {
         let revocation = revocation::settings(&mut c, &raw);
         let fronts = fronts::settings(&mut c, &raw, &socket);
         let redis = redis_urls(&mut c, &raw);
-        let (sources, issuers) = issuers::settings(&mut c, &raw, max_token_bytes, &refresh);
+        let (sources, issuers, jwe) = issuers::settings(&mut c, &raw, max_token_bytes, &refresh);
         let conn = connections(&mut c, &raw, max_token_bytes);
         // Routes and the verification budget are stages of the verifier's
         // pipeline, shared by every front.
         let routes = fronts::routes(&mut c, &raw);
         let mut verifier = cache(&mut c, &raw, issuers, conn.max_verifying, routes);
         verifier.bind = fronts::bindings(&mut c, &raw);
-        let (jwe_keys, jwe) = jwe_keys(&mut c, &raw);
-        verifier.jwe = jwe;
+        let jwe_keys = jwe.iter().map(|(path, _)| path.clone()).collect();
+        verifier.jwe = jwe.into_iter().map(|(_, keys)| keys).collect();
         let mut fronts = fronts;
         fronts.authz.cnf_header = verifier
             .issuers
@@ -411,36 +412,8 @@ fn cache(
         max_verifying,
         routes,
         bind: crate::bind::BindConfig::default(),
-        jwe: None,
+        jwe: Vec::new(),
     }
-}
-
-/// The JWE decryption keys (`jwe_keys`): the file read and validated
-/// whole now, so a bad one is a configuration problem (exit 64).
-fn jwe_keys(
-    c: &mut Check,
-    raw: &RawConfig,
-) -> (
-    Option<PathBuf>,
-    Option<std::sync::Arc<crate::verify::jwe::DecryptionKeys>>,
-) {
-    let Some(path) = raw.jwe_keys.as_deref().filter(|p| !p.trim().is_empty()) else {
-        return (None, None);
-    };
-    let keys = match std::fs::read(path) {
-        Err(e) => {
-            c.problem(&s::jwe_keys, format_args!("{path}: {e}"));
-            None
-        }
-        Ok(bytes) => match crate::verify::jwe::DecryptionKeys::from_jwks(&bytes) {
-            Ok(keys) => Some(std::sync::Arc::new(keys)),
-            Err(e) => {
-                c.problem(&s::jwe_keys, format_args!("{path}: {e}"));
-                None
-            }
-        },
-    };
-    (Some(PathBuf::from(path)), keys)
 }
 
 /// The native socket's connection bounds.

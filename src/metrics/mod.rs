@@ -231,7 +231,7 @@ impl Metrics {
     pub fn verified(&self, result: &Verified, took: Duration, now: i64) {
         if let Some(h) = Algorithm::ALL
             .iter()
-            .position(|a| *a == result.alg)
+            .position(|a| Some(*a) == result.alg)
             .and_then(|i| self.verify.get(i))
         {
             h.record(took.as_secs_f64());

@@ -70,7 +70,7 @@ pub(super) fn token(
             cnf: None,
             raw: bytes::Bytes::new(),
         },
-        alg: Algorithm::ES256,
+        alg: Some(Algorithm::ES256),
         kid: None,
         key: crate::verify::KeyFingerprint([0; 32]),
         anomalies: Anomalies::NONE,

@@ -12,11 +12,13 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use super::Verifier;
-use super::issuer::Call;
+use super::issuer::{Call, Opened};
 use crate::cache::{Cache, Key};
 use crate::jwks::refresh::Wait;
 use crate::revocation::{Local, Probe, Standing};
+use crate::verify::jwe::{self, DecryptionKeys, JweError};
 use crate::verify::{self, Reject, Rejection, Verified};
+use arc_swap::ArcSwap;
 
 /// What the daemon answers for one token.
 #[derive(Debug)]
@@ -129,8 +131,12 @@ impl Verifier {
     }
 
     /// Whether the issuer that vouched for a cached result still holds the
-    /// key that verified it.
+    /// key that verified it (for claims alone, whether the decryption key
+    /// is still loaded).
     fn still_trusted(&self, hit: &crate::cache::Hit) -> bool {
+        if hit.result.alg.is_none() {
+            return self.still_sealed(hit.result.key);
+        }
         self.inner.issuers.get(hit.issuer).is_some_and(|issuer| {
             issuer
                 .keys
@@ -163,27 +169,40 @@ impl Verifier {
         if !selector.is_empty() && !self.inner.selectors.contains(selector) {
             return Outcome::UnknownSelector;
         }
+        let started = std::time::Instant::now();
+        // A JWE (five segments) with decryption keys: the inner token of a
+        // nested JWT is verified as any token is, claims alone (where
+        // allowed) as a signed token's claims are; the cache key stays the
+        // JWE's own (computed from the bytes the client sent).
+        let opened = match self.decrypt(token) {
+            Ok(opened) => opened,
+            Err(reason) => return Outcome::Invalid(Rejection::from(reason)),
+        };
         let call = Call {
             inner: &self.inner,
             selector,
             chosen: Cell::new(None),
             no_keys: Cell::new(false),
             kidless: Cell::new(false),
+            opened: opened.as_ref().map(|o| Opened {
+                set: o.set,
+                sealed: !o.content.nested,
+            }),
         };
-        let started = std::time::Instant::now();
-        // A JWE (five segments) with decryption keys: the inner token of a
-        // nested JWT is verified as any token is; the cache key stays the
-        // JWE's own (computed from the bytes the client sent).
-        let decrypted;
-        let token = match self.decrypt(token) {
-            Ok(None) => token,
-            Ok(Some(inner)) => {
-                decrypted = inner;
-                &decrypted[..]
-            }
-            Err(reason) => return Outcome::Invalid(Rejection::from(reason)),
+        let verdict = match &opened {
+            None => verify::verify_with(token, &call, now),
+            Some(o) if o.content.nested => verify::verify_with(&o.content.plaintext, &call, now),
+            Some(o) => verify::verify_sealed_with(
+                &o.content.plaintext,
+                verify::Sealed {
+                    typ: o.content.typ.as_deref(),
+                    kid: o.content.kid.as_deref(),
+                    key: o.content.key,
+                },
+                &call,
+                now,
+            ),
         };
-        let verdict = verify::verify_with(token, &call, now);
         let issuer = call.chosen.get().and_then(|n| self.inner.issuers.get(n));
         match verdict {
             Ok(verified) => {
@@ -261,49 +280,60 @@ impl Verifier {
 }
 
 impl Verifier {
-    /// The inner token of a JWE, when `token` is one and keys are
-    /// configured (`Ok(None)`: not a JWE, or no keys, and the core answers
-    /// `jwe`). Only a nested JWT (`cty: JWT`) is accepted: claims alone
-    /// are refused `jwe` (`docs/design/jwe.md`).
-    fn decrypt(&self, token: &[u8]) -> Result<Option<Vec<u8>>, Reject> {
-        if memchr::memchr_iter(b'.', token).count() != 4 {
+    /// The content of a JWE, when `token` is one and keys are configured
+    /// (`Ok(None)`: not a JWE, or no keys, and the core answers `jwe`).
+    /// Claims alone are refused `jwe` here when public-key key management
+    /// brought them (anyone with the public key could have made them); the
+    /// issuer's own settings are checked when the issuer is chosen
+    /// ([`Call`]).
+    fn decrypt(&self, token: &[u8]) -> Result<Option<OpenedJwe>, Reject> {
+        if self.inner.jwe.is_empty() || memchr::memchr_iter(b'.', token).count() != 4 {
             return Ok(None);
         }
-        let keys = self.inner.jwe.load();
-        let Some(keys) = keys.as_deref() else {
-            return Ok(None);
-        };
         if token.len() > self.inner.limits.max_token_bytes {
             return Err(Reject::TooLarge);
         }
-        let decrypted = keys.decrypt(token);
-        if let Ok(d) = &decrypted {
-            // On a miss only (a decryption costs far more than the lookup
-            // of a labelled counter).
-            metrics::counter!(
-                "jwtd_jwe_decrypted_total",
-                "alg" => d.alg.as_str(),
-                "enc" => d.enc.as_str()
-            )
-            .increment(1);
-        }
-        match decrypted {
-            Ok(d) if d.nested => Ok(Some(d.plaintext)),
-            Ok(d) => {
-                tracing::debug!(
-                    alg = d.alg.as_str(),
-                    enc = d.enc.as_str(),
-                    "JWE of claims alone refused"
-                );
-                Err(Reject::Jwe)
+        let guards: Vec<_> = self.inner.jwe.iter().map(ArcSwap::load).collect();
+        let sets: Vec<&DecryptionKeys> = guards.iter().map(|g| &***g).collect();
+        match jwe::decrypt_in(token, &sets) {
+            Ok((set, content)) => {
+                // On a miss only (a decryption costs far more than the
+                // lookup of a labelled counter).
+                metrics::counter!(
+                    "jwtd_jwe_decrypted_total",
+                    "alg" => content.alg.as_str(),
+                    "enc" => content.enc.as_str()
+                )
+                .increment(1);
+                if !content.nested && content.alg.is_public() {
+                    tracing::debug!(
+                        alg = content.alg.as_str(),
+                        enc = content.enc.as_str(),
+                        "JWE of claims alone with public-key key management refused"
+                    );
+                    return Err(Reject::Jwe);
+                }
+                Ok(Some(OpenedJwe { set, content }))
             }
-            Err(crate::verify::jwe::JweError::Decrypt) => Err(Reject::JweDecrypt),
+            Err(JweError::Decrypt) => Err(Reject::JweDecrypt),
             Err(problem) => {
                 tracing::debug!(%problem, "JWE refused");
                 Err(Reject::Jwe)
             }
         }
     }
+
+    /// Whether a decryption key set still holds the key that decrypted a
+    /// claims-only result.
+    fn still_sealed(&self, key: verify::KeyFingerprint) -> bool {
+        self.inner.jwe.iter().any(|set| set.load().contains(key))
+    }
+}
+
+/// A decrypted JWE, and which key set opened it.
+struct OpenedJwe {
+    set: usize,
+    content: jwe::Decrypted,
 }
 
 /// A valid result's outcome once its revocation status is decided.

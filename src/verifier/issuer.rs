@@ -48,6 +48,7 @@ pub struct Issuer {
     pub(super) gate: Option<RefreshGate>,
     pub(super) max_stale: Option<Duration>,
     pub(super) health: Health,
+    pub(super) jwe: super::IssuerJwe,
 }
 
 impl Issuer {
@@ -120,6 +121,18 @@ pub(super) struct Call<'v> {
     pub(super) no_keys: Cell<bool>,
     /// A kid-less token was refused for matching too many keys.
     pub(super) kidless: Cell<bool>,
+    /// The token came in a JWE: which issuers it may be for.
+    pub(super) opened: Option<Opened>,
+}
+
+/// What a token's JWE envelope says about the issuer its content may be
+/// for (checked in [`Call::select`], before any signature work).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Opened {
+    /// The decryption key set that opened it.
+    pub(super) set: usize,
+    /// Claims alone (no inner signature).
+    pub(super) sealed: bool,
 }
 
 /// A loaded key set, kept alive for one verification.
@@ -163,6 +176,19 @@ impl Trust for Call<'_> {
         };
         let issuer = self.inner.issuers.get(n).ok_or(Reject::UnknownIssuer)?;
         self.chosen.set(Some(n));
+        if let Some(opened) = self.opened {
+            match issuer.jwe.keys {
+                // This issuer takes no JWE.
+                None => return Err(Reject::Jwe),
+                // Opened with keys that are not this issuer's: to it, the
+                // envelope is one none of its keys decrypts.
+                Some(set) if set != opened.set => return Err(Reject::JweDecrypt),
+                Some(_) => {}
+            }
+            if opened.sealed && !issuer.jwe.unsigned_claims {
+                return Err(Reject::Jwe);
+            }
+        }
         let policy = if self.selector.is_empty() {
             &issuer.default
         } else {
@@ -173,7 +199,8 @@ impl Trust for Call<'_> {
                 .ok_or(Reject::Audience)?
         };
         let keys = issuer.keys.load();
-        if keys.is_none() {
+        // Claims alone need no signing key: the decryption key vouched.
+        if keys.is_none() && !self.opened.is_some_and(|o| o.sealed) {
             self.no_keys.set(true);
             return Err(Reject::UnknownKey);
         }

@@ -73,7 +73,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::bind::{BindConfig, Binder, IssuerBinding};
 use crate::cache::Cache;
@@ -114,6 +114,23 @@ pub struct IssuerConfig {
     pub max_stale: Option<Duration>,
     /// Its DPoP mode and proof policy (see [`crate::bind`]).
     pub binding: IssuerBinding,
+    /// Which decryption keys its JWEs may be opened with, and whether
+    /// claims alone are accepted.
+    pub jwe: IssuerJwe,
+}
+
+/// One issuer's JWE settings (`docs/design/jwe.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IssuerJwe {
+    /// Index into [`VerifierConfig::jwe`] of its decryption keys (the
+    /// top-level `jwe_keys`, inherited, or its own); `None`: a JWE whose
+    /// inner token is this issuer's is refused `jwe`. A JWE opened by
+    /// another issuer's keys is `jwe_decrypt` for this one: no issuer's
+    /// tokens ride in an envelope meant for another.
+    pub keys: Option<usize>,
+    /// `jwe_unsigned_claims`: claims alone (no inner signature) are
+    /// accepted in a JWE with symmetric key management (`A*KW`, `dir`).
+    pub unsigned_claims: bool,
 }
 
 /// Settings of a [`Verifier`].
@@ -135,9 +152,11 @@ pub struct VerifierConfig {
     pub routes: Vec<Route>,
     /// The binding stage's daemon-wide settings (see [`crate::bind`]).
     pub bind: BindConfig,
-    /// Keys JWEs are decrypted with (`jwe_keys`); `None`: a JWE is refused
-    /// `jwe`. A nested JWT's inner token is verified as any token is.
-    pub jwe: Option<Arc<DecryptionKeys>>,
+    /// The decryption key sets (one per `jwe_keys` file); each issuer
+    /// names its own by index ([`IssuerJwe::keys`]). Empty: every JWE is
+    /// refused `jwe`. A nested JWT's inner token is verified as any token
+    /// is.
+    pub jwe: Vec<Arc<DecryptionKeys>>,
 }
 
 impl VerifierConfig {
@@ -149,13 +168,14 @@ impl VerifierConfig {
                 unknown_kid: None,
                 max_stale: None,
                 binding: IssuerBinding::default(),
+                jwe: IssuerJwe::default(),
             }],
             cache_entries,
             cache_max_ttl,
             max_verifying: DEFAULT_MAX_VERIFYING,
             routes: Vec::new(),
             bind: BindConfig::default(),
-            jwe: None,
+            jwe: Vec::new(),
         }
     }
 }
@@ -186,8 +206,9 @@ struct Inner {
     routes: Vec<Route>,
     /// The binding stage.
     bind: Binder,
-    /// JWE decryption keys (`jwe_keys`), swapped whole.
-    jwe: ArcSwapOption<DecryptionKeys>,
+    /// JWE decryption key sets (one per `jwe_keys` file), each swapped
+    /// whole.
+    jwe: Box<[ArcSwap<DecryptionKeys>]>,
 }
 
 /// The shared verification handle. Cheap to clone.
@@ -253,6 +274,7 @@ impl Verifier {
                     by_selector,
                     max_stale: i.max_stale,
                     health: Health::default(),
+                    jwe: i.jwe,
                 }
             })
             .collect();
@@ -282,19 +304,22 @@ impl Verifier {
                 budget: Budget::new(config.max_verifying),
                 routes: config.routes,
                 bind: Binder::new(bindings, config.bind),
-                jwe: ArcSwapOption::new(config.jwe),
+                jwe: config.jwe.into_iter().map(ArcSwap::new).collect(),
             }),
         }
     }
 
-    /// Replaces the JWE decryption keys (`None`: JWEs are refused). The
-    /// result cache is emptied: an entry of a JWE does not say which
-    /// decryption key opened it, and one removed must stop vouching at the
-    /// swap, as a removed signing key does. (Decryption keys change
+    /// Replaces decryption key set `set` (an index into
+    /// [`VerifierConfig::jwe`]; a set that was not configured is ignored).
+    /// The result cache is emptied: an entry of a nested JWT does not say
+    /// which decryption key opened it, and one removed must stop vouching
+    /// at the swap, as a removed signing key does. (Decryption keys change
     /// rarely; the cache refills from the next requests.)
-    pub fn set_jwe_keys(&self, keys: Option<Arc<DecryptionKeys>>) {
-        self.inner.jwe.store(keys);
-        self.inner.cache.clear();
+    pub fn set_jwe_keys(&self, set: usize, keys: Arc<DecryptionKeys>) {
+        if let Some(slot) = self.inner.jwe.get(set) {
+            slot.store(keys);
+            self.inner.cache.clear();
+        }
     }
 
     /// The metric handles.

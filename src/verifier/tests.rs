@@ -209,6 +209,7 @@ fn issuer(iss: &str, aud: &[&str], refresh: bool) -> IssuerConfig {
         unknown_kid: refresh.then_some((Duration::from_secs(30), Duration::from_secs(1))),
         max_stale: None,
         binding: crate::bind::IssuerBinding::default(),
+        jwe: crate::verifier::IssuerJwe::default(),
     }
 }
 
@@ -232,7 +233,7 @@ async fn the_tokens_iss_picks_the_issuer_and_its_keys_only() {
         max_verifying: 100,
         routes: Vec::new(),
         bind: crate::bind::BindConfig::default(),
-        jwe: None,
+        jwe: Vec::new(),
     });
     assert!(!v.ready());
     v.set_keys(0, set_of(&[&a]));
@@ -306,7 +307,7 @@ async fn a_cached_result_stops_when_its_own_issuer_drops_the_key() {
         max_verifying: 100,
         routes: Vec::new(),
         bind: crate::bind::BindConfig::default(),
-        jwe: None,
+        jwe: Vec::new(),
     });
     // The same key trusted by both issuers.
     v.set_keys(0, set_of(&[&shared]));
@@ -333,7 +334,7 @@ async fn an_unknown_kid_waits_for_the_refresh_and_is_verified_again() {
         max_verifying: 100,
         routes: Vec::new(),
         bind: crate::bind::BindConfig::default(),
-        jwe: None,
+        jwe: Vec::new(),
     });
     v.set_keys(0, set_of(&[&old]));
     let now = crate::clock::unix_now();
@@ -376,7 +377,7 @@ async fn a_kidless_token_matching_too_many_keys_asks_for_no_refresh() {
         max_verifying: 100,
         routes: Vec::new(),
         bind: crate::bind::BindConfig::default(),
-        jwe: None,
+        jwe: Vec::new(),
     });
     v.set_keys(0, set_of(&keys.iter().collect::<Vec<_>>()));
     let now = crate::clock::unix_now();
@@ -441,7 +442,7 @@ async fn a_cancelled_decision_gives_its_verification_slot_back() {
         max_verifying: 1,
         routes: Vec::new(),
         bind: crate::bind::BindConfig::default(),
-        jwe: None,
+        jwe: Vec::new(),
     });
     v.set_keys(0, set_of(&[&old]));
     let now = crate::clock::unix_now();

@@ -1,9 +1,10 @@
 //! Compact JWE (RFC 7516, algorithms of RFC 7518): one encrypted token and
 //! one decryption key -> the plaintext, or why not.
 //!
-//! **Status: the core of issue 14, not yet wired into the daemon**
-//! (`docs/design/jwe.md`). What is here is pure and tested against the
-//! RFC 7516 and RFC 7520 examples (`tests/conformance/jwe/`).
+//! Pure (no I/O, no clock), tested against the RFC 7516 and RFC 7520
+//! examples and tokens Node `jose` made (`tests/conformance/jwe/`). The
+//! daemon calls it from `verifier/check.rs`; `docs/design/jwe.md` has the
+//! whole design (nested tokens, claims alone, per-issuer keys).
 //!
 //! # What is accepted
 //!
@@ -37,7 +38,7 @@ use aws_lc_rs::{constant_time, digest, hmac};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::keys::B64URL;
+use super::keys::{B64URL, KeyFingerprint};
 
 /// Key management algorithms jwtd decrypts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,20 @@ impl KeyAlg {
             KeyAlg::RsaOaep | KeyAlg::RsaOaep256 | KeyAlg::EcdhEs | KeyAlg::EcdhEsKw(_)
         )
     }
+
+    /// Every key management algorithm, in the order of RFC 7518's table.
+    pub const ALL: [KeyAlg; 10] = [
+        KeyAlg::RsaOaep,
+        KeyAlg::RsaOaep256,
+        KeyAlg::AesKw(128),
+        KeyAlg::AesKw(192),
+        KeyAlg::AesKw(256),
+        KeyAlg::Dir,
+        KeyAlg::EcdhEs,
+        KeyAlg::EcdhEsKw(128),
+        KeyAlg::EcdhEsKw(192),
+        KeyAlg::EcdhEsKw(256),
+    ];
 }
 
 /// Content encryption algorithms.
@@ -201,6 +216,12 @@ pub enum JweError {
 /// A private key jwtd decrypts with, parsed once.
 pub struct DecryptionKey {
     kid: Option<String>,
+    /// A PEM key (PEM has no kid): it stands for whatever kid a JWE names,
+    /// as kid-less PEM keys do for signatures.
+    any_kid: bool,
+    /// Its identity (a digest of the key, never shown): a claims-only
+    /// result is served from the cache only while its key is loaded.
+    fingerprint: KeyFingerprint,
     /// The one `alg` it serves (from its JWK `alg`), if it names one.
     alg: Option<KeyAlg>,
     /// The one `enc` it serves: a `dir` key whose JWK `alg` names the
@@ -210,9 +231,76 @@ pub struct DecryptionKey {
 }
 
 enum Material {
-    Rsa(OaepPrivateDecryptingKey),
+    /// The OAEP key, and the digest of its PKCS#8 form (its identity).
+    Rsa(OaepPrivateDecryptingKey, [u8; 32]),
     Ec(&'static agreement::Algorithm, usize, Vec<u8>),
     Oct(Vec<u8>),
+}
+
+impl Material {
+    /// A digest naming this key, domain-separated from every other use of
+    /// SHA-256 in jwtd; only ever compared in memory.
+    fn fingerprint(&self) -> KeyFingerprint {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"jwtd decryption key\0");
+        match self {
+            Material::Rsa(_, d) => {
+                ctx.update(b"RSA\0");
+                ctx.update(d);
+            }
+            Material::Ec(_, len, d) => {
+                ctx.update(format!("EC{len}\0").as_bytes());
+                ctx.update(d);
+            }
+            Material::Oct(k) => {
+                ctx.update(b"oct\0");
+                ctx.update(k);
+            }
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        KeyFingerprint(out)
+    }
+}
+
+/// An RSA private key for OAEP: at least 2048 bits.
+fn rsa_material(pair: &rsa::KeyPair) -> Result<Material, KeyError> {
+    if pair.public_modulus_len() * 8 < super::keys::MIN_RSA_BITS {
+        return Err(KeyError("RSA modulus below 2048 bits".to_owned()));
+    }
+    let der = pair
+        .as_der()
+        .map_err(|_| KeyError("RSA key cannot be encoded".to_owned()))?;
+    let private = rsa::PrivateDecryptingKey::from_pkcs8(der.as_ref())
+        .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?;
+    let id = digest::digest(&digest::SHA256, der.as_ref());
+    let mut fp = [0u8; 32];
+    fp.copy_from_slice(id.as_ref());
+    Ok(Material::Rsa(
+        OaepPrivateDecryptingKey::new(private)
+            .map_err(|_| KeyError("RSA key rejected for OAEP".to_owned()))?,
+        fp,
+    ))
+}
+
+/// An EC private key in DER (PKCS#8 or SEC 1) on P-256, P-384 or P-521.
+fn ec_material(der: &[u8]) -> Result<Material, KeyError> {
+    use aws_lc_rs::encoding::{AsBigEndian, EcPrivateKeyBin};
+    for (curve, len) in [
+        (&agreement::ECDH_P256, 32),
+        (&agreement::ECDH_P384, 48),
+        (&agreement::ECDH_P521, 66),
+    ] {
+        if let Ok(key) = agreement::PrivateKey::from_private_key_der(curve, der) {
+            let d: EcPrivateKeyBin<'_> = key
+                .as_be_bytes()
+                .map_err(|_| KeyError("EC key cannot be encoded".to_owned()))?;
+            return Ok(Material::Ec(curve, len, d.as_ref().to_vec()));
+        }
+    }
+    Err(KeyError(
+        "not an RSA key or an EC key on P-256, P-384 or P-521".to_owned(),
+    ))
 }
 
 impl std::fmt::Debug for DecryptionKey {
@@ -284,20 +372,10 @@ impl DecryptionKey {
                     dQ: b64(jwk, "dq")?,
                     qInv: b64(jwk, "qi")?,
                 };
-                let pair = rsa::KeyPair::from_components(&c)
-                    .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?;
-                if pair.public_modulus_len() * 8 < super::keys::MIN_RSA_BITS {
-                    return Err(KeyError("RSA modulus below 2048 bits".to_owned()));
-                }
-                let der = pair
-                    .as_der()
-                    .map_err(|_| KeyError("RSA key cannot be encoded".to_owned()))?;
-                let private = rsa::PrivateDecryptingKey::from_pkcs8(der.as_ref())
-                    .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?;
-                Material::Rsa(
-                    OaepPrivateDecryptingKey::new(private)
-                        .map_err(|_| KeyError("RSA key rejected for OAEP".to_owned()))?,
-                )
+                rsa_material(
+                    &rsa::KeyPair::from_components(&c)
+                        .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?,
+                )?
             }
             Some("EC") => {
                 let (alg, len) = match text("crv") {
@@ -331,8 +409,47 @@ impl DecryptionKey {
         };
         Ok(DecryptionKey {
             kid: text("kid").map(str::to_owned),
+            any_kid: false,
+            fingerprint: material.fingerprint(),
             alg,
             enc,
+            material,
+        })
+    }
+
+    /// A PEM private key block: `PRIVATE KEY` (PKCS#8, RSA or EC),
+    /// `RSA PRIVATE KEY` (PKCS#1) or `EC PRIVATE KEY` (SEC 1). It has no
+    /// kid and no `alg`: it serves whatever its type allows, for any kid.
+    ///
+    /// # Errors
+    ///
+    /// Another label, or a key aws-lc-rs refuses (RSA below 2048 bits, a
+    /// curve other than P-256/384/521).
+    pub fn from_pem_block(block: &super::pem::Block) -> Result<DecryptionKey, KeyError> {
+        let der = &block.der[..];
+        let material = match block.label.as_str() {
+            "RSA PRIVATE KEY" => rsa_material(
+                &rsa::KeyPair::from_der(der)
+                    .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?,
+            )?,
+            "PRIVATE KEY" => match rsa::KeyPair::from_pkcs8(der) {
+                Ok(pair) => rsa_material(&pair)?,
+                Err(_) => ec_material(der)?,
+            },
+            "EC PRIVATE KEY" => ec_material(der)?,
+            "ENCRYPTED PRIVATE KEY" => {
+                return Err(KeyError(
+                    "an encrypted private key; jwtd reads unencrypted keys only".to_owned(),
+                ));
+            }
+            other => return Err(KeyError(format!("a {other:?} block is not a private key"))),
+        };
+        Ok(DecryptionKey {
+            kid: None,
+            any_kid: true,
+            fingerprint: material.fingerprint(),
+            alg: None,
+            enc: None,
             material,
         })
     }
@@ -342,13 +459,23 @@ impl DecryptionKey {
         self.kid.as_deref()
     }
 
+    /// The key's identity (a digest, never the key).
+    pub fn fingerprint(&self) -> KeyFingerprint {
+        self.fingerprint
+    }
+
+    /// Whether a JWE naming `kid` may be tried with this key.
+    fn answers_to(&self, kid: &str) -> bool {
+        self.any_kid || self.kid.as_deref() == Some(kid)
+    }
+
     /// Whether this key may unwrap with `alg` for `enc`.
     fn serves(&self, alg: KeyAlg, enc: Enc) -> bool {
         if self.alg.is_some_and(|own| own != alg) || self.enc.is_some_and(|own| own != enc) {
             return false;
         }
         match (&self.material, alg) {
-            (Material::Rsa(_), KeyAlg::RsaOaep | KeyAlg::RsaOaep256) => true,
+            (Material::Rsa(..), KeyAlg::RsaOaep | KeyAlg::RsaOaep256) => true,
             (Material::Ec(..), KeyAlg::EcdhEs | KeyAlg::EcdhEsKw(_)) => true,
             (Material::Oct(k), KeyAlg::AesKw(bits)) => k.len() * 8 == usize::from(bits),
             (Material::Oct(k), KeyAlg::Dir) => k.len() == enc.key_len(),
@@ -454,44 +581,111 @@ impl DecryptionKeys {
     ///
     /// As [`decrypt`]; no key for the `kid` is [`JweError::Algorithm`].
     pub fn decrypt(&self, token: &[u8]) -> Result<Decrypted, JweError> {
-        let header = peek_header(token)?;
-        let kid = header.get("kid").and_then(Value::as_str);
-        let candidates: Vec<&DecryptionKey> = match kid {
-            Some(kid) => self.keys.iter().filter(|k| k.kid() == Some(kid)).collect(),
-            None => {
-                let alg = header
-                    .get("alg")
-                    .and_then(Value::as_str)
-                    .and_then(KeyAlg::from_name);
-                let enc = header
-                    .get("enc")
-                    .and_then(Value::as_str)
-                    .and_then(Enc::from_name);
-                match (alg, enc) {
-                    (Some(alg), Some(enc)) => {
-                        self.keys.iter().filter(|k| k.serves(alg, enc)).collect()
-                    }
-                    // Let `decrypt` name what is wrong with the header.
-                    _ => self.keys.iter().take(1).collect(),
-                }
+        decrypt_in(token, &[self]).map(|(_, d)| d)
+    }
+
+    /// Parses PEM private keys (see [`DecryptionKey::from_pem_block`]);
+    /// blocks that are not usable private keys are skipped and named.
+    ///
+    /// # Errors
+    ///
+    /// Not PEM, or no usable key in it.
+    pub fn from_pem(text: &str) -> Result<DecryptionKeys, KeysError> {
+        let blocks = super::pem::parse(text).map_err(|e| KeysError::NotASet(e.to_string()))?;
+        let mut set = DecryptionKeys::default();
+        for (index, block) in blocks.iter().enumerate() {
+            match DecryptionKey::from_pem_block(block) {
+                Ok(key) => set.keys.push(key),
+                Err(e) => set.skipped.push((index, None, e)),
             }
-        };
+        }
+        if set.keys.is_empty() {
+            return Err(KeysError::NoUsableKey(set.skipped_messages()));
+        }
+        Ok(set)
+    }
+
+    /// Parses a `jwe_keys` file: PEM private keys when the text starts
+    /// with a PEM armour line (after blank space), a JWK set otherwise
+    /// (as `jwks_file` does for trusted keys).
+    ///
+    /// # Errors
+    ///
+    /// As [`DecryptionKeys::from_jwks`] and [`DecryptionKeys::from_pem`].
+    pub fn from_file_contents(bytes: &[u8]) -> Result<DecryptionKeys, KeysError> {
+        let trimmed = bytes.trim_ascii_start();
+        if trimmed.starts_with(b"-----BEGIN ") {
+            let text = std::str::from_utf8(trimmed)
+                .map_err(|_| KeysError::NotASet("PEM text is not UTF-8".to_owned()))?;
+            DecryptionKeys::from_pem(text)
+        } else {
+            DecryptionKeys::from_jwks(bytes)
+        }
+    }
+
+    /// Whether the set holds the key with this fingerprint.
+    pub fn contains(&self, fingerprint: KeyFingerprint) -> bool {
+        self.keys.iter().any(|k| k.fingerprint == fingerprint)
+    }
+
+    /// The keys of this set a JWE with this header may be tried with.
+    fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        fit: Option<(KeyAlg, Enc)>,
+    ) -> impl Iterator<Item = &'a DecryptionKey> + 'a {
+        self.keys.iter().filter(move |k| {
+            kid.is_none_or(|kid| k.answers_to(kid))
+                && fit.is_none_or(|(alg, enc)| k.serves(alg, enc))
+        })
+    }
+}
+
+/// Decrypts `token` with the keys of several sets (one per `jwe_keys`
+/// file, for issuers with keys of their own): the key its `kid` names, or,
+/// without `kid`, each key that serves its `alg` and `enc`; at most
+/// [`MAX_KIDLESS_TRIES`] keys over all the sets, else refused untried.
+/// Answers which set's key opened it.
+///
+/// # Errors
+///
+/// As [`decrypt`]; no key for the `kid` is [`JweError::Algorithm`].
+pub fn decrypt_in(token: &[u8], sets: &[&DecryptionKeys]) -> Result<(usize, Decrypted), JweError> {
+    let header = peek_header(token)?;
+    let kid = header.get("kid").and_then(Value::as_str);
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .and_then(KeyAlg::from_name);
+    let enc = header
+        .get("enc")
+        .and_then(Value::as_str)
+        .and_then(Enc::from_name);
+    let fit = alg.zip(enc);
+    let mut candidates: Vec<(usize, &DecryptionKey)> = Vec::new();
+    for (n, set) in sets.iter().enumerate() {
+        candidates.extend(set.candidates(kid, fit).map(|k| (n, k)));
         if candidates.len() > MAX_KIDLESS_TRIES {
             return Err(JweError::Algorithm);
         }
-        let mut last = Err(JweError::Algorithm);
-        for key in candidates {
-            last = decrypt(token, key);
-            match last {
-                Ok(_) => return last,
-                // Another key may fit; header facts (zip, crit, RSA1_5...)
-                // are the same for every key.
-                Err(JweError::Decrypt | JweError::Algorithm | JweError::EphemeralKey) => {}
-                Err(_) => return last,
-            }
-        }
-        last
     }
+    if fit.is_none() {
+        // Let `decrypt` name what is wrong with the header.
+        candidates.truncate(1);
+    }
+    let mut last = Err(JweError::Algorithm);
+    for (n, key) in candidates {
+        match decrypt(token, key) {
+            Ok(d) => return Ok((n, d)),
+            // Another key may fit; header facts (zip, crit, RSA1_5...)
+            // are the same for every key.
+            Err(e @ (JweError::Decrypt | JweError::Algorithm | JweError::EphemeralKey)) => {
+                last = Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    last
 }
 
 /// The protected header of a compact JWE, parsed (no checks beyond JSON).
@@ -512,6 +706,12 @@ pub struct Decrypted {
     pub enc: Enc,
     /// `cty` is `JWT` (any case): the plaintext is a nested token.
     pub nested: bool,
+    /// The protected header's `typ`, if any (a claims-only JWE's type).
+    pub typ: Option<String>,
+    /// The `kid` of the key that decrypted it.
+    pub kid: Option<String>,
+    /// The identity of the key that decrypted it.
+    pub key: KeyFingerprint,
 }
 
 /// Decrypts the compact JWE `token` with `key`.
@@ -565,6 +765,9 @@ pub fn decrypt(token: &[u8], key: &DecryptionKey) -> Result<Decrypted, JweError>
         alg,
         enc,
         nested: text("cty").is_some_and(|c| c.eq_ignore_ascii_case("JWT")),
+        typ: text("typ").map(str::to_owned),
+        kid: key.kid.clone(),
+        key: key.fingerprint,
     })
 }
 
@@ -577,7 +780,7 @@ fn content_key(
     encrypted_key: &[u8],
 ) -> Result<Vec<u8>, JweError> {
     match (&key.material, alg) {
-        (Material::Rsa(private), KeyAlg::RsaOaep | KeyAlg::RsaOaep256) => {
+        (Material::Rsa(private, _), KeyAlg::RsaOaep | KeyAlg::RsaOaep256) => {
             let oaep = if alg == KeyAlg::RsaOaep {
                 &rsa::OAEP_SHA1_MGF1SHA1
             } else {

@@ -406,30 +406,107 @@ fn verify_inner<T: Trust>(
     };
 
     // 6. Claims.
-    let p = json::parse_payload(&payload, policy.max_json_depth, &policy.required)
-        .map_err(|_| Reject::Payload)?;
-    let claims = check_claims(&p, policy, now)?;
-    if let Some(want) = &policy.typ
-        && !header.typ.as_deref().is_some_and(|t| typ_matches(t, want))
-    {
-        return Err(Reject::Type);
-    }
-    let claims = Claims {
-        iss: owned(&p.iss),
-        sub: owned(&p.sub),
-        jti: owned(&p.jti),
-        exp: claims.exp,
-        nbf: claims.nbf,
-        iat: claims.iat,
-        cnf: claims.cnf.map(Box::new),
-        raw: payload.into(),
-    };
+    let claims = claims(payload, header.typ.as_deref(), policy, now)?;
     Ok(Verified {
         claims,
-        alg,
+        alg: Some(alg),
         kid: key.kid().cloned(),
         key: key.fingerprint(),
         anomalies: *anomalies,
+    })
+}
+
+/// Step 6: the claims of a payload whose sender is vouched for, checked
+/// against `policy` (and `typ`, the header's, against its `typ`).
+fn claims(payload: Vec<u8>, typ: Option<&str>, policy: &Policy, now: i64) -> Result<Claims, Reject> {
+    let p = json::parse_payload(&payload, policy.max_json_depth, &policy.required)
+        .map_err(|_| Reject::Payload)?;
+    let times = check_claims(&p, policy, now)?;
+    if let Some(want) = &policy.typ
+        && !typ.is_some_and(|t| typ_matches(t, want))
+    {
+        return Err(Reject::Type);
+    }
+    Ok(Claims {
+        iss: owned(&p.iss),
+        sub: owned(&p.sub),
+        jti: owned(&p.jti),
+        exp: times.exp,
+        nbf: times.nbf,
+        iat: times.iat,
+        cnf: times.cnf.map(Box::new),
+        raw: payload.into(),
+    })
+}
+
+/// Who vouches for claims that carry no signature: the key that decrypted
+/// the JWE they came in (symmetric key management only, see
+/// [`verify_sealed_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed<'a> {
+    /// The JWE protected header's `typ`, checked against [`Policy::typ`].
+    pub typ: Option<&'a str>,
+    /// The decryption key's `kid`.
+    pub kid: Option<&'a str>,
+    /// The decryption key's identity.
+    pub key: KeyFingerprint,
+}
+
+/// [`verify_sealed_with`] for one issuer's `policy`.
+///
+/// # Errors
+///
+/// As [`verify_sealed_with`].
+pub fn verify_sealed(claims_json: &[u8], sealed: Sealed<'_>, policy: &Policy, now: i64) -> Verdict {
+    let keys = KeySet::default();
+    verify_sealed_with(claims_json, sealed, &Fixed { keys: &keys, policy }, now)
+}
+
+/// Checks claims that arrived without a signature, in a JWE whose key
+/// management only a holder of the shared key can perform (`A*KW`, `dir`:
+/// `jwe_unsigned_claims`). The caller decrypted them and decided that this
+/// is allowed; this is step 6 of [`verify_with`] (the issuer chosen by
+/// `iss` as there, its key set not used), and the result names the
+/// decryption key in place of a signing key, with no `alg`.
+///
+/// # Errors
+///
+/// As [`verify_with`]'s claim checks; a payload over
+/// [`Policy::max_token_bytes`] is [`Reject::TooLarge`].
+pub fn verify_sealed_with<T: Trust>(
+    claims_json: &[u8],
+    sealed: Sealed<'_>,
+    trust: &T,
+    now: i64,
+) -> Verdict {
+    let fail = |reason| Rejection {
+        reason,
+        anomalies: Anomalies::NONE,
+    };
+    let limits = trust.limits();
+    if claims_json.len() > limits.max_token_bytes {
+        return Err(fail(Reject::TooLarge));
+    }
+    let policy = if trust.by_issuer() {
+        let peek = json::parse_payload(claims_json, limits.max_json_depth, &[])
+            .map_err(|_| fail(Reject::Payload))?;
+        match &peek.iss {
+            Field::Present(iss) => trust.select(Some(iss)),
+            Field::Absent => trust.select(None),
+            Field::WrongType => return Err(fail(Reject::ClaimType)),
+        }
+    } else {
+        trust.select(None)
+    }
+    .map_err(fail)?
+    .1;
+    let claims = claims(claims_json.to_vec(), sealed.typ, policy, now).map_err(fail)?;
+    Ok(Verified {
+        claims,
+        alg: None,
+        kid: sealed.kid.map(std::sync::Arc::from),
+        key: sealed.key,
+        anomalies: Anomalies::NONE,
     })
 }
 

@@ -359,8 +359,10 @@ pub struct Confirmation {
 pub struct Verified {
     /// The token's claims.
     pub claims: Claims,
-    /// The algorithm the signature was verified with.
-    pub alg: Algorithm,
+    /// The algorithm the signature was verified with; `None` for claims
+    /// that came alone in a JWE (`jwe_unsigned_claims`), vouched for by
+    /// the decryption key that `key` names.
+    pub alg: Option<Algorithm>,
     /// The `kid` of the key that verified it (`None` for a key without kid).
     pub kid: Option<Arc<str>>,
     /// The identity of the key that verified it: a cached result is served

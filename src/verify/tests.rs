@@ -761,7 +761,7 @@ fn verified_carries_claims_alg_and_kid() {
     let token = key.sign_parts(header, payload).expect("sign");
     let v =
         verify(token.as_bytes(), &keys, &Policy::default(), 1_900_000_000).expect("token verifies");
-    assert_eq!(v.alg, Algorithm::ES256);
+    assert_eq!(v.alg, Some(Algorithm::ES256));
     assert_eq!(v.kid.as_deref(), Some("k1"));
     assert_eq!(v.anomalies, Anomalies::NONE);
     assert_eq!(v.claims.iss.as_deref(), Some("https://issuer.example"));
@@ -786,7 +786,7 @@ fn verified_leaves_absent_claims_empty() {
         .expect("mint");
     let v =
         verify(token.as_bytes(), &keys, &Policy::default(), 1_900_000_000).expect("token verifies");
-    assert_eq!(v.alg, Algorithm::HS256);
+    assert_eq!(v.alg, Some(Algorithm::HS256));
     assert_eq!(
         (v.claims.iss, v.claims.sub, v.claims.jti),
         (None, None, None)
@@ -803,7 +803,7 @@ fn verified_kid_is_none_for_a_key_without_kid() {
         .expect("mint");
     let v =
         verify(token.as_bytes(), &keys, &Policy::default(), 1_900_000_000).expect("token verifies");
-    assert_eq!(v.alg, Algorithm::EdDSA);
+    assert_eq!(v.alg, Some(Algorithm::EdDSA));
     assert_eq!(v.kid, None);
 }
 

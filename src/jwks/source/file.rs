@@ -84,7 +84,7 @@ pub async fn watch_jwe_file(
     every: Duration,
 ) {
     watch_path(path, every, "JWE decryption key", move |path, bytes| {
-        match DecryptionKeys::from_jwks(bytes) {
+        match DecryptionKeys::from_file_contents(bytes) {
             Ok(keys) => {
                 for skipped in keys.skipped_messages() {
                     tracing::warn!(path = %path.display(), "JWE decryption {skipped}");
