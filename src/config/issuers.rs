@@ -14,8 +14,8 @@ use super::validate::Check;
 use crate::bind::{DpopMode, IssuerBinding};
 use crate::jwks::source::{Endpoint, url_problem};
 use crate::verifier::{IssuerConfig, IssuerJwe};
-use crate::verify::jwe::DecryptionKeys;
 use crate::verify::dpop::ProofPolicy;
+use crate::verify::jwe::DecryptionKeys;
 use crate::verify::{self, AlgSet, Algorithm, Family, KeySet, Policy};
 
 /// The development key set compiled into the binary, served only with an
@@ -139,7 +139,11 @@ impl JweFiles {
     fn issuer(&mut self, c: &mut Check, prefix: &str, t: &RawIssuer) -> IssuerJwe {
         c.at = prefix.to_owned();
         let unsigned_claims = c.flag(&s::jwe_unsigned_claims, t.jwe_unsigned_claims.as_deref());
-        let named = t.jwe_keys.as_deref().map(str::trim).filter(|p| !p.is_empty());
+        let named = t
+            .jwe_keys
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
         let keys = named.and_then(|path| self.file(c, PathBuf::from(path)));
         if unsigned_claims && named.is_none() {
             c.problem(

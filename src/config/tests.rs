@@ -955,3 +955,100 @@ fn max_kidless_keys_is_a_policy_setting_inherited_by_issuer_tables() {
         );
     }
 }
+
+#[test]
+fn jwe_keys_are_per_issuer_inherited_read_once_and_can_be_opted_out_of() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dev = format!("{root}/deploy/dev/jwks.json");
+    let pem = format!("{root}/tests/conformance/jwe/pem/ec-p256-pkcs8.pem");
+    let other = format!("{root}/tests/conformance/jwe/pem/rsa-pkcs8.pem");
+    let c = from_toml(&format!(
+        r#"
+        jwe_keys = "{pem}"
+
+        [[issuers]]
+        issuer = "https://a.example"
+        jwks_file = "{dev}"
+
+        [[issuers]]
+        issuer = "https://b.example"
+        jwks_file = "{dev}"
+        jwe_keys = "{other}"
+
+        [[issuers]]
+        issuer = "https://c.example"
+        jwks_file = "{dev}"
+        jwe_keys = ""
+
+        [[issuers]]
+        issuer = "https://d.example"
+        jwks_file = "{dev}"
+        "#
+    ))
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    let sets: Vec<Option<usize>> = c.verifier.issuers.iter().map(|i| i.jwe.keys).collect();
+    // a and d share the top-level file, read once; b has its own; c none.
+    assert_eq!(sets, [Some(0), Some(1), None, Some(0)]);
+    assert_eq!(
+        c.jwe_keys,
+        [
+            std::path::PathBuf::from(&pem),
+            std::path::PathBuf::from(&other)
+        ]
+    );
+    assert_eq!(c.verifier.jwe.len(), 2);
+    assert!(c.verifier.issuers.iter().all(|i| !i.jwe.unsigned_claims));
+}
+
+#[test]
+fn jwe_problems_are_reported_once_per_file_and_claims_alone_need_keys() {
+    let dev = format!("{}/deploy/dev/jwks.json", env!("CARGO_MANIFEST_DIR"));
+    let problems = from_toml(&format!(
+        r#"
+        jwe_keys = "/nonexistent/jwe.json"
+
+        [[issuers]]
+        issuer = "https://a.example"
+        jwks_file = "{dev}"
+
+        [[issuers]]
+        issuer = "https://b.example"
+        jwks_file = "{dev}"
+        jwe_keys = ""
+        jwe_unsigned_claims = true
+
+        [[issuers]]
+        issuer = "https://c.example"
+        jwks_file = "{dev}"
+        jwe_unsigned_claims = "maybe"
+        "#
+    ))
+    .unwrap_err();
+    let missing: Vec<&String> = problems
+        .iter()
+        .filter(|p| p.contains("/nonexistent/jwe.json"))
+        .collect();
+    assert_eq!(missing.len(), 1, "{problems:#?}");
+    assert!(missing[0].starts_with("issuers[0].jwe_keys: /nonexistent/jwe.json:"));
+    for expected in [
+        "issuers[1].jwe_unsigned_claims: needs jwe_keys",
+        "issuers[2].jwe_unsigned_claims: \"maybe\" is neither true nor false",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing {expected:?} in {problems:#?}"
+        );
+    }
+    // One issuer: the flags alone.
+    let problems = Config::from_raw(raw(&[
+        ("JWTD_JWKS_FILE", &dev),
+        ("JWTD_JWE_UNSIGNED_CLAIMS", "true"),
+    ]))
+    .unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("jwe_unsigned_claims: needs jwe_keys")),
+        "{problems:#?}"
+    );
+}

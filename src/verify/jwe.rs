@@ -263,6 +263,14 @@ impl Material {
     }
 }
 
+/// Why aws-lc-rs refused an RSA key, in the words of the other checks.
+fn rsa_rejected(e: aws_lc_rs::error::KeyRejected) -> KeyError {
+    match e.to_string().as_str() {
+        "TooSmall" => KeyError("RSA modulus below 2048 bits".to_owned()),
+        other => KeyError(format!("RSA key rejected: {other}")),
+    }
+}
+
 /// An RSA private key for OAEP: at least 2048 bits.
 fn rsa_material(pair: &rsa::KeyPair) -> Result<Material, KeyError> {
     if pair.public_modulus_len() * 8 < super::keys::MIN_RSA_BITS {
@@ -271,8 +279,7 @@ fn rsa_material(pair: &rsa::KeyPair) -> Result<Material, KeyError> {
     let der = pair
         .as_der()
         .map_err(|_| KeyError("RSA key cannot be encoded".to_owned()))?;
-    let private = rsa::PrivateDecryptingKey::from_pkcs8(der.as_ref())
-        .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?;
+    let private = rsa::PrivateDecryptingKey::from_pkcs8(der.as_ref()).map_err(rsa_rejected)?;
     let id = digest::digest(&digest::SHA256, der.as_ref());
     let mut fp = [0u8; 32];
     fp.copy_from_slice(id.as_ref());
@@ -372,10 +379,7 @@ impl DecryptionKey {
                     dQ: b64(jwk, "dq")?,
                     qInv: b64(jwk, "qi")?,
                 };
-                rsa_material(
-                    &rsa::KeyPair::from_components(&c)
-                        .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?,
-                )?
+                rsa_material(&rsa::KeyPair::from_components(&c).map_err(rsa_rejected)?)?
             }
             Some("EC") => {
                 let (alg, len) = match text("crv") {
@@ -428,10 +432,7 @@ impl DecryptionKey {
     pub fn from_pem_block(block: &super::pem::Block) -> Result<DecryptionKey, KeyError> {
         let der = &block.der[..];
         let material = match block.label.as_str() {
-            "RSA PRIVATE KEY" => rsa_material(
-                &rsa::KeyPair::from_der(der)
-                    .map_err(|e| KeyError(format!("RSA key rejected: {e}")))?,
-            )?,
+            "RSA PRIVATE KEY" => rsa_material(&rsa::KeyPair::from_der(der).map_err(rsa_rejected)?)?,
             "PRIVATE KEY" => match rsa::KeyPair::from_pkcs8(der) {
                 Ok(pair) => rsa_material(&pair)?,
                 Err(_) => ec_material(der)?,
@@ -1028,5 +1029,7 @@ pub fn cbc_hs_tag(bits: u16, mac_key: &[u8], aad: &[u8], iv: &[u8], ciphertext: 
 
 #[cfg(test)]
 mod cross_tests;
+#[cfg(test)]
+mod key_tests;
 #[cfg(test)]
 mod tests;

@@ -418,7 +418,12 @@ fn verify_inner<T: Trust>(
 
 /// Step 6: the claims of a payload whose sender is vouched for, checked
 /// against `policy` (and `typ`, the header's, against its `typ`).
-fn claims(payload: Vec<u8>, typ: Option<&str>, policy: &Policy, now: i64) -> Result<Claims, Reject> {
+fn claims(
+    payload: Vec<u8>,
+    typ: Option<&str>,
+    policy: &Policy,
+    now: i64,
+) -> Result<Claims, Reject> {
     let p = json::parse_payload(&payload, policy.max_json_depth, &policy.required)
         .map_err(|_| Reject::Payload)?;
     let times = check_claims(&p, policy, now)?;
@@ -459,7 +464,15 @@ pub struct Sealed<'a> {
 /// As [`verify_sealed_with`].
 pub fn verify_sealed(claims_json: &[u8], sealed: Sealed<'_>, policy: &Policy, now: i64) -> Verdict {
     let keys = KeySet::default();
-    verify_sealed_with(claims_json, sealed, &Fixed { keys: &keys, policy }, now)
+    verify_sealed_with(
+        claims_json,
+        sealed,
+        &Fixed {
+            keys: &keys,
+            policy,
+        },
+        now,
+    )
 }
 
 /// Checks claims that arrived without a signature, in a JWE whose key

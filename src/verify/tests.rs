@@ -1075,3 +1075,71 @@ fn cnf_is_read_once_and_a_malformed_one_is_a_claim_type_error() {
         Err(Reject::Payload)
     );
 }
+
+/// Claims that came alone in a JWE (`verify_sealed`): the same claim checks
+/// as a signed token's payload, the JWE header's `typ` as the header's,
+/// and a result that names the decryption key and no algorithm.
+#[test]
+fn sealed_claims_are_checked_as_a_signed_payload_is() {
+    let key = KeyFingerprint([3; 32]);
+    let sealed = |typ| Sealed {
+        typ,
+        kid: Some("enc-1"),
+        key,
+    };
+    let policy = Policy {
+        issuer: Some("https://issuer.example".into()),
+        audiences: boxed(&["orders"]),
+        ..Policy::default()
+    };
+    let now = 1_700_000_000;
+    let good =
+        json!({"iss": "https://issuer.example", "aud": "orders", "sub": "alice", "exp": now + 60});
+    let v = verify_sealed(good.to_string().as_bytes(), sealed(None), &policy, now).unwrap();
+    assert_eq!(v.alg, None);
+    assert_eq!(v.key, key);
+    assert_eq!(v.kid.as_deref(), Some("enc-1"));
+    assert_eq!(v.claims.sub.as_deref(), Some("alice"));
+    assert_eq!(v.claims.exp, Some(now + 60));
+    let refused = |claims: Value, typ, policy: &Policy| {
+        verify_sealed(claims.to_string().as_bytes(), sealed(typ), policy, now)
+            .map(|_| ())
+            .map_err(|r| r.reason)
+    };
+    let mut expired = good.clone();
+    expired["exp"] = json!(now - 3600);
+    assert_eq!(refused(expired, None, &policy), Err(Reject::Expired));
+    let mut other = good.clone();
+    other["iss"] = json!("https://elsewhere.example");
+    assert_eq!(refused(other, None, &policy), Err(Reject::Issuer));
+    let mut no_exp = good.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_eq!(refused(no_exp, None, &policy), Err(Reject::MissingClaim));
+    let typed = Policy {
+        typ: Some("at+jwt".into()),
+        ..policy.clone()
+    };
+    assert_eq!(
+        refused(good.clone(), Some("JWT"), &typed),
+        Err(Reject::Type)
+    );
+    assert_eq!(refused(good.clone(), Some("at+jwt"), &typed), Ok(()));
+    assert_eq!(
+        verify_sealed(b"[1,2]", sealed(None), &policy, now)
+            .map_err(|r| r.reason)
+            .map(|_| ()),
+        Err(Reject::Payload)
+    );
+    let small = Policy {
+        max_token_bytes: 64,
+        ..policy
+    };
+    assert_eq!(
+        refused(
+            json!({"pad": "x".repeat(100), "exp": now + 60}),
+            None,
+            &small
+        ),
+        Err(Reject::TooLarge)
+    );
+}
