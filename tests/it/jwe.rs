@@ -1,8 +1,9 @@
-//! Encrypted tokens (issue 14, in progress) on the real `jwtd serve`: a
-//! nested JWT (a JWS inside a JWE, `cty: JWT`) decrypted with `--jwe-keys`
-//! and verified as any token, through the native protocol and the HTTP
-//! front; tampering, a claims-only JWE and a daemon without keys refused.
-//! (The decryption core against the RFC examples and Node `jose`:
+//! Encrypted tokens on the real `jwtd serve`: a nested JWT (a JWS inside a
+//! JWE, `cty: JWT`) decrypted with `--jwe-keys` and verified as any token,
+//! through the native protocol and the HTTP front; Node `jose`'s tokens for
+//! every alg/enc pair, each part tampered; claims alone
+//! (`jwe_unsigned_claims`); per-issuer keys and PEM keys; a daemon without
+//! keys. (The decryption core against the RFC examples and Node `jose`:
 //! `src/verify/jwe/`.)
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -296,6 +297,52 @@ fn jwtd_check_decrypts_a_nested_jwt_offline() {
         matches!(v["reason"].as_str(), Some("jwe_decrypt" | "jwe")),
         "{v}"
     );
+    // Claims alone: only with --jwe-unsigned-claims (the key is symmetric).
+    let claims_only = encrypt(
+        json!({"sub": "carol", "exp": now() + 600})
+            .to_string()
+            .as_bytes(),
+        None,
+    );
+    let (code, v) = check(&claims_only, true);
+    assert_eq!((code, v["reason"].as_str()), (Some(1), Some("jwe")), "{v}");
+    let out = run_jwtd(
+        &[
+            "check",
+            "--jwks-file",
+            &jwks,
+            "--jwe-keys",
+            &jwe_keys,
+            "--jwe-unsigned-claims",
+            &claims_only,
+        ],
+        None,
+    );
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["claims"]["sub"], "carol");
+    assert_eq!(v["alg"], serde_json::Value::Null, "no signature: no alg");
+    assert_eq!(v["kid"], "enc-1", "the decryption key vouched");
+    // A PEM key file, as serve reads it.
+    let pem = format!(
+        "{}/tests/conformance/jwe/pem/ec-p256-pkcs8.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let to_pem = jwtd::seal::seal(
+        inner.as_bytes(),
+        &ec_public_jwk(&pem),
+        jwtd::verify::jwe::KeyAlg::EcdhEs,
+        jwtd::verify::jwe::Enc::Gcm(128),
+        Some("JWT"),
+    )
+    .unwrap();
+    let out = run_jwtd(
+        &["check", "--jwks-file", &jwks, "--jwe-keys", &pem, &to_pem],
+        None,
+    );
+    let v = stdout_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["encrypted"], json!({"alg": "ECDH-ES", "enc": "A128GCM"}));
 }
 
 #[test]
@@ -411,4 +458,362 @@ fn nested_jwts_from_node_jose_pass_the_daemon_for_every_key_management_algorithm
             );
         }
     });
+}
+
+/// Flips one bit of part `n` of a compact JWE; the protected header (the
+/// AAD) gets a member added instead, so that it still parses.
+fn tamper(token: &str, n: usize) -> String {
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    if n == 0 {
+        let mut header: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(&parts[0]).unwrap()).unwrap();
+        header["x-tampered"] = true.into();
+        parts[0] = B64URL.encode(header.to_string());
+    } else {
+        let mut bytes = B64URL.decode(&parts[n]).unwrap();
+        match bytes.first_mut() {
+            Some(b) => *b ^= 1,
+            // No encrypted key (dir, ECDH-ES): one where none belongs.
+            None => bytes.push(0),
+        }
+        parts[n] = B64URL.encode(bytes);
+    }
+    parts.join(".")
+}
+
+/// Node `jose` made, for every alg/enc pair jwtd decrypts, a nested JWT and
+/// a JWE of the claims alone (`tests/conformance/jwe/jose-daemon.json`).
+/// Through the daemon: every nested JWT is valid; claims alone are valid
+/// with symmetric key management (`--jwe-unsigned-claims`) and refused
+/// `jwe` with public-key key management; and each of the five parts
+/// tampered (AAD, encrypted key, IV, ciphertext, tag) is refused.
+#[test]
+fn every_alg_enc_pair_from_node_jose_through_the_daemon_and_each_part_tampered() {
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../conformance/jwe/jose-daemon.json")).unwrap();
+    let cases = vectors["cases"].as_array().unwrap();
+    // 10 key management algorithms (ECDH-ES on three curves) x 6 encs.
+    assert_eq!(cases.len(), 72);
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, vectors["signing_keys"].to_string()).unwrap();
+    let jwe_keys = dir.path().join("jwe.json");
+    let decrypting: Vec<&serde_json::Value> = cases.iter().map(|c| &c["key"]).collect();
+    std::fs::write(&jwe_keys, json!({ "keys": decrypting }).to_string()).unwrap();
+    let d = Jwtd::builder()
+        .no_jwks_file()
+        .arg("--jwks-file")
+        .arg(&jwks)
+        .arg("--jwe-keys")
+        .arg(&jwe_keys)
+        .arg("--jwe-unsigned-claims")
+        .start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut pairs = std::collections::HashSet::new();
+    rt.block_on(async {
+        let c = d.client().await;
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            pairs.insert((case["alg"].as_str().unwrap(), case["enc"].as_str().unwrap()));
+            let nested = case["nested"].as_str().unwrap();
+            let r = c.verify(nested.as_bytes()).await.unwrap();
+            let Reply::Valid { claims, .. } = &r else {
+                panic!("nested {name}: {r:?}")
+            };
+            let claims: serde_json::Value = serde_json::from_slice(claims).unwrap();
+            assert_eq!(claims["sub"], "alice", "{name}");
+            for part in 0..5 {
+                let r = c.verify(tamper(nested, part).as_bytes()).await.unwrap();
+                let Reply::Invalid { reason, .. } = r else {
+                    panic!("nested {name}, part {part} tampered: {r:?}")
+                };
+                // An encrypted key where none belongs is malformed (`jwe`);
+                // every other tampering is the one opaque reason.
+                let empty_key = nested.split('.').nth(1) == Some("");
+                let want = if part == 1 && empty_key {
+                    Reject::Jwe
+                } else {
+                    Reject::JweDecrypt
+                };
+                assert_eq!(reason, want, "nested {name}, part {part} tampered");
+            }
+            let claims_only = case["claims_only"].as_str().unwrap();
+            let r = c.verify(claims_only.as_bytes()).await.unwrap();
+            match case["claims_only_expect"].as_str().unwrap() {
+                "accept" => {
+                    let Reply::Valid { claims, .. } = &r else {
+                        panic!("claims alone {name}: {r:?}")
+                    };
+                    let claims: serde_json::Value = serde_json::from_slice(claims).unwrap();
+                    assert_eq!(claims["iss"], "https://issuer.example", "{name}");
+                    let r = c.verify(tamper(claims_only, 4).as_bytes()).await.unwrap();
+                    assert!(
+                        matches!(
+                            r,
+                            Reply::Invalid {
+                                reason: Reject::JweDecrypt,
+                                ..
+                            }
+                        ),
+                        "claims alone {name}, tag tampered: {r:?}"
+                    );
+                }
+                _ => assert!(
+                    matches!(
+                        r,
+                        Reply::Invalid {
+                            reason: Reject::Jwe,
+                            ..
+                        }
+                    ),
+                    "claims alone {name} (public-key key management): {r:?}"
+                ),
+            }
+        }
+    });
+    assert_eq!(pairs.len(), 60, "every alg x enc pair");
+}
+
+/// Per-issuer keys: issuer A inherits the top-level `jwe_keys` (PEM), B has
+/// its own (a JWK set, claims alone allowed), C opts out. An envelope only
+/// carries tokens of the issuers whose keys opened it.
+#[test]
+fn jwe_keys_per_issuer_and_claims_alone_where_allowed() {
+    use jwtd::seal::seal;
+    use jwtd::sign::SigningKey;
+    use jwtd::verify::Algorithm;
+    use jwtd::verify::jwe::{Enc, KeyAlg};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let pem = format!("{root}/tests/conformance/jwe/pem/ec-p256-pkcs8.pem");
+    // The PEM key's public half, for the senders.
+    let top_recipient = {
+        let keys =
+            jwtd::verify::jwe::DecryptionKeys::from_file_contents(&std::fs::read(&pem).unwrap())
+                .unwrap();
+        assert_eq!(keys.len(), 1);
+        ec_public_jwk(&pem)
+    };
+    let b_secret = [0x42u8; 32];
+    let b_keys = dir.path().join("b-jwe.json");
+    let b_jwk = json!({"kty": "oct", "kid": "b-enc", "k": B64URL.encode(b_secret)});
+    std::fs::write(&b_keys, json!({ "keys": [b_jwk] }).to_string()).unwrap();
+    let b_recipient = b_jwk.as_object().unwrap().clone();
+    let mut signers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let key = SigningKey::generate(Algorithm::ES256)
+            .unwrap()
+            .with_kid(Some(format!("{name}-sig")));
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, json!({"keys": [key.public_jwk()]}).to_string()).unwrap();
+        signers.push((format!("https://{name}.example"), key, path));
+    }
+    let [
+        (a_iss, a_key, a_path),
+        (b_iss, b_key, b_path),
+        (c_iss, c_key, c_path),
+    ] = &signers[..]
+    else {
+        unreachable!()
+    };
+    let toml = format!(
+        r#"
+        jwe_keys = "{pem}"
+
+        [[issuers]]
+        issuer = "{a_iss}"
+        jwks_file = "{}"
+
+        [[issuers]]
+        issuer = "{b_iss}"
+        jwks_file = "{}"
+        jwe_keys = "{}"
+        jwe_unsigned_claims = true
+
+        [[issuers]]
+        issuer = "{c_iss}"
+        jwks_file = "{}"
+        jwe_keys = ""
+        "#,
+        a_path.display(),
+        b_path.display(),
+        b_keys.display(),
+        c_path.display(),
+    );
+    let d = Jwtd::builder()
+        .no_jwks_file()
+        .config(&toml)
+        .args(["--debug-reason", "true"])
+        .start();
+    let exp = now() + 600;
+    let signed = |key: &SigningKey, iss: &str| {
+        key.mint(
+            &json!({"iss": iss, "sub": "alice", "exp": exp}),
+            &Default::default(),
+        )
+        .unwrap()
+    };
+    let to_top = |token: &str| {
+        seal(
+            token.as_bytes(),
+            &top_recipient,
+            KeyAlg::EcdhEsKw(128),
+            Enc::Gcm(128),
+            Some("JWT"),
+        )
+        .unwrap()
+    };
+    let to_b = |plaintext: &[u8], cty: Option<&str>| {
+        seal(
+            plaintext,
+            &b_recipient,
+            KeyAlg::AesKw(256),
+            Enc::CbcHs(256),
+            cty,
+        )
+        .unwrap()
+    };
+    let claims = |iss: &str, exp: i64| json!({"iss": iss, "sub": "bob", "exp": exp}).to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = d.client().await;
+        let verdict = |r: Reply| match r {
+            Reply::Valid { .. } => Ok(()),
+            Reply::Invalid { reason, .. } => Err(reason),
+            other => panic!("{other:?}"),
+        };
+        let rows: Vec<(&str, String, Result<(), Reject>)> = vec![
+            (
+                "A's token, A's (inherited PEM) key",
+                to_top(&signed(a_key, a_iss)),
+                Ok(()),
+            ),
+            (
+                "B's token, B's key",
+                to_b(signed(b_key, b_iss).as_bytes(), Some("JWT")),
+                Ok(()),
+            ),
+            (
+                "B's token, A's key",
+                to_top(&signed(b_key, b_iss)),
+                Err(Reject::JweDecrypt),
+            ),
+            (
+                "A's token, B's key",
+                to_b(signed(a_key, a_iss).as_bytes(), Some("JWT")),
+                Err(Reject::JweDecrypt),
+            ),
+            (
+                "C's token, A's key (C takes no JWE)",
+                to_top(&signed(c_key, c_iss)),
+                Err(Reject::Jwe),
+            ),
+            ("C's plain token", signed(c_key, c_iss), Ok(())),
+            (
+                "claims alone for B, B's key",
+                to_b(claims(b_iss, exp).as_bytes(), None),
+                Ok(()),
+            ),
+            (
+                "claims alone for B, expired",
+                to_b(claims(b_iss, now() - 3600).as_bytes(), None),
+                Err(Reject::Expired),
+            ),
+            (
+                "claims alone for A, B's key",
+                to_b(claims(a_iss, exp).as_bytes(), None),
+                Err(Reject::JweDecrypt),
+            ),
+            (
+                "claims alone for A (not allowed), A's key",
+                seal(
+                    claims(a_iss, exp).as_bytes(),
+                    &top_recipient,
+                    KeyAlg::EcdhEs,
+                    Enc::Gcm(256),
+                    None,
+                )
+                .unwrap(),
+                Err(Reject::Jwe),
+            ),
+            (
+                "claims alone naming an unknown issuer",
+                to_b(claims("https://x.example", exp).as_bytes(), None),
+                Err(Reject::UnknownIssuer),
+            ),
+        ];
+        for (what, token, want) in &rows {
+            let got = verdict(c.verify(token.as_bytes()).await.unwrap());
+            assert_eq!(got, *want, "{what}");
+        }
+        // Claims alone are cached under the JWE, like any token.
+        let sealed = to_b(claims(b_iss, exp).as_bytes(), None);
+        assert!(matches!(
+            c.verify(sealed.as_bytes()).await.unwrap(),
+            Reply::Valid { cached: false, .. }
+        ));
+        assert!(matches!(
+            c.verify(sealed.as_bytes()).await.unwrap(),
+            Reply::Valid { cached: true, .. }
+        ));
+    });
+    // B's decryption key rotated out: its claims-only tokens stop at once,
+    // from the cache too; A's PEM set is untouched. (Each watcher reloads
+    // once at start: wait for both, then change B's file.)
+    let reloads = || d.log().matches("JWE decryption keys reloaded").count();
+    assert!(crate::support::wait_for(
+        std::time::Duration::from_secs(10),
+        || reloads() >= 2
+    ));
+    let rotated =
+        json!({"keys": [{"kty": "oct", "kid": "b-enc-2", "k": B64URL.encode([7u8; 32])}]});
+    std::fs::write(&b_keys, rotated.to_string()).unwrap();
+    assert!(
+        crate::support::wait_for(std::time::Duration::from_secs(10), || reloads() >= 3),
+        "{}",
+        d.log()
+    );
+    rt.block_on(async {
+        let c = d.client().await;
+        let sealed = to_b(claims(b_iss, exp).as_bytes(), None);
+        let r = c.verify(sealed.as_bytes()).await.unwrap();
+        assert!(
+            matches!(
+                r,
+                Reply::Invalid {
+                    reason: Reject::Jwe,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        let r = c
+            .verify(to_top(&signed(a_key, a_iss)).as_bytes())
+            .await
+            .unwrap();
+        assert!(matches!(r, Reply::Valid { .. }), "{r:?}");
+    });
+}
+
+/// The public JWK of a PEM EC private key (the sender's copy).
+fn ec_public_jwk(path: &str) -> serde_json::Map<String, serde_json::Value> {
+    use aws_lc_rs::agreement::{ECDH_P256, PrivateKey};
+    use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyUncompressedBin};
+    let text = std::fs::read_to_string(path).unwrap();
+    let der = &jwtd::verify::pem::parse(&text).unwrap()[0].der;
+    let private = PrivateKey::from_private_key_der(&ECDH_P256, der).unwrap();
+    let point: EcPublicKeyUncompressedBin<'_> =
+        private.compute_public_key().unwrap().as_be_bytes().unwrap();
+    let point = point.as_ref();
+    json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "kid": "whatever-the-sender-calls-it",
+        "x": B64URL.encode(&point[1..33]),
+        "y": B64URL.encode(&point[33..]),
+    })
+    .as_object()
+    .unwrap()
+    .clone()
 }
