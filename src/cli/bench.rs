@@ -41,6 +41,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+mod jwe;
+
 use jwtd::protocol::{self, Reply, WireContext};
 use jwtd::verify::Anomalies;
 use jwtd::verify::KeySet;
@@ -87,6 +89,9 @@ struct TokensArgs {
     /// is its RFC 7638 thumbprint, as `jwtd mint --dpop-key`.
     #[arg(long, value_name = "FILE")]
     dpop_key: Option<PathBuf>,
+    /// Encrypt every token (a nested JWT), as `jwtd mint --encrypt-to`.
+    #[command(flatten)]
+    encrypt: super::mint::EncryptArgs,
 }
 
 /// The URI DPoP proofs are made for unless `--dpop-uri` says otherwise.
@@ -182,8 +187,17 @@ struct CryptoArgs {
     )]
     jwks_file: Option<PathBuf>,
     /// A token signed by a key of the set.
-    #[arg(long, value_name = "TOKEN", required_unless_present = "dpop_proof")]
+    #[arg(long, value_name = "TOKEN", required_unless_present_any = ["dpop_proof", "jwe"])]
     token: Option<String>,
+    /// Instead of a token: a nested JWT (a JWE around a token signed by a
+    /// key of --jwks-file), decrypted with --jwe-keys. Measures, in
+    /// interleaved rounds, the raw primitives (key management, content
+    /// decryption, the inner signature) against jwtd's decrypt + verify.
+    #[arg(long, value_name = "JWE", conflicts_with_all = ["token", "dpop_proof"], requires = "jwe_keys")]
+    jwe: Option<String>,
+    /// The decryption keys (a JWK set), with --jwe.
+    #[arg(long, value_name = "FILE", requires = "jwe")]
+    jwe_keys: Option<PathBuf>,
     /// Instead of a token: a DPoP proof, checked with the key in its own
     /// header. Measures, interleaved in rounds of a few ms: `raw`, the
     /// signature alone (key parsed once); `proof`, jwtd's whole proof
@@ -243,6 +257,7 @@ fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|path| super::signing_key("--dpop-key", path).map(|k| k.thumbprint()))
         .transpose()?;
+    let encryption = a.encrypt.encryption()?;
     let now = jwtd::clock::unix_now();
     let exp = now.saturating_add(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -262,7 +277,11 @@ fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
         if let Some(jkt) = &jkt {
             claims["cnf"] = json!({ "jkt": jkt });
         }
-        writeln!(out, "{}", key.mint(&claims, &Default::default())?)?;
+        let token = key.mint(&claims, &Default::default())?;
+        match &encryption {
+            Some(e) => writeln!(out, "{}", e.seal(&token)?)?,
+            None => writeln!(out, "{token}")?,
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -1009,6 +1028,9 @@ async fn echo_connection(stream: UnixStream) {
 fn run_crypto(a: CryptoArgs) -> anyhow::Result<ExitCode> {
     if let Some(proof) = &a.dpop_proof {
         return run_crypto_proof(&a, proof.trim().as_bytes());
+    }
+    if let (Some(token), Some(keys), Some(jwks)) = (&a.jwe, &a.jwe_keys, &a.jwks_file) {
+        return jwe::run(token, keys, jwks, a.duration, a.json);
     }
     let (Some(jwks_file), Some(token)) = (&a.jwks_file, &a.token) else {
         bail!("--jwks-file and --token, or --dpop-proof");

@@ -67,6 +67,13 @@ pub struct Args {
     /// cnf.x5t#S256 is its SHA-256 (RFC 8705 3).
     #[arg(long, value_name = "FILE")]
     cert: Option<String>,
+    #[command(flatten)]
+    encrypt: EncryptArgs,
+}
+
+/// How to encrypt minted tokens (`jwtd mint`, `jwtd bench tokens`).
+#[derive(Debug, clap::Args)]
+pub(super) struct EncryptArgs {
     /// Encrypt the signed token for this recipient key (a public JWK, or a
     /// JWK set holding one; an oct key for A*KW or dir): a nested JWT
     /// (`cty: JWT`).
@@ -79,6 +86,73 @@ pub struct Args {
     /// With --encrypt-to: content encryption.
     #[arg(long, value_name = "ENC", default_value = "A256GCM")]
     encrypt_enc: String,
+}
+
+/// A recipient and the algorithms to encrypt for it.
+pub(super) struct Encryption {
+    jwk: Map<String, Value>,
+    alg: jwtd::verify::jwe::KeyAlg,
+    enc: jwtd::verify::jwe::Enc,
+    path: String,
+}
+
+impl EncryptArgs {
+    /// The encryption asked for, if any.
+    pub(super) fn encryption(&self) -> anyhow::Result<Option<Encryption>> {
+        use jwtd::verify::jwe::{Enc, KeyAlg};
+        let Some(path) = &self.encrypt_to else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).with_context(|| format!("--encrypt-to {path}"))?;
+        let value: Value = serde_json::from_str(&text)
+            .with_context(|| format!("--encrypt-to {path}: not JSON"))?;
+        let jwk = match value.get("keys").and_then(Value::as_array) {
+            Some(keys) if keys.len() == 1 => keys[0].clone(),
+            Some(_) => bail!("--encrypt-to {path}: a set of exactly one key"),
+            None => value,
+        };
+        let jwk = jwk
+            .as_object()
+            .cloned()
+            .with_context(|| format!("--encrypt-to {path}: not a JWK"))?;
+        let named = |v: Option<&str>| v.and_then(KeyAlg::from_name);
+        let alg = match (&self.encrypt_alg, jwk.get("kty").and_then(Value::as_str)) {
+            (Some(a), _) => KeyAlg::from_name(a).with_context(|| format!("--encrypt-alg {a:?}"))?,
+            (None, kty) => match (named(jwk.get("alg").and_then(Value::as_str)), kty) {
+                (Some(a), _) => a,
+                (None, Some("RSA")) => KeyAlg::RsaOaep256,
+                (None, Some("EC")) => KeyAlg::EcdhEsKw(256),
+                (None, Some("oct")) => {
+                    let len = jwk
+                        .get("k")
+                        .and_then(Value::as_str)
+                        .map_or(0, |k| k.len() * 3 / 4);
+                    match len {
+                        16 => KeyAlg::AesKw(128),
+                        24 => KeyAlg::AesKw(192),
+                        _ => KeyAlg::AesKw(256),
+                    }
+                }
+                (None, other) => bail!("--encrypt-to {path}: key type {other:?}"),
+            },
+        };
+        let enc = Enc::from_name(&self.encrypt_enc)
+            .with_context(|| format!("--encrypt-enc {:?}", self.encrypt_enc))?;
+        Ok(Some(Encryption {
+            jwk,
+            alg,
+            enc,
+            path: path.clone(),
+        }))
+    }
+}
+
+impl Encryption {
+    /// `token` as a nested JWT (`cty: JWT`) for the recipient.
+    pub(super) fn seal(&self, token: &str) -> anyhow::Result<String> {
+        jwtd::seal::seal(token.as_bytes(), &self.jwk, self.alg, self.enc, Some("JWT"))
+            .map_err(|e| anyhow::anyhow!("--encrypt-to {}: {e}", self.path))
+    }
 }
 
 fn object(flag: &str, text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
@@ -152,48 +226,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     header.insert("typ".into(), args.typ.into());
     header.extend(object("--header", args.header.as_deref())?);
     let token = key.mint(&Value::Object(claims), &header)?;
-    let Some(path) = &args.encrypt_to else {
+    let Some(encryption) = args.encrypt.encryption()? else {
         println!("{token}");
         return Ok(ExitCode::SUCCESS);
     };
-    use jwtd::verify::jwe::{Enc, KeyAlg};
-    let text = std::fs::read_to_string(path).with_context(|| format!("--encrypt-to {path}"))?;
-    let value: Value =
-        serde_json::from_str(&text).with_context(|| format!("--encrypt-to {path}: not JSON"))?;
-    let jwk = match value.get("keys").and_then(Value::as_array) {
-        Some(keys) if keys.len() == 1 => keys[0].clone(),
-        Some(_) => bail!("--encrypt-to {path}: a set of exactly one key"),
-        None => value,
-    };
-    let jwk = jwk
-        .as_object()
-        .cloned()
-        .with_context(|| format!("--encrypt-to {path}: not a JWK"))?;
-    let named = |v: Option<&str>| v.and_then(KeyAlg::from_name);
-    let alg = match (&args.encrypt_alg, jwk.get("kty").and_then(Value::as_str)) {
-        (Some(a), _) => KeyAlg::from_name(a).with_context(|| format!("--encrypt-alg {a:?}"))?,
-        (None, kty) => match (named(jwk.get("alg").and_then(Value::as_str)), kty) {
-            (Some(a), _) => a,
-            (None, Some("RSA")) => KeyAlg::RsaOaep256,
-            (None, Some("EC")) => KeyAlg::EcdhEsKw(256),
-            (None, Some("oct")) => {
-                let len = jwk
-                    .get("k")
-                    .and_then(Value::as_str)
-                    .map_or(0, |k| k.len() * 3 / 4);
-                match len {
-                    16 => KeyAlg::AesKw(128),
-                    24 => KeyAlg::AesKw(192),
-                    _ => KeyAlg::AesKw(256),
-                }
-            }
-            (None, other) => bail!("--encrypt-to {path}: key type {other:?}"),
-        },
-    };
-    let enc = Enc::from_name(&args.encrypt_enc)
-        .with_context(|| format!("--encrypt-enc {:?}", args.encrypt_enc))?;
-    let sealed = jwtd::seal::seal(token.as_bytes(), &jwk, alg, enc, Some("JWT"))
-        .map_err(|e| anyhow::anyhow!("--encrypt-to {path}: {e}"))?;
+    let sealed = encryption.seal(&token)?;
     println!("{sealed}");
     Ok(ExitCode::SUCCESS)
 }

@@ -233,7 +233,15 @@ pub struct DecryptionKey {
 enum Material {
     /// The OAEP key, and the digest of its PKCS#8 form (its identity).
     Rsa(OaepPrivateDecryptingKey, [u8; 32]),
-    Ec(&'static agreement::Algorithm, usize, Vec<u8>),
+    /// The curve, its coordinate length, the key parsed once (parsing
+    /// derives the public point: a scalar multiplication), and the digest
+    /// of `d` (its identity).
+    Ec(
+        &'static agreement::Algorithm,
+        usize,
+        agreement::PrivateKey,
+        [u8; 32],
+    ),
     Oct(Vec<u8>),
 }
 
@@ -248,7 +256,7 @@ impl Material {
                 ctx.update(b"RSA\0");
                 ctx.update(d);
             }
-            Material::Ec(_, len, d) => {
+            Material::Ec(_, len, _, d) => {
                 ctx.update(format!("EC{len}\0").as_bytes());
                 ctx.update(d);
             }
@@ -261,6 +269,12 @@ impl Material {
         out.copy_from_slice(ctx.finish().as_ref());
         KeyFingerprint(out)
     }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
+    out
 }
 
 /// Why aws-lc-rs refused an RSA key, in the words of the other checks.
@@ -280,9 +294,7 @@ fn rsa_material(pair: &rsa::KeyPair) -> Result<Material, KeyError> {
         .as_der()
         .map_err(|_| KeyError("RSA key cannot be encoded".to_owned()))?;
     let private = rsa::PrivateDecryptingKey::from_pkcs8(der.as_ref()).map_err(rsa_rejected)?;
-    let id = digest::digest(&digest::SHA256, der.as_ref());
-    let mut fp = [0u8; 32];
-    fp.copy_from_slice(id.as_ref());
+    let fp = sha256(der.as_ref());
     Ok(Material::Rsa(
         OaepPrivateDecryptingKey::new(private)
             .map_err(|_| KeyError("RSA key rejected for OAEP".to_owned()))?,
@@ -302,7 +314,8 @@ fn ec_material(der: &[u8]) -> Result<Material, KeyError> {
             let d: EcPrivateKeyBin<'_> = key
                 .as_be_bytes()
                 .map_err(|_| KeyError("EC key cannot be encoded".to_owned()))?;
-            return Ok(Material::Ec(curve, len, d.as_ref().to_vec()));
+            let id = sha256(d.as_ref());
+            return Ok(Material::Ec(curve, len, key, id));
         }
     }
     Err(KeyError(
@@ -395,9 +408,9 @@ impl DecryptionKey {
                         d.len()
                     )));
                 }
-                agreement::PrivateKey::from_private_key(alg, &d)
+                let key = agreement::PrivateKey::from_private_key(alg, &d)
                     .map_err(|e| KeyError(format!("EC key rejected: {e}")))?;
-                Material::Ec(alg, len, d)
+                Material::Ec(alg, len, key, sha256(&d))
             }
             Some("oct") => {
                 let k = b64(jwk, "k")?;
@@ -795,8 +808,8 @@ fn content_key(
                 _ => Ok(random_key(enc)),
             }
         }
-        (Material::Ec(curve, len, d), KeyAlg::EcdhEs | KeyAlg::EcdhEsKw(_)) => {
-            let agreed = ecdh(curve, *len, d, header)?;
+        (Material::Ec(curve, len, key, _), KeyAlg::EcdhEs | KeyAlg::EcdhEsKw(_)) => {
+            let agreed = ecdh(curve, *len, key, header)?;
             let (name, bits) = match alg {
                 KeyAlg::EcdhEs => (enc.as_str(), enc.key_len() * 8),
                 KeyAlg::EcdhEsKw(bits) => (alg.as_str(), usize::from(bits)),
@@ -850,7 +863,7 @@ fn party_info(header: &Map<String, Value>, name: &str) -> Result<Vec<u8>, JweErr
 fn ecdh(
     curve: &'static agreement::Algorithm,
     len: usize,
-    d: &[u8],
+    private: &agreement::PrivateKey,
     header: &Map<String, Value>,
 ) -> Result<Vec<u8>, JweError> {
     let epk = header
@@ -883,10 +896,8 @@ fn ecdh(
     let mut point = vec![0x04];
     point.extend(coordinate("x")?);
     point.extend(coordinate("y")?);
-    let private =
-        agreement::PrivateKey::from_private_key(curve, d).map_err(|_| JweError::Decrypt)?;
     let peer = agreement::UnparsedPublicKey::new(curve, point);
-    agreement::agree(&private, peer, JweError::EphemeralKey, |z| Ok(z.to_vec()))
+    agreement::agree(private, peer, JweError::EphemeralKey, |z| Ok(z.to_vec()))
 }
 
 /// The Concat KDF of RFC 7518 4.6.2 (NIST SP 800-56A), over SHA-256:
