@@ -214,7 +214,7 @@ impl Management {
                 other_info,
                 wrap,
             } => {
-                let peer = agreement::UnparsedPublicKey::new(*curve, point);
+                let peer = agreement::UnparsedPublicKey::new(curve, point);
                 let derived = agreement::agree(private, peer, anyhow::anyhow!("agree"), |z| {
                     let mut ctx = digest::Context::new(&digest::SHA256);
                     ctx.update(&1u32.to_be_bytes());
