@@ -311,23 +311,24 @@ pub(super) fn run(
     let text = |n: &str| header.get(n).and_then(Value::as_str);
     let alg = text("alg").and_then(KeyAlg::from_name).context("alg")?;
     let enc = text("enc").and_then(Enc::from_name).context("enc")?;
-    let pem_blocks;
-    let set: Value;
-    let source = if key_bytes.trim_ascii_start().starts_with(b"-----BEGIN ") {
-        pem_blocks = jwtd::verify::pem::parse(std::str::from_utf8(&key_bytes)?)?;
-        Source::Der(&pem_blocks.first().context("--jwe-keys: no PEM block")?.der)
+    let management = if key_bytes.trim_ascii_start().starts_with(b"-----BEGIN ") {
+        // Each PEM key answers any kid: the first that fits the alg.
+        let blocks = jwtd::verify::pem::parse(std::str::from_utf8(&key_bytes)?)?;
+        blocks
+            .iter()
+            .find_map(|b| Management::new(Source::Der(&b.der), alg, enc, &header).ok())
+            .context("no PEM key of --jwe-keys fits the token's alg")?
     } else {
-        set = serde_json::from_slice(&key_bytes).context("--jwe-keys: a JWK set")?;
-        Source::Jwk(
-            set["keys"]
-                .as_array()
-                .and_then(|keys| {
-                    keys.iter()
-                        .find(|k| text("kid").is_none_or(|kid| k["kid"] == kid))
-                })
-                .and_then(Value::as_object)
-                .context("no key of --jwe-keys for the token's kid")?,
-        )
+        let set: Value = serde_json::from_slice(&key_bytes).context("--jwe-keys: a JWK set")?;
+        let jwk = set["keys"]
+            .as_array()
+            .and_then(|keys| {
+                keys.iter()
+                    .find(|k| text("kid").is_none_or(|kid| k["kid"] == kid))
+            })
+            .and_then(Value::as_object)
+            .context("no key of --jwe-keys for the token's kid")?;
+        Management::new(Source::Jwk(jwk), alg, enc, &header)?
     };
     let (ek, iv, ct, tag) = (
         B64URL.decode(ek)?,
@@ -335,7 +336,6 @@ pub(super) fn run(
         B64URL.decode(ct)?,
         B64URL.decode(tag)?,
     );
-    let management = Management::new(source, alg, enc, &header)?;
     let cek = management.content_key(&ek)?;
     let inner = open(enc, &cek, &iv, header_b64.as_bytes(), &ct, &tag)
         .context("the raw primitives do not open the token")?;
