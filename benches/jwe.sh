@@ -12,6 +12,9 @@
 #   bearer-hit   VERIFY of one ES256 token, every request a cache hit
 #   jwe-hit      VERIFY of one nested JWT (ECDH-ES+A256KW, A256GCM), every
 #                request a cache hit (keyed by the JWE's own bytes)
+#   bearer-long  VERIFY of one ES256 token padded (a `pad` claim) to the
+#                nested JWT's length, every request a cache hit: what a
+#                cached token of that size costs, encrypted or not
 #   jws-miss     10,000 distinct ES256 tokens, cache off (`--cache-entries
 #                0`): one signature check per request
 #   jwe-ecdh     10,000 distinct nested JWTs, ECDH-ES+A256KW + A256GCM,
@@ -63,6 +66,12 @@ tokens() { # out-file, count, then bench tokens flags
 }
 tokens "$work/bearer.txt" 1
 tokens "$work/jwe-one.txt" 1 --encrypt-to "$work/ecdh.pub"
+# A signed token as long as the nested one (base64url: 4 chars per 3 bytes).
+pad=$(python3 -c "import sys; print('x' * ((len(open(sys.argv[1]).read().strip()) - len(open(sys.argv[2]).read().strip())) * 3 // 4 - 10))" \
+    "$work/jwe-one.txt" "$work/bearer.txt")
+"$jwtd" mint --key "$work/issuer.pem" --issuer "$iss" --audience "$aud" --sub user-long \
+    --claims "{\"pad\":\"$pad\",\"scope\":\"openid profile email orders:read orders:write payments:read\"}" >"$work/bearer-long.txt"
+echo "token lengths: bearer $(wc -c <"$work/bearer.txt"), bearer-long $(wc -c <"$work/bearer-long.txt"), jwe $(wc -c <"$work/jwe-one.txt")" >&2
 tokens "$work/jws-miss.txt" 10000
 tokens "$work/jwe-ecdh.txt" 10000 --encrypt-to "$work/ecdh.pub"
 tokens "$work/jwe-rsa.txt" 10000 --encrypt-to "$work/rsa.pub"
@@ -91,7 +100,7 @@ run() { # cell name, daemon name, tokens file
 }
 
 results=$logs/results.jsonl
-cells=(bearer-hit jwe-hit jws-miss jwe-ecdh jwe-rsa jwe-a256kw)
+cells=(bearer-hit jwe-hit bearer-long jws-miss jwe-ecdh jwe-rsa jwe-a256kw)
 for round in $(seq "$rounds"); do
     shift_by=$(((round - 1) % ${#cells[@]}))
     order=("${cells[@]:shift_by}" "${cells[@]:0:shift_by}")
@@ -99,6 +108,7 @@ for round in $(seq "$rounds"); do
         echo "round $round: $cell" >&2
         case $cell in
         bearer-hit) out=$(run "$cell" hit "$work/bearer.txt") ;;
+        bearer-long) out=$(run "$cell" hit "$work/bearer-long.txt") ;;
         jwe-hit) out=$(run "$cell" hit "$work/jwe-one.txt") ;;
         jws-miss) out=$(run "$cell" miss "$work/jws-miss.txt") ;;
         jwe-a256kw) out=$(run "$cell" kw "$work/jwe-a256kw.txt") ;;
@@ -139,7 +149,7 @@ cpu = lambda n, c: by[(n, c)]["server_cpu_us_per_request"]
 print(f"\n## Encrypted tokens ({rounds} rounds, {secs} s per cell, 16 connections x depth 8{', pinned' if pin else ''})\n")
 print("| cell | server CPU us/req, median (each round) | req/s, median | not valid |")
 print("|---|---|---:|---:|")
-for cell in ("bearer-hit", "jwe-hit", "jws-miss", "jwe-ecdh", "jwe-rsa", "jwe-a256kw"):
+for cell in ("bearer-hit", "jwe-hit", "bearer-long", "jws-miss", "jwe-ecdh", "jwe-rsa", "jwe-a256kw"):
     c = per(cell, "server_cpu_us_per_request")
     bad = sum(sum(by[(n, cell)].get("not_valid", {}).values()) for n in R if (n, cell) in by)
     print(f"| {cell} | {med(c):.2f} ({fmt(c)}) | {med(per(cell, 'rps')):,.0f} | {bad} |")
@@ -156,6 +166,8 @@ print("| ratio | median | rounds |")
 print("|---|---:|---|")
 hit = ratios(lambda n: cpu(n, "jwe-hit") / cpu(n, "bearer-hit"))
 print(f"| cached nested JWT / cached plain JWS, CPU per request | {med(hit):.3f} | {fmt(hit, '{:.3f}')} |")
+long = ratios(lambda n: cpu(n, "jwe-hit") / cpu(n, "bearer-long"))
+print(f"| cached nested JWT / cached plain JWS of the same length, CPU per request | {med(long):.3f} | {fmt(long, '{:.3f}')} |")
 for alg in ("ecdh", "rsa", "a256kw"):
     r = ratios(lambda n: cpu(n, f"jwe-{alg}") / by[(n, f"crypto-{alg}")]["raw_sum_us"])
     print(f"| uncached {names[alg]} (daemon CPU per request) / sum of its raw primitives | {med(r):.3f} | {fmt(r, '{:.3f}')} |")

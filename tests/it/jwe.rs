@@ -50,7 +50,7 @@ fn encrypt_with(secret: &[u8; 32], kid: &str, plaintext: &[u8], cty: Option<&str
 fn daemon(with_keys: bool) -> Jwtd {
     let builder = Jwtd::builder()
         .http_front()
-        .args(["--debug-reason", "true"]);
+        .args(["--debug-reason", "true", "--forward-payload", "true"]);
     if !with_keys {
         return builder.start();
     }
@@ -143,6 +143,13 @@ fn a_nested_jwt_is_decrypted_then_verified_on_every_front() {
     );
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.header("x-jwt-sub"), Some("alice"));
+    // forward_payload forwards the decrypted claims, never the JWE.
+    let payload = B64URL
+        .decode(a.header("x-jwt-payload").expect("x-jwt-payload"))
+        .unwrap();
+    let forwarded: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(forwarded["sub"], "alice");
+    assert_eq!(forwarded, serde_json::from_slice::<serde_json::Value>(&B64URL.decode(inner.split('.').nth(1).unwrap()).unwrap()).unwrap());
     assert!(d.log().contains("JWE decryption keys loaded"));
 }
 
