@@ -100,20 +100,6 @@ impl KeyAlg {
             KeyAlg::RsaOaep | KeyAlg::RsaOaep256 | KeyAlg::EcdhEs | KeyAlg::EcdhEsKw(_)
         )
     }
-
-    /// Every key management algorithm, in the order of RFC 7518's table.
-    pub const ALL: [KeyAlg; 10] = [
-        KeyAlg::RsaOaep,
-        KeyAlg::RsaOaep256,
-        KeyAlg::AesKw(128),
-        KeyAlg::AesKw(192),
-        KeyAlg::AesKw(256),
-        KeyAlg::Dir,
-        KeyAlg::EcdhEs,
-        KeyAlg::EcdhEsKw(128),
-        KeyAlg::EcdhEsKw(192),
-        KeyAlg::EcdhEsKw(256),
-    ];
 }
 
 /// Content encryption algorithms.
@@ -656,8 +642,9 @@ impl DecryptionKeys {
 }
 
 /// Decrypts `token` with the keys of several sets (one per `jwe_keys`
-/// file, for issuers with keys of their own): the key its `kid` names, or,
-/// without `kid`, each key that serves its `alg` and `enc`; at most
+/// file, for issuers with keys of their own): the key its `kid` names (a
+/// kid no key carries: each kid-less PEM key that fits), or, without
+/// `kid`, each key that serves its `alg` and `enc`; at most
 /// [`MAX_KIDLESS_TRIES`] keys over all the sets, else refused untried.
 /// Answers which set's key opened it.
 ///
@@ -677,8 +664,18 @@ pub fn decrypt_in(token: &[u8], sets: &[&DecryptionKeys]) -> Result<(usize, Decr
         .and_then(Enc::from_name);
     let fit = alg.zip(enc);
     let mut candidates: Vec<(usize, &DecryptionKey)> = Vec::new();
+    // A kid that some key carries names that key: kid-less (PEM) keys,
+    // which answer any kid, are tried only when no key carries it.
+    let named = kid.is_some_and(|kid| {
+        sets.iter()
+            .any(|set| set.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
+    });
     for (n, set) in sets.iter().enumerate() {
-        candidates.extend(set.candidates(kid, fit).map(|k| (n, k)));
+        candidates.extend(
+            set.candidates(kid, fit)
+                .filter(|k| !named || !k.any_kid)
+                .map(|k| (n, k)),
+        );
         if candidates.len() > MAX_KIDLESS_TRIES {
             return Err(JweError::Algorithm);
         }

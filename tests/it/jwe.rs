@@ -48,9 +48,10 @@ fn encrypt_with(secret: &[u8; 32], kid: &str, plaintext: &[u8], cty: Option<&str
 }
 
 fn daemon(with_keys: bool) -> Jwtd {
-    let builder = Jwtd::builder()
-        .http_front()
-        .args(["--debug-reason", "true", "--forward-payload", "true"]);
+    let builder =
+        Jwtd::builder()
+            .http_front()
+            .args(["--debug-reason", "true", "--forward-payload", "true"]);
     if !with_keys {
         return builder.start();
     }
@@ -149,7 +150,13 @@ fn a_nested_jwt_is_decrypted_then_verified_on_every_front() {
         .unwrap();
     let forwarded: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(forwarded["sub"], "alice");
-    assert_eq!(forwarded, serde_json::from_slice::<serde_json::Value>(&B64URL.decode(inner.split('.').nth(1).unwrap()).unwrap()).unwrap());
+    assert_eq!(
+        forwarded,
+        serde_json::from_slice::<serde_json::Value>(
+            &B64URL.decode(inner.split('.').nth(1).unwrap()).unwrap()
+        )
+        .unwrap()
+    );
     assert!(d.log().contains("JWE decryption keys loaded"));
 }
 
@@ -748,6 +755,14 @@ fn jwe_keys_per_issuer_and_claims_alone_where_allowed() {
                 "claims alone naming an unknown issuer",
                 to_b(claims("https://x.example", exp).as_bytes(), None),
                 Err(Reject::UnknownIssuer),
+            ),
+            (
+                "a JWE inside a JWE (never opened twice)",
+                to_b(
+                    to_b(signed(b_key, b_iss).as_bytes(), Some("JWT")).as_bytes(),
+                    Some("JWT"),
+                ),
+                Err(Reject::Jwe),
             ),
         ];
         for (what, token, want) in &rows {

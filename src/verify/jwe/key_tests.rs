@@ -248,3 +248,40 @@ fn a_decrypted_jwe_reports_its_typ_and_key() {
     assert!(again.contains(d.key));
     assert!(!oct_set(&[("k", 8)]).contains(d.key));
 }
+
+#[test]
+fn a_kid_some_key_carries_is_not_tried_on_kidless_pem_keys() {
+    // Five PEM keys that answer any kid (over the bound of four tries) in
+    // one set, and a JWK key with kid "named" in another.
+    let pem: String = [
+        "ec-p256-pkcs8.pem",
+        "ec-p384-sec1.pem",
+        "ec-p521-pkcs8.pem",
+        "rsa-pkcs1.pem",
+        "rsa-pkcs8.pem",
+    ]
+    .map(pem_file)
+    .join("\n");
+    let pem_set = DecryptionKeys::from_file_contents(pem.as_bytes()).unwrap();
+    assert_eq!(pem_set.len(), 5);
+    let named = oct_set(&[("named", 7)]);
+    let token = seal(
+        b"{}",
+        &oct_recipient(Some("named"), 7),
+        KeyAlg::AesKw(256),
+        Enc::Gcm(256),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        decrypt_in(token.as_bytes(), &[&pem_set, &named]).map(|(n, _)| n),
+        Ok(1)
+    );
+    // A kid nobody carries: the PEM keys that fit (two RSA keys) are tried.
+    let recipient = public_jwk(&pem_file("rsa-pkcs8.pem"), "unknown-kid");
+    let token = seal(b"{}", &recipient, KeyAlg::RsaOaep256, Enc::Gcm(128), None).unwrap();
+    assert_eq!(
+        decrypt_in(token.as_bytes(), &[&pem_set, &named]).map(|(n, d)| (n, d.plaintext)),
+        Ok((0, b"{}".to_vec()))
+    );
+}
