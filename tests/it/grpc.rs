@@ -891,3 +891,67 @@ fn sigterm_while_connected_removes_the_socket_and_exits_0() {
     );
     drop(grpc);
 }
+
+/// An encrypted token (a nested JWT) through the gRPC front: its decrypted
+/// claims become the headers upstream, `forward_payload` carries the
+/// decrypted claims, `strip_token` removes the JWE; tampered, the one
+/// opaque refusal.
+#[test]
+fn a_nested_jwt_passes_the_grpc_front_with_its_decrypted_claims() {
+    use base64::Engine as _;
+    use jwtd::verify::jwe::{Enc, KeyAlg};
+    let dir = tempfile::tempdir().unwrap();
+    let secret = json!({"kty": "oct", "kid": "enc-g", "k": jwtd::verify::B64URL.encode([9u8; 32])});
+    let keys = dir.path().join("jwe.json");
+    std::fs::write(&keys, json!({ "keys": [secret] }).to_string()).unwrap();
+    let front = start(
+        "",
+        &[
+            "--jwe-keys",
+            keys.to_str().unwrap(),
+            "--forward-payload",
+            "true",
+            "--strip-token",
+            "true",
+            "--debug-reason",
+            "true",
+        ],
+    );
+    let mut grpc = Client::unix(front.grpc_socket());
+    let inner = front.token(json!({"aud": "api", "scope": "read"}));
+    let jwe = jwtd::seal::seal(
+        inner.as_bytes(),
+        secret.as_object().unwrap(),
+        KeyAlg::AesKw(256),
+        Enc::Gcm(256),
+        Some("JWT"),
+    )
+    .unwrap();
+    let r = grpc
+        .check(check("/", &[("authorization", &bearer(&jwe))]))
+        .expect("check");
+    let ok = allowed(&r);
+    assert_eq!(upstream(ok, "x-jwt-sub"), Some("alice"));
+    assert_eq!(upstream(ok, "x-jwt-scope"), Some("read"));
+    let payload = upstream(ok, "x-jwt-payload").expect("x-jwt-payload");
+    assert_eq!(
+        payload,
+        inner.split('.').nth(1).unwrap(),
+        "the inner token's claims"
+    );
+    assert!(ok.headers_to_remove.iter().any(|h| h == "authorization"));
+    let mut tampered = jwe.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let r = grpc
+        .check(check("/", &[("authorization", &bearer(&tampered))]))
+        .expect("check");
+    let denied = unauthenticated(&r);
+    assert!(
+        matches!(
+            to_client(denied, "x-jwt-reason"),
+            Some("jwe_decrypt" | "jwe")
+        ),
+        "{denied:?}"
+    );
+}

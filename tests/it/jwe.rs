@@ -839,3 +839,58 @@ fn ec_public_jwk(path: &str) -> serde_json::Map<String, serde_json::Value> {
     .unwrap()
     .clone()
 }
+
+/// The refusals of the conformance sets, through the daemon: RSA1_5 (RFC
+/// 7516 A.2, RFC 7520 5.1), PBES2 (RFC 7520 5.3 and Node `jose`), `zip`
+/// (RFC 7520 5.9 and `jose`), `crit`, algorithms jwtd does not decrypt with,
+/// and ECDH-ES with an ephemeral key off the curve or on another curve
+/// (`jose`): each is refused `jwe` from its header, although the daemon
+/// holds every key these tokens were made for.
+#[test]
+fn refused_algorithms_and_headers_from_the_conformance_sets_are_jwe_through_the_daemon() {
+    let rfc: serde_json::Value =
+        serde_json::from_str(include_str!("../conformance/jwe/vectors.json")).unwrap();
+    let jose: serde_json::Value =
+        serde_json::from_str(include_str!("../conformance/jwe/jose.json")).unwrap();
+    let cases: Vec<&serde_json::Value> = rfc["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(jose["cases"].as_array().unwrap())
+        .collect();
+    let keys: Vec<&serde_json::Value> = cases
+        .iter()
+        .map(|c| &c["key"])
+        .filter(|k| k.is_object())
+        .collect();
+    let refused: Vec<&&serde_json::Value> =
+        cases.iter().filter(|c| c["expect"] == "refuse").collect();
+    assert!(refused.len() >= 14, "{}", refused.len());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwe.json");
+    std::fs::write(&path, json!({ "keys": keys }).to_string()).unwrap();
+    let d = Jwtd::builder()
+        .arg("--jwe-keys")
+        .arg(&path)
+        .arg("--jwe-unsigned-claims")
+        .start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = d.client().await;
+        for case in refused {
+            let token = case["token"].as_str().unwrap();
+            let r = c.verify(token.as_bytes()).await.unwrap();
+            assert!(
+                matches!(
+                    r,
+                    Reply::Invalid {
+                        reason: Reject::Jwe,
+                        ..
+                    }
+                ),
+                "{}: {r:?}",
+                case["name"]
+            );
+        }
+    });
+}
