@@ -1036,6 +1036,8 @@ pub fn cbc_hs_tag(bits: u16, mac_key: &[u8], aad: &[u8], iv: &[u8], ciphertext: 
 }
 
 #[cfg(test)]
+mod attack_tests;
+#[cfg(test)]
 mod cross_tests;
 #[cfg(test)]
 mod key_tests;
