@@ -32,7 +32,7 @@ use aws_lc_rs::digest;
 use lru::LruCache;
 
 use crate::revocation::{Memo, Probe};
-use crate::verify::Verified;
+use crate::verify::{KeyFingerprint, Verified};
 
 /// Number of shards (a power of two).
 pub const SHARDS: usize = 16;
@@ -53,6 +53,9 @@ struct Entry {
     /// The revocation checker's last "not revoked" decision for this token,
     /// probed under the same lock as the lookup (see `revocation::Probe`).
     memo: Memo,
+    /// The decryption key that opened it, for a token that came in a JWE:
+    /// served only while that key is loaded too.
+    opened_by: Option<KeyFingerprint>,
 }
 
 /// A cache hit.
@@ -64,6 +67,8 @@ pub struct Hit {
     pub issuer: usize,
     /// What the entry's revocation memo said.
     pub probe: Probe,
+    /// The decryption key that opened it (a token that came in a JWE).
+    pub opened_by: Option<KeyFingerprint>,
 }
 
 /// One independently locked part of the cache.
@@ -126,15 +131,23 @@ impl Cache {
                 result: entry.result.clone(),
                 issuer: entry.issuer as usize,
                 probe: probe(&mut entry.memo),
+                opened_by: entry.opened_by,
             });
         }
         shard.pop(key);
         None
     }
 
-    /// Caches `result`, vouched for by issuer `issuer`, until `expires_at`
-    /// (Unix seconds, exclusive).
-    pub fn insert(&self, key: Key, result: Arc<Verified>, issuer: usize, expires_at: i64) {
+    /// Caches `result`, vouched for by issuer `issuer` (and, for a token
+    /// that came in a JWE, by the decryption key `opened_by`), until
+    /// `expires_at` (Unix seconds, exclusive).
+    pub fn insert(
+        &self,
+        key: Key,
+        result: Arc<Verified>,
+        (issuer, opened_by): (usize, Option<KeyFingerprint>),
+        expires_at: i64,
+    ) {
         // Issuer indexes come from configuration (a handful); one that does
         // not fit is never cached rather than cached under another.
         let Ok(issuer) = u32::try_from(issuer) else {
@@ -148,6 +161,7 @@ impl Cache {
                     result,
                     issuer,
                     memo: Memo::default(),
+                    opened_by,
                 },
             );
             drop(shard);
@@ -174,14 +188,6 @@ impl Cache {
     pub fn remove(&self, key: &Key) {
         if let Some(mut shard) = self.shard(key) {
             shard.pop(key);
-        }
-    }
-
-    /// Drops every entry (a swap of what vouched for entries the cache
-    /// cannot tell apart: the JWE decryption keys).
-    pub fn clear(&self) {
-        for shard in self.shards.iter().flatten() {
-            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }
 
@@ -234,7 +240,7 @@ mod tests {
     fn entry_is_served_until_expiry_and_never_after() {
         let cache = Cache::new(100);
         let k = Cache::key(b"", b"tok");
-        cache.insert(k, verified("a"), 0, 130);
+        cache.insert(k, verified("a"), (0, None), 130);
         assert!(cache.get(&k, 129, |_| Probe::Miss).is_some());
         assert!(
             cache.get(&k, 130, |_| Probe::Miss).is_none(),
@@ -260,7 +266,7 @@ mod tests {
             cache.insert(
                 Cache::key(b"", &i.to_be_bytes()),
                 verified("a"),
-                0,
+                (0, None),
                 i64::MAX,
             );
         }
@@ -272,7 +278,7 @@ mod tests {
         let cache = Cache::new(0);
         assert!(!cache.is_enabled());
         let k = Cache::key(b"", b"tok");
-        cache.insert(k, verified("a"), 0, i64::MAX);
+        cache.insert(k, verified("a"), (0, None), i64::MAX);
         assert!(cache.get(&k, 0, |_| Probe::Miss).is_none());
         assert!(cache.is_empty());
     }

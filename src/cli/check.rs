@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use serde_json::{Map, Value, json};
 
 use jwtd::verify::KeySet;
@@ -62,15 +62,19 @@ pub struct Args {
     jwe_keys: Option<std::path::PathBuf>,
     /// Accept a JWE of claims alone (no inner signature) when its key
     /// management is symmetric (A*KW, dir), as serve's.
-    #[arg(long)]
+    #[arg(long, requires = "jwe_keys")]
     jwe_unsigned_claims: bool,
     /// The token, or - to read it from standard input.
     #[arg(value_name = "TOKEN|-")]
     token: String,
 }
 
-/// Builds the policy and key set, collecting every problem before failing.
-fn configure(args: &Args) -> Result<(Policy, KeySet), Vec<String>> {
+/// Builds the policy, the key set and the decryption keys, collecting every
+/// problem before failing (a bad --jwe-keys is one, whatever the token).
+#[allow(clippy::type_complexity)]
+fn configure(
+    args: &Args,
+) -> Result<(Policy, KeySet, Option<verify::jwe::DecryptionKeys>), Vec<String>> {
     let mut problems = Vec::new();
     let mut algorithms = AlgSet::EMPTY;
     for name in &args.algorithms {
@@ -131,14 +135,24 @@ fn configure(args: &Args) -> Result<(Policy, KeySet), Vec<String>> {
             Err(e) => problems.push(format!("--key {path}: {e}")),
         }
     }
+    let jwe_keys = args.jwe_keys.as_ref().and_then(|path| {
+        let loaded = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                verify::jwe::DecryptionKeys::from_file_contents(&bytes).map_err(|e| e.to_string())
+            });
+        loaded
+            .map_err(|e| problems.push(format!("--jwe-keys {}: {e}", path.display())))
+            .ok()
+    });
     match keys {
-        Some(keys) if problems.is_empty() => Ok((policy, keys)),
+        Some(keys) if problems.is_empty() => Ok((policy, keys, jwe_keys)),
         _ => Err(problems),
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (policy, keys) = configure(&args).map_err(|problems| {
+    let (policy, keys, jwe_keys) = configure(&args).map_err(|problems| {
         for p in &problems {
             eprintln!("jwtd check: {p}");
         }
@@ -147,20 +161,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for skipped in keys.skipped() {
         eprintln!("warning: {skipped}");
     }
+    for skipped in jwe_keys.iter().flat_map(|k| k.skipped_messages()) {
+        eprintln!("warning: {skipped}");
+    }
     let mut token = super::read_token(&args.token)?;
     let now = super::unix_now(args.now);
     let mut encryption = None;
     let mut sealed = None;
-    if let Some(path) = &args.jwe_keys
+    if let Some(jwe_keys) = &jwe_keys
         && token.iter().filter(|&&b| b == b'.').count() == 4
     {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("--jwe-keys {}", path.display()))?;
-        let jwe_keys = verify::jwe::DecryptionKeys::from_file_contents(&bytes)
-            .map_err(|e| anyhow!("--jwe-keys {}: {e}", path.display()))?;
-        for skipped in jwe_keys.skipped_messages() {
-            eprintln!("warning: {skipped}");
-        }
         let reason = match jwe_keys.decrypt(&token) {
             Ok(d) => {
                 encryption = Some((d.alg.as_str(), d.enc.as_str()));

@@ -131,11 +131,15 @@ impl Verifier {
     }
 
     /// Whether the issuer that vouched for a cached result still holds the
-    /// key that verified it (for claims alone, whether the decryption key
-    /// is still loaded).
+    /// key that verified it, and, for a token that came in a JWE, whether
+    /// the decryption key that opened it is still loaded (for claims
+    /// alone, that is all).
     fn still_trusted(&self, hit: &crate::cache::Hit) -> bool {
+        if hit.opened_by.is_some_and(|key| !self.still_sealed(key)) {
+            return false;
+        }
         if hit.result.alg.is_none() {
-            return self.still_sealed(hit.result.key);
+            return hit.opened_by.is_some();
         }
         self.inner.issuers.get(hit.issuer).is_some_and(|issuer| {
             issuer
@@ -217,7 +221,10 @@ impl Verifier {
                     .exp
                     .map_or(cap, |exp| exp.saturating_add(leeway).min(cap));
                 if let (Some(key), Some(n)) = (miss.key, call.chosen.get()) {
-                    self.inner.cache.insert(key, result.clone(), n, expires_at);
+                    let opened_by = opened.as_ref().map(|o| o.content.key);
+                    self.inner
+                        .cache
+                        .insert(key, result.clone(), (n, opened_by), expires_at);
                 }
                 self.valid(result, false, now, miss.key, Probe::Miss)
             }

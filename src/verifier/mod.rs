@@ -311,14 +311,12 @@ impl Verifier {
 
     /// Replaces decryption key set `set` (an index into
     /// [`VerifierConfig::jwe`]; a set that was not configured is ignored).
-    /// The result cache is emptied: an entry of a nested JWT does not say
-    /// which decryption key opened it, and one removed must stop vouching
-    /// at the swap, as a removed signing key does. (Decryption keys change
-    /// rarely; the cache refills from the next requests.)
+    /// Cached results of JWEs record the decryption key that opened them
+    /// and are served only while it is loaded in some set, so a removed
+    /// key stops vouching at the swap, and the rest of the cache stays.
     pub fn set_jwe_keys(&self, set: usize, keys: Arc<DecryptionKeys>) {
         if let Some(slot) = self.inner.jwe.get(set) {
             slot.store(keys);
-            self.inner.cache.clear();
         }
     }
 

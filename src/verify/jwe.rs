@@ -715,7 +715,8 @@ pub struct Decrypted {
     pub alg: KeyAlg,
     /// Its `enc`.
     pub enc: Enc,
-    /// `cty` is `JWT` (any case): the plaintext is a nested token.
+    /// `cty` is `JWT` or `application/jwt` (any case): the plaintext is a
+    /// nested token.
     pub nested: bool,
     /// The protected header's `typ`, if any (a claims-only JWE's type).
     pub typ: Option<String>,
@@ -775,11 +776,21 @@ pub fn decrypt(token: &[u8], key: &DecryptionKey) -> Result<Decrypted, JweError>
         plaintext,
         alg,
         enc,
-        nested: text("cty").is_some_and(|c| c.eq_ignore_ascii_case("JWT")),
+        nested: text("cty").is_some_and(is_jwt_type),
         typ: text("typ").map(str::to_owned),
         kid: key.kid.clone(),
         key: key.fingerprint,
     })
+}
+
+/// `cty` names a JWT: `JWT`, or `application/jwt` (RFC 7515 4.1.10 lets
+/// the `application/` prefix be omitted), in any case.
+fn is_jwt_type(cty: &str) -> bool {
+    let bare = match cty.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &cty[12..],
+        _ => cty,
+    };
+    bare.eq_ignore_ascii_case("JWT")
 }
 
 /// The content encryption key: unwrapped, agreed or the key itself.
@@ -806,26 +817,28 @@ fn content_key(
             }
         }
         (Material::Ec(curve, len, key, _), KeyAlg::EcdhEs | KeyAlg::EcdhEsKw(_)) => {
-            let agreed = ecdh(curve, *len, key, header)?;
-            let (name, bits) = match alg {
-                KeyAlg::EcdhEs => (enc.as_str(), enc.key_len() * 8),
-                KeyAlg::EcdhEsKw(bits) => (alg.as_str(), usize::from(bits)),
-                _ => unreachable!("matched above"),
-            };
+            // The token's own facts first, so a malformed one costs no
+            // agreement.
             let apu = party_info(header, "apu")?;
             let apv = party_info(header, "apv")?;
+            let (name, bits) = match alg {
+                KeyAlg::EcdhEs if !encrypted_key.is_empty() => return Err(JweError::Malformed),
+                KeyAlg::EcdhEs => (enc.as_str(), enc.key_len() * 8),
+                KeyAlg::EcdhEsKw(bits) => {
+                    wrapped_len(encrypted_key, enc)?;
+                    (alg.as_str(), usize::from(bits))
+                }
+                _ => unreachable!("matched above"),
+            };
+            let agreed = ecdh(curve, *len, key, header)?;
             let derived = concat_kdf(&agreed, name, bits, &apu, &apv);
             match alg {
-                KeyAlg::EcdhEs => {
-                    if !encrypted_key.is_empty() {
-                        return Err(JweError::Malformed);
-                    }
-                    Ok(derived)
-                }
+                KeyAlg::EcdhEs => Ok(derived),
                 _ => aes_unwrap(&derived, encrypted_key).ok_or(JweError::Decrypt),
             }
         }
         (Material::Oct(k), KeyAlg::AesKw(_)) => {
+            wrapped_len(encrypted_key, enc)?;
             aes_unwrap(k, encrypted_key).ok_or(JweError::Decrypt)
         }
         (Material::Oct(k), KeyAlg::Dir) => {
@@ -835,6 +848,17 @@ fn content_key(
             Ok(k.clone())
         }
         _ => Err(JweError::Algorithm),
+    }
+}
+
+/// An AES-wrapped content key is the key plus one 8-byte block (RFC
+/// 3394): anything else is refused before the unwrap, whose work grows
+/// with the length (6 block operations per 8 bytes).
+fn wrapped_len(encrypted_key: &[u8], enc: Enc) -> Result<(), JweError> {
+    if encrypted_key.len() == enc.key_len() + 8 {
+        Ok(())
+    } else {
+        Err(JweError::Decrypt)
     }
 }
 

@@ -18,6 +18,7 @@ mod envoy;
 mod grpc;
 mod http;
 mod jwe;
+mod jwe_attacks;
 mod layering;
 mod metrics;
 mod nginx;

@@ -285,3 +285,21 @@ fn a_kid_some_key_carries_is_not_tried_on_kidless_pem_keys() {
         Ok((0, b"{}".to_vec()))
     );
 }
+
+#[test]
+fn cty_names_a_nested_jwt_with_or_without_the_media_type_prefix() {
+    for yes in ["JWT", "jwt", "application/jwt", "Application/JWT"] {
+        assert!(is_jwt_type(yes), "{yes}");
+    }
+    for no in [
+        "",
+        "json",
+        "application/json",
+        "application/",
+        "JWTX",
+        "xapplication/jwt",
+        "é",
+    ] {
+        assert!(!is_jwt_type(no), "{no}");
+    }
+}
