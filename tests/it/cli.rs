@@ -879,7 +879,10 @@ fn serve_help_groups_flags_by_topic_and_names_each_variable() {
             entry.contains(&format!("[env: {}]", setting.env)),
             "{flag}: {entry}"
         );
-        if let (Some(default), false) = (setting.default, setting.flag == "dev") {
+        // A switch takes no value: its default (false) goes without saying.
+        if let (Some(default), false) =
+            (setting.default, setting.kind == jwtd::config::Kind::Switch)
+        {
             assert!(
                 entry.contains(&format!("[default: {default}]")),
                 "{flag}: {entry}"
