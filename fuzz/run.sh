@@ -3,6 +3,8 @@
 # other, and prints one Markdown row per target for docs/reliability.md.
 #
 #   fuzz/run.sh SECONDS [TARGET...]
+#   RUNS=10000000 fuzz/run.sh SECONDS ...   stop each target after RUNS
+#                                           executions, or SECONDS, first
 #
 # Targets: native_frame token keys jwe dpop authz config (fuzz/Cargo.toml
 # says what each covers). cargo-fuzz is installed if missing; the stable
@@ -32,7 +34,7 @@ for t in "${targets[@]}"; do
     log=logs/$t.log
     status=0
     cargo fuzz run -s none -a "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$secs" ${RUNS:+-runs="$RUNS"} -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="artifacts/$t/" >"$log" 2>&1 || status=$?
     python3 - "$t" "$log" "$status" "artifacts/$t" <<'PY'
 import os, re, sys
@@ -53,4 +55,4 @@ print(f"| {t} | {took} | {int(execs):,} | {rate} | {cov} | {ft} | {corp} | {cras
 PY
 done
 echo
-echo "fuzz/run.sh $secs ${targets[*]} at commit $commit"
+echo "${RUNS:+RUNS=$RUNS }fuzz/run.sh $secs ${targets[*]} at commit $commit"
