@@ -138,9 +138,11 @@ struct RunArgs {
     /// Native selector sent with every request.
     #[arg(long, value_name = "S", default_value = "")]
     selector: String,
-    /// Report this process's CPU time per request (from /proc).
+    /// Report this process's CPU time per request (from /proc);
+    /// repeatable: the CPU of all of them (e.g. a proxy and jwtd), with
+    /// each one's share.
     #[arg(long, value_name = "PID")]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -492,6 +494,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut settings = a.settings();
     settings.proofs = proofs.clone();
     let json = settings.json;
+    let a_pids = settings.server_pid.clone();
     let summary = runtime.block_on(load(settings, tokens))?;
     let not_valid: u64 = summary.tally.not_valid.values().sum();
     let dpop = proofs.as_ref().map(|p| {
@@ -503,9 +506,14 @@ fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
     let total = summary.tally.ok + summary.tally.invalid + summary.tally.other;
     let rps = total as f64 / secs;
     let q = |p: f64| summary.tally.hist.value_at_quantile(p) as f64 / 1000.0;
-    let cpu_us = summary
-        .server_cpu
-        .map(|cpu| cpu * 1e6 / total.max(1) as f64);
+    let per_request = |cpu: f64| cpu * 1e6 / total.max(1) as f64;
+    let cpu_us =
+        (!summary.server_cpu.is_empty()).then(|| per_request(summary.server_cpu.iter().sum()));
+    let cpu_by_pid: serde_json::Map<String, serde_json::Value> = a_pids
+        .iter()
+        .zip(&summary.server_cpu)
+        .map(|(pid, cpu)| (pid.to_string(), per_request(*cpu).into()))
+        .collect();
     if json {
         println!(
             "{}",
@@ -514,6 +522,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<ExitCode> {
                 "other": summary.tally.other, "seconds": secs, "rps": rps,
                 "p50_us": q(0.5), "p99_us": q(0.99), "p999_us": q(0.999), "max_us": summary.tally.hist.max() as f64 / 1000.0,
                 "server_cpu_us_per_request": cpu_us,
+                "server_cpu_us_per_request_by_pid": cpu_by_pid,
                 "not_valid": summary.tally.not_valid, "dpop": dpop,
             })
         );
@@ -572,7 +581,7 @@ struct RunSettings {
     warmup: Duration,
     rate: Option<u64>,
     selector: Bytes,
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     json: bool,
     /// DPoP proofs to send, one per request (`--dpop-key`).
     proofs: Option<Arc<Proofs>>,
@@ -589,7 +598,7 @@ impl RunArgs {
             warmup: self.warmup,
             rate: self.rate,
             selector: Bytes::copy_from_slice(self.selector.as_bytes()),
-            server_pid: self.server_pid,
+            server_pid: self.server_pid.clone(),
             json: self.json,
             proofs: None,
         }
@@ -599,7 +608,8 @@ impl RunArgs {
 struct Summary {
     tally: Tally,
     elapsed: Duration,
-    server_cpu: Option<f64>,
+    /// CPU seconds of each `--server-pid` over the measured window.
+    server_cpu: Vec<f64>,
     /// The DPoP proofs ran out: the measured window ended early.
     proofs_ran_out: bool,
 }
@@ -671,13 +681,16 @@ async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary
             proofs.map_or(0, |p| p.list.len())
         );
     }
-    let cpu_before = s.server_pid.map(process_cpu).transpose()?;
+    let cpu = |pids: &[u32]| -> anyhow::Result<Vec<f64>> {
+        pids.iter().map(|p| process_cpu(*p)).collect()
+    };
+    let cpu_before = cpu(&s.server_pid)?;
     let began = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     let proofs_ran_out = sleep_unless_out(s.duration, proofs).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = began.elapsed();
-    let cpu_after = s.server_pid.map(process_cpu).transpose()?;
+    let cpu_after = cpu(&s.server_pid)?;
     stop.store(true, Ordering::Relaxed);
     let mut tally = Tally::new();
     for t in tasks {
@@ -686,7 +699,11 @@ async fn load(s: RunSettings, tokens: Arc<Vec<Bytes>>) -> anyhow::Result<Summary
     Ok(Summary {
         tally,
         elapsed,
-        server_cpu: cpu_before.zip(cpu_after).map(|(b, a)| a - b),
+        server_cpu: cpu_before
+            .iter()
+            .zip(&cpu_after)
+            .map(|(b, a)| a - b)
+            .collect(),
         proofs_ran_out,
     })
 }
