@@ -787,6 +787,21 @@ impl Requests<'_> {
     }
 }
 
+/// Writes as much of `out` as the socket takes now, without waiting.
+fn flush_some(wr: &tokio::net::unix::OwnedWriteHalf, out: &mut BytesMut) -> anyhow::Result<()> {
+    while !out.is_empty() {
+        match wr.try_write(out) {
+            Ok(0) => bail!("server closed the connection"),
+            Ok(n) => {
+                let _ = out.split_to(n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
 async fn native_connection(
     stream: UnixStream,
@@ -797,7 +812,7 @@ async fn native_connection(
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Tally> {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, wr) = stream.into_split();
     let mut tally = Tally::new();
     let mut requests = Requests {
         tokens,
@@ -822,10 +837,7 @@ async fn native_connection(
         }
         if per_second.is_none() && !stopping && outstanding < s.depth {
             outstanding += requests.queue(&mut out, s.depth - outstanding);
-            if !out.is_empty() {
-                wr.write_all(&out).await?;
-                out.clear();
-            }
+            flush_some(&wr, &mut out)?;
         }
         // Out of proofs and nothing left to read: no reply would wake us.
         if outstanding == 0 && requests.exhausted() {
@@ -837,7 +849,15 @@ async fn native_connection(
                 None => std::future::pending().await,
             }
         };
+        // Writes never block the loop: a server busy writing replies we are
+        // not reading would wait on us while we wait on it (both socket
+        // buffers full). What does not fit goes when the socket is
+        // writable again.
         tokio::select! {
+            ready = wr.writable(), if !out.is_empty() => {
+                ready?;
+                flush_some(&wr, &mut out)?;
+            }
             read = rd.read_buf(&mut buf) => {
                 if read? == 0 {
                     bail!("server closed the connection");
@@ -869,10 +889,7 @@ async fn native_connection(
                 owed -= n as f64;
                 if n > 0 && !stop.load(Ordering::Relaxed) {
                     outstanding += requests.queue(&mut out, n);
-                    if !out.is_empty() {
-                        wr.write_all(&out).await?;
-                        out.clear();
-                    }
+                    flush_some(&wr, &mut out)?;
                 }
             }
         }
