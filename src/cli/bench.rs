@@ -260,6 +260,12 @@ fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
         .map(|path| super::signing_key("--dpop-key", path).map(|k| k.thumbprint()))
         .transpose()?;
     let encryption = a.encrypt.encryption()?;
+    // One random number per run in every jti: two runs in the same second
+    // (pools of a benchmark) must not share jtis, or revoking one pool's
+    // tokens revokes the other's.
+    let mut nonce = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let run = u64::from_be_bytes(nonce);
     let now = jwtd::clock::unix_now();
     let exp = now.saturating_add(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -267,7 +273,7 @@ fn run_tokens(a: TokensArgs) -> anyhow::Result<ExitCode> {
         // A realistic access token: ~300 bytes of claims.
         let mut claims = json!({
             "sub": format!("user-{i:06}"), "iat": now, "nbf": now - 60, "exp": exp,
-            "jti": format!("bench-{i:08}-{now}"),
+            "jti": format!("bench-{run:016x}-{i:08}"),
             "scope": "openid profile email orders:read orders:write payments:read",
         });
         if let Some(iss) = &a.issuer {
