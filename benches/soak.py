@@ -58,7 +58,10 @@ def main():
     daemon = subprocess.Popen([jwtd, "serve", "--socket", sock, "--http-socket", http,
                                "--jwks-url", f"http://127.0.0.1:{jport}/jwks", "--issuer", ISS, "--audience", AUD,
                                "--redis", f"redis://127.0.0.1:{redis_port}", "--unknown-kid-cooldown", "5s",
-                               "--refresh-min", "1s", "--log", "warn"],
+                               "--refresh-min", "1s", "--log", "warn",
+                               # A cache that fills within the warm-up (400 new
+                               # tokens/s): the steady state is a full cache.
+                               "--cache-entries", "20000"],
                               stdout=open(f"{logs}/jwtd.log", "w"), stderr=subprocess.STDOUT)
     for path in (sock, http):
         while not os.path.exists(path):
@@ -204,6 +207,8 @@ def report(results, samples, probe_log, down_at, up_at, start, secs, redis_slice
     print(f"| wrong verdicts | **{sum(sum(v[k] for k in ('valid', 'invalid', 'other')) for v in wrong.values()) if wrong else 0}** {'' if not wrong else json.dumps({f'{k[0]}@{k[1]}': v for k, v in wrong.items()})[:600]} |")
     print(f"| bench errors | {len(errors)} {'; '.join(errors)[:300]} |")
     print(f"| RSS after {WARMUP} s, KiB: min / max / max/min | {min(rss):,} / {max(rss):,} / {max(rss) / max(min(rss), 1):.3f} |")
+    if after:
+        print(f"| RSS at {WARMUP} s and at the end, KiB | {after[0][1]:,} / {after[-1][1]:,} |")
     print(f"| open fds after {WARMUP} s: min / max | {min(fds)} / {max(fds)} |")
     print(f"| Redis down (stop to listening again) | {up_at - down_at:.2f} s |")
     if window:
